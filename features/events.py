@@ -1,0 +1,347 @@
+"""Event contracts: every inbound and outbound event Bespoke reads or writes.
+
+Each event is a strict, frozen pydantic v2 model with a ``type`` discriminator and a
+``schema_version``. Strings, lists and maps carry size limits so one bad producer cannot
+blow up a worker's memory. Times are integer epoch milliseconds (``ts``), event time.
+
+>>> from features.events import parse_inbound
+>>> ev = parse_inbound(b'{"type":"page_view","schema_version":1,"event_id":"e1",'
+...                    b'"ts":1700000000000,"user_id":"u1","session_id":"s1","sku":"A1"}')
+>>> (ev.type, ev.user_id, ev.sku)
+('page_view', 'u1', 'A1')
+
+The JSON Schema of every model is exported under ``schemas/`` (``make schemas``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, NamedTuple, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+MAX_EVENT_BYTES = 64 * 1024
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Text = Annotated[str, Field(max_length=512)]
+TsMs = Annotated[int, Field(ge=0, le=4_102_444_800_000, description="event time, epoch ms")]
+Money = Annotated[float, Field(ge=0, le=10_000_000)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+Quantity = Annotated[int, Field(ge=1, le=10_000)]
+Score = Annotated[float, Field(allow_inf_nan=False)]
+
+PURPOSES = ("personalization", "marketing", "analytics", "feature_storage")
+Purpose = Literal["personalization", "marketing", "analytics", "feature_storage"]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    event_id: Id = Field(description="producer-assigned id, unique per event; used for dedup")
+    ts: TsMs
+
+
+# --------------------------------------------------------------------------- inbound
+
+
+class PageView(_Event):
+    type: Literal["page_view"] = "page_view"
+    user_id: Id
+    session_id: Id
+    sku: Id
+    referrer: Text | None = None
+
+
+class Click(_Event):
+    type: Literal["click"] = "click"
+    user_id: Id
+    session_id: Id
+    sku: Id
+    position: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    surface: Annotated[str, Field(max_length=64)] | None = None
+
+
+class AddToCart(_Event):
+    type: Literal["add_to_cart"] = "add_to_cart"
+    user_id: Id
+    session_id: Id
+    sku: Id
+    quantity: Quantity = 1
+    unit_price: Money | None = None
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    sku: Id
+    quantity: Quantity
+    unit_price: Money
+
+
+class Order(_Event):
+    type: Literal["order"] = "order"
+    user_id: Id
+    session_id: Id | None = None
+    order_id: Id
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=200)]
+    currency: Currency
+
+
+class Inventory(_Event):
+    type: Literal["inventory"] = "inventory"
+    sku: Id
+    location: Id
+    on_hand: Annotated[int, Field(ge=0, le=100_000_000)]
+    reserved: Annotated[int, Field(ge=0, le=100_000_000)] = 0
+
+
+class Price(_Event):
+    type: Literal["price"] = "price"
+    sku: Id
+    price: Money
+    currency: Currency
+    list_price: Money | None = None
+    unit_cost: Money | None = None
+
+
+class Consent(_Event):
+    type: Literal["consent"] = "consent"
+    user_id: Id
+    purposes: Annotated[list[Purpose], Field(max_length=len(PURPOSES))] = Field(
+        description="purposes granted; a purpose absent here is not granted"
+    )
+
+
+class Option(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    option_id: Id
+    label: Text
+    price_delta: Annotated[float, Field(ge=-1_000_000, le=1_000_000)] = 0.0
+    material_sku: Id | None = Field(None, description="stock item this option consumes")
+    attributes: Annotated[dict[str, Text], Field(max_length=16)] = {}
+
+
+class OptionGroup(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    group_id: Id
+    label: Text
+    required: bool = True
+    options: Annotated[list[Option], Field(min_length=1, max_length=64)]
+
+
+class CompatibilityRule(BaseModel):
+    """``if`` option (group:option) is chosen then ``requires``/``excludes`` apply."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
+
+    when: Annotated[str, Field(pattern=r"^[^:]+:[^:]+$")]
+    requires: Annotated[list[str], Field(max_length=32)] = []
+    excludes: Annotated[list[str], Field(max_length=32)] = []
+
+
+class CatalogItem(_Event):
+    type: Literal["catalog"] = "catalog"
+    sku: Id
+    title: Text
+    category_path: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                             Field(min_length=1, max_length=8)]
+    brand: Annotated[str, Field(max_length=128)]
+    price: Money
+    currency: Currency
+    attributes: Annotated[dict[str, Text], Field(max_length=64)] = {}
+    option_groups: Annotated[list[OptionGroup], Field(max_length=16)] = []
+    compatibility: Annotated[list[CompatibilityRule], Field(max_length=256)] = []
+    min_age: Annotated[int, Field(ge=0, le=99)] = 0
+    regions: Annotated[list[Annotated[str, Field(max_length=8)]], Field(max_length=64)] = Field(
+        default=[], description="regions where the item may be sold; empty = everywhere"
+    )
+    active: bool = True
+
+
+ControlAction = Literal[
+    "switch_policy", "switch_model", "erase_user", "shadow_policy", "canary_policy", "rollback_policy"
+]
+
+
+class Control(_Event):
+    type: Literal["control"] = "control"
+    action: ControlAction
+    user_id: Id | None = Field(None, description="for erase_user")
+    version: Annotated[str, Field(max_length=64)] | None = Field(
+        None, description="policy pack or model version"
+    )
+    percent: Annotated[float, Field(ge=0, le=100)] | None = Field(None, description="canary share")
+    issued_by: Annotated[str, Field(max_length=128)] = "unknown"
+
+
+Inbound: TypeAlias = Annotated[
+    PageView | Click | AddToCart | Order | Inventory | Price | Consent | CatalogItem | Control,
+    Field(discriminator="type"),
+]
+INBOUND_TYPES: dict[str, type[_Event]] = {
+    m.model_fields["type"].default: m
+    for m in (PageView, Click, AddToCart, Order, Inventory, Price, Consent, CatalogItem, Control)
+}
+_inbound = TypeAdapter(Inbound)
+
+
+def parse_inbound(raw: bytes | str) -> Inbound:
+    """Parse one JSON event; raises ``pydantic.ValidationError`` or ``ValueError``."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise ValueError(f"event of {len(raw)} bytes exceeds the {MAX_EVENT_BYTES} byte limit")
+    return _inbound.validate_json(raw)
+
+
+def inbound_from_dict(obj: dict) -> Inbound:
+    """Validate an already-decoded event (from a dataset loader or Parquet row).
+
+    Python objects are validated in lax mode for numbers read from columnar files.
+    """
+    return _inbound.validate_python(obj, strict=False)
+
+
+# --------------------------------------------------------------------------- outbound
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    id: Id = Field(description="deterministic id: a replay after recovery repeats it exactly")
+    ts: TsMs
+
+
+class ScoredItem(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    sku: Id
+    score: Score
+    reason: Annotated[str, Field(max_length=64)] | None = None
+
+
+class FeedUpdate(_Out):
+    type: Literal["feed_update"] = "feed_update"
+    user_id: Id
+    items: Annotated[list[ScoredItem], Field(max_length=200)]
+    trigger_event_id: Id
+    model_version: Annotated[str, Field(max_length=64)]
+    policy_version: Annotated[str, Field(max_length=64)] | None = None
+
+
+class Offer(_Out):
+    type: Literal["offer"] = "offer"
+    user_id: Id
+    sku: Id
+    discount_pct: Annotated[float, Field(ge=0, le=100)]
+    price: Money
+    currency: Currency
+    expires_ts: TsMs
+    channel: Annotated[str, Field(max_length=32)] = "push"
+    trigger_event_id: Id
+
+
+class Configuration(_Out):
+    type: Literal["configuration"] = "configuration"
+    user_id: Id
+    sku: Id
+    choices: Annotated[dict[str, Id], Field(max_length=16)] = Field(
+        description="option group id -> option id"
+    )
+    price: Money
+    currency: Currency
+    trigger_event_id: Id
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    rule: Id
+    rule_version: Annotated[str, Field(max_length=64)]
+    effect: Literal["allow", "deny", "modify"]
+    subject: Id | None = None
+    reason: Text
+    inputs: dict[str, str | int | float | bool | None] = {}
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    tool: Id
+    inputs: dict[str, str | int | float | bool | None | list[str]] = {}
+    latency_ms: Annotated[float, Field(ge=0)]
+    outcome: Literal["ok", "error", "timeout", "breaker_open", "skipped"]
+    breaker_state: Literal["closed", "open", "half_open"] = "closed"
+    idempotency_key: Id | None = None
+
+
+class DecisionRecord(_Out):
+    type: Literal["decision_record"] = "decision_record"
+    decision_id: Id
+    decision_type: Literal["feed_update", "offer", "configuration"]
+    suppressed: bool = False
+    user_ref: Id = Field(description="pseudonymized user id (keyed hash), never the raw id")
+    trigger_event_id: Id
+    goal: Annotated[str, Field(max_length=64)]
+    plan: Annotated[str, Field(max_length=64)]
+    plan_version: Annotated[str, Field(max_length=32)]
+    tool_calls: Annotated[list[ToolCall], Field(max_length=64)] = []
+    features: dict[str, str | int | float | bool | None | list[str]] = {}
+    model_version: Annotated[str, Field(max_length=64)]
+    policy_pack: Annotated[str, Field(max_length=64)] | None = None
+    policy_version: Annotated[str, Field(max_length=64)] | None = None
+    verdicts: Annotated[list[Verdict], Field(max_length=1024)] = []
+    shadow_differences: Annotated[list[Verdict], Field(max_length=1024)] = []
+    fallbacks: Annotated[list[Text], Field(max_length=32)] = []
+    output: dict[str, str | int | float | bool | None | list[str]] = {}
+    explanation: Annotated[str, Field(max_length=2048)]
+
+
+class DriftAlert(_Out):
+    type: Literal["drift_alert"] = "drift_alert"
+    monitor: Id
+    subject: Annotated[str, Field(max_length=128)] = Field(description="feature or model name")
+    detector: Annotated[str, Field(max_length=64)]
+    statistic: Score
+    threshold: Score
+    action: Literal["none", "fallback", "recovered"] = "none"
+    model_version: Annotated[str, Field(max_length=64)] | None = None
+
+
+class DeadLetter(_Out):
+    type: Literal["dead_letter"] = "dead_letter"
+    source: Annotated[str, Field(max_length=256)] = Field(description="topic or file name")
+    partition: Annotated[int, Field(ge=0)]
+    offset: Annotated[int, Field(ge=0)]
+    original: Annotated[str, Field(max_length=4 * MAX_EVENT_BYTES)] = Field(
+        description="original bytes, base64 encoded"
+    )
+    error: Annotated[str, Field(max_length=4096)]
+    step: Annotated[str, Field(max_length=128)]
+
+
+OUTBOUND_MODELS: tuple[type[_Out], ...] = (
+    FeedUpdate, Offer, Configuration, DecisionRecord, DriftAlert, DeadLetter,
+)
+ALL_MODELS: tuple[type[BaseModel], ...] = tuple(INBOUND_TYPES.values()) + OUTBOUND_MODELS
+
+
+def to_json_bytes(model: BaseModel) -> bytes:
+    """Serialize an event the way Bespoke writes it everywhere (compact JSON)."""
+    return model.model_dump_json(exclude_none=True).encode()
+
+
+class Outgoing(NamedTuple):
+    """One serialized outbound event on its way to a sink (a Kafka topic or a file)."""
+
+    channel: str  # "feed_updates", "dead_letters", ... (mapped to topics or file names)
+    key: bytes | None  # partitioning key: user id or sku
+    value: bytes
+    id: str  # the event's deterministic id
+
+
+def outgoing(channel: str, key: str | None, model: _Out) -> Outgoing:
+    return Outgoing(channel, key.encode() if key is not None else None, to_json_bytes(model),
+                    model.id)

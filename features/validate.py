@@ -1,0 +1,81 @@
+"""Validate raw records into events; everything that fails becomes a dead letter.
+
+>>> ok, bad = validate_record(RawRecord("clicks", 0, 5, b"not json", 1_700_000_000_000))
+>>> ok, bad[0].offset, bad[0].error.split(":")[0]
+([], 5, 'invalid_json')
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import NamedTuple
+
+from pydantic import ValidationError
+
+from features.events import DeadLetter, Inbound, inbound_from_dict, parse_inbound
+from features.formats import decode_record
+
+STEP = "validate"
+
+
+class RawRecord(NamedTuple):
+    """One record as read from a source, before any parsing."""
+
+    source: str  # topic or file name
+    partition: int
+    offset: int
+    value: bytes | None
+    received_ts: int  # epoch ms the source saw it (Kafka timestamp or read time)
+    error: str | None = None  # set when the source itself failed on this record
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, ValidationError):
+        parts = []
+        for e in err.errors(include_url=False)[:5]:
+            loc = ".".join(str(x) for x in e["loc"])
+            parts.append(f"{loc}: {e['msg']}" if loc else e["msg"])
+        kind = "invalid_json" if any(e["type"] == "json_invalid" for e in err.errors()) else (
+            "schema_violation")
+        more = f" (+{err.error_count() - 5} more)" if err.error_count() > 5 else ""
+        return f"{kind}: " + "; ".join(parts) + more
+    return f"undecodable: {err}"
+
+
+def dead_letter(rec: RawRecord, error: str, step: str = STEP) -> DeadLetter:
+    """A dead letter for ``rec`` whose id is fixed by its position in the source."""
+    value = rec.value or b""
+    return DeadLetter(
+        id=f"dlq:{rec.source}:{rec.partition}:{rec.offset}",
+        ts=max(0, rec.received_ts),
+        source=rec.source,
+        partition=rec.partition,
+        offset=rec.offset,
+        original=base64.b64encode(value[: 3 * 64 * 1024]).decode(),
+        error=error[:4096],
+        step=step,
+    )
+
+
+def validate_record(rec: RawRecord, fmt: str = "native") -> tuple[list[Inbound], list[DeadLetter]]:
+    """Turn one raw record into valid events and dead letters (never raises)."""
+    if rec.error is not None:
+        return [], [dead_letter(rec, f"source_error: {rec.error}")]
+    if rec.value is None:
+        return [], [dead_letter(rec, "empty: record has no value")]
+    if fmt == "native":
+        try:
+            return [parse_inbound(rec.value)], []
+        except (ValidationError, ValueError) as e:
+            return [], [dead_letter(rec, _reason(e))]
+    try:
+        dicts = decode_record(fmt, rec.value, rec.offset)
+    except ValueError as e:
+        return [], [dead_letter(rec, f"undecodable: {e}")]
+    events: list[Inbound] = []
+    for d in dicts:
+        try:
+            events.append(inbound_from_dict(d))
+        except ValidationError as e:
+            return [], [dead_letter(rec, _reason(e))]
+    return events, []

@@ -1,0 +1,121 @@
+"""The main Bespoke dataflow: event → validate → features → candidates → score → decision → sinks.
+
+Build it with ``build_flow(RunConfig(...))`` and run it with ``run(...)``, or from the
+environment under Bytewax's own runner for a multi-process cluster::
+
+    BESPOKE_INPUT=kafka BESPOKE_OUTPUT=kafka BESPOKE_STORE=redis://127.0.0.1:6379/0 \\
+    python -m bytewax.run "flows.main:flow_from_env()" -w 2 -i 0 -a "hostA:2101;hostB:2101"
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from pydantic import BaseModel, Field
+
+from connectors.file_sink import JsonlDirSink
+from connectors.file_source import FileSource
+from connectors.kafka_sink import CheckedKafkaSink
+from connectors.kafka_source import kafka_raw_input
+from connectors.store_sink import StoreSink, store_factory
+from features.events import DeadLetter, outgoing
+from features.formats import FORMATS
+from flows.settings import Settings
+from operators.candidates import candidates
+from operators.decision import FEED_CHANNEL, feed_decision
+from operators.features import item_features, user_features
+from operators.progress import progress
+from operators.score import score
+from operators.validate import validate
+
+DLQ_CHANNEL = "dead_letters"
+CHANNELS = (FEED_CHANNEL, DLQ_CHANNEL)
+
+
+class RunConfig(BaseModel):
+    """What one run reads, writes and where features go."""
+
+    inputs: list[str] = Field(description="'kafka' or file paths")
+    format: str = "native"
+    output: str = Field(description="'kafka' or a directory")
+    store: str = "memory"
+    tail: bool = False  # Kafka: keep waiting for new events at the end of the topics
+    settings: Settings = Field(default_factory=Settings)
+
+    def model_post_init(self, _ctx) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}")
+        if self.inputs == ["kafka"] or self.output == "kafka":
+            if not self.settings.kafka_bootstrap_servers:
+                raise ValueError("kafka input/output needs KAFKA_BOOTSTRAP_SERVERS")
+
+
+def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
+    s = cfg.settings
+    flow = Dataflow(flow_id)
+    if cfg.inputs == ["kafka"]:
+        raw = kafka_raw_input("in", flow, s.kafka_bootstrap_servers or "", s.input_topics,
+                              tail=cfg.tail)
+    else:
+        raw = op.input("in", flow, FileSource(cfg.inputs))
+    raw = progress("progress", raw, s.progress_every_s)
+
+    valid = validate("validate", raw, cfg.format)
+    users = user_features("user_features", valid.events, s.user_ttl_s)
+    item_ops = item_features("item_features", valid.events, s.item_ttl_s)
+    cands = candidates("candidates", users.features)
+    ranked = score("score", cands, s.feed_size)
+    feed = feed_decision("decision", ranked, s.feed_ttl_s)
+
+    dlq = op.map("dlq_out", valid.dead_letters,
+                 lambda d: outgoing(DLQ_CHANNEL, f"{d.source}:{d.partition}", d))
+    out = op.merge("outgoing", feed.outgoing, dlq)
+    if cfg.output == "kafka":
+        topics = {ch: s.topic(ch) for ch in CHANNELS}
+        op.output("sink", out, CheckedKafkaSink(s.kafka_bootstrap_servers or "", topics))
+    else:
+        op.output("sink", out, JsonlDirSink(cfg.output))
+
+    store_ops = op.merge("store_ops", users.store_ops, item_ops, feed.store_ops)
+    op.output("store", store_ops, StoreSink(store_factory(cfg.store)))
+    return flow
+
+
+def recovery_config(recovery_dir: str | None, partitions: int) -> RecoveryConfig | None:
+    """Recovery partitions are created on first use (one per worker of the first run)."""
+    if not recovery_dir:
+        return None
+    d = Path(recovery_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    if not any(d.glob("part-*.sqlite3")):
+        init_db_dir(d, partitions)
+    return RecoveryConfig(d)
+
+
+def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
+        addresses: list[str] | None = None) -> None:
+    """Run the flow to completion (finite inputs) in this process."""
+    from bytewax._bytewax import cli_main
+
+    s = cfg.settings
+    procs = len(addresses) if addresses else 1
+    cli_main(build_flow(cfg), workers_per_process=workers, process_id=process_id,
+             addresses=addresses, epoch_interval=timedelta(seconds=s.epoch_interval_s),
+             recovery_config=recovery_config(s.recovery_dir, workers * procs))
+
+
+def flow_from_env() -> Dataflow:
+    """The flow described by ``BESPOKE_INPUT``/``_FORMAT``/``_OUTPUT``/``_STORE``, for
+    ``python -m bytewax.run`` (which then owns workers, processes and recovery flags)."""
+    inputs = os.environ.get("BESPOKE_INPUT", "kafka").split(",")
+    s = Settings()
+    store = os.environ.get("BESPOKE_STORE") or (
+        s.redis_url.get_secret_value() if s.redis_url else "memory")
+    return build_flow(RunConfig(inputs=inputs, format=os.environ.get("BESPOKE_FORMAT", "native"),
+                                output=os.environ.get("BESPOKE_OUTPUT", "kafka"), store=store,
+                                tail=os.environ.get("BESPOKE_TAIL", "1") == "1", settings=s))

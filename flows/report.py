@@ -1,0 +1,52 @@
+"""Run summary for the embedded mode: what came in, what went out, where features are."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from connectors.file_sink import read_channel
+from connectors.memory_store import MemoryStore
+
+
+def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] | None,
+              store: MemoryStore | None) -> dict:
+    out = Path(out_dir)
+    feeds = [json.loads(b) for b in read_channel(out, "feed_updates")]
+    dead = [json.loads(b) for b in read_channel(out, "dead_letters")]
+    reasons = Counter(d["error"].split(":")[0] for d in dead)
+    events_in = sum(input_counts.values()) if input_counts else None
+    report: dict = {
+        "seconds": round(seconds, 3),
+        "events_in": events_in,
+        "events_per_s": round(events_in / seconds) if events_in and seconds else None,
+        "input_by_type": dict(sorted((input_counts or {}).items())),
+        "dead_letters": len(dead),
+        "dead_letter_reasons": dict(sorted(reasons.items())),
+        "feed_updates": len(feeds),
+        "users_with_feeds": len({f["user_id"] for f in feeds}),
+        "duplicate_feed_ids": len(feeds) - len({f["id"] for f in feeds}),
+    }
+    if store is not None:
+        report["store"] = {e: len(store.keys(e)) for e in ("user", "item", "feed")}
+        feat_dir = out / "features"
+        feat_dir.mkdir(parents=True, exist_ok=True)
+        for entity in ("user", "item", "feed"):
+            keys = store.keys(entity)
+            with open(feat_dir / f"{entity}.jsonl", "w") as f:
+                for k, v in zip(keys, store.read_many(entity, keys), strict=True):
+                    f.write(json.dumps({"key": k, **(v or {})}) + "\n")
+    if feeds:
+        report["example_feed_update"] = feeds[-1]
+    return report
+
+
+def print_report(report: dict) -> None:
+    print("Bespoke run summary")
+    for k, v in report.items():
+        if k == "example_feed_update":
+            items = ", ".join(f"{i['sku']}({i['score']:.2f})" for i in v["items"][:5])
+            print(f"  example feed for {v['user_id']}: {items}")
+        else:
+            print(f"  {k}: {v}")

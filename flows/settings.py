@@ -1,0 +1,47 @@
+"""All of Bespoke's settings, in one place (pydantic-settings).
+
+Every field can be set from the environment with the ``BESPOKE_`` prefix, e.g.
+``BESPOKE_FEED_SIZE=20``; the two connection settings also honour the conventional
+``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``. Secrets are ``SecretStr``: they print as
+``**********`` and ``safe_dump()`` is what gets logged.
+
+>>> s = Settings(_env_file=None, redis_url="redis://:hunter2@127.0.0.1:6379/0")
+>>> "hunter2" in repr(s) or "hunter2" in str(s.safe_dump())
+False
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BESPOKE_", env_file=".env", extra="ignore")
+
+    kafka_bootstrap_servers: str | None = Field(
+        None, validation_alias=AliasChoices("BESPOKE_KAFKA_BOOTSTRAP_SERVERS",
+                                            "KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"))
+    redis_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("BESPOKE_REDIS_URL", "REDIS_URL", "redis_url"))
+    topic_prefix: str = "bespoke."
+    input_topics: list[str] = ["bespoke.events"]
+    topic_partitions: int = Field(4, ge=1, le=1024)
+
+    feed_size: int = Field(10, ge=1, le=200)
+    user_ttl_s: int = Field(30 * 86400, ge=0)
+    item_ttl_s: int = Field(90 * 86400, ge=0)
+    feed_ttl_s: int = Field(7 * 86400, ge=0)
+
+    epoch_interval_s: float = Field(5.0, gt=0)
+    recovery_dir: str | None = None
+    progress_every_s: float = 5.0
+    pseudonym_key: SecretStr = SecretStr("change-me")
+
+    def topic(self, channel: str) -> str:
+        return f"{self.topic_prefix}{channel}"
+
+    def safe_dump(self) -> dict:
+        """Settings fit for a log line: secrets masked, URL passwords removed."""
+        return {k: ("**********" if isinstance(v, SecretStr) else v)
+                for k, v in ((k, getattr(self, k)) for k in type(self).model_fields)}
