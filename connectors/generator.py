@@ -9,7 +9,7 @@ the same bytes.
 - sessions of views and clicks, cart adds and orders sampled from those tastes;
 - inventory that depletes with orders and restocks; price changes; consent changes;
 - a taste shift at ``shift_at`` (a fraction of the run): every user's category weights
-  rotate, which drift detectors should notice;
+  rotate and ``garden`` starts trending, which drift detectors should notice;
 - malformed events at ``malformed_rate`` (broken JSON, missing or wrongly typed fields,
   unknown types, out-of-range values, bad bytes), each marked so tests can count them.
 
@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from features.events import PURPOSES
 
 TOP_CATEGORIES = ["bikes", "apparel", "shoes", "electronics", "home", "garden", "sports", "toys"]
+SHIFT_TREND = TOP_CATEGORIES.index("garden")  # the category that trends after the shift
 ATTR_VALUES = {
     "color": ["black", "white", "red", "blue", "green", "grey"],
     "material": ["cotton", "wool", "steel", "aluminium", "carbon", "wood", "plastic"],
@@ -164,10 +165,14 @@ class Generator:
             tastes.append(w)
         consented: set[int] = set()
         shift_n = int(cfg.events * cfg.shift_at) if cfg.shift_at < 1 else -1
-        emitted = 0
+        emitted, shifted = 0, False
         while emitted < cfg.events:
-            if emitted == shift_n:
-                tastes = [w[3:] + w[:3] for w in tastes]  # the taste shift
+            if not shifted and 0 <= shift_n <= emitted:
+                shifted = True
+                # the taste shift: every user's tastes rotate, and one category trends
+                tastes = [w[3:] + w[:3] for w in tastes]
+                for w in tastes:
+                    w[SHIFT_TREND] = max(w) * 2 + 0.5
             u = int(cfg.users * rng.random() ** 2.5)  # a few heavy users, a long tail
             u = (u * 7919) % cfg.users  # spread the heavy users over the id space
             user, session = f"U{u:06d}", self._id("s")

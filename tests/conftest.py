@@ -1,0 +1,37 @@
+"""Session-wide real infrastructure: one Kafka broker and one Redis server per test run."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.infra import kafka_server, redis_server
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    with kafka_server() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A fresh topic namespace per test, so tests never see each other's messages."""
+    return f"t{uuid.uuid4().hex[:8]}."

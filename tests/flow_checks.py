@@ -1,0 +1,40 @@
+"""Expected results computed straight from generated records (independently of the flow)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from connectors.generator import GenRecord
+
+BEHAVIOUR = ("page_view", "click", "add_to_cart", "order")
+
+
+def expected_counts(records: list[GenRecord]) -> tuple[Counter, Counter, int]:
+    """(events per user, item interactions per sku, malformed count)."""
+    users: Counter = Counter()
+    items: Counter = Counter()
+    malformed = 0
+    for r in records:
+        if r.malformed:
+            malformed += 1
+            continue
+        if r.type not in BEHAVIOUR:
+            continue
+        body = json.loads(r.value)
+        users[body["user_id"]] += 1
+        if r.type == "order":
+            for line in body["lines"]:
+                items[line["sku"]] += 1
+        else:
+            items[body["sku"]] += 1
+    return users, items, malformed
+
+
+def check_feed_ids(feeds: list[dict]) -> None:
+    """Every feed update is unique, or a duplicate carrying the same id and content."""
+    by_id: dict[str, dict] = {}
+    for f in feeds:
+        prev = by_id.setdefault(f["id"], f)
+        assert prev == f, f"two different feed updates share id {f['id']}"
+        assert f["id"] == f"feed:{f['user_id']}:{f['trigger_event_id']}"

@@ -1,0 +1,110 @@
+"""Real servers for tests and benchmarks: Apache Kafka (KRaft, from Maven jars) and Redis.
+
+Both bind to 127.0.0.1 on free ports and are stopped by PID. Nothing is started when
+``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set: those servers are used instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextmanager
+def kafka_server():
+    """Yields a bootstrap string for a real Apache Kafka broker."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    from confluent_kafka.admin import AdminClient
+
+    work = Path(tempfile.mkdtemp(prefix="bespoke-kafka-"))
+    out = subprocess.run([str(ROOT / "scripts/kafka-broker.sh"), "start", str(work)],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"Kafka did not start:\n{out.stdout}\n{out.stderr}")
+    bootstrap = (work / "bootstrap").read_text().strip()
+    pid = int((work / "kafka.pid").read_text())
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=5)
+                if md.brokers:
+                    break
+            except Exception:  # noqa: BLE001 - not ready yet
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("Kafka broker did not answer metadata requests in 120 s")
+            time.sleep(0.3)
+        yield bootstrap
+    finally:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.2)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextmanager
+def redis_server():
+    """Yields a redis:// URL for a real Redis server."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found: run 'make deps' (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--daemonize", "no", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        client.close()
+        yield url
+    finally:
+        _stop(proc)

@@ -1,0 +1,55 @@
+"""The thin flow over a real Apache Kafka broker and a real Redis server."""
+
+import base64
+import json
+
+import pytest
+
+from connectors.generator import GenConfig, Generator
+from connectors.kafka_admin import ensure_topics, produce_all
+from connectors.redis_store import RedisStore
+from flows.main import CHANNELS, RunConfig, run
+from flows.settings import Settings
+from tests.flow_checks import check_feed_ids, expected_counts
+from tests.kafka_util import consume_all
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
+
+
+def test_kafka_to_kafka_and_redis(kafka_bootstrap, redis_url, redis_client, topic_prefix):
+    s = Settings(_env_file=None, kafka_bootstrap_servers=kafka_bootstrap,
+                 topic_prefix=topic_prefix, input_topics=[f"{topic_prefix}events"],
+                 topic_partitions=3, progress_every_s=0, epoch_interval_s=0.5)
+    recs = list(Generator(GenConfig(seed=21, users=200, items=120, events=4000,
+                                    malformed_rate=0.04)).records())
+    ensure_topics(kafka_bootstrap, {s.input_topics[0]: 3} |
+                  {s.topic(ch): 3 for ch in CHANNELS})
+    produce_all(kafka_bootstrap, s.input_topics[0], ((r.key, r.value) for r in recs))
+
+    run(RunConfig(inputs=["kafka"], output="kafka", store=redis_url, settings=s), workers=2)
+
+    users, items, malformed = expected_counts(recs)
+    # every malformed event is on the dead-letter topic, with its reason and original bytes
+    dead = [json.loads(m.value()) for m in consume_all(kafka_bootstrap, s.topic("dead_letters"))]
+    assert len(dead) == malformed > 0
+    assert sorted(base64.b64decode(d["original"]) for d in dead) == sorted(
+        r.value for r in recs if r.malformed)
+    assert all(d["error"].split(":")[0] in ("invalid_json", "schema_violation") for d in dead)
+
+    # feed updates on the output topic, keyed by user, with deterministic unique ids
+    msgs = consume_all(kafka_bootstrap, s.topic("feed_updates"))
+    feeds = [json.loads(m.value()) for m in msgs]
+    assert feeds and all(m.key().decode() == f["user_id"] for m, f in zip(msgs, feeds,
+                                                                         strict=True))
+    check_feed_ids(feeds)
+    assert len({f["id"] for f in feeds}) == len(feeds)
+    assert {dict(m.headers())["bsp-id"].decode() for m in msgs} == {f["id"] for f in feeds}
+
+    # features in Redis: no valid event lost, none counted twice
+    store = RedisStore(redis_url)
+    got_items = store.read_many("item", list(items))
+    assert {k: v["n_events"] for k, v in zip(items, got_items, strict=True)} == dict(items)
+    got_users = store.read_many("user", list(users))
+    assert {k: v["n_events"] for k, v in zip(users, got_users, strict=True)} == dict(users)
+    feed_rows = store.read_many("feed", sorted({f["user_id"] for f in feeds}))
+    assert all(r is not None and r["items"] for r in feed_rows)
