@@ -47,7 +47,8 @@ class _CheckedPartition(StatelessSinkPartition[Outgoing]):
         for it in items:
             while True:
                 try:
-                    p.produce(self._topics[it.channel], it.value, it.key, headers=[("bsp-id", it.id.encode())],
+                    p.produce(self._topics[it.channel], it.value, it.key,
+                              headers=[("bsp-id", it.id.encode())],
                               on_delivery=self._on_delivery)
                     break
                 except BufferError:

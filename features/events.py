@@ -162,7 +162,8 @@ class CatalogItem(_Event):
 
 
 ControlAction = Literal[
-    "switch_policy", "switch_model", "erase_user", "shadow_policy", "canary_policy", "rollback_policy"
+    "switch_policy", "switch_model", "erase_user", "shadow_policy", "canary_policy",
+    "rollback_policy",
 ]
 
 

@@ -10,6 +10,7 @@ environment under Bytewax's own runner for a multi-process cluster::
 from __future__ import annotations
 
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from connectors.file_source import FileSource
 from connectors.kafka_sink import CheckedKafkaSink
 from connectors.kafka_source import kafka_raw_input
 from connectors.store_sink import StoreSink, store_factory
-from features.events import DeadLetter, outgoing
+from features.events import outgoing
 from features.formats import FORMATS
 from flows.settings import Settings
 from operators.candidates import candidates
@@ -50,9 +51,9 @@ class RunConfig(BaseModel):
     def model_post_init(self, _ctx) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}")
-        if self.inputs == ["kafka"] or self.output == "kafka":
-            if not self.settings.kafka_bootstrap_servers:
-                raise ValueError("kafka input/output needs KAFKA_BOOTSTRAP_SERVERS")
+        uses_kafka = self.inputs == ["kafka"] or self.output == "kafka"
+        if uses_kafka and not self.settings.kafka_bootstrap_servers:
+            raise ValueError("kafka input/output needs KAFKA_BOOTSTRAP_SERVERS")
 
 
 def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
@@ -86,14 +87,30 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     return flow
 
 
-def recovery_config(recovery_dir: str | None, partitions: int) -> RecoveryConfig | None:
-    """Recovery partitions are created on first use (one per worker of the first run)."""
+def recovery_config(recovery_dir: str | None, partitions: int,
+                    process_id: int | None = None) -> RecoveryConfig | None:
+    """Recovery partitions are created on first use (one per worker of the first run) by
+    process 0; the other processes of a cluster wait for them to appear."""
     if not recovery_dir:
         return None
     d = Path(recovery_dir)
     d.mkdir(parents=True, exist_ok=True)
-    if not any(d.glob("part-*.sqlite3")):
-        init_db_dir(d, partitions)
+    ready = d / ".ready"
+    if not process_id:
+        if not any(d.glob("part-*.sqlite3")):
+            tmp = d / f".init-{os.getpid()}"
+            tmp.mkdir()
+            init_db_dir(tmp, partitions)
+            for f in sorted(tmp.iterdir()):
+                f.rename(d / f.name)
+            tmp.rmdir()
+        ready.touch()
+    else:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no recovery partitions appeared in {d}")
+            time.sleep(0.1)
     return RecoveryConfig(d)
 
 
@@ -106,7 +123,7 @@ def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
     procs = len(addresses) if addresses else 1
     cli_main(build_flow(cfg), workers_per_process=workers, process_id=process_id,
              addresses=addresses, epoch_interval=timedelta(seconds=s.epoch_interval_s),
-             recovery_config=recovery_config(s.recovery_dir, workers * procs))
+             recovery_config=recovery_config(s.recovery_dir, workers * procs, process_id))
 
 
 def flow_from_env() -> Dataflow:

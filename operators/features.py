@@ -13,8 +13,12 @@ from bytewax.dataflow import Stream
 
 from features import item_popularity, user_profile
 from features.events import Control, Inbound
-from features.interactions import ItemInteraction, UserInteraction, item_interactions, \
-    user_interaction
+from features.interactions import (
+    ItemInteraction,
+    UserInteraction,
+    item_interactions,
+    user_interaction,
+)
 from features.store import StoreOp, StorePurge, StoreWrite
 
 ERASED = "__erased__"

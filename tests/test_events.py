@@ -5,7 +5,12 @@ import pytest
 from pydantic import ValidationError
 
 from features.events import (
-    ALL_MODELS, MAX_EVENT_BYTES, Order, PageView, parse_inbound, to_json_bytes,
+    ALL_MODELS,
+    MAX_EVENT_BYTES,
+    Order,
+    PageView,
+    parse_inbound,
+    to_json_bytes,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -53,3 +53,39 @@ def test_kafka_to_kafka_and_redis(kafka_bootstrap, redis_url, redis_client, topi
     assert {k: v["n_events"] for k, v in zip(users, got_users, strict=True)} == dict(users)
     feed_rows = store.read_many("feed", sorted({f["user_id"] for f in feeds}))
     assert all(r is not None and r["items"] for r in feed_rows)
+
+
+def test_two_processes_over_kafka_partitions(kafka_bootstrap, redis_url, redis_client,
+                                             topic_prefix, tmp_path):
+    """The same flow as a 2-process Bytewax cluster (-i/-a on loopback) over 4 partitions."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    in_topic = f"{topic_prefix}events"
+    ensure_topics(kafka_bootstrap, {in_topic: 4} | {f"{topic_prefix}{ch}": 4 for ch in CHANNELS})
+    recs = list(Generator(GenConfig(seed=33, users=300, items=100, events=3000,
+                                    malformed_rate=0.02)).records())
+    produce_all(kafka_bootstrap, in_topic, ((r.key, r.value) for r in recs))
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "BESPOKE_TOPIC_PREFIX": topic_prefix, "BESPOKE_INPUT_TOPICS": json.dumps([in_topic]),
+           "BESPOKE_PROGRESS_EVERY_S": "0", "PY": __import__("sys").executable}
+    out = subprocess.run([str(root / "scripts/run-cluster.sh"), "2", "1", "--input", "kafka",
+                          "--output", "kafka", "--store", redis_url,
+                          "--recovery-dir", str(tmp_path / "rec"), "--epoch-interval", "0.5"],
+                         cwd=root, env=env, capture_output=True, timeout=300)
+    assert out.returncode == 0, out.stdout.decode()[-2000:] + out.stderr.decode()[-2000:]
+
+    users, items, malformed = expected_counts(recs)
+    store = RedisStore(redis_url)
+    got = store.read_many("item", list(items))
+    assert {k: v["n_events"] for k, v in zip(items, got, strict=True)} == dict(items)
+    got = store.read_many("user", list(users))
+    assert {k: v["n_events"] for k, v in zip(users, got, strict=True)} == dict(users)
+    dead = consume_all(kafka_bootstrap, f"{topic_prefix}dead_letters")
+    assert len(dead) == malformed
+    feeds = [json.loads(m.value()) for m in consume_all(kafka_bootstrap,
+                                                         f"{topic_prefix}feed_updates")]
+    check_feed_ids(feeds)
+    assert len({f["id"] for f in feeds}) == len(feeds)

@@ -1,0 +1,49 @@
+# Bespoke: the two commands are `make demo` and `make test` (see README.md).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: venv demo test test-unit bench schemas lint servers-deps kafka-jars clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+venv: $(STAMP)
+
+## The embedded default: generated events -> files under out/ and a printed report.
+demo: venv
+	$(BIN)/python -m flows demo --out out
+
+## The whole suite, real Kafka and Redis included (started by the tests themselves).
+test: venv servers-deps
+	$(BIN)/python -m pytest
+
+## Pure unit tests only (no servers).
+test-unit: venv
+	$(BIN)/python -m pytest -m "not kafka and not redis"
+
+## Throughput figures, printed and written to out/bench.json.
+bench: venv servers-deps
+	$(BIN)/python -m scripts.bench
+
+## Regenerate the JSON Schemas of the event contracts under schemas/.
+schemas: venv
+	$(BIN)/python scripts/export_schemas.py
+
+lint: venv
+	$(BIN)/ruff check flows operators connectors features policies tests scripts
+	$(BIN)/lint-imports
+
+## Redis server, Java + Maven and the Kafka jars (skipped for what the env provides).
+servers-deps:
+	scripts/install-server-deps.sh
+
+kafka-jars:
+	scripts/kafka-broker.sh jars
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache *.egg-info

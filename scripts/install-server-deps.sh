@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs to start real servers on loopback:
+# redis-server, Java 17+ with Maven, and Apache Kafka's jars (cached under .cache/).
+# Skips Redis when REDIS_URL is set and Kafka when KAFKA_BOOTSTRAP_SERVERS is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    [ -n "${APT_UPDATED:-}" ] || { apt-get update -qq >/dev/null; APT_UPDATED=1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "install-server-deps: please install: $*" >&2
+    return 1
+  fi
+}
+
+if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null; then
+  echo "installing redis-server (Debian package)"
+  apt_install redis-server
+fi
+
+if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+  if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    echo "installing Java 17 and Maven (Debian packages)"
+    apt_install openjdk-17-jre-headless maven
+  fi
+  scripts/kafka-broker.sh jars >/dev/null
+fi
+echo "server dependencies ready"
