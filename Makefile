@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv demo test test-unit bench schemas lint servers-deps kafka-jars clean
+.PHONY: venv demo test test-unit bench schemas registry replay lint servers-deps kafka-jars clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,3 +47,7 @@ kafka-jars:
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+## Refresh the feature registry lock and its exported contract (after a version bump).
+registry: venv
+	$(BIN)/python scripts/export_registry.py

@@ -1,11 +1,12 @@
-"""In-process online store for the embedded mode and tests.
+"""In-process online store for the embedded mode and tests (same semantics as Redis).
 
 >>> from features.store import StoreWrite
 >>> s = MemoryStore()
->>> s.apply([StoreWrite("user", "u1", {"n": 2}, ts=20, ttl_s=0),
-...          StoreWrite("user", "u1", {"n": 1}, ts=10, ttl_s=0)])   # older: ignored
+>>> s.apply([StoreWrite("user", "u1", "a_v1", {"n": 2}, ts=20, ttl_s=0),
+...          StoreWrite("user", "u1", "a_v1", {"n": 1}, ts=10, ttl_s=0),   # older: ignored
+...          StoreWrite("user", "u1", "b_v1", {"m": 1}, ts=10, ttl_s=0)])   # other view: kept
 >>> s.read_many("user", ["u1", "u2"])
-[{'n': 2}, None]
+[{'a_v1.n': 2, 'b_v1.m': 1}, None]
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ _SHARED: dict[str, MemoryStore] = {}
 _LOCK = threading.Lock()
 
 
+class _Entry:
+    __slots__ = ("expires", "fields", "view_ts")
+
+    def __init__(self) -> None:
+        self.expires = 0.0
+        self.fields: Fields = {}
+        self.view_ts: dict[str, int] = {}
+
+
 class MemoryStore:
     def __init__(self, clock=time.monotonic) -> None:
-        self._data: dict[tuple[str, str], tuple[int, float, Fields]] = {}
+        self._data: dict[tuple[str, str], _Entry] = {}
         self._clock = clock
         self._lock = threading.Lock()
 
@@ -40,27 +50,33 @@ class MemoryStore:
                     self._data.pop(k, None)
                     continue
                 assert isinstance(op, StoreWrite)
-                cur = self._data.get(k)
-                if cur is not None and cur[1] > now and cur[0] > op.ts:
+                e = self._data.get(k)
+                if e is None or e.expires <= now:
+                    e = self._data[k] = _Entry()
+                cur = e.view_ts.get(op.view)
+                if cur is not None and cur > op.ts:
                     continue
-                fields = dict(cur[2]) if cur is not None and cur[1] > now else {}
-                fields.update(op.fields)
+                e.view_ts[op.view] = op.ts
+                prefix = op.view + "."
+                for f, v in op.fields.items():
+                    e.fields[prefix + f] = v
                 expires = now + op.ttl_s if op.ttl_s > 0 else float("inf")
-                self._data[k] = (op.ts, expires, fields)
+                e.expires = max(e.expires, expires)
 
     def read_many(self, entity: str, keys: list[str]) -> list[Fields | None]:
         now = self._clock()
         out: list[Fields | None] = []
         with self._lock:
             for key in keys:
-                cur = self._data.get((entity, key))
-                out.append(dict(cur[2]) if cur is not None and cur[1] > now else None)
+                e = self._data.get((entity, key))
+                out.append(dict(e.fields) if e is not None and e.expires > now else None)
         return out
 
     def keys(self, entity: str) -> list[str]:
         now = self._clock()
         with self._lock:
-            return sorted(k for (e, k), v in self._data.items() if e == entity and v[1] > now)
+            return sorted(k for (ent, k), e in self._data.items()
+                          if ent == entity and e.expires > now)
 
     def close(self) -> None:
         pass

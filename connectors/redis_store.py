@@ -1,8 +1,10 @@
-"""Redis online store: one hash per entity key, pipelined, TTL per write, newest wins.
+"""Redis online store: one hash per entity key, pipelined, newest value per view wins.
 
-Keys are ``bsp:v1:<entity>:<key>``; the hash field ``_ts`` holds the event time of the
-stored value, and a Lua script refuses writes older than it (atomic on the server), so a
-replay after recovery never rolls a value back.
+Keys are ``bsp:v1:<entity>:<key>``; fields are ``<view>_v<N>.<field>`` (the feature view's
+version is in the field name) and ``_ts:<view>`` holds the event time of that view's
+values. A Lua script refuses writes older than it (atomically, on the server), so a replay
+after recovery never rolls a value back. The key's TTL is the longest TTL of its views
+(Redis 7.0 has no per-field TTL): a write only ever extends it.
 """
 
 from __future__ import annotations
@@ -12,11 +14,17 @@ import redis
 from features.store import Fields, StoreOp, StorePurge, StoreWrite
 
 KEY_PREFIX = "bsp:v1"
+# ARGV: view-ts field, ts, ttl, then field/value pairs
 _WRITE_IF_NEWER = """
-local cur = redis.call('HGET', KEYS[1], '_ts')
-if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], '_ts', ARGV[1], unpack(ARGV, 3))
-if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and tonumber(cur) > tonumber(ARGV[2]) then return 0 end
+local old_ttl = redis.call('TTL', KEYS[1])  -- -2: no key, -1: no expiry
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], unpack(ARGV, 4))
+local ttl = tonumber(ARGV[3])
+if ttl == 0 then redis.call('PERSIST', KEYS[1])
+elseif old_ttl == -2 or (old_ttl >= 0 and old_ttl < ttl) then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
 return 1
 """
 
@@ -29,7 +37,7 @@ def _decode(h: dict[bytes, bytes]) -> Fields:
     out: Fields = {}
     for k, v in h.items():
         name = k.decode()
-        if name == "_ts":
+        if name.startswith("_ts:"):
             continue
         s = v.decode()
         try:
@@ -60,9 +68,10 @@ class RedisStore:
                 pipe.delete(redis_key(op.entity, op.key))
                 continue
             assert isinstance(op, StoreWrite)
-            args: list[str | int | float] = [op.ts, op.ttl_s]
+            args: list[str | int | float] = [f"_ts:{op.view}", op.ts, op.ttl_s]
+            prefix = op.view + "."
             for k, v in op.fields.items():
-                args.extend((k, v))
+                args.extend((prefix + k, v))
             self._write(keys=[redis_key(op.entity, op.key)], args=args, client=pipe)
         pipe.execute()
 

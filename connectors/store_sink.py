@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from features.store import OnlineStore, StoreOp
+from features.store import OnlineStore, StoreOp, latest_only
 
 
 class _StorePartition(StatelessSinkPartition[StoreOp]):
@@ -14,7 +14,7 @@ class _StorePartition(StatelessSinkPartition[StoreOp]):
         self._store = store
 
     def write_batch(self, items: list[StoreOp]) -> None:
-        self._store.apply(items)
+        self._store.apply(latest_only(items))
 
     def close(self) -> None:
         self._store.close()

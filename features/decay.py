@@ -1,40 +1,81 @@
-"""Exponentially decayed counters in event time, independent of arrival order.
+"""Forward-decayed weights in event time: order-independent, O(1) per update.
 
-A counter holds ``(value, ref_ts)``: the decayed sum as of ``ref_ts``. Adding an event at
-``ts`` older than ``ref_ts`` decays the event's contribution instead of the counter, so the
-result does not depend on the order events arrive in (up to float rounding).
+A ``DecayedMap`` keeps, per key, ``g = sum(amount * 2**((ts - landmark) / half_life))``.
+The value as of time ``T`` is ``g * 2**(-(T - landmark) / half_life)``: an exponentially
+decayed sum in event time, whatever order the events arrive in, without touching other keys
+on update. The landmark moves forward (rescaling every entry) only when the exponent grows
+large, so floats never overflow. Size is bounded: past ``max_size`` keys the weakest go.
 
->>> c = add((0.0, 0), 1.0, 0, half_life_ms=1000)
->>> c = add(c, 1.0, 1000, half_life_ms=1000)
->>> c
-(1.5, 1000)
->>> add(add((0.0, 0), 1.0, 1000, 1000), 1.0, 0, 1000)   # same events, other order
-(1.5, 1000)
->>> value_at(c, 2000, 1000)
-0.75
+>>> m = DecayedMap(half_life_ms=1000)
+>>> m.add("a", 1.0, 0); m.add("a", 1.0, 1000); m.add("b", 1.0, 500)
+>>> round(m.value("a", 1000), 6), round(m.value("a", 2000), 6)
+(1.5, 0.75)
+>>> m2 = DecayedMap(half_life_ms=1000)          # same events, another order
+>>> m2.add("b", 1.0, 500); m2.add("a", 1.0, 1000); m2.add("a", 1.0, 0)
+>>> round(m2.value("a", 1000), 9) == round(m.value("a", 1000), 9)
+True
+>>> [k for k, _ in m.top(2, 1000)]
+['a', 'b']
 """
 
 from __future__ import annotations
 
 import math
 
-LN2 = math.log(2.0)
-Counter = tuple[float, int]
+_RESCALE_AT = 60.0  # rescale once entries have grown by 2**60
 
 
-def factor(dt_ms: int, half_life_ms: float) -> float:
-    """Decay factor over ``dt_ms`` (>= 0)."""
-    return math.exp(-LN2 * dt_ms / half_life_ms)
+class DecayedMap:
+    __slots__ = ("hl", "landmark", "w")
+
+    def __init__(self, half_life_ms: float, landmark: int = 0) -> None:
+        self.hl = float(half_life_ms)
+        self.landmark = landmark
+        self.w: dict[str, float] = {}
+
+    def _rebase(self, ts: int) -> None:
+        f = 2.0 ** (-(ts - self.landmark) / self.hl)
+        self.w = {k: v * f for k, v in self.w.items()}
+        self.landmark = ts
+
+    def add(self, key: str, amount: float, ts: int) -> None:
+        if not self.w:
+            self.landmark = ts
+        e = (ts - self.landmark) / self.hl
+        if e > _RESCALE_AT:
+            self._rebase(ts)
+            e = 0.0
+        self.w[key] = self.w.get(key, 0.0) + amount * 2.0 ** e
+
+    def value(self, key: str, as_of: int) -> float:
+        g = self.w.get(key)
+        return 0.0 if g is None else g * 2.0 ** (-(as_of - self.landmark) / self.hl)
+
+    def total(self, as_of: int) -> float:
+        return sum(self.w.values()) * 2.0 ** (-(as_of - self.landmark) / self.hl)
+
+    def top(self, k: int, as_of: int) -> list[tuple[str, float]]:
+        """The ``k`` strongest keys as of ``as_of`` (ties by key: deterministic)."""
+        f = 2.0 ** (-(as_of - self.landmark) / self.hl)
+        items = sorted(self.w.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        return [(key, g * f) for key, g in items]
+
+    def bound(self, max_size: int) -> None:
+        """Keep the ``max_size`` strongest keys (decay is common to all: order by ``g``)."""
+        if len(self.w) > max_size:
+            keep = sorted(self.w.items(), key=lambda kv: (-kv[1], kv[0]))[:max_size]
+            self.w = dict(keep)
+
+    def __getstate__(self):
+        return (self.hl, self.landmark, self.w)
+
+    def __setstate__(self, s) -> None:
+        self.hl, self.landmark, self.w = s
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DecayedMap) and self.__getstate__() == other.__getstate__()
 
 
-def add(counter: Counter, amount: float, ts: int, half_life_ms: float) -> Counter:
-    value, ref = counter
-    if ts >= ref:
-        return value * factor(ts - ref, half_life_ms) + amount, ts
-    return value + amount * factor(ref - ts, half_life_ms), ref
-
-
-def value_at(counter: Counter, ts: int, half_life_ms: float) -> float:
-    """The counter's value as of ``ts`` (never grows into the past: ts < ref gives value)."""
-    value, ref = counter
-    return value * factor(ts - ref, half_life_ms) if ts > ref else value
+def rate_per_day(decayed_sum: float, half_life_ms: float) -> float:
+    """Steady-state event rate implied by a decayed sum: ``S * ln 2 / half_life``."""
+    return decayed_sum * math.log(2.0) / (half_life_ms / 86_400_000)

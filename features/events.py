@@ -346,3 +346,35 @@ class Outgoing(NamedTuple):
 def outgoing(channel: str, key: str | None, model: _Out) -> Outgoing:
     return Outgoing(channel, key.encode() if key is not None else None, to_json_bytes(model),
                     model.id)
+
+
+class LateEvent(_Out):
+    """An event older than its entity's watermark minus the allowed lateness."""
+
+    type: Literal["late_event"] = "late_event"
+    entity: Literal["user", "item", "session"]
+    key: Id
+    event_id: Id
+    event_ts: TsMs
+    watermark: TsMs
+    lateness_ms: Annotated[int, Field(ge=0)]
+    reason: Text
+
+
+class FeatureQuality(_Out):
+    """Quality of one feature field over the last reporting period (see features.quality)."""
+
+    type: Literal["feature_quality"] = "feature_quality"
+    view: Id
+    field: Id
+    observed: Annotated[int, Field(ge=0)]
+    missing: Annotated[int, Field(ge=0)]
+    out_of_range: Annotated[int, Field(ge=0)]
+    stale: Annotated[int, Field(ge=0)]
+    psi: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        None, description="population stability index against the reference window")
+    reference_size: Annotated[int, Field(ge=0)] = 0
+
+
+OUTBOUND_MODELS = (*OUTBOUND_MODELS, LateEvent, FeatureQuality)
+ALL_MODELS = tuple(INBOUND_TYPES.values()) + OUTBOUND_MODELS

@@ -29,13 +29,14 @@ from features.formats import FORMATS
 from flows.settings import Settings
 from operators.candidates import candidates
 from operators.decision import FEED_CHANNEL, feed_decision
-from operators.features import item_features, user_features
+from operators.features import FeatureConfig, feature_pipeline
 from operators.progress import progress
 from operators.score import score
 from operators.validate import validate
 
 DLQ_CHANNEL = "dead_letters"
-CHANNELS = (FEED_CHANNEL, DLQ_CHANNEL)
+LATE_CHANNEL = "late_events"
+CHANNELS = (FEED_CHANNEL, DLQ_CHANNEL, LATE_CHANNEL)
 
 
 class RunConfig(BaseModel):
@@ -46,6 +47,7 @@ class RunConfig(BaseModel):
     output: str = Field(description="'kafka' or a directory")
     store: str = "memory"
     tail: bool = False  # Kafka: keep waiting for new events at the end of the topics
+    decisions: bool = True  # False: the feature flow alone (features, late events, DLQ)
     settings: Settings = Field(default_factory=Settings)
 
     def model_post_init(self, _ctx) -> None:
@@ -67,24 +69,35 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     raw = progress("progress", raw, s.progress_every_s)
 
     valid = validate("validate", raw, cfg.format)
-    users = user_features("user_features", valid.events, s.user_ttl_s)
-    item_ops = item_features("item_features", valid.events, s.item_ttl_s)
-    cands = candidates("candidates", users.features)
-    ranked = score("score", cands, s.feed_size)
-    feed = feed_decision("decision", ranked, s.feed_ttl_s)
-
+    feats = feature_pipeline("features", valid.events, feature_config(cfg))
     dlq = op.map("dlq_out", valid.dead_letters,
                  lambda d: outgoing(DLQ_CHANNEL, f"{d.source}:{d.partition}", d))
-    out = op.merge("outgoing", feed.outgoing, dlq)
+    late = op.map("late_out", feats.late, lambda e: outgoing(LATE_CHANNEL, e.key, e))
+    outs, store_streams = [dlq, late], [feats.store_ops]
+    if cfg.decisions:
+        cands = candidates("candidates", feats.decision_inputs)
+        ranked = score("score", cands, s.feed_size)
+        feed = feed_decision("decision", ranked, s.feed_ttl_s)
+        outs.append(feed.outgoing)
+        store_streams.append(feed.store_ops)
+
+    out = op.merge("outgoing", *outs)
     if cfg.output == "kafka":
         topics = {ch: s.topic(ch) for ch in CHANNELS}
         op.output("sink", out, CheckedKafkaSink(s.kafka_bootstrap_servers or "", topics))
     else:
         op.output("sink", out, JsonlDirSink(cfg.output))
 
-    store_ops = op.merge("store_ops", users.store_ops, item_ops, feed.store_ops)
+    store_ops = op.merge("store_ops", *store_streams)
     op.output("store", store_ops, StoreSink(store_factory(cfg.store)))
     return flow
+
+
+def feature_config(cfg: RunConfig) -> FeatureConfig:
+    s = cfg.settings
+    return FeatureConfig(allowed_lateness_ms=int(s.allowed_lateness_s * 1000),
+                         mirror_every_s=s.mirror_every_s, idle_evict_s=s.idle_evict_s,
+                         decision_inputs=cfg.decisions)
 
 
 def recovery_config(recovery_dir: str | None, partitions: int,

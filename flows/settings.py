@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     item_ttl_s: int = Field(90 * 86400, ge=0)
     feed_ttl_s: int = Field(7 * 86400, ge=0)
 
+    allowed_lateness_s: float = Field(3600.0, ge=0, description="per-key, event time")
+    mirror_every_s: float = Field(1.0, ge=0, description="store mirror period per key; 0 = "
+                                                         "every event")
+    idle_evict_s: float | None = Field(None, gt=0, description="drop idle keys' state (wall "
+                                                              "clock); the store keeps them")
+
     epoch_interval_s: float = Field(5.0, gt=0)
     recovery_dir: str | None = None
     progress_every_s: float = 5.0

@@ -5,18 +5,16 @@ from __future__ import annotations
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
-from operators.features import UserFeatures
+from features.user_features import UserFeatures
 
 Candidates = tuple[UserFeatures, list[tuple[str, float]]]
 
 
 def candidates(step_id: str, feats: Stream, limit: int = 50) -> Stream:
-    """KeyedStream[UserFeatures | ERASED] → KeyedStream[(UserFeatures, candidates) | ERASED]."""
+    """Stream[UserFeatures] → Stream[(UserFeatures, candidates)]: recent interests not bought."""
 
-    def pick(f: UserFeatures | str) -> Candidates | str:
-        if isinstance(f, str):
-            return f
+    def pick(f: UserFeatures) -> Candidates:
         bought = set(f.purchased)
         return f, [(s, w) for s, w in f.interests if s not in bought][:limit]
 
-    return op.map_value(step_id, feats, pick)
+    return op.map(step_id, feats, pick)

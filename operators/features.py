@@ -1,7 +1,11 @@
-"""Feature steps: per-user profile and per-item popularity in Bytewax keyed state.
+"""Feature steps: item (catalog enrichment, popularity, stock, price) → user and session →
+item-to-item co-visitation, each a keyed fold in Bytewax state.
 
-State lives in ``stateful_map`` (snapshotted with recovery); each step also emits the
-feature rows that mirror the state into the online store.
+    events ─┬─ item inputs ─► key sku ─► item fold ─┬─ affinity hints ─┐
+            └─ user events, consent, erase ────────────────────────────┴► key user ─► user fold ─┐
+                                                        pairs ◄──────────────────────────┤
+                          key sku ◄──────────────────────┘                              │
+                          covis fold ─► store writes         store writes, late events ◄┘
 """
 
 from __future__ import annotations
@@ -11,74 +15,60 @@ from typing import NamedTuple
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
-from features import item_popularity, user_profile
-from features.events import Control, Inbound
-from features.interactions import (
-    ItemInteraction,
-    UserInteraction,
-    item_interactions,
-    user_interaction,
-)
-from features.store import StoreOp, StorePurge, StoreWrite
-
-ERASED = "__erased__"
+from features.covisitation import CovisFold
+from features.events import LateEvent
+from features.interactions import AffinityHint, item_inputs, user_inputs
+from features.item_features import ItemFold
+from features.store import StoreOp
+from features.user_features import UserFeatures, UserFold
+from operators.keyed_fold import keyed_fold
 
 
-class UserFeatures(NamedTuple):
-    """What the decision path needs from a user's features after one event."""
-
-    event_id: str
-    ts: int
-    interests: list[tuple[str, float]]  # strongest first, decayed to ts
-    purchased: list[str]
-    row: dict[str, str | int | float]
+class FeatureConfig(NamedTuple):
+    allowed_lateness_ms: int = 3_600_000
+    mirror_every_s: float = 1.0  # 0 = mirror every event (replay)
+    idle_evict_s: float | None = None  # wall-clock eviction of idle keys' state
+    decision_inputs: bool = False  # emit UserFeatures per user event for the decision path
+    ttl_s: int | None = None  # override every view's TTL (tests)
 
 
-class UserStreams(NamedTuple):
-    features: Stream  # KeyedStream[UserFeatures | ERASED]
+class FeatureStreams(NamedTuple):
     store_ops: Stream[StoreOp]
+    late: Stream[LateEvent]
+    decision_inputs: Stream[UserFeatures]
 
 
-def _user_or_erase(ev: Inbound) -> UserInteraction | None:
-    if isinstance(ev, Control) and ev.action == "erase_user" and ev.user_id:
-        return ev.user_id, ERASED, (), ev.ts, ev.event_id
-    return user_interaction(ev)
+def _split(step_id: str, up: Stream, pred) -> tuple[Stream, Stream]:
+    b = op.branch(step_id, up, pred)
+    return b.trues, b.falses
 
 
-def user_features(step_id: str, events: Stream[Inbound], ttl_s: int,
-                  max_interests: int = 20) -> UserStreams:
-    inter = op.filter_map(f"{step_id}_extract", events, _user_or_erase)
-    keyed = op.key_on(f"{step_id}_key", inter, lambda x: x[0])
+def feature_pipeline(step_id: str, events: Stream, cfg: FeatureConfig) -> FeatureStreams:
+    item_in = op.flat_map(f"{step_id}_item_in", events, item_inputs)
+    item_out = keyed_fold(f"{step_id}_item", op.key_on(f"{step_id}_item_key", item_in,
+                                                        lambda x: x[0]),
+                          ItemFold(cfg.allowed_lateness_ms, cfg.ttl_s), cfg.mirror_every_s,
+                          cfg.idle_evict_s)
+    hints, item_rest = _split(f"{step_id}_item_split", item_out,
+                              lambda x: type(x) is AffinityHint)
+    item_late, item_store = _split(f"{step_id}_item_late", item_rest,
+                                   lambda x: isinstance(x, LateEvent))
 
-    def fold(state: user_profile.UserProfile | None, x: UserInteraction):
-        _, kind, skus, ts, event_id = x
-        if kind == ERASED:
-            return None, ERASED
-        p = user_profile.apply(state or user_profile.UserProfile(), kind, skus, ts)
-        now = max(ts, p.last_ts)
-        return p, UserFeatures(event_id, ts, user_profile.top_interests(p, now, max_interests),
-                               list(p.purchased), user_profile.feature_row(p, now))
+    direct = op.flat_map(f"{step_id}_user_in", events, user_inputs)
+    user_in = op.merge(f"{step_id}_user_merge", direct, hints)
+    user_out = keyed_fold(f"{step_id}_user", op.key_on(f"{step_id}_user_key", user_in,
+                                                        lambda x: x[0]),
+                          UserFold(cfg.allowed_lateness_ms, cfg.ttl_s, cfg.decision_inputs),
+                          cfg.mirror_every_s, cfg.idle_evict_s)
+    pairs, user_rest = _split(f"{step_id}_pairs", user_out, lambda x: type(x) is tuple)
+    decisions, user_rest = _split(f"{step_id}_decision_in", user_rest,
+                                  lambda x: type(x) is UserFeatures)
+    user_late, user_store = _split(f"{step_id}_user_late", user_rest,
+                                   lambda x: isinstance(x, LateEvent))
 
-    feats = op.stateful_map(f"{step_id}_profile", keyed, fold)
-
-    def to_store(kv: tuple[str, UserFeatures | str]) -> StoreOp:
-        user, f = kv
-        if isinstance(f, str):
-            return StorePurge("user", user)
-        return StoreWrite("user", user, f.row, int(f.row["last_ts"]), ttl_s)
-
-    return UserStreams(feats, op.map(f"{step_id}_store", feats, to_store))
-
-
-def item_features(step_id: str, events: Stream[Inbound], ttl_s: int) -> Stream[StoreOp]:
-    inter = op.flat_map(f"{step_id}_extract", events, item_interactions)
-    keyed = op.key_on(f"{step_id}_key", inter, lambda x: x[0])
-
-    def fold(state: item_popularity.ItemPopularity | None, x: ItemInteraction):
-        _, kind, qty, ts = x
-        s = item_popularity.apply(state or item_popularity.ItemPopularity(), kind, qty, ts)
-        return s, (item_popularity.feature_row(s, s.last_ts), s.last_ts)
-
-    rows = op.stateful_map(f"{step_id}_popularity", keyed, fold)
-    return op.map(f"{step_id}_store", rows,
-                  lambda kv: StoreWrite("item", kv[0], kv[1][0], kv[1][1], ttl_s))
+    covis_store = keyed_fold(f"{step_id}_covis", op.key_on(f"{step_id}_covis_key", pairs,
+                                                            lambda x: x[0]),
+                             CovisFold(cfg.ttl_s), cfg.mirror_every_s, cfg.idle_evict_s)
+    store = op.merge(f"{step_id}_store", item_store, user_store, covis_store)
+    late = op.merge(f"{step_id}_late", item_late, user_late)
+    return FeatureStreams(store, late, decisions)

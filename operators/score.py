@@ -10,12 +10,10 @@ from operators.candidates import Candidates
 
 
 def score(step_id: str, cands: Stream, k: int) -> Stream:
-    """KeyedStream[(UserFeatures, candidates)] → KeyedStream[(UserFeatures, top-k ranked)]."""
+    """Stream[(UserFeatures, candidates)] → Stream[(UserFeatures, top-k ranked)]."""
 
-    def top(c: Candidates | str) -> Candidates | str:
-        if isinstance(c, str):
-            return c
+    def top(c: Candidates) -> Candidates:
         f, items = c
         return f, rank(items, k)
 
-    return op.map_value(step_id, cands, top)
+    return op.map(step_id, cands, top)

@@ -25,7 +25,7 @@ def render() -> dict[str, str]:
 if __name__ == "__main__":
     d = ROOT / "schemas"
     d.mkdir(exist_ok=True)
-    for old in d.glob("*.json"):
+    for old in d.glob("*.v1.json"):
         old.unlink()
     for name, text in render().items():
         (d / name).write_text(text)

@@ -38,3 +38,14 @@ def check_feed_ids(feeds: list[dict]) -> None:
         prev = by_id.setdefault(f["id"], f)
         assert prev == f, f"two different feed updates share id {f['id']}"
         assert f["id"] == f"feed:{f['user_id']}:{f['trigger_event_id']}"
+
+
+ITEM_COUNT = "item_popularity_v1.n_events"
+USER_COUNT = "user_recency_v1.n_events"
+
+
+def counts_in_store(store, entity: str, keys, field: str) -> dict:
+    """{key: field value} read back from an online store (None where the key is absent)."""
+    keys = list(keys)
+    return {k: (row or {}).get(field) for k, row in zip(keys, store.read_many(entity, keys),
+                                                         strict=True)}

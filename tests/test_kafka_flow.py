@@ -10,7 +10,9 @@ from connectors.kafka_admin import ensure_topics, produce_all
 from connectors.redis_store import RedisStore
 from flows.main import CHANNELS, RunConfig, run
 from flows.settings import Settings
-from tests.flow_checks import check_feed_ids, expected_counts
+from tests.flow_checks import (
+    ITEM_COUNT, USER_COUNT, check_feed_ids, counts_in_store, expected_counts,
+)
 from tests.kafka_util import consume_all
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
@@ -47,10 +49,8 @@ def test_kafka_to_kafka_and_redis(kafka_bootstrap, redis_url, redis_client, topi
 
     # features in Redis: no valid event lost, none counted twice
     store = RedisStore(redis_url)
-    got_items = store.read_many("item", list(items))
-    assert {k: v["n_events"] for k, v in zip(items, got_items, strict=True)} == dict(items)
-    got_users = store.read_many("user", list(users))
-    assert {k: v["n_events"] for k, v in zip(users, got_users, strict=True)} == dict(users)
+    assert counts_in_store(store, "item", items, ITEM_COUNT) == dict(items)
+    assert counts_in_store(store, "user", users, USER_COUNT) == dict(users)
     feed_rows = store.read_many("feed", sorted({f["user_id"] for f in feeds}))
     assert all(r is not None and r["items"] for r in feed_rows)
 
@@ -79,10 +79,8 @@ def test_two_processes_over_kafka_partitions(kafka_bootstrap, redis_url, redis_c
 
     users, items, malformed = expected_counts(recs)
     store = RedisStore(redis_url)
-    got = store.read_many("item", list(items))
-    assert {k: v["n_events"] for k, v in zip(items, got, strict=True)} == dict(items)
-    got = store.read_many("user", list(users))
-    assert {k: v["n_events"] for k, v in zip(users, got, strict=True)} == dict(users)
+    assert counts_in_store(store, "item", items, ITEM_COUNT) == dict(items)
+    assert counts_in_store(store, "user", users, USER_COUNT) == dict(users)
     dead = consume_all(kafka_bootstrap, f"{topic_prefix}dead_letters")
     assert len(dead) == malformed
     feeds = [json.loads(m.value()) for m in consume_all(kafka_bootstrap,

@@ -19,7 +19,9 @@ from confluent_kafka import Consumer, TopicPartition
 from connectors.generator import GenConfig, Generator
 from connectors.kafka_admin import ensure_topics, produce_all
 from connectors.redis_store import RedisStore
-from tests.flow_checks import check_feed_ids, expected_counts
+from tests.flow_checks import (
+    ITEM_COUNT, USER_COUNT, check_feed_ids, counts_in_store, expected_counts,
+)
 from tests.kafka_util import consume_all
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
@@ -72,10 +74,8 @@ def test_kill_and_resume_loses_nothing(kafka_bootstrap, redis_url, redis_client,
 
     users, items, malformed = expected_counts(recs)
     store = RedisStore(redis_url)
-    got = store.read_many("item", list(items))
-    assert {k: v["n_events"] for k, v in zip(items, got, strict=True)} == dict(items)
-    got = store.read_many("user", list(users))
-    assert {k: v["n_events"] for k, v in zip(users, got, strict=True)} == dict(users)
+    assert counts_in_store(store, "item", items, ITEM_COUNT) == dict(items)
+    assert counts_in_store(store, "user", users, USER_COUNT) == dict(users)
 
     feeds = [json.loads(m.value()) for m in consume_all(kafka_bootstrap, feed_topic)]
     assert len(feeds) > at_kill > 0  # the second run resumed and finished the work

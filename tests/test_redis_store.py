@@ -9,30 +9,46 @@ from features.store import StorePurge, StoreWrite
 pytestmark = pytest.mark.redis
 
 
-def test_newest_value_wins_and_ttl_is_set(redis_url, redis_client):
+def W(entity, key, view, fields, ts, ttl):  # noqa: N802 - reads like the tuple it builds
+    return StoreWrite(entity, key, view, fields, ts, ttl)
+
+
+def test_newest_value_per_view_wins_and_ttl_only_extends(redis_url, redis_client):
     s = RedisStore(redis_url)
-    s.apply([StoreWrite("user", "u1", {"n": 2, "items": "A,B"}, ts=200, ttl_s=60),
-             StoreWrite("user", "u1", {"n": 1, "items": "A"}, ts=100, ttl_s=60),  # older
-             StoreWrite("item", "A", {"pop": 1.5}, ts=5, ttl_s=0)])
-    assert s.read_many("user", ["u1", "nobody"]) == [{"n": 2, "items": "A,B"}, None]
-    assert s.read_many("item", ["A"]) == [{"pop": 1.5}]
-    assert 0 < redis_client.ttl(redis_key("user", "u1")) <= 60
+    s.apply([W("user", "u1", "a_v1", {"n": 2, "items": "A,B"}, 200, 60),
+             W("user", "u1", "a_v1", {"n": 1, "items": "A"}, 100, 60),  # older: refused
+             W("user", "u1", "b_v1", {"m": 7}, 50, 30),  # other view, older ts: kept
+             W("item", "A", "p_v1", {"pop": 1.5}, 5, 0)])
+    assert s.read_many("user", ["u1", "nobody"]) == [
+        {"a_v1.n": 2, "a_v1.items": "A,B", "b_v1.m": 7}, None]
+    assert s.read_many("item", ["A"]) == [{"p_v1.pop": 1.5}]
+    assert 30 < redis_client.ttl(redis_key("user", "u1")) <= 60  # the shorter TTL did not cut
     assert redis_client.ttl(redis_key("item", "A")) == -1  # no expiry asked
-    s.apply([StoreWrite("user", "u1", {"n": 3}, ts=200, ttl_s=60)])  # same time: replay
-    assert s.read_many("user", ["u1"])[0]["n"] == 3
+    s.apply([W("user", "u1", "a_v1", {"n": 3}, 200, 60)])  # same time (a replay): applied
+    assert s.read_many("user", ["u1"])[0]["a_v1.n"] == 3
     s.close()
+
+
+def test_expiry_really_happens(redis_url, redis_client):
+    import time
+
+    s = RedisStore(redis_url)
+    s.apply([W("session", "s1", "v_v1", {"x": 1}, 1, 1)])
+    assert s.read_many("session", ["s1"]) == [{"v_v1.x": 1}]
+    time.sleep(2.1)
+    assert s.read_many("session", ["s1"]) == [None]
 
 
 def test_purge_removes_the_key(redis_url, redis_client):
     s = RedisStore(redis_url)
-    s.apply([StoreWrite("user", "u9", {"n": 1}, ts=1, ttl_s=0), StorePurge("user", "u9")])
+    s.apply([W("user", "u9", "a_v1", {"n": 1}, 1, 0), StorePurge("user", "u9")])
     assert s.read_many("user", ["u9"]) == [None]
     assert not redis_client.exists(redis_key("user", "u9"))
 
 
 def test_memory_and_redis_stores_agree(redis_url, redis_client):
-    ops = [StoreWrite("item", f"S{i % 7}", {"v": i, "t": f"x{i}"}, ts=i * (-1) ** i + 50,
-                      ttl_s=100) for i in range(40)]
+    ops = [W("item", f"S{i % 7}", f"v{i % 2}_v1", {"v": i, "t": f"x{i}"}, i * (-1) ** i + 50, 100)
+           for i in range(40)]
     ops.append(StorePurge("item", "S3"))
     mem, red = MemoryStore(), RedisStore(redis_url)
     mem.apply(ops)

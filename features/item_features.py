@@ -1,0 +1,158 @@
+"""Item features (popularity, stock, price) and catalog enrichment, as a pure fold.
+
+The item-keyed step applies ``ItemFold.apply`` to each input of one sku. Behaviour events
+update popularity and send the item's catalog facts to the user step (``AffinityHint``).
+
+>>> fold = ItemFold(allowed_lateness_ms=3_600_000)
+>>> s = ItemState()
+>>> out = fold.apply(s, ("A", "catalog", 0, "bikes/road", "acme", 120.0, "EUR", ("color=red",)))
+>>> out = fold.apply(s, ("A", "page_view", 10, "u1", "e1", "s1", 1, 0.0))
+>>> [type(o).__name__ for o in out], out[0].category, out[0].price_band
+(['AffinityHint'], 'bikes/road', '100-250')
+>>> [(w.view, w.fields["n_events"]) for w in fold.rows(s, "A") if w.view.startswith("item_pop")]
+[('item_popularity_v1', 1)]
+"""
+
+from __future__ import annotations
+
+from features.decay import DecayedMap, rate_per_day
+from features.definitions import ITEM_POPULARITY, ITEM_PRICE, ITEM_STOCK
+from features.events import LateEvent
+from features.interactions import AffinityHint, price_band
+from features.store import StoreWrite
+
+H = 3_600_000
+POP_HL = 24 * H
+TREND_HL = 1 * H
+COVER_HL = 7 * 24 * H
+WEIGHTS = {"v": 1.0, "c": 3.0, "o": 5.0}
+KIND_KEY = {"page_view": "v", "click": "v", "add_to_cart": "c", "order": "o"}
+
+
+class ItemState:
+    __slots__ = ("catalog", "pop", "trend", "cover", "stock", "price", "n_events", "last_ts",
+                 "stock_as_of", "dirty")
+
+    def __init__(self) -> None:
+        self.catalog: tuple | None = None  # (category, brand, band, attrs, price, currency)
+        self.pop = DecayedMap(POP_HL)  # "v", "c", "o"
+        self.trend = DecayedMap(TREND_HL)  # "v"
+        self.cover = DecayedMap(COVER_HL)  # "o" (units ordered)
+        self.stock: dict[str, tuple[int, int, int]] = {}  # location -> (on_hand, reserved, ts)
+        self.price: tuple[float, float, str, int] | None = None
+        self.n_events = 0
+        self.last_ts = 0
+        self.stock_as_of = 0
+        self.dirty: set[str] = set()
+
+    def __getstate__(self):
+        return tuple(getattr(self, s) for s in self.__slots__)
+
+    def __setstate__(self, st) -> None:
+        for name, v in zip(self.__slots__, st, strict=True):
+            setattr(self, name, v)
+
+
+def popularity_row(s: ItemState, as_of: int) -> dict:
+    v, c, o = (s.pop.value(k, as_of) for k in ("v", "c", "o"))
+    long_rate = v / POP_HL
+    short_rate = s.trend.value("v", as_of) / TREND_HL
+    return {"views": round(v, 6), "carts": round(c, 6), "orders": round(o, 6),
+            "popularity": round(v + 3 * c + 5 * o, 6),
+            "conversion_rate": round(min(10.0, o / v) if v > 0 else 0.0, 6),
+            "trending": round(min(1000.0, short_rate / long_rate) if long_rate > 0 else 0.0, 6),
+            "n_events": s.n_events, "as_of": as_of}
+
+
+def stock_row(s: ItemState, as_of: int) -> dict:
+    on_hand = sum(v[0] for v in s.stock.values())
+    reserved = sum(v[1] for v in s.stock.values())
+    available = on_hand - reserved
+    per_day = rate_per_day(s.cover.value("o", as_of), COVER_HL)
+    cover = 100_000.0 if per_day <= 1e-9 else min(100_000.0, max(0, available) / per_day)
+    return {"on_hand": on_hand, "reserved": reserved, "available": available,
+            "days_of_cover": round(cover, 4),
+            "stock_ts": max((v[2] for v in s.stock.values()), default=0)}
+
+
+def price_row(s: ItemState) -> dict:
+    assert s.price is not None
+    p, lp, cur, ts = s.price
+    return {"price": p, "list_price": lp, "currency": cur, "price_ts": ts}
+
+
+class ItemFold:
+    def __init__(self, allowed_lateness_ms: int, ttl_s: int | None = None) -> None:
+        self.lateness = allowed_lateness_ms
+        self.ttl = {v.name: (v.store_prefix, v.ttl_s if ttl_s is None else ttl_s)
+                    for v in (ITEM_POPULARITY, ITEM_STOCK, ITEM_PRICE)}
+
+    def new(self) -> ItemState:
+        return ItemState()
+
+    def rows(self, s: ItemState, sku: str) -> list[StoreWrite]:
+        """Store rows of the views changed since the last call."""
+        out = []
+        for view in sorted(s.dirty):
+            prefix, ttl = self.ttl[view]
+            if view == "item_popularity":
+                out.append(StoreWrite("item", sku, prefix, popularity_row(s, s.last_ts),
+                                      s.last_ts, ttl))
+            elif view == "item_stock":
+                out.append(StoreWrite("item", sku, prefix, stock_row(s, s.stock_as_of),
+                                      s.stock_as_of, ttl))
+            elif s.price is not None:
+                out.append(StoreWrite("item", sku, prefix, price_row(s), s.price[3], ttl))
+        s.dirty = set()
+        return out
+
+    def apply(self, s: ItemState, x: tuple) -> list:
+        sku, kind, ts = x[0], x[1], x[2]
+        out: list = []
+        if kind == "catalog":
+            _, _, _, category, brand, price, currency, attrs = x
+            s.catalog = (category, brand, price_band(price), attrs, price, currency)
+            if s.price is None or s.price[3] <= ts:
+                s.price = (price, price, currency, ts)
+                s.dirty.add("item_price")
+            return out
+        if kind == "inventory":
+            _, _, _, location, on_hand, reserved = x
+            cur = s.stock.get(location)
+            if cur is None or cur[2] <= ts:  # last write in event time wins
+                s.stock[location] = (on_hand, reserved, ts)
+            s.stock_as_of = max(s.stock_as_of, ts)
+            s.dirty.add("item_stock")
+            return out
+        if kind == "price":
+            _, _, _, price, list_price, currency = x
+            if s.price is None or s.price[3] <= ts:
+                s.price = (price, list_price, currency, ts)
+                s.dirty.add("item_price")
+            return out
+        # behaviour: sku, kind, ts, user, event_id, session, qty, unit_price
+        watermark = s.last_ts
+        if ts < watermark - self.lateness:
+            out.append(LateEvent(id=f"late:item:{sku}:{x[4]}", ts=ts, entity="item",
+                                 key=sku, event_id=x[4], event_ts=ts, watermark=watermark,
+                                 lateness_ms=watermark - ts,
+                                 reason=f"older than the item's watermark minus the allowed "
+                                        f"lateness ({self.lateness} ms)"))
+        else:
+            k = KIND_KEY[kind]
+            qty = x[6]
+            s.pop.add(k, 1.0 if k == "v" else float(qty), ts)
+            if k == "v":
+                s.trend.add("v", 1.0, ts)
+            elif k == "o":
+                s.cover.add("o", float(qty), ts)
+            s.n_events += 1
+            s.last_ts = max(s.last_ts, ts)
+            s.dirty.add("item_popularity")
+            if k == "o":
+                s.stock_as_of = max(s.stock_as_of, ts)
+                s.dirty.add("item_stock")  # days of cover moves with the order rate
+        cat = s.catalog or ("", "", price_band(x[7]) if x[7] else "", (), 0.0, "")
+        if cat[0] or cat[2]:
+            out.append(AffinityHint(x[3], kind, ts, x[4], cat[0], cat[1], cat[2], cat[3]))
+        return out
