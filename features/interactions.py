@@ -14,8 +14,8 @@ Items crossing Bytewax workers are pickled one by one, so steps exchange plain t
 >>> ev = AddToCart(event_id="e", ts=5, user_id="u", session_id="s", sku="A", quantity=2)
 >>> item_inputs(ev)
 [('A', 'add_to_cart', 5, 'u', 'e', 's', 2, 0.0)]
->>> user_inputs(ev)
-[UserEvent(user_id='u', kind='add_to_cart', ts=5, event_id='e', session_id='s', lines=(('A', 2, 0.0),), order_id='')]
+>>> user_inputs(ev)[0].lines
+(('A', 2, 0.0),)
 """
 
 from __future__ import annotations
@@ -23,7 +23,16 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from features.events import (
-    AddToCart, CatalogItem, Click, Consent, Control, Inbound, Inventory, Order, PageView, Price,
+    AddToCart,
+    CatalogItem,
+    Click,
+    Consent,
+    Control,
+    Inbound,
+    Inventory,
+    Order,
+    PageView,
+    Price,
 )
 
 BEHAVIOUR = ("page_view", "click", "add_to_cart", "order")

@@ -32,7 +32,12 @@ from typing import NamedTuple
 
 from features.decay import DecayedMap
 from features.definitions import (
-    SESSION_STATE, USER_ACTIVITY, USER_AFFINITY, USER_CART, USER_PURCHASES, USER_RECENCY,
+    SESSION_STATE,
+    USER_ACTIVITY,
+    USER_AFFINITY,
+    USER_CART,
+    USER_PURCHASES,
+    USER_RECENCY,
 )
 from features.events import LateEvent
 from features.interactions import AffinityHint, UserEvent
@@ -61,7 +66,8 @@ class UserFeatures(NamedTuple):
 
 
 class UserState:
-    __slots__ = ("last_ts", "n_events", "win", "aff", "interest", "last", "cart", "orders",
+    __slots__ = ("last_ts", "n_events", "win", "aff", "interest", "last", "cart", "cart_ts",
+                 "orders",
                  "bought", "consent", "sess", "sessions", "dirty", "erased")
 
     def __init__(self, lateness_ms: int = H) -> None:
@@ -72,6 +78,7 @@ class UserState:
         self.interest = DecayedMap(INTEREST_HL)  # sku -> interest, for the feed
         self.last: list[str] = []  # distinct skus, newest first
         self.cart: dict[str, tuple[int, float]] = {}
+        self.cart_ts = 0  # event time of the last cart change
         self.orders = [0, 0.0, 0]  # n_orders, total_spent, last_order_ts
         self.bought: list[str] = []  # newest last
         self.consent: tuple[str, ...] | None = None
@@ -162,6 +169,7 @@ class UserFold:
                 s.cart[sku] = (q + qty, unit_price)
                 if len(s.cart) > MAX_CART:
                     s.cart.pop(next(iter(s.cart)))
+                s.cart_ts = max(s.cart_ts, ts)
                 dirty.add("user_cart")
             elif kind == "order":
                 s.orders[1] += qty * unit_price
@@ -169,6 +177,7 @@ class UserFold:
                     s.bought.remove(sku)
                 s.bought.append(sku)
                 if s.cart.pop(sku, None) is not None:
+                    s.cart_ts = max(s.cart_ts, ts)
                     dirty.add("user_cart")
             out.extend(self._session(s, e, sku))
         s.interest.bound(MAX_INTEREST)
@@ -211,9 +220,12 @@ class UserFold:
 
     def _session(self, s: UserState, e: UserEvent, sku: str) -> list[tuple]:
         sess = s.sess
+        closing: list = []
         if sess is None or sess[0] != e.session_id or e.ts - sess[2] > SESSION_GAP:
             if sess is not None and sess[0] != e.session_id and e.ts < sess[1]:
                 return []  # a late event of an earlier session: session state has moved on
+            if sess is not None and "session_state" in s.dirty:  # its last value, now
+                closing.append(self._session_row(sess, e.user_id))
             sess = s.sess = [e.session_id, e.ts, e.ts, [], 0, False, []]
             if e.session_id not in s.sessions:
                 s.sessions.append(e.session_id)
@@ -227,7 +239,7 @@ class UserFold:
         elif e.kind == "order":
             sess[5] = True
         s.dirty.add("session_state")
-        pairs = []
+        pairs: list = []
         buy = e.kind in ("add_to_cart", "order")
         for a, a_ts in sess[6]:
             if a != sku and abs(e.ts - a_ts) <= SESSION_GAP:
@@ -236,7 +248,7 @@ class UserFold:
                     pairs.append((sku, a, "vv", e.ts))
         recent = [(k, t) for k, t in sess[6] if k != sku]
         sess[6] = [(sku, e.ts), *recent][:COVIS_LOOKBACK]
-        return pairs
+        return closing + pairs if closing else pairs
 
     # ------------------------------------------------------------------ mirror rows
     def rows(self, s: UserState, user_id: str) -> list[StoreWrite]:
@@ -247,17 +259,21 @@ class UserFold:
         for view in sorted(s.dirty):
             prefix, ttl = self.meta[view]
             if view == "session_state":
-                sess = s.sess
-                if sess is None:
-                    continue
-                row = {"user_id": user_id, "items_seen": len(sess[3]),
-                       "dwell_s": (sess[2] - sess[1]) / 1000, "cart_adds": sess[4],
-                       "intent_stage": _stage(sess), "start_ts": sess[1], "last_ts": sess[2]}
-                out.append(StoreWrite("session", sess[0], prefix, row, sess[2], ttl))
+                if s.sess is not None:
+                    out.append(self._session_row(s.sess, user_id))
                 continue
-            out.append(StoreWrite("user", user_id, prefix, self._row(view, s, t), t, ttl))
+            vt = s.cart_ts if view == "user_cart" else s.orders[2] if view == "user_purchases" \
+                else t
+            out.append(StoreWrite("user", user_id, prefix, self._row(view, s, vt), vt, ttl))
         s.dirty = set()
         return out
+
+    def _session_row(self, sess: list, user_id: str) -> StoreWrite:
+        prefix, ttl = self.meta["session_state"]
+        row = {"user_id": user_id, "items_seen": len(sess[3]),
+               "dwell_s": (sess[2] - sess[1]) / 1000, "cart_adds": sess[4],
+               "intent_stage": _stage(sess), "start_ts": sess[1], "last_ts": sess[2]}
+        return StoreWrite("session", sess[0], prefix, row, sess[2], ttl)
 
     @staticmethod
     def _row(view: str, s: UserState, t: int) -> dict:
@@ -268,7 +284,8 @@ class UserFold:
             row["as_of"] = t
             return row
         if view == "user_affinity":
-            return {"top_categories": _top(s.aff, "c:", 5, t), "top_brands": _top(s.aff, "b:", 5, t),
+            return {"top_categories": _top(s.aff, "c:", 5, t),
+                    "top_brands": _top(s.aff, "b:", 5, t),
                     "top_price_bands": _top(s.aff, "p:", 5, t),
                     "top_attributes": _top(s.aff, "a:", 5, t), "as_of": t}
         if view == "user_recency":

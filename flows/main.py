@@ -23,7 +23,9 @@ from connectors.file_sink import JsonlDirSink
 from connectors.file_source import FileSource
 from connectors.kafka_sink import CheckedKafkaSink
 from connectors.kafka_source import kafka_raw_input
+from connectors.parquet_sink import ParquetFeatureSink
 from connectors.store_sink import StoreSink, store_factory
+from features.definitions import REGISTRY
 from features.events import outgoing
 from features.formats import FORMATS
 from flows.settings import Settings
@@ -31,12 +33,14 @@ from operators.candidates import candidates
 from operators.decision import FEED_CHANNEL, feed_decision
 from operators.features import FeatureConfig, feature_pipeline
 from operators.progress import progress
+from operators.quality import feature_quality
 from operators.score import score
 from operators.validate import validate
 
 DLQ_CHANNEL = "dead_letters"
 LATE_CHANNEL = "late_events"
-CHANNELS = (FEED_CHANNEL, DLQ_CHANNEL, LATE_CHANNEL)
+QUALITY_CHANNEL = "feature_quality"
+CHANNELS = (FEED_CHANNEL, DLQ_CHANNEL, LATE_CHANNEL, QUALITY_CHANNEL)
 
 
 class RunConfig(BaseModel):
@@ -48,6 +52,7 @@ class RunConfig(BaseModel):
     store: str = "memory"
     tail: bool = False  # Kafka: keep waiting for new events at the end of the topics
     decisions: bool = True  # False: the feature flow alone (features, late events, DLQ)
+    features_parquet: str | None = None  # replay: also write every feature row to Parquet
     settings: Settings = Field(default_factory=Settings)
 
     def model_post_init(self, _ctx) -> None:
@@ -73,7 +78,11 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     dlq = op.map("dlq_out", valid.dead_letters,
                  lambda d: outgoing(DLQ_CHANNEL, f"{d.source}:{d.partition}", d))
     late = op.map("late_out", feats.late, lambda e: outgoing(LATE_CHANNEL, e.key, e))
-    outs, store_streams = [dlq, late], [feats.store_ops]
+    quality = op.map("quality_out", feature_quality("quality", feats.store_ops, REGISTRY,
+                                                    s.quality_sample_every,
+                                                    s.quality_report_every),
+                     lambda q: outgoing(QUALITY_CHANNEL, q.view, q))
+    outs, store_streams = [dlq, late, quality], [feats.store_ops]
     if cfg.decisions:
         cands = candidates("candidates", feats.decision_inputs)
         ranked = score("score", cands, s.feed_size)
@@ -90,6 +99,9 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
 
     store_ops = op.merge("store_ops", *store_streams)
     op.output("store", store_ops, StoreSink(store_factory(cfg.store)))
+    if cfg.features_parquet:
+        op.output("features_parquet", feats.store_ops,
+                  ParquetFeatureSink(cfg.features_parquet, REGISTRY))
     return flow
 
 

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     idle_evict_s: float | None = Field(None, gt=0, description="drop idle keys' state (wall "
                                                               "clock); the store keeps them")
 
+    quality_sample_every: int = Field(10, ge=1, description="monitor 1 in N entities")
+    quality_report_every: int = Field(2000, ge=1, description="sampled rows per report")
+
     epoch_interval_s: float = Field(5.0, gt=0)
     recovery_dir: str | None = None
     progress_every_s: float = 5.0

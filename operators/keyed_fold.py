@@ -1,7 +1,8 @@
 """A keyed Bytewax step around a pure fold, with coalesced store mirroring and eviction.
 
 ``fold`` provides ``new()``, ``apply(state, item) -> outputs`` and
-``rows(state, key) -> store writes`` (the views changed since the last call). The step:
+``rows(state, key) -> store writes`` (the views changed since the last call), and may
+provide ``on_end(state) -> outputs`` for the end of a finite input. The step:
 
 - applies every item of a key's batch and emits ``apply``'s outputs at once;
 - mirrors state to the store: per event when ``mirror_every_s == 0`` (replay, tests),
@@ -15,14 +16,14 @@
 from __future__ import annotations
 
 import pickle
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 
-_UTC = timezone.utc
+_UTC = UTC
 
 
 class Fold(Protocol):
@@ -53,12 +54,16 @@ class _FoldLogic(StatefulBatchLogic):
         if self.key is None:
             self.key = values[0][0]
         out: list = []
-        for v in values:
-            out.extend(fold.apply(state, v))
+        if self.mirror is None:  # a row after every event: point-in-time tables
+            for v in values:
+                out.extend(fold.apply(state, v))
+                out.extend(fold.rows(state, self.key))
+        else:
+            for v in values:
+                out.extend(fold.apply(state, v))
         if getattr(state, "erased", False):
             return out, StatefulBatchLogic.DISCARD
         if self.mirror is None:
-            out.extend(fold.rows(state, self.key))
             if self.idle is not None:
                 self.evict_at = datetime.now(_UTC) + self.idle
         else:
@@ -81,7 +86,11 @@ class _FoldLogic(StatefulBatchLogic):
 
     def on_eof(self) -> tuple[list, bool]:
         self.flush_at = None
-        return self.fold.rows(self.state, self.key), StatefulBatchLogic.RETAIN
+        out = self.fold.rows(self.state, self.key)
+        on_end = getattr(self.fold, "on_end", None)
+        if on_end is not None:
+            out.extend(on_end(self.state))
+        return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         times = [t for t in (self.flush_at, self.evict_at) if t is not None]

@@ -94,8 +94,7 @@ def test_user_counts_and_affinities_do_not_depend_on_arrival_order(rnd):
         for x in seq:
             f.apply(s, x)
         rows = _rows(f, s)
-        return rows["user_activity_v1"], rows["user_affinity_v1"], rows["user_purchases_v1"] \
-            if "user_purchases_v1" in rows else None
+        return rows["user_activity_v1"], rows["user_affinity_v1"], rows.get("user_purchases_v1")
 
     shuffled = list(items)
     rnd.shuffle(shuffled)

@@ -11,7 +11,11 @@ from connectors.memory_store import MemoryStore
 from flows.main import RunConfig, run
 from flows.settings import Settings
 from tests.flow_checks import (
-    ITEM_COUNT, USER_COUNT, check_feed_ids, counts_in_store, expected_counts,
+    ITEM_COUNT,
+    USER_COUNT,
+    check_feed_ids,
+    counts_in_store,
+    expected_counts,
 )
 
 

@@ -11,7 +11,11 @@ from connectors.redis_store import RedisStore
 from flows.main import CHANNELS, RunConfig, run
 from flows.settings import Settings
 from tests.flow_checks import (
-    ITEM_COUNT, USER_COUNT, check_feed_ids, counts_in_store, expected_counts,
+    ITEM_COUNT,
+    USER_COUNT,
+    check_feed_ids,
+    counts_in_store,
+    expected_counts,
 )
 from tests.kafka_util import consume_all
 
@@ -52,7 +56,7 @@ def test_kafka_to_kafka_and_redis(kafka_bootstrap, redis_url, redis_client, topi
     assert counts_in_store(store, "item", items, ITEM_COUNT) == dict(items)
     assert counts_in_store(store, "user", users, USER_COUNT) == dict(users)
     feed_rows = store.read_many("feed", sorted({f["user_id"] for f in feeds}))
-    assert all(r is not None and r["items"] for r in feed_rows)
+    assert all(r is not None and r["feed_v1.items"] for r in feed_rows)
 
 
 def test_two_processes_over_kafka_partitions(kafka_bootstrap, redis_url, redis_client,

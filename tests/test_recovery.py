@@ -20,7 +20,11 @@ from connectors.generator import GenConfig, Generator
 from connectors.kafka_admin import ensure_topics, produce_all
 from connectors.redis_store import RedisStore
 from tests.flow_checks import (
-    ITEM_COUNT, USER_COUNT, check_feed_ids, counts_in_store, expected_counts,
+    ITEM_COUNT,
+    USER_COUNT,
+    check_feed_ids,
+    counts_in_store,
+    expected_counts,
 )
 from tests.kafka_util import consume_all
 

@@ -51,11 +51,11 @@ def test_duplicates_are_refused():
 def test_every_field_the_folds_write_is_declared():
     """Rows written to the store carry exactly the fields their view declares."""
     from connectors.generator import GenConfig, Generator
-    from features.validate import RawRecord, validate_record
     from features.covisitation import CovisFold
     from features.interactions import AffinityHint, item_inputs, user_inputs
     from features.item_features import ItemFold
     from features.user_features import UserFold
+    from features.validate import RawRecord, validate_record
 
     by_prefix = {v.store_prefix: {f.name for f in v.fields} for v in REGISTRY}
     uf, itf, cf = UserFold(3_600_000), ItemFold(3_600_000), CovisFold()

@@ -1,0 +1,67 @@
+"""Feature quality step: samples the rows written to the store and reports per field.
+
+Rows are sampled by entity key (a stable ``1 / sample_every`` share of entities), routed
+by view, and each view's monitor emits ``FeatureQuality`` records every ``report_every``
+sampled rows (and at end of input).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+
+from features.quality import ViewMonitor
+from features.registry import Registry
+from features.store import StoreWrite
+from operators.keyed_fold import keyed_fold
+
+
+class _QualityFold:
+    def __init__(self, registry: Registry, report_every: int, reference_size: int) -> None:
+        self.views = {v.store_prefix: v for v in registry}
+        self.every = report_every
+        self.ref = reference_size
+
+    def new(self) -> dict:
+        return {"m": None, "n": 0, "ts": 0, "reported": 0}
+
+    def apply(self, s: dict, x: tuple) -> list:
+        prefix, fields, ts = x
+        if s["m"] is None:
+            s["m"] = ViewMonitor(self.views[prefix], self.ref, self.ref)
+        s["m"].observe(fields, ts)
+        s["n"] += 1
+        s["ts"] = max(s["ts"], ts)
+        if s["n"] % self.every == 0:
+            s["reported"] = s["n"]
+            return s["m"].report("fq", s["ts"])
+        return []
+
+    def rows(self, s: dict, key: str) -> list:
+        return []
+
+    def on_end(self, s: dict) -> list:
+        """The last, partial period's report (once)."""
+        if s["m"] is None or s["reported"] == s["n"]:
+            return []
+        s["reported"] = s["n"]
+        return s["m"].report("fq", s["ts"])
+
+
+def feature_quality(step_id: str, store_ops: Stream, registry: Registry, sample_every: int = 10,
+                    report_every: int = 2000, reference_size: int = 500) -> Stream:
+    known = {v.store_prefix for v in registry}
+
+    def sample(w) -> tuple | None:
+        if not isinstance(w, StoreWrite) or w.view not in known:
+            return None
+        if sample_every > 1 and zlib.crc32(w.key.encode()) % sample_every:
+            return None
+        return (w.view, w.fields, w.ts)
+
+    rows = op.filter_map(f"{step_id}_sample", store_ops, sample)
+    keyed = op.key_on(f"{step_id}_key", rows, lambda x: x[0])
+    return keyed_fold(step_id, keyed, _QualityFold(registry, report_every, reference_size),
+                      mirror_every_s=0)
