@@ -47,6 +47,19 @@ class DecayedMap:
             e = 0.0
         self.w[key] = self.w.get(key, 0.0) + amount * 2.0 ** e
 
+    def add_all(self, keys, amount: float, ts: int) -> None:
+        """``add`` for several keys at one time (one exponent for all)."""
+        if not self.w:
+            self.landmark = ts
+        e = (ts - self.landmark) / self.hl
+        if e > _RESCALE_AT:
+            self._rebase(ts)
+            e = 0.0
+        inc = amount * 2.0 ** e
+        w = self.w
+        for key in keys:
+            w[key] = w.get(key, 0.0) + inc
+
     def value(self, key: str, as_of: int) -> float:
         g = self.w.get(key)
         return 0.0 if g is None else g * 2.0 ** (-(as_of - self.landmark) / self.hl)
@@ -60,9 +73,10 @@ class DecayedMap:
         items = sorted(self.w.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         return [(key, g * f) for key, g in items]
 
-    def bound(self, max_size: int) -> None:
-        """Keep the ``max_size`` strongest keys (decay is common to all: order by ``g``)."""
-        if len(self.w) > max_size:
+    def bound(self, max_size: int, slack: int = 0) -> None:
+        """Keep the ``max_size`` strongest keys (decay is common to all: order by ``g``),
+        once there are more than ``max_size + slack`` (amortizes the sort)."""
+        if len(self.w) > max_size + slack:
             keep = sorted(self.w.items(), key=lambda kv: (-kv[1], kv[0]))[:max_size]
             self.w = dict(keep)
 

@@ -158,7 +158,9 @@ class UserFold:
         s.n_events += 1
         s.last_ts = max(s.last_ts, ts)
         s.win.add(TYPE_INDEX[kind], ts)
-        s.win.prune(s.last_ts)
+        rings = s.win.rings
+        if len(rings["1h"]) > 13 or len(rings["24h"]) > 25 or len(rings["7d"]) > 8:
+            s.win.prune(s.last_ts)  # only once a ring holds buckets no window can reach
         dirty = s.dirty
         dirty.update(("user_activity", "user_recency"))
         for sku, qty, unit_price in e.lines:
@@ -195,15 +197,11 @@ class UserFold:
     def _affinity(self, s: UserState, h: AffinityHint) -> list:
         if h.ts < s.last_ts - self.lateness:
             return []  # its event is late for this user: recorded as a LateEvent there
-        w = WEIGHT[h.kind]
+        keys = ["p:" + h.price_band] if h.price_band else []
         if h.category:
-            s.aff.add("c:" + h.category, w, h.ts)
-            s.aff.add("b:" + h.brand, w, h.ts)
-            for a in h.attrs:
-                s.aff.add("a:" + a, w, h.ts)
-        if h.price_band:
-            s.aff.add("p:" + h.price_band, w, h.ts)
-        s.aff.bound(MAX_AFFINITY)
+            keys += ("c:" + h.category, "b:" + h.brand, *("a:" + a for a in h.attrs))
+        s.aff.add_all(keys, WEIGHT[h.kind], h.ts)
+        s.aff.bound(MAX_AFFINITY, slack=4)
         s.dirty.add("user_affinity")
         return []
 
