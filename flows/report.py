@@ -16,6 +16,9 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
     feeds = [json.loads(b) for b in read_channel(out, "feed_updates")]
     dead = [json.loads(b) for b in read_channel(out, "dead_letters")]
     reasons = Counter(d["error"].split(":")[0] for d in dead)
+    late = read_channel(out, "late_events")
+    quality = [json.loads(b) for b in read_channel(out, "feature_quality")]
+    psis = [q["psi"] for q in quality if q.get("psi") is not None]
     events_in = sum(input_counts.values()) if input_counts else None
     report: dict = {
         "seconds": round(seconds, 3),
@@ -27,12 +30,20 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         "feed_updates": len(feeds),
         "users_with_feeds": len({f["user_id"] for f in feeds}),
         "duplicate_feed_ids": len(feeds) - len({f["id"] for f in feeds}),
+        "late_events": len(late),
+        "feature_quality": {
+            "reports": len(quality),
+            "missing": sum(q["missing"] for q in quality),
+            "out_of_range": sum(q["out_of_range"] for q in quality),
+            "stale": sum(q["stale"] for q in quality),
+            "max_psi": max(psis) if psis else None,
+        },
     }
     if store is not None:
-        report["store"] = {e: len(store.keys(e)) for e in ("user", "item", "feed")}
+        report["store"] = {e: len(store.keys(e)) for e in ("user", "session", "item", "feed")}
         feat_dir = out / "features"
         feat_dir.mkdir(parents=True, exist_ok=True)
-        for entity in ("user", "item", "feed"):
+        for entity in ("user", "session", "item", "feed"):
             keys = store.keys(entity)
             with open(feat_dir / f"{entity}.jsonl", "w") as f:
                 for k, v in zip(keys, store.read_many(entity, keys), strict=True):
