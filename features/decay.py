@@ -38,24 +38,23 @@ class DecayedMap:
         self.w = {k: v * f for k, v in self.w.items()}
         self.landmark = ts
 
-    def add(self, key: str, amount: float, ts: int) -> None:
+    def _growth(self, ts: int) -> float:
+        """``2**((ts - landmark) / hl)``, moving the landmark first if that grew too large."""
         if not self.w:
             self.landmark = ts
         e = (ts - self.landmark) / self.hl
         if e > _RESCALE_AT:
             self._rebase(ts)
             e = 0.0
-        self.w[key] = self.w.get(key, 0.0) + amount * 2.0 ** e
+        return 2.0 ** e
+
+    def add(self, key: str, amount: float, ts: int) -> None:
+        inc = amount * self._growth(ts)  # first: it may rescale every entry
+        self.w[key] = self.w.get(key, 0.0) + inc
 
     def add_all(self, keys, amount: float, ts: int) -> None:
         """``add`` for several keys at one time (one exponent for all)."""
-        if not self.w:
-            self.landmark = ts
-        e = (ts - self.landmark) / self.hl
-        if e > _RESCALE_AT:
-            self._rebase(ts)
-            e = 0.0
-        inc = amount * 2.0 ** e
+        inc = amount * self._growth(ts)
         w = self.w
         for key in keys:
             w[key] = w.get(key, 0.0) + inc

@@ -35,40 +35,6 @@ def _median_runs(fn: Callable[[], float], runs: int) -> tuple[float, list[float]
     return statistics.median(vals), vals
 
 
-def bench_thin_flow(runs: int = 3, events: int = 100_000) -> Figure:
-    """Whole thin flow, embedded: JSONL file in, JSONL files + in-process store out."""
-    tmp = Path(tempfile.mkdtemp(prefix="bespoke-bench-"))
-    path = tmp / "events.jsonl"
-    counts = write_jsonl(str(path), Generator(GenConfig(seed=1, users=20_000, items=5_000,
-                                                        events=events)).records())
-    n = sum(counts.values())
-
-    def once(workers: int) -> float:
-        out = tmp / uuid.uuid4().hex
-        cfg = RunConfig(inputs=[str(path)], output=str(out), store=f"memory://{out.name}",
-                        settings=Settings(_env_file=None, progress_every_s=0))
-        t0 = time.perf_counter()
-        run(cfg, workers=workers)
-        return n / (time.perf_counter() - t0)
-
-    figs: Figure = {}
-    results = {}
-    for w in (1, 2):
-        med, vals = _median_runs(lambda w=w: once(w), runs)
-        results[w] = med
-        figs[f"thin_flow_events_per_s_{w}w"] = {
-            "value": round(med), "unit": "events/s",
-            "how": f"median of {runs} runs ({', '.join(f'{v:,.0f}' for v in vals)}); {n} "
-                   f"generated events (JSONL, 1% malformed): the whole main flow (validation, "
-                   f"item/user/co-visitation folds, quality monitors, candidates, score, feed "
-                   f"decision per user event, JSONL sinks, in-process store); {w} worker "
-                   f"thread(s) in one process; wall time incl. startup"}
-    figs["thin_flow_2w_over_1w"] = {
-        "value": round(results[2] / results[1], 2), "unit": "ratio",
-        "how": "median 2-worker rate / median 1-worker rate, measured in the same run"}
-    return figs
-
-
 def _generated(events: int) -> tuple[Path, int]:
     tmp = Path(tempfile.mkdtemp(prefix="bespoke-bench-"))
     path = tmp / "events.jsonl"
@@ -77,14 +43,15 @@ def _generated(events: int) -> tuple[Path, int]:
     return path, sum(counts.values())
 
 
-def bench_feature_flow(runs: int = 3, events: int = 100_000) -> Figure:
-    """The feature flow alone (no decisions), embedded, 1 and 2 workers in one process."""
+def _flow_figures(name: str, decisions: bool, what: str, runs: int, events: int) -> Figure:
+    """Events/s of the embedded flow on 1 and 2 worker threads, and their ratio."""
     path, n = _generated(events)
 
     def once(workers: int) -> float:
         out = path.parent / uuid.uuid4().hex
         cfg = RunConfig(inputs=[str(path)], output=str(out), store=f"memory://{out.name}",
-                        decisions=False, settings=Settings(_env_file=None, progress_every_s=0))
+                        decisions=decisions,
+                        settings=Settings(_env_file=None, progress_every_s=0))
         t0 = time.perf_counter()
         run(cfg, workers=workers)
         return n / (time.perf_counter() - t0)
@@ -94,16 +61,28 @@ def bench_feature_flow(runs: int = 3, events: int = 100_000) -> Figure:
     for w in (1, 2):
         med, vals = _median_runs(lambda w=w: once(w), runs)
         res[w] = med
-        figs[f"feature_flow_events_per_s_{w}w"] = {
+        figs[f"{name}_events_per_s_{w}w"] = {
             "value": round(med), "unit": "events/s",
             "how": f"median of {runs} runs ({', '.join(f'{v:,.0f}' for v in vals)}); {n} "
-                   f"generated events (JSONL, 1% malformed): file read, validation, item, user "
-                   f"and co-visitation folds in keyed Bytewax state, quality monitors, "
-                   f"in-process store mirror every 1 s per key; {w} worker thread(s); wall "
-                   f"time incl. startup"}
-    figs["feature_flow_2w_over_1w"] = {"value": round(res[2] / res[1], 2), "unit": "ratio",
-                                       "how": "2-worker / 1-worker medians, same run"}
+                   f"generated events (JSONL, 1% malformed): {what}; {w} worker thread(s) in "
+                   f"one process; wall time incl. startup"}
+    figs[f"{name}_2w_over_1w"] = {"value": round(res[2] / res[1], 2), "unit": "ratio",
+                                  "how": "2-worker / 1-worker medians, measured in the same run"}
     return figs
+
+
+def bench_thin_flow(runs: int = 3, events: int = 100_000) -> Figure:
+    """The whole main flow, embedded: features and a feed decision per user event."""
+    return _flow_figures("thin_flow", True, "the whole main flow (validation, item/user/"
+                         "co-visitation folds, quality monitors, candidates, score, feed "
+                         "decision per user event, JSONL sinks, in-process store)", runs, events)
+
+
+def bench_feature_flow(runs: int = 3, events: int = 100_000) -> Figure:
+    """The feature flow alone (no decisions), embedded."""
+    return _flow_figures("feature_flow", False, "file read, validation, item, user and "
+                         "co-visitation folds in keyed Bytewax state, quality monitors, "
+                         "in-process store mirror every 1 s per key", runs, events)
 
 
 def bench_state_size(events: int = 100_000) -> Figure:
