@@ -80,7 +80,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     late = op.map("late_out", feats.late, lambda e: outgoing(LATE_CHANNEL, e.key, e))
     quality = op.map("quality_out", feature_quality("quality", feats.store_ops, REGISTRY,
                                                     s.quality_sample_every,
-                                                    s.quality_report_every),
+                                                    s.quality_report_every,
+                                                    snapshots=s.recovery_dir is not None),
                      lambda q: outgoing(QUALITY_CHANNEL, q.view, q))
     outs, store_streams = [dlq, late, quality], [feats.store_ops]
     if cfg.decisions:
@@ -109,7 +110,8 @@ def feature_config(cfg: RunConfig) -> FeatureConfig:
     s = cfg.settings
     return FeatureConfig(allowed_lateness_ms=int(s.allowed_lateness_s * 1000),
                          mirror_every_s=s.mirror_every_s, idle_evict_s=s.idle_evict_s,
-                         decision_inputs=cfg.decisions)
+                         decision_inputs=cfg.decisions, shards=s.state_shards,
+                         snapshots=s.recovery_dir is not None)
 
 
 def recovery_config(recovery_dir: str | None, partitions: int,

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     idle_evict_s: float | None = Field(None, gt=0, description="drop idle keys' state (wall "
                                                               "clock); the store keeps them")
 
+    state_shards: int = Field(64, ge=1, le=65536, description="state shards per keyed "
+                                                             "feature step")
     quality_sample_every: int = Field(10, ge=1, description="monitor 1 in N entities")
     quality_report_every: int = Field(2000, ge=1, description="sampled rows per report")
 

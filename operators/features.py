@@ -1,11 +1,11 @@
-"""Feature steps: item (catalog enrichment, popularity, stock, price) → user and session →
-item-to-item co-visitation, each a keyed fold in Bytewax state.
+"""Feature steps: item (catalog facts, popularity, stock, price) → user and session →
+item-to-item co-visitation, each a pure fold in sharded Bytewax state.
 
-    events ─┬─ item inputs ─► key sku ─► item fold ─┬─ affinity hints ─┐
-            └─ user events, consent, erase ────────────────────────────┴► key user ─► user fold ─┐
-                                                        pairs ◄──────────────────────────┤
-                          key sku ◄──────────────────────┘                              │
-                          covis fold ─► store writes         store writes, late events ◄┘
+    events ─┬─ item inputs ─► shard by sku ─► item fold ─┬─ affinity hints ─┐
+            └─ user events, consent, erase ──────────────────────────────┴► shard by user
+                                                                             ▼
+                 co-visitation fold ◄─ shard by sku ◄─ pairs ◄──────── user fold ─► decision inputs
+    every fold ─► store writes, late events
 """
 
 from __future__ import annotations
@@ -21,15 +21,17 @@ from features.interactions import AffinityHint, item_inputs, user_inputs
 from features.item_features import ItemFold
 from features.store import StoreOp
 from features.user_features import UserFeatures, UserFold
-from operators.keyed_fold import keyed_fold
+from operators.sharded_fold import sharded_fold
 
 
 class FeatureConfig(NamedTuple):
     allowed_lateness_ms: int = 3_600_000
     mirror_every_s: float = 1.0  # 0 = mirror every event (replay)
-    idle_evict_s: float | None = None  # wall-clock eviction of idle keys' state
+    idle_evict_s: float | None = None  # wall-clock eviction of idle entities' state
     decision_inputs: bool = False  # emit UserFeatures per user event for the decision path
     ttl_s: int | None = None  # override every view's TTL (tests)
+    shards: int = 64  # state shards per keyed step
+    snapshots: bool = True  # False when recovery is off: no snapshot work at all
 
 
 class FeatureStreams(NamedTuple):
@@ -38,37 +40,51 @@ class FeatureStreams(NamedTuple):
     decision_inputs: Stream[UserFeatures]
 
 
-def _split(step_id: str, up: Stream, pred) -> tuple[Stream, Stream]:
-    b = op.branch(step_id, up, pred)
-    return b.trues, b.falses
+def _first(x: tuple) -> str:
+    return x[0]
+
+
+def _route(step_id: str, up: Stream, kinds: tuple[type, ...]) -> list[Stream]:
+    """Split ``up`` by exact item type (in ``kinds`` order), the rest last, in one pass."""
+    def tag(batch: list) -> list:
+        out = []
+        for x in batch:
+            t = type(x)
+            out.append((kinds.index(t) if t in kinds else len(kinds), x))
+        return out
+
+    tagged = op.flat_map_batch(f"{step_id}_tag", up, tag)
+    streams = []
+    rest = tagged
+    for i in range(len(kinds)):
+        b = op.branch(f"{step_id}_{i}", rest, lambda tx, i=i: tx[0] == i)
+        streams.append(op.map(f"{step_id}_{i}_untag", b.trues, lambda tx: tx[1]))
+        rest = b.falses
+    streams.append(op.map(f"{step_id}_rest_untag", rest, lambda tx: tx[1]))
+    return streams
 
 
 def feature_pipeline(step_id: str, events: Stream, cfg: FeatureConfig) -> FeatureStreams:
-    item_in = op.flat_map(f"{step_id}_item_in", events, item_inputs)
-    item_out = keyed_fold(f"{step_id}_item", op.key_on(f"{step_id}_item_key", item_in,
-                                                        lambda x: x[0]),
-                          ItemFold(cfg.allowed_lateness_ms, cfg.ttl_s), cfg.mirror_every_s,
-                          cfg.idle_evict_s)
-    hints, item_rest = _split(f"{step_id}_item_split", item_out,
-                              lambda x: type(x) is AffinityHint)
-    item_late, item_store = _split(f"{step_id}_item_late", item_rest,
-                                   lambda x: isinstance(x, LateEvent))
+    common = {"shards": cfg.shards, "mirror_every_s": cfg.mirror_every_s,
+              "idle_evict_s": cfg.idle_evict_s, "snapshots": cfg.snapshots}
+    item_in = op.flat_map_batch(f"{step_id}_item_in", events,
+                                lambda b: [x for ev in b for x in item_inputs(ev)])
+    item_out = sharded_fold(f"{step_id}_item", item_in,
+                            ItemFold(cfg.allowed_lateness_ms, cfg.ttl_s), _first, **common)
+    hints, item_late, item_store = _route(f"{step_id}_item_split", item_out,
+                                          (AffinityHint, LateEvent))
 
-    direct = op.flat_map(f"{step_id}_user_in", events, user_inputs)
+    direct = op.flat_map_batch(f"{step_id}_user_in", events,
+                               lambda b: [x for ev in b for x in user_inputs(ev)])
     user_in = op.merge(f"{step_id}_user_merge", direct, hints)
-    user_out = keyed_fold(f"{step_id}_user", op.key_on(f"{step_id}_user_key", user_in,
-                                                        lambda x: x[0]),
-                          UserFold(cfg.allowed_lateness_ms, cfg.ttl_s, cfg.decision_inputs),
-                          cfg.mirror_every_s, cfg.idle_evict_s)
-    pairs, user_rest = _split(f"{step_id}_pairs", user_out, lambda x: type(x) is tuple)
-    decisions, user_rest = _split(f"{step_id}_decision_in", user_rest,
-                                  lambda x: type(x) is UserFeatures)
-    user_late, user_store = _split(f"{step_id}_user_late", user_rest,
-                                   lambda x: isinstance(x, LateEvent))
+    user_out = sharded_fold(f"{step_id}_user", user_in,
+                            UserFold(cfg.allowed_lateness_ms, cfg.ttl_s, cfg.decision_inputs),
+                            _first, **common)
+    pairs, decisions, user_late, user_store = _route(f"{step_id}_user_split", user_out,
+                                                     (tuple, UserFeatures, LateEvent))
 
-    covis_store = keyed_fold(f"{step_id}_covis", op.key_on(f"{step_id}_covis_key", pairs,
-                                                            lambda x: x[0]),
-                             CovisFold(cfg.ttl_s), cfg.mirror_every_s, cfg.idle_evict_s)
+    covis_store = sharded_fold(f"{step_id}_covis", pairs, CovisFold(cfg.ttl_s), _first,
+                               **common)
     store = op.merge(f"{step_id}_store", item_store, user_store, covis_store)
     late = op.merge(f"{step_id}_late", item_late, user_late)
     return FeatureStreams(store, late, decisions)

@@ -15,7 +15,7 @@ from bytewax.dataflow import Stream
 from features.quality import ViewMonitor
 from features.registry import Registry
 from features.store import StoreWrite
-from operators.keyed_fold import keyed_fold
+from operators.sharded_fold import sharded_fold
 
 
 class _QualityFold:
@@ -51,7 +51,8 @@ class _QualityFold:
 
 
 def feature_quality(step_id: str, store_ops: Stream, registry: Registry, sample_every: int = 10,
-                    report_every: int = 2000, reference_size: int = 500) -> Stream:
+                    report_every: int = 2000, reference_size: int = 500,
+                    snapshots: bool = True) -> Stream:
     known = {v.store_prefix for v in registry}
 
     def sample(w) -> tuple | None:
@@ -62,6 +63,6 @@ def feature_quality(step_id: str, store_ops: Stream, registry: Registry, sample_
         return (w.view, w.fields, w.ts)
 
     rows = op.filter_map(f"{step_id}_sample", store_ops, sample)
-    keyed = op.key_on(f"{step_id}_key", rows, lambda x: x[0])
-    return keyed_fold(step_id, keyed, _QualityFold(registry, report_every, reference_size),
-                      mirror_every_s=0)
+    return sharded_fold(step_id, rows, _QualityFold(registry, report_every, reference_size),
+                        lambda x: x[0], shards=len(known), mirror_every_s=0,
+                        snapshots=snapshots)
