@@ -38,8 +38,15 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from policies.pack import (
-    ComplianceParams, ConfigurationParams, ConsentParams, ExposureParams, FrequencyCapParams,
-    PolicyPack, PriceParams, Rule, StockParams,
+    ComplianceParams,
+    ConfigurationParams,
+    ConsentParams,
+    ExposureParams,
+    FrequencyCapParams,
+    PolicyPack,
+    PriceParams,
+    Rule,
+    StockParams,
 )
 
 
