@@ -164,7 +164,58 @@ def bench_redis_writes(runs: int = 3, writes: int = 50_000, batch: int = 1000) -
                f"7 on loopback started by the bench"}}
 
 
+def bench_policy(runs: int = 5, decisions: int = 2000, n_cands: int = 50) -> Figure:
+    """Policy evaluation of the default pack (32 rules) over decisions of 50 candidates."""
+    import random
+
+    from policies.evaluate import Candidates, UserContext, compile_pack
+    from policies.pack import load_pack
+
+    pack = load_pack((ROOT / "policies/packs/default.toml").read_text(), "default.toml")
+    cp = compile_pack(pack)
+    rnd = random.Random(7)
+    cats = ["bikes", "apparel", "shoes", "electronics", "home", "garden", "sports", "toys"]
+
+    def cands() -> Candidates:
+        rows = []
+        for i in range(n_cands):
+            c = rnd.choice(cats)
+            rows.append({"sku": f"S{i}", "category": f"{c}/{c}-{rnd.randrange(4)}",
+                         "brand": f"b{rnd.randrange(10)}",
+                         "price": round(rnd.lognormvariate(3.5, 0.8), 2),
+                         "available": rnd.randrange(0, 40), "unit_cost": 10.0,
+                         "discount_pct": rnd.choice([0, 10, 20, 50]),
+                         "min_age": 18 if rnd.random() < 0.05 else 0,
+                         "regions": ("DE",) if rnd.random() < 0.1 else ()})
+        return Candidates.of(rows)
+
+    sets = [cands() for _ in range(200)]
+    user = UserContext("u1", frozenset({"personalization", "marketing"}), 30, "FR",
+                       {"push": (1,)})
+    figs: Figure = {}
+    for action in ("recommend", "offer"):
+        def once(action=action) -> float:
+            t0 = time.perf_counter()
+            for j in range(decisions):
+                c = sets[j % len(sets)]
+                r = cp.evaluate(user, action, c, 10**12)
+                if action == "recommend":
+                    cp.select(r, r.allowed, c, 10)
+            return (time.perf_counter() - t0) / decisions * 1e6
+
+        med, vals = _median_runs(once, runs)
+        figs[f"policy_us_per_decision_{action}"] = {
+            "value": round(med, 1), "unit": "µs/decision",
+            "how": f"median of {runs} runs ({', '.join(f'{v:.1f}' for v in vals)}) of "
+                   f"{decisions} decisions, {n_cands} candidates each, default pack "
+                   f"({len(pack.rules)} rules), one thread; "
+                   + ("evaluate + exposure-constrained top-10 select" if action == "recommend"
+                      else "evaluate incl. discount clamps and caps")}
+    return figs
+
+
 BENCHES: dict[str, Callable[[], Figure]] = {
+    "policy": bench_policy,
     "thin_flow": bench_thin_flow,
     "feature_flow": bench_feature_flow,
     "state_size": bench_state_size,
