@@ -99,6 +99,16 @@ ITEM_PRICE = FeatureView(
             F(name="list_price", dtype="float", min=0, max=10_000_000),
             F(name="currency", dtype="str"), F(name="price_ts", dtype="int", min=0)],
 )
+ITEM_CATALOG = FeatureView(
+    name="item_catalog", entity="item", version=1, owner="merchandising",
+    description="Catalog facts the decision path needs: category path, brand, catalog price, "
+                "minimum age, regions where it may be sold (comma separated; empty = all).",
+    aggregation="last", ttl_s=365 * DAY, as_of_field="catalog_ts",
+    fields=[F(name="category", dtype="str"), F(name="brand", dtype="str"),
+            F(name="catalog_price", dtype="float", min=0, max=10_000_000),
+            F(name="min_age", dtype="int", min=0, max=99), F(name="regions", dtype="list[str]"),
+            F(name="catalog_ts", dtype="int", min=0)],
+)
 ITEM_COVISITATION = FeatureView(
     name="item_covisitation", entity="item_pair", version=1, owner="personalization",
     description="Items co-visited within a session (30 min): views→views (symmetric) and "
@@ -111,5 +121,5 @@ ITEM_COVISITATION = FeatureView(
 )
 
 REGISTRY = Registry([USER_ACTIVITY, USER_AFFINITY, USER_RECENCY, USER_CART, USER_PURCHASES,
-                     SESSION_STATE, ITEM_POPULARITY, ITEM_STOCK, ITEM_PRICE,
+                     SESSION_STATE, ITEM_POPULARITY, ITEM_STOCK, ITEM_PRICE, ITEM_CATALOG,
                      ITEM_COVISITATION])

@@ -376,5 +376,18 @@ class FeatureQuality(_Out):
     reference_size: Annotated[int, Field(ge=0)] = 0
 
 
-OUTBOUND_MODELS = (*OUTBOUND_MODELS, LateEvent, FeatureQuality)
+class PolicyChange(_Out):
+    """A policy lifecycle change (or a refused one), as applied by the running flow."""
+
+    type: Literal["policy_change"] = "policy_change"
+    seq: Annotated[int, Field(ge=1)]
+    action: Annotated[str, Field(max_length=32)]
+    pack: Annotated[str, Field(max_length=160)] | None = None
+    detail: Annotated[str, Field(max_length=2048)]
+    issued_by: Annotated[str, Field(max_length=128)]
+    ok: bool
+    trigger_event_id: Id
+
+
+OUTBOUND_MODELS = (*OUTBOUND_MODELS, LateEvent, FeatureQuality, PolicyChange)
 ALL_MODELS = tuple(INBOUND_TYPES.values()) + OUTBOUND_MODELS

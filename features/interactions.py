@@ -75,7 +75,7 @@ def item_inputs(ev: Inbound) -> list[tuple]:
     if isinstance(ev, CatalogItem):
         attrs = tuple(sorted(f"{k}={v}" for k, v in ev.attributes.items()))
         return [(ev.sku, "catalog", ev.ts, "/".join(ev.category_path), ev.brand, ev.price,
-                 ev.currency, attrs)]
+                 ev.currency, attrs, ev.min_age, ",".join(ev.regions))]
     if isinstance(ev, Inventory):
         return [(ev.sku, "inventory", ev.ts, ev.location, ev.on_hand, ev.reserved)]
     if isinstance(ev, Price):

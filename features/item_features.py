@@ -5,7 +5,8 @@ update popularity and send the item's catalog facts to the user step (``Affinity
 
 >>> fold = ItemFold(allowed_lateness_ms=3_600_000)
 >>> s = ItemState()
->>> out = fold.apply(s, ("A", "catalog", 0, "bikes/road", "acme", 120.0, "EUR", ("color=red",)))
+>>> out = fold.apply(s, ("A", "catalog", 0, "bikes/road", "acme", 120.0, "EUR", ("color=red",),
+...                      0, ""))
 >>> out = fold.apply(s, ("A", "page_view", 10, "u1", "e1", "s1", 1, 0.0))
 >>> [type(o).__name__ for o in out], out[0].category, out[0].price_band
 (['AffinityHint'], 'bikes/road', '100-250')
@@ -16,7 +17,7 @@ update popularity and send the item's catalog facts to the user step (``Affinity
 from __future__ import annotations
 
 from features.decay import DecayedMap, rate_per_day
-from features.definitions import ITEM_POPULARITY, ITEM_PRICE, ITEM_STOCK
+from features.definitions import ITEM_CATALOG, ITEM_POPULARITY, ITEM_PRICE, ITEM_STOCK
 from features.events import LateEvent
 from features.interactions import AffinityHint, price_band
 from features.store import StoreWrite
@@ -34,7 +35,8 @@ class ItemState:
                  "stock_as_of", "dirty")
 
     def __init__(self) -> None:
-        self.catalog: tuple | None = None  # (category, brand, band, attrs, price, currency)
+        # (category, brand, band, attrs, price, currency, min_age, regions, ts)
+        self.catalog: tuple | None = None
         self.pop = DecayedMap(POP_HL)  # "v", "c", "o"
         self.trend = DecayedMap(TREND_HL)  # "v"
         self.cover = DecayedMap(COVER_HL)  # "o" (units ordered)
@@ -85,7 +87,7 @@ class ItemFold:
     def __init__(self, allowed_lateness_ms: int, ttl_s: int | None = None) -> None:
         self.lateness = allowed_lateness_ms
         self.ttl = {v.name: (v.store_prefix, v.ttl_s if ttl_s is None else ttl_s)
-                    for v in (ITEM_POPULARITY, ITEM_STOCK, ITEM_PRICE)}
+                    for v in (ITEM_POPULARITY, ITEM_STOCK, ITEM_PRICE, ITEM_CATALOG)}
 
     def new(self) -> ItemState:
         return ItemState()
@@ -101,7 +103,12 @@ class ItemFold:
             elif view == "item_stock":
                 out.append(StoreWrite("item", sku, prefix, stock_row(s, s.stock_as_of),
                                       s.stock_as_of, ttl))
-            elif s.price is not None:
+            elif view == "item_catalog" and s.catalog is not None:
+                cat = s.catalog
+                out.append(StoreWrite("item", sku, prefix, {
+                    "category": cat[0], "brand": cat[1], "catalog_price": cat[4],
+                    "min_age": cat[6], "regions": cat[7], "catalog_ts": cat[8]}, cat[8], ttl))
+            elif view == "item_price" and s.price is not None:
                 out.append(StoreWrite("item", sku, prefix, price_row(s), s.price[3], ttl))
         s.dirty = set()
         return out
@@ -110,12 +117,16 @@ class ItemFold:
         sku, kind, ts = x[0], x[1], x[2]
         out: list = []
         if kind == "catalog":
-            _, _, _, category, brand, price, currency, attrs = x
-            s.catalog = (category, brand, price_band(price), attrs, price, currency)
+            _, _, _, category, brand, price, currency, attrs, min_age, regions = x
+            if s.catalog is not None and s.catalog[8] > ts:
+                return out  # an older catalog version: the newer one stays
+            s.catalog = (category, brand, price_band(price), attrs, price, currency, min_age,
+                         regions, ts)
+            s.dirty.add("item_catalog")
             if s.price is None or s.price[3] <= ts:
                 s.price = (price, price, currency, ts)
                 s.dirty.add("item_price")
-            return out
+            return self.rows(s, sku)  # rare, and decisions need them: mirrored at once
         if kind == "inventory":
             _, _, _, location, on_hand, reserved = x
             cur = s.stock.get(location)
@@ -123,13 +134,13 @@ class ItemFold:
                 s.stock[location] = (on_hand, reserved, ts)
             s.stock_as_of = max(s.stock_as_of, ts)
             s.dirty.add("item_stock")
-            return out
+            return self.rows(s, sku)
         if kind == "price":
             _, _, _, price, list_price, currency = x
             if s.price is None or s.price[3] <= ts:
                 s.price = (price, list_price, currency, ts)
                 s.dirty.add("item_price")
-            return out
+            return self.rows(s, sku)
         # behaviour: sku, kind, ts, user, event_id, session, qty, unit_price
         watermark = s.last_ts
         if ts < watermark - self.lateness:

@@ -24,14 +24,16 @@ from connectors.file_source import FileSource
 from connectors.kafka_sink import CheckedKafkaSink
 from connectors.kafka_source import kafka_raw_input
 from connectors.parquet_sink import ParquetFeatureSink
+from connectors.policy_packs import read_pack_files
 from connectors.store_sink import StoreSink, store_factory
 from features.definitions import REGISTRY
 from features.events import outgoing
 from features.formats import FORMATS
 from flows.settings import Settings
 from operators.candidates import candidates
-from operators.decision import FEED_CHANNEL, feed_decision
+from operators.decision import FEED_CHANNEL, RECORD_CHANNEL, DecisionFold, feed_decision
 from operators.features import FeatureConfig, feature_pipeline
+from operators.policy import POLICY_CHANNEL, PolicyGate
 from operators.progress import progress
 from operators.quality import feature_quality
 from operators.score import score
@@ -40,7 +42,8 @@ from operators.validate import validate
 DLQ_CHANNEL = "dead_letters"
 LATE_CHANNEL = "late_events"
 QUALITY_CHANNEL = "feature_quality"
-CHANNELS = (FEED_CHANNEL, DLQ_CHANNEL, LATE_CHANNEL, QUALITY_CHANNEL)
+CHANNELS = (FEED_CHANNEL, DLQ_CHANNEL, LATE_CHANNEL, QUALITY_CHANNEL, RECORD_CHANNEL,
+            POLICY_CHANNEL)
 
 
 class RunConfig(BaseModel):
@@ -86,8 +89,13 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     outs, store_streams = [dlq, late, quality], [feats.store_ops]
     if cfg.decisions:
         cands = candidates("candidates", feats.decision_inputs)
-        ranked = score("score", cands, s.feed_size)
-        feed = feed_decision("decision", ranked, s.feed_ttl_s)
+        ranked = score("score", cands, s.candidates_scored)
+        gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
+                          store_factory(cfg.store))
+        fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s,
+                            s.pseudonym_key.get_secret_value().encode())
+        feed = feed_decision("decision", ranked, valid.events, fold, s.state_shards,
+                             snapshots=s.recovery_dir is not None)
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)
 

@@ -17,6 +17,8 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
     dead = [json.loads(b) for b in read_channel(out, "dead_letters")]
     reasons = Counter(d["error"].split(":")[0] for d in dead)
     late = read_channel(out, "late_events")
+    records = [json.loads(b) for b in read_channel(out, "decision_records")]
+    denials = Counter(v["rule"] for r in records for v in r["verdicts"] if v["effect"] == "deny")
     quality = [json.loads(b) for b in read_channel(out, "feature_quality")]
     psis = [q["psi"] for q in quality if q.get("psi") is not None]
     events_in = sum(input_counts.values()) if input_counts else None
@@ -30,6 +32,11 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         "feed_updates": len(feeds),
         "users_with_feeds": len({f["user_id"] for f in feeds}),
         "duplicate_feed_ids": len(feeds) - len({f["id"] for f in feeds}),
+        "decision_records": len(records),
+        "suppressed_decisions": sum(r["suppressed"] for r in records),
+        "non_personalized_feeds": sum(f["model_version"] == "non-personalized" for f in feeds),
+        "policy_denials_by_rule": dict(denials.most_common(8)),
+        "policy_changes": len(read_channel(out, "policy_changes")),
         "late_events": len(late),
         "feature_quality": {
             "reports": len(quality),

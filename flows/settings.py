@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, le=1024)
 
     feed_size: int = Field(10, ge=1, le=200)
+    candidates_scored: int = Field(50, ge=1, le=500, description="ranked candidates judged "
+                                                                  "by policy per decision")
+    policy_dir: str | None = Field(None, description="policy pack files (*.toml); default: "
+                                                      "policies/packs")
+    policy_active: str | None = Field(None, description="pack@version active at start")
     user_ttl_s: int = Field(30 * 86400, ge=0)
     item_ttl_s: int = Field(90 * 86400, ge=0)
     feed_ttl_s: int = Field(7 * 86400, ge=0)

@@ -17,6 +17,11 @@ provide ``on_end(state) -> outputs`` for the end of a finite input. The step:
 - snapshots each touched shard whole (pickled) when ``snapshots`` is on: recovery cost
   grows with state per shard, so large deployments raise ``shards``.
 
+A fold that also defines ``new_shared()`` and ``apply_shared(shared, payload)`` gets one
+*shared* state per shard, passed as a third argument to ``apply``; ``Broadcast`` items
+(see ``broadcast``) go to ``apply_shared`` of every shard, in stream order: this is how
+control events (a policy switch) reach every worker's decisions.
+
 Entity keys are routed with crc32, not Python's ``hash``: every process agrees.
 """
 
@@ -27,7 +32,7 @@ import time
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -44,6 +49,16 @@ class Fold(Protocol):
     def rows(self, state: Any, key: str) -> list: ...
 
 
+class Broadcast(NamedTuple):
+    shard: int
+    payload: Any
+
+
+def broadcast(step_id: str, up: Stream, shards: int) -> Stream:
+    """One ``Broadcast`` copy of every item for each of ``shards`` shards."""
+    return op.flat_map(step_id, up, lambda x: [Broadcast(s, x) for s in range(shards)])
+
+
 class _ShardLogic(StatefulBatchLogic):
     def __init__(self, fold: Fold, key_of: Callable[[Any], str], resume: bytes | None,
                  mirror_s: float, idle_s: float | None, snapshots: bool) -> None:
@@ -51,8 +66,10 @@ class _ShardLogic(StatefulBatchLogic):
         self.key_of = key_of
         self.states: dict[str, Any] = {}
         self.dirty: set[str] = set()
+        self.uses_shared = hasattr(fold, "new_shared")
+        self.shared = fold.new_shared() if self.uses_shared else None  # type: ignore[attr-defined]
         if resume:
-            self.states, self.dirty = pickle.loads(resume)
+            self.states, self.dirty, self.shared = pickle.loads(resume)
         self.mirror = timedelta(seconds=mirror_s) if mirror_s > 0 else None
         self.idle_s = idle_s
         self.seen: dict[str, float] = {}  # entity -> monotonic time of its last input
@@ -65,13 +82,17 @@ class _ShardLogic(StatefulBatchLogic):
         out: list = []
         per_event = self.mirror is None
         touched = self.dirty
+        shared = self.shared
         for group in groups:
             for x in group[1]:
+                if type(x) is Broadcast:
+                    out.extend(fold.apply_shared(shared, x))  # type: ignore[attr-defined]
+                    continue
                 k = key_of(x)
                 st = states.get(k)
                 if st is None:
                     st = states[k] = fold.new()
-                out.extend(fold.apply(st, x))
+                out.extend(fold.apply(st, x, shared) if self.uses_shared else fold.apply(st, x))
                 if getattr(st, "erased", False):
                     del states[k]
                     touched.discard(k)
@@ -87,7 +108,8 @@ class _ShardLogic(StatefulBatchLogic):
             mono = time.monotonic()
             for group in groups:
                 for x in group[1]:
-                    self.seen[key_of(x)] = mono
+                    if type(x) is not Broadcast:
+                        self.seen[key_of(x)] = mono
             if self.sweep_at is None:
                 self.sweep_at = now + timedelta(seconds=self.idle_s / 4)
         return out, StatefulBatchLogic.RETAIN
@@ -118,7 +140,8 @@ class _ShardLogic(StatefulBatchLogic):
                 del self.seen[k]
             self.sweep_at = now + timedelta(seconds=(self.idle_s or 0) / 4) if self.seen \
                 else None
-        return out, StatefulBatchLogic.DISCARD if not self.states else StatefulBatchLogic.RETAIN
+        keep = self.states or self.uses_shared
+        return out, StatefulBatchLogic.RETAIN if keep else StatefulBatchLogic.DISCARD
 
     def on_eof(self) -> tuple[list, bool]:
         self.flush_at = None
@@ -136,7 +159,8 @@ class _ShardLogic(StatefulBatchLogic):
     def snapshot(self) -> bytes | None:
         if not self.snapshots:
             return None
-        return pickle.dumps((self.states, self.dirty), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((self.states, self.dirty, self.shared),
+                            protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def shard_groups(batch: list, key_of: Callable[[Any], str], shards: int) -> list:
@@ -144,7 +168,7 @@ def shard_groups(batch: list, key_of: Callable[[Any], str], shards: int) -> list
     groups: dict[int, list] = {}
     crc = zlib.crc32
     for x in batch:
-        s = crc(key_of(x).encode()) % shards
+        s = x.shard if type(x) is Broadcast else crc(key_of(x).encode()) % shards
         g = groups.get(s)
         if g is None:
             groups[s] = [x]

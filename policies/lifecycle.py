@@ -55,6 +55,7 @@ def canary_bucket(ref: str, user_id: str) -> int:
 class PolicyEngine:
     def __init__(self, packs: list[PolicyPack], active: str) -> None:
         self.packs: dict[str, CompiledPack] = {p.ref: CompiledPack(p) for p in packs}
+        self.known: set[str] = set(self.packs)  # every ref ever registered (survives pickling)
         if active not in self.packs:
             raise ValueError(f"active pack {active} is not among the packs given")
         self.active = active
@@ -62,6 +63,15 @@ class PolicyEngine:
         self.shadow: str | None = None
         self.canary: tuple[str, float] | None = None
         self.changes: list[PolicyChange] = []
+
+    @classmethod
+    def from_compiled(cls, packs: dict[str, CompiledPack], active: str) -> PolicyEngine:
+        """An engine over packs compiled once per process (shared, never pickled)."""
+        eng = cls.__new__(cls)
+        eng.__setstate__({"known": set(packs), "active": active, "history": [],
+                          "shadow": None, "canary": None, "changes": []})
+        eng.attach(packs)
+        return eng
 
     # ------------------------------------------------------------------ changes
     def _log(self, ts: int, action: str, pack: str | None, detail: str, by: str,
@@ -79,6 +89,7 @@ class PolicyEngine:
             return self._log(ts, "register", pack.ref, "a different pack with this version is "
                              "already registered: bump the version", by, False)
         self.packs[pack.ref] = CompiledPack(pack)
+        self.known.add(pack.ref)
         return self._log(ts, "register", pack.ref, f"{len(pack.rules)} rules from {source}", by,
                          True)
 
@@ -123,6 +134,22 @@ class PolicyEngine:
             self.canary = (ref, float(percent or 0))
             return self._log(ts, action, ref, f"canary for {percent}% of users", issued_by, True)
         return self._log(ts, action, ref, "not a policy action", issued_by, False)
+
+    # ------------------------------------------------------------------ persistence
+    def __getstate__(self) -> dict:
+        """Snapshots keep the lifecycle status, not the compiled packs (see ``attach``)."""
+        return {k: v for k, v in self.__dict__.items() if k != "packs"}
+
+    def __setstate__(self, st: dict) -> None:
+        self.__dict__.update(st)
+        self.packs = {}
+
+    def attach(self, packs: dict[str, CompiledPack]) -> None:
+        """Give a restored engine its compiled packs back (from the same pack files)."""
+        self.packs = {**packs, **self.packs}
+        missing = self.known - set(self.packs)
+        if missing:
+            raise ValueError(f"packs {sorted(missing)} were active here but are not loaded")
 
     # ------------------------------------------------------------------ evaluation
     def pack_for(self, user_id: str) -> tuple[CompiledPack, bool]:

@@ -10,7 +10,7 @@ from features.covisitation import CAPACITY, CovisFold
 from features.decay import DecayedMap
 from features.events import LateEvent
 from features.interactions import AffinityHint, UserEvent
-from features.item_features import ItemFold, ItemState
+from features.item_features import ItemFold, ItemState, price_row
 from features.store import StorePurge
 from features.user_features import UserFold
 from features.windows import RINGS, WindowCounts
@@ -152,7 +152,7 @@ def test_erasure_purges_user_sessions_and_feed():
 def test_item_stock_price_popularity_and_lateness():
     f = ItemFold(allowed_lateness_ms=H)
     s = ItemState()
-    f.apply(s, ("A", "catalog", 0, "bikes", "acme", 100.0, "EUR", ()))
+    f.apply(s, ("A", "catalog", 0, "bikes", "acme", 100.0, "EUR", (), 0, ""))
     f.apply(s, ("A", "inventory", 5 * H, "north", 10, 2))
     f.apply(s, ("A", "inventory", 4 * H, "north", 99, 0))  # older update: ignored
     f.apply(s, ("A", "inventory", 5 * H, "south", 5, 0))
@@ -163,6 +163,7 @@ def test_item_stock_price_popularity_and_lateness():
     late = f.apply(s, ("A", "page_view", 4 * H, "u", "old", "s", 1, 0.0))
     assert [type(x).__name__ for x in late] == ["LateEvent", "AffinityHint"]
     rows = {w.view: w.fields for w in f.rows(s, "A")}
+    rows["item_price_v1"] = price_row(s)  # price rows go out at once, on the price event
     assert rows["item_stock_v1"]["available"] == 13 and rows["item_stock_v1"]["on_hand"] == 15
     assert 0 < rows["item_stock_v1"]["days_of_cover"] < 100_000
     assert rows["item_price_v1"]["price"] == 90.0

@@ -1,0 +1,106 @@
+"""Policy step support: the per-shard policy engine and the candidates it judges.
+
+Every decision shard keeps a ``PolicyEngine`` in its shared state; control events are
+broadcast to all shards, so each applies the same changes in the same order, and only
+shard 0 emits the ``policy_change`` events (one log line per change, not one per shard).
+Candidates are built from the online store's item rows (catalog, stock, price), read in
+one round trip for all missing ones and cached for ``cache_s`` seconds per process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from features.events import Control, PolicyChange, outgoing
+from features.store import OnlineStore
+from policies.evaluate import Candidates, CompiledPack
+from policies.lifecycle import PolicyEngine
+from policies.pack import PackError, load_pack
+
+POLICY_CHANNEL = "policy_changes"
+POLICY_ACTIONS = ("switch_policy", "shadow_policy", "canary_policy", "rollback_policy")
+
+
+class PolicyGate:
+    """Builds engines from pack files and candidates from the store (one per process)."""
+
+    def __init__(self, pack_files: list[tuple[str, str]], active: str | None,
+                 store_factory: Callable[[], OnlineStore], cache_s: float = 1.0) -> None:
+        packs = {}
+        for text, source in pack_files:
+            try:
+                p = load_pack(text, source)
+            except PackError:
+                continue  # refused packs are logged when a control event asks for them
+            packs[p.ref] = CompiledPack(p)
+        if not packs:
+            raise ValueError("no valid policy pack found")
+        self.packs = packs
+        self.files = pack_files
+        self.active = active or sorted(packs)[0]
+        if self.active not in packs:
+            raise ValueError(f"active pack {self.active} is not among {sorted(packs)}")
+        self._store_factory = store_factory
+        self._store: OnlineStore | None = None
+        self._cache: dict[str, tuple[float, dict]] = {}
+        self._cache_s = cache_s
+        self._lock = threading.Lock()
+
+    def new_engine(self) -> PolicyEngine:
+        return PolicyEngine.from_compiled(self.packs, self.active)
+
+    def ensure(self, eng: PolicyEngine) -> PolicyEngine:
+        if not eng.packs:
+            eng.attach(self.packs)
+        return eng
+
+    def control(self, eng: PolicyEngine, ctl: Control, emit: bool) -> list:
+        """Apply a control event; packs named but not loaded are looked up in the files."""
+        self.ensure(eng)
+        before = len(eng.changes)
+        if ctl.version and ctl.action != "rollback_policy":
+            wanted = ctl.version if "@" in ctl.version else \
+                f"{eng.active.split('@')[0]}@{ctl.version}"
+            if wanted not in eng.packs:
+                for text, source in self.files:
+                    if f'version = "{wanted.split("@")[1]}"' in text:
+                        eng.register(text, source, ctl.ts, ctl.issued_by)
+        eng.control(ctl.action, ctl.version, ctl.percent, ctl.ts, ctl.issued_by)
+        if not emit:
+            return []
+        return [outgoing(POLICY_CHANNEL, ch.pack or "none", PolicyChange(
+            id=f"policy:{ctl.event_id}:{ch.seq}", ts=ch.ts, seq=ch.seq, action=ch.action,
+            pack=ch.pack, detail=ch.detail[:2048], issued_by=ch.issued_by, ok=ch.ok,
+            trigger_event_id=ctl.event_id)) for ch in eng.changes[before:]]
+
+    # -------------------------------------------------------------- candidates
+    def _rows(self, skus: list[str]) -> list[dict]:
+        now = time.monotonic()
+        with self._lock:
+            if self._store is None:
+                self._store = self._store_factory()
+            hits = {s: v[1] for s in skus if (v := self._cache.get(s)) and v[0] > now}
+            missing = [s for s in dict.fromkeys(skus) if s not in hits]
+            if missing:
+                for s, row in zip(missing, self._store.read_many("item", missing), strict=True):
+                    hits[s] = row or {}
+                    self._cache[s] = (now + self._cache_s, hits[s])
+                if len(self._cache) > 200_000:
+                    self._cache.clear()
+        return [hits[s] for s in skus]
+
+    def candidates(self, skus: list[str]) -> Candidates:
+        rows = self._rows(skus)
+        return Candidates(
+            skus=list(skus),
+            categories=[r.get("item_catalog_v1.category", "") for r in rows],
+            brands=[r.get("item_catalog_v1.brand", "") for r in rows],
+            prices=[float(r.get("item_price_v1.price", r.get("item_catalog_v1.catalog_price",
+                                                               0.0))) for r in rows],
+            available=[r.get("item_stock_v1.available") for r in rows],
+            min_ages=[int(r.get("item_catalog_v1.min_age", 0)) for r in rows],
+            regions=[tuple(x for x in str(r.get("item_catalog_v1.regions", "")).split(",") if x)
+                     for r in rows],
+        )
