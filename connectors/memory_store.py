@@ -47,7 +47,12 @@ class MemoryStore:
             for op in ops:
                 k = (op.entity, op.key)
                 if isinstance(op, StorePurge):
-                    self._data.pop(k, None)
+                    if op.prefix:
+                        for key in [key for key in self._data
+                                    if key[0] == op.entity and key[1].startswith(op.key)]:
+                            del self._data[key]
+                    else:
+                        self._data.pop(k, None)
                     continue
                 assert isinstance(op, StoreWrite)
                 e = self._data.get(k)

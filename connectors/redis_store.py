@@ -33,6 +33,10 @@ def redis_key(entity: str, key: str) -> str:
     return f"{KEY_PREFIX}:{entity}:{key}"
 
 
+def _glob_escape(s: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in s)
+
+
 def _decode(h: dict[bytes, bytes]) -> Fields:
     out: Fields = {}
     for k, v in h.items():
@@ -65,7 +69,12 @@ class RedisStore:
         pipe = self._r.pipeline(transaction=False)
         for op in ops:
             if isinstance(op, StorePurge):
-                pipe.delete(redis_key(op.entity, op.key))
+                if op.prefix:  # rare (erasure): find the keys first, delete them in the pipe
+                    pattern = _glob_escape(redis_key(op.entity, op.key)) + "*"
+                    for k in self._r.scan_iter(match=pattern, count=1000):
+                        pipe.delete(k)
+                else:
+                    pipe.delete(redis_key(op.entity, op.key))
                 continue
             assert isinstance(op, StoreWrite)
             args: list[str | int | float] = [f"_ts:{op.view}", op.ts, op.ttl_s]

@@ -26,8 +26,11 @@ class StoreWrite(NamedTuple):
 
 
 class StorePurge(NamedTuple):
+    """Delete one key, or with ``prefix`` every key of the entity that starts with ``key``."""
+
     entity: str
     key: str
+    prefix: bool = False
 
 
 StoreOp = StoreWrite | StorePurge
@@ -46,7 +49,8 @@ def latest_only(ops: list[StoreOp]) -> list[StoreOp]:
     for op in ops:
         if isinstance(op, StorePurge):
             out.append(op)
-            for k in [k for k in pos if k[0] == op.entity and k[1] == op.key]:
+            for k in [k for k in pos if k[0] == op.entity and (
+                    k[1] == op.key or (op.prefix and k[1].startswith(op.key)))]:
                 del pos[k]
             continue
         k = (op.entity, op.key, op.view)

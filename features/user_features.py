@@ -68,7 +68,7 @@ class UserFeatures(NamedTuple):
 class UserState:
     __slots__ = ("last_ts", "n_events", "win", "aff", "interest", "last", "cart", "cart_ts",
                  "orders",
-                 "bought", "consent", "sess", "sessions", "dirty", "erased")
+                 "bought", "consent", "sess", "dirty", "erased")
 
     def __init__(self, lateness_ms: int = H) -> None:
         self.last_ts = 0
@@ -84,7 +84,6 @@ class UserState:
         self.consent: tuple[str, ...] | None = None
         # session: [id, start_ts, last_ts, distinct item hashes, cart_adds, ordered, recent]
         self.sess: list | None = None
-        self.sessions: list[str] = []
         self.dirty: set[str] = set()
         self.erased = False
 
@@ -135,7 +134,7 @@ class UserFold:
         if kind == "erase":
             s.erased = True
             out: list = [StorePurge("user", x[0]), StorePurge("feed", x[0]),
-                         *(StorePurge("session", sid) for sid in s.sessions)]
+                         StorePurge("session", x[0] + "/", prefix=True)]
             if self.decision_inputs:
                 out.append(UserFeatures(x[0], x[3], x[2], [], (), None, erased=True))
             return out
@@ -225,9 +224,6 @@ class UserFold:
             if sess is not None and "session_state" in s.dirty:  # its last value, now
                 closing.append(self._session_row(sess, e.user_id))
             sess = s.sess = [e.session_id, e.ts, e.ts, [], 0, False, []]
-            if e.session_id not in s.sessions:
-                s.sessions.append(e.session_id)
-                del s.sessions[:-4]
         sess[1], sess[2] = min(sess[1], e.ts), max(sess[2], e.ts)
         h = zlib.crc32(sku.encode())
         if h not in sess[3] and len(sess[3]) < MAX_SESS_ITEMS:
@@ -271,7 +267,7 @@ class UserFold:
         row = {"user_id": user_id, "items_seen": len(sess[3]),
                "dwell_s": (sess[2] - sess[1]) / 1000, "cart_adds": sess[4],
                "intent_stage": _stage(sess), "start_ts": sess[1], "last_ts": sess[2]}
-        return StoreWrite("session", sess[0], prefix, row, sess[2], ttl)
+        return StoreWrite("session", f"{user_id}/{sess[0]}", prefix, row, sess[2], ttl)
 
     @staticmethod
     def _row(view: str, s: UserState, t: int) -> dict:

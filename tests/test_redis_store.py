@@ -55,3 +55,17 @@ def test_memory_and_redis_stores_agree(redis_url, redis_client):
     red.apply(ops)
     keys = [f"S{i}" for i in range(8)]
     assert mem.read_many("item", keys) == red.read_many("item", keys)
+
+
+def test_prefix_purge_removes_every_session_of_a_user_and_nothing_else(redis_url, redis_client):
+    s = RedisStore(redis_url)
+    s.apply([W("session", f"{u}/s{i}", "ss_v1", {"n": i}, 1, 0)
+             for u in ("u*1", "u*10", "ux1") for i in range(3)])
+    s.apply([StorePurge("session", "u*1/", prefix=True)])
+    left = sorted(k.decode() for k in redis_client.scan_iter(match="bsp:v1:session:*"))
+    assert left == [f"bsp:v1:session:{u}/s{i}" for u in ("u*10", "ux1") for i in range(3)]
+    mem = MemoryStore()
+    mem.apply([W("session", f"{u}/s{i}", "ss_v1", {"n": i}, 1, 0)
+               for u in ("u*1", "u*10", "ux1") for i in range(3)])
+    mem.apply([StorePurge("session", "u*1/", prefix=True)])
+    assert mem.keys("session") == [k.removeprefix("bsp:v1:session:") for k in left]
