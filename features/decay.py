@@ -59,16 +59,21 @@ class DecayedMap:
         for key in keys:
             w[key] = w.get(key, 0.0) + inc
 
+    def _decay(self, as_of: int) -> float:
+        """Factor from stored weights to values as of ``as_of``; a read before the landmark
+        is answered as of the landmark (values never grow into the past)."""
+        return 2.0 ** (-max(0, as_of - self.landmark) / self.hl)
+
     def value(self, key: str, as_of: int) -> float:
         g = self.w.get(key)
-        return 0.0 if g is None else g * 2.0 ** (-(as_of - self.landmark) / self.hl)
+        return 0.0 if g is None else g * self._decay(as_of)
 
     def total(self, as_of: int) -> float:
-        return sum(self.w.values()) * 2.0 ** (-(as_of - self.landmark) / self.hl)
+        return sum(self.w.values()) * self._decay(as_of)
 
     def top(self, k: int, as_of: int) -> list[tuple[str, float]]:
         """The ``k`` strongest keys as of ``as_of`` (ties by key: deterministic)."""
-        f = 2.0 ** (-(as_of - self.landmark) / self.hl)
+        f = self._decay(as_of)
         items = sorted(self.w.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         return [(key, g * f) for key, g in items]
 

@@ -96,7 +96,7 @@ class UserState:
 
 
 def _top(aff: DecayedMap, prefix: str, k: int, as_of: int) -> str:
-    f = 2.0 ** (-(as_of - aff.landmark) / aff.hl)
+    f = aff._decay(as_of)
     items = sorted(((key, g) for key, g in aff.w.items() if key.startswith(prefix)),
                    key=lambda kv: (-kv[1], kv[0]))[:k]
     return ",".join(f"{key[2:]}:{g * f:.4f}" for key, g in items)

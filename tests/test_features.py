@@ -183,3 +183,11 @@ def test_covisitation_is_bounded():
     row = f.rows(s, "A")[0].fields
     assert row["view_view"].startswith("HOT:")
     assert len(row["view_view"].split(",")) == 10
+
+
+def test_affinity_rows_before_any_user_event_do_not_overflow():
+    f = UserFold(allowed_lateness_ms=H)
+    s = f.new()  # hints can reach the user step before the user's own event
+    f.apply(s, AffinityHint("u1", "page_view", 1_700_000_000_000, "e", "bikes", "b", "<10", ()))
+    rows = _rows(f, s)
+    assert rows["user_affinity_v1"]["top_categories"].startswith("bikes:")
