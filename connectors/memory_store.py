@@ -41,6 +41,12 @@ class MemoryStore:
         with _LOCK:
             return _SHARED.setdefault(name, cls())
 
+    @classmethod
+    def drop(cls, name: str) -> None:
+        """Forget a shared store (benchmarks and tests that make many)."""
+        with _LOCK:
+            _SHARED.pop(name, None)
+
     def apply(self, ops: list[StoreOp]) -> None:
         now = self._clock()
         with self._lock:

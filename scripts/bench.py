@@ -10,6 +10,7 @@ Figures are medians of several runs on a shared 2-core machine: read them as rou
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.generator import GenConfig, Generator, write_jsonl  # noqa: E402
+from connectors.memory_store import MemoryStore  # noqa: E402
 from flows.main import RunConfig, run  # noqa: E402
 from flows.settings import Settings  # noqa: E402
 
@@ -52,9 +54,12 @@ def _flow_figures(name: str, decisions: bool, what: str, runs: int, events: int)
         cfg = RunConfig(inputs=[str(path)], output=str(out), store=f"memory://{out.name}",
                         decisions=decisions,
                         settings=Settings(_env_file=None, progress_every_s=0))
+        gc.collect()
         t0 = time.perf_counter()
         run(cfg, workers=workers)
-        return n / (time.perf_counter() - t0)
+        rate = n / (time.perf_counter() - t0)
+        MemoryStore.drop(out.name)
+        return rate
 
     figs: Figure = {}
     res = {}
