@@ -93,11 +93,14 @@ class DecisionFold:
         fid = f"feed:{f.user_id}:{f.event_id}"
         out: list = []
         if not r.suppressed:
-            fu = FeedUpdate(id=fid, ts=f.ts, user_id=f.user_id,
-                            items=[ScoredItem(sku=skus[i], score=round(score[skus[i]], 6))
-                                   for i in chosen],
-                            trigger_event_id=f.event_id, model_version=model,
-                            policy_version=f"{r.pack}@{r.version}")
+            # built from our own, already validated values: no re-validation on the hot path
+            # (tests validate every emitted event against the contracts)
+            fu = FeedUpdate.model_construct(
+                id=fid, ts=f.ts, user_id=f.user_id,
+                items=[ScoredItem.model_construct(sku=skus[i], score=round(score[skus[i]], 6))
+                       for i in chosen],
+                trigger_event_id=f.event_id, model_version=model,
+                policy_version=f"{r.pack}@{r.version}")
             encoded = ",".join(f"{i.sku}:{i.score:.4f}" for i in fu.items)
             out += [outgoing(FEED_CHANNEL, f.user_id, fu),
                     StoreWrite("feed", f.user_id, FEED_VIEW,
@@ -119,7 +122,7 @@ class DecisionFold:
             seen = ", ".join(picked[:2]) or "nothing yet"
             why = (f"because you showed interest in {seen}; in stock and within policy "
                    f"({denied} of {len(skus)} candidates filtered by {r.pack}@{r.version})")
-        return DecisionRecord(
+        return DecisionRecord.model_construct(
             id=f"rec:{fid}", ts=f.ts, decision_id=fid, decision_type="feed_update",
             suppressed=r.suppressed, user_ref=pseudonymize(f.user_id, self.key),
             trigger_event_id=f.event_id, goal="refresh_feed", plan="recent-interest-feed",

@@ -44,7 +44,7 @@ class PolicyGate:
             raise ValueError(f"active pack {self.active} is not among {sorted(packs)}")
         self._store_factory = store_factory
         self._store: OnlineStore | None = None
-        self._cache: dict[str, tuple[float, dict]] = {}
+        self._cache: dict[str, tuple[float, tuple]] = {}
         self._cache_s = cache_s
         self._lock = threading.Lock()
 
@@ -76,31 +76,35 @@ class PolicyGate:
             trigger_event_id=ctl.event_id)) for ch in eng.changes[before:]]
 
     # -------------------------------------------------------------- candidates
-    def _rows(self, skus: list[str]) -> list[dict]:
+    @staticmethod
+    def _facts(r: dict) -> tuple:
+        """(category, brand, price, available, min_age, regions) from an item's store row."""
+        return (r.get("item_catalog_v1.category", ""), r.get("item_catalog_v1.brand", ""),
+                float(r.get("item_price_v1.price", r.get("item_catalog_v1.catalog_price", 0.0))),
+                r.get("item_stock_v1.available"), int(r.get("item_catalog_v1.min_age", 0)),
+                tuple(x for x in str(r.get("item_catalog_v1.regions", "")).split(",") if x))
+
+    def _item_facts(self, skus: list[str]) -> list[tuple]:
         now = time.monotonic()
         with self._lock:
             if self._store is None:
                 self._store = self._store_factory()
-            hits = {s: v[1] for s in skus if (v := self._cache.get(s)) and v[0] > now}
+            cache = self._cache
+            hits = {s: v[1] for s in skus if (v := cache.get(s)) is not None and v[0] > now}
             missing = [s for s in dict.fromkeys(skus) if s not in hits]
             if missing:
                 for s, row in zip(missing, self._store.read_many("item", missing), strict=True):
-                    hits[s] = row or {}
-                    self._cache[s] = (now + self._cache_s, hits[s])
-                if len(self._cache) > 200_000:
-                    self._cache.clear()
+                    facts = hits[s] = self._facts(row or {})
+                    cache[s] = (now + self._cache_s, facts)
+                if len(cache) > 200_000:
+                    cache.clear()
         return [hits[s] for s in skus]
 
     def candidates(self, skus: list[str]) -> Candidates:
-        rows = self._rows(skus)
-        return Candidates(
-            skus=list(skus),
-            categories=[r.get("item_catalog_v1.category", "") for r in rows],
-            brands=[r.get("item_catalog_v1.brand", "") for r in rows],
-            prices=[float(r.get("item_price_v1.price", r.get("item_catalog_v1.catalog_price",
-                                                               0.0))) for r in rows],
-            available=[r.get("item_stock_v1.available") for r in rows],
-            min_ages=[int(r.get("item_catalog_v1.min_age", 0)) for r in rows],
-            regions=[tuple(x for x in str(r.get("item_catalog_v1.regions", "")).split(",") if x)
-                     for r in rows],
-        )
+        facts = self._item_facts(skus)
+        if not facts:
+            return Candidates([], [], [], [], [])
+        cats, brands, prices, avail, ages, regions = (list(col) for col in zip(*facts,
+                                                                               strict=True))
+        return Candidates(skus=list(skus), categories=cats, brands=brands, prices=prices,
+                          available=avail, min_ages=ages, regions=regions)

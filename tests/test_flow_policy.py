@@ -10,6 +10,7 @@ from connectors.file_sink import read_channel
 from connectors.generator import GenConfig, Generator
 from connectors.memory_store import MemoryStore
 from connectors.policy_packs import DEFAULT_DIR
+from features.events import DecisionRecord, FeedUpdate, PolicyChange
 from flows.main import RunConfig, run
 from flows.settings import Settings
 
@@ -92,6 +93,16 @@ def test_feeds_follow_the_active_pack(policy_run):
     assert {f["policy_version"] for f in late} == {"default@strict-1"}
     assert not [i for f in late for i in f["items"] if catalog.get(i["sku"]) == "bikes"]
     assert [i for f in early for i in f["items"] if catalog.get(i["sku"]) == "bikes"]
+
+
+def test_every_emitted_event_meets_its_contract(policy_run):
+    out = policy_run[0]
+    for channel, model in (("decision_records", DecisionRecord), ("feed_updates", FeedUpdate),
+                           ("policy_changes", PolicyChange)):
+        lines = read_channel(out, channel)
+        assert lines, channel
+        for line in lines:
+            model.model_validate_json(line)  # raises on any field outside the contract
 
 
 def test_decision_records_are_pseudonymized_and_carry_shadow_differences(policy_run):
