@@ -273,7 +273,8 @@ class ToolCall(BaseModel):
     tool: Id
     inputs: dict[str, str | int | float | bool | None | list[str]] = {}
     latency_ms: Annotated[float, Field(ge=0)]
-    outcome: Literal["ok", "error", "timeout", "breaker_open", "skipped"]
+    outcome: Literal["ok", "error", "timeout", "breaker_open", "rate_limited", "unauthorized",
+                     "replayed", "skipped"]
     breaker_state: Literal["closed", "open", "half_open"] = "closed"
     idempotency_key: Id | None = None
 

@@ -1,0 +1,254 @@
+"""The governed tool runtime the decision agent calls tools through.
+
+Each tool declares what it is (name, description, input/output models, read-only or side
+effects, authorization scope) and how it may be called (timeout, retries with a shared
+**retry budget**, rate limit, **circuit breaker**). ``ToolRuntime.call`` enforces all of it
+and returns the outcome with a ``ToolCall`` record for the decision log:
+
+- ``unauthorized``: the caller lacks the tool's scope (nothing is called);
+- ``rate_limited``: the tool's token bucket is empty (nothing is called);
+- ``breaker_open``: the tool failed too often lately (pybreaker); callers take their
+  plan's fallback step;
+- ``timeout``: ``thread`` tools are abandoned after ``timeout_ms``; ``inline`` tools (fast
+  in-process reads) cannot be interrupted, so a late result is discarded as a timeout;
+- ``error`` after the retries the policy and the retry budget allow;
+- ``replayed``: a side-effecting call whose idempotency key already succeeded returns the
+  recorded output instead of acting twice (a replay after recovery);
+- ``ok``.
+
+>>> rt = ToolRuntime([Tool(ToolSpec(name="echo", description="returns its input",
+...                                 scope="demo:read"), lambda x: {"y": x["x"]})])
+>>> r = rt.call("echo", {"x": 1}, scopes=frozenset({"demo:read"}))
+>>> r.outcome, r.output, r.record.tool
+('ok', {'y': 1}, 'echo')
+>>> rt.call("echo", {"x": 1}, scopes=frozenset()).outcome
+'unauthorized'
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Literal, NamedTuple, Protocol
+
+import pybreaker
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.events import ToolCall
+
+Outcome = Literal["ok", "error", "timeout", "breaker_open", "rate_limited", "unauthorized",
+                  "replayed"]
+
+
+class ToolSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    scope: str = Field(description="authorization scope a caller needs, e.g. inventory:read")
+    read_only: bool = True
+    input_model: type[BaseModel] | None = None
+    output_model: type[BaseModel] | None = None
+    isolation: Literal["inline", "thread"] = "inline"
+    timeout_ms: float = Field(50.0, gt=0)
+    max_attempts: int = Field(2, ge=1, le=10)
+    retry_budget: int = Field(20, ge=0, description="retries allowed per budget window")
+    retry_window_s: float = Field(10.0, gt=0)
+    rate_per_s: float | None = Field(None, gt=0, description="token bucket rate; None = none")
+    burst: int = Field(100, ge=1)
+    breaker_fail_max: int = Field(5, ge=1)
+    breaker_reset_s: float = Field(30.0, gt=0)
+
+
+class Tool(NamedTuple):
+    spec: ToolSpec
+    fn: Callable[[dict], dict]
+
+
+class ToolResult(NamedTuple):
+    outcome: Outcome
+    output: dict | None
+    record: ToolCall
+    error: str | None = None
+
+
+class IdempotencyLedger(Protocol):
+    """Where side-effecting calls remember their idempotency keys (survives restarts when
+    backed by Redis: see ``connectors.redis_ledger``)."""
+
+    def get(self, key: str) -> dict | None: ...
+
+    def put(self, key: str, output: dict) -> None: ...
+
+
+class MemoryLedger:
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._d: dict[str, dict] = {}
+        self._max = max_keys
+
+    def get(self, key: str) -> dict | None:
+        return self._d.get(key)
+
+    def put(self, key: str, output: dict) -> None:
+        if len(self._d) >= self._max:
+            self._d.pop(next(iter(self._d)))
+        self._d[key] = output
+
+
+class _Bucket:
+    """Token bucket: ``rate`` tokens per second up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens, self.t = float(burst), clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class _RetryBudget:
+    """At most ``limit`` retries in any ``window_s``: retries cannot amplify an outage."""
+
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float]) -> None:
+        self.limit, self.window, self.clock = limit, window_s, clock
+        self.used: deque[float] = deque()
+
+    def take(self) -> bool:
+        now = self.clock()
+        while self.used and self.used[0] <= now - self.window:
+            self.used.popleft()
+        if len(self.used) >= self.limit:
+            return False
+        self.used.append(now)
+        return True
+
+
+class ToolTimeout(Exception):
+    pass
+
+
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bespoke-tool")
+
+
+def _breaker_state(b: pybreaker.CircuitBreaker) -> str:
+    return {"closed": "closed", "open": "open", "half-open": "half_open"}[b.current_state]
+
+
+def _jsonable(inputs: dict) -> dict:
+    return {k: (v if isinstance(v, str | int | float | bool) or v is None else
+                [str(x) for x in v] if isinstance(v, list | tuple) else str(v))
+            for k, v in inputs.items()}
+
+
+class ToolRuntime:
+    def __init__(self, tools: list[Tool], ledger: IdempotencyLedger | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.tools = {t.spec.name: t for t in tools}
+        if len(self.tools) != len(tools):
+            raise ValueError("duplicate tool names")
+        self.ledger = ledger or MemoryLedger()
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.breakers = {n: pybreaker.CircuitBreaker(fail_max=t.spec.breaker_fail_max,
+                                                     reset_timeout=t.spec.breaker_reset_s,
+                                                     name=n)
+                         for n, t in self.tools.items()}
+        self.budgets = {n: _RetryBudget(t.spec.retry_budget, t.spec.retry_window_s, clock)
+                        for n, t in self.tools.items()}
+        self.buckets = {n: _Bucket(t.spec.rate_per_s, t.spec.burst, clock)
+                        for n, t in self.tools.items() if t.spec.rate_per_s}
+
+    def catalog(self) -> list[dict]:
+        """What each tool is and how it may be called (for docs and the decision log)."""
+        out = []
+        for t in self.tools.values():
+            s = t.spec
+            out.append({"name": s.name, "description": s.description, "scope": s.scope,
+                        "read_only": s.read_only, "timeout_ms": s.timeout_ms,
+                        "input_schema": s.input_model.model_json_schema() if s.input_model
+                        else None,
+                        "output_schema": s.output_model.model_json_schema() if s.output_model
+                        else None})
+        return out
+
+    def _invoke(self, tool: Tool, inputs: dict) -> dict:
+        s = tool.spec
+        if s.isolation == "thread":
+            fut = _POOL.submit(tool.fn, inputs)
+            try:
+                out = fut.result(timeout=s.timeout_ms / 1000)
+            except FutureTimeout as e:
+                fut.cancel()
+                raise ToolTimeout(f"{s.name} took over {s.timeout_ms} ms") from e
+        else:
+            t0 = self.clock()
+            out = tool.fn(inputs)
+            if (self.clock() - t0) * 1000 > s.timeout_ms:
+                raise ToolTimeout(f"{s.name} took over {s.timeout_ms} ms (result discarded)")
+        if s.output_model is not None:
+            out = s.output_model.model_validate(out).model_dump()
+        return out
+
+    def call(self, name: str, inputs: dict, scopes: frozenset[str],
+             idempotency_key: str | None = None) -> ToolResult:
+        tool = self.tools[name]
+        s = tool.spec
+        breaker = self.breakers[name]
+        t0 = self.clock()
+
+        def done(outcome: Outcome, output: dict | None, error: str | None = None) -> ToolResult:
+            rec = ToolCall.model_construct(
+                tool=name, inputs=_jsonable(inputs), outcome=outcome,
+                latency_ms=round((self.clock() - t0) * 1000, 3),
+                breaker_state=_breaker_state(breaker), idempotency_key=idempotency_key)
+            return ToolResult(outcome, output, rec, error)
+
+        if s.scope not in scopes:
+            return done("unauthorized", None, f"missing scope {s.scope}")
+        if s.input_model is not None:
+            try:
+                inputs = s.input_model.model_validate(inputs).model_dump()
+            except ValueError as e:
+                return done("error", None, f"invalid input: {e}")
+        if not s.read_only:
+            if idempotency_key is None:
+                return done("error", None, "side-effecting tools need an idempotency key")
+            seen = self.ledger.get(idempotency_key)
+            if seen is not None:
+                return done("replayed", seen)
+        bucket = self.buckets.get(name)
+        if bucket is not None:
+            with self._lock:
+                allowed = bucket.take()
+            if not allowed:
+                return done("rate_limited", None)
+        attempt, last_error, outcome = 0, None, "error"
+        while True:
+            attempt += 1
+            try:
+                out = breaker.call(self._invoke, tool, inputs)
+                if not s.read_only:
+                    self.ledger.put(idempotency_key, out)  # type: ignore[arg-type]
+                return done("ok", out)
+            except pybreaker.CircuitBreakerError as e:
+                if attempt == 1 or breaker.current_state == "open":
+                    return done("breaker_open", None, str(e) or "breaker open")
+                last_error, outcome = str(e), "error"
+            except ToolTimeout as e:
+                last_error, outcome = str(e), "timeout"
+            except Exception as e:  # noqa: BLE001 - a tool's failure is an outcome, not a crash
+                last_error, outcome = f"{type(e).__name__}: {e}", "error"
+            with self._lock:
+                may_retry = attempt < s.max_attempts and self.budgets[name].take()
+            if not may_retry:
+                return done(outcome, None, last_error)  # type: ignore[arg-type]
