@@ -1,0 +1,84 @@
+"""Plans as data: references, fallbacks, optional steps, idempotent replays, the planner."""
+
+from operators.plans import Plan, Step, Trigger, idempotency_key, plan_goals, run_plan
+from operators.tools import MemoryLedger, Tool, ToolRuntime, ToolSpec
+
+S = frozenset({"read", "write"})
+
+
+def runtime(fail: set[str], ledger=None, calls=None) -> ToolRuntime:
+    calls = calls if calls is not None else []
+
+    def make(name):
+        def fn(x):
+            calls.append(name)
+            if name in fail:
+                raise RuntimeError(f"{name} down")
+            return {"items": [f"{name}-{x.get('n', 0)}"], "n": x.get("n", 0) + 1}
+        return fn
+
+    specs = [("primary", True), ("backup", True), ("extra", True), ("send", False)]
+    return ToolRuntime([Tool(ToolSpec(name=n, description=n, scope="write" if not ro else
+                                      "read", read_only=ro, max_attempts=1), make(n))
+                        for n, ro in specs], ledger=ledger)
+
+
+PLAN = Plan(name="feed", version="3", goal="refresh_feed", steps=[
+    Step(id="cands", tool="primary", inputs={"n": "features.n"}, fallback="cands_fb"),
+    Step(id="more", tool="extra", inputs={"n": "steps.cands.n"}, optional=True),
+    Step(id="send", tool="send", inputs={"n": "const:7"}),
+], fallbacks=[Step(id="cands_fb", tool="backup", inputs={"n": "features.n"})])
+
+
+def test_happy_path_resolves_references_in_order():
+    run = run_plan(PLAN, runtime(set()), S, {"event_id": "e1"}, {"n": 1})
+    assert run.ok and run.fallbacks == [] and run.outputs["more"]["items"] == ["extra-2"]
+    assert [c.tool for c in run.calls] == ["primary", "extra", "send"]
+
+
+def test_failed_step_takes_its_fallback_and_later_steps_use_its_output():
+    run = run_plan(PLAN, runtime({"primary"}), S, {"event_id": "e1"}, {"n": 1})
+    assert run.ok and run.outputs["cands"]["items"] == ["backup-1"]
+    assert run.fallbacks == ["step cands failed (error): took fallback cands_fb"]
+    assert [c.outcome for c in run.calls] == ["error", "ok", "ok", "ok"]
+
+
+def test_optional_step_failure_is_recorded_and_skipped():
+    run = run_plan(PLAN, runtime({"extra"}), S, {"event_id": "e1"}, {"n": 1})
+    assert run.ok and "more" not in run.outputs
+    assert run.fallbacks == ["step more failed (error): skipped (optional)"]
+
+
+def test_plan_fails_when_step_and_fallback_fail():
+    run = run_plan(PLAN, runtime({"primary", "backup"}), S, {"event_id": "e1"}, {"n": 1})
+    assert not run.ok and run.failed_step == "cands"
+    assert run.fallbacks == ["step cands failed (error): took fallback cands_fb, which failed "
+                             "(error)"]
+
+
+def test_missing_scope_and_unresolved_inputs_fail_the_step():
+    run = run_plan(PLAN, runtime(set()), frozenset({"read"}), {"event_id": "e1"}, {"n": 1})
+    assert not run.ok and run.failed_step == "send"  # no write scope
+    run = run_plan(PLAN, runtime(set()), S, {"event_id": "e1"}, {})
+    assert not run.ok and run.failed_step == "cands"
+
+
+def test_side_effects_are_not_repeated_when_a_trigger_is_replayed():
+    ledger, calls = MemoryLedger(), []
+    for _ in range(2):  # the same trigger twice, as after a recovery
+        run = run_plan(PLAN, runtime(set(), ledger, calls), S, {"event_id": "e1"}, {"n": 1})
+    assert run.ok and calls.count("send") == 1
+    assert run.calls[-1].outcome == "replayed"
+    assert run.calls[-1].idempotency_key == idempotency_key(PLAN, PLAN.steps[2], {"event_id":
+                                                                                  "e1"})
+    other = run_plan(PLAN, runtime(set(), ledger, calls), S, {"event_id": "e2"}, {"n": 1})
+    assert other.ok and calls.count("send") == 2  # another trigger acts again
+
+
+def test_planner_is_deterministic():
+    t = Trigger("add_to_cart", "u1", "e1", 0, "A")
+    assert plan_goals(t, True, 1, False) == ["refresh_feed", "push_offer"]
+    assert plan_goals(t, False, 1, False) == ["refresh_feed"]
+    assert plan_goals(Trigger("page_view", "u1", "e2", 0, "B"), True, 0, True) == [
+        "refresh_feed", "propose_configuration"]
+    assert plan_goals(Trigger("inventory", "u1", "e3", 0, "B"), True, 0, True) == []
