@@ -100,13 +100,16 @@ ITEM_PRICE = FeatureView(
             F(name="currency", dtype="str"), F(name="price_ts", dtype="int", min=0)],
 )
 ITEM_CATALOG = FeatureView(
-    name="item_catalog", entity="item", version=1, owner="merchandising",
+    name="item_catalog", entity="item", version=2, owner="merchandising",
     description="Catalog facts the decision path needs: category path, brand, catalog price, "
-                "minimum age, regions where it may be sold (comma separated; empty = all).",
+                "minimum age, regions where it may be sold (comma separated; empty = all), "
+                "and for configurable products the option groups and compatibility rules "
+                "(JSON; empty when not configurable).",
     aggregation="last", ttl_s=365 * DAY, as_of_field="catalog_ts",
     fields=[F(name="category", dtype="str"), F(name="brand", dtype="str"),
             F(name="catalog_price", dtype="float", min=0, max=10_000_000),
             F(name="min_age", dtype="int", min=0, max=99), F(name="regions", dtype="list[str]"),
+            F(name="options", dtype="str", description="JSON {groups, compatibility}"),
             F(name="catalog_ts", dtype="int", min=0)],
 )
 ITEM_COVISITATION = FeatureView(

@@ -20,6 +20,7 @@ Items crossing Bytewax workers are pickled one by one, so steps exchange plain t
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 from features.events import (
@@ -74,8 +75,11 @@ def item_inputs(ev: Inbound) -> list[tuple]:
                  ln.quantity, ln.unit_price) for ln in ev.lines]
     if isinstance(ev, CatalogItem):
         attrs = tuple(sorted(f"{k}={v}" for k, v in ev.attributes.items()))
+        options = json.dumps({"groups": [g.model_dump(exclude_none=True) for g in ev.option_groups],
+                              "compatibility": [c.model_dump() for c in ev.compatibility]},
+                             separators=(",", ":"), sort_keys=True) if ev.option_groups else ""
         return [(ev.sku, "catalog", ev.ts, "/".join(ev.category_path), ev.brand, ev.price,
-                 ev.currency, attrs, ev.min_age, ",".join(ev.regions))]
+                 ev.currency, attrs, ev.min_age, ",".join(ev.regions), options)]
     if isinstance(ev, Inventory):
         return [(ev.sku, "inventory", ev.ts, ev.location, ev.on_hand, ev.reserved)]
     if isinstance(ev, Price):

@@ -6,7 +6,7 @@ update popularity and send the item's catalog facts to the user step (``Affinity
 >>> fold = ItemFold(allowed_lateness_ms=3_600_000)
 >>> s = ItemState()
 >>> out = fold.apply(s, ("A", "catalog", 0, "bikes/road", "acme", 120.0, "EUR", ("color=red",),
-...                      0, ""))
+...                      0, "", ""))
 >>> out = fold.apply(s, ("A", "page_view", 10, "u1", "e1", "s1", 1, 0.0))
 >>> [type(o).__name__ for o in out], out[0].category, out[0].price_band
 (['AffinityHint'], 'bikes/road', '100-250')
@@ -35,7 +35,7 @@ class ItemState:
                  "stock_as_of", "dirty")
 
     def __init__(self) -> None:
-        # (category, brand, band, attrs, price, currency, min_age, regions, ts)
+        # (category, brand, band, attrs, price, currency, min_age, regions, ts, options json)
         self.catalog: tuple | None = None
         self.pop = DecayedMap(POP_HL)  # "v", "c", "o"
         self.trend = DecayedMap(TREND_HL)  # "v"
@@ -107,7 +107,8 @@ class ItemFold:
                 cat = s.catalog
                 out.append(StoreWrite("item", sku, prefix, {
                     "category": cat[0], "brand": cat[1], "catalog_price": cat[4],
-                    "min_age": cat[6], "regions": cat[7], "catalog_ts": cat[8]}, cat[8], ttl))
+                    "min_age": cat[6], "regions": cat[7], "options": cat[9],
+                    "catalog_ts": cat[8]}, cat[8], ttl))
             elif view == "item_price" and s.price is not None:
                 out.append(StoreWrite("item", sku, prefix, price_row(s), s.price[3], ttl))
         s.dirty = set()
@@ -117,11 +118,11 @@ class ItemFold:
         sku, kind, ts = x[0], x[1], x[2]
         out: list = []
         if kind == "catalog":
-            _, _, _, category, brand, price, currency, attrs, min_age, regions = x
+            _, _, _, category, brand, price, currency, attrs, min_age, regions, options = x
             if s.catalog is not None and s.catalog[8] > ts:
                 return out  # an older catalog version: the newer one stays
             s.catalog = (category, brand, price_band(price), attrs, price, currency, min_age,
-                         regions, ts)
+                         regions, ts, options)
             s.dirty.add("item_catalog")
             if s.price is None or s.price[3] <= ts:
                 s.price = (price, price, currency, ts)

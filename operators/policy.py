@@ -79,10 +79,10 @@ class PolicyGate:
     @staticmethod
     def _facts(r: dict) -> tuple:
         """(category, brand, price, available, min_age, regions) from an item's store row."""
-        return (r.get("item_catalog_v1.category", ""), r.get("item_catalog_v1.brand", ""),
-                float(r.get("item_price_v1.price", r.get("item_catalog_v1.catalog_price", 0.0))),
-                r.get("item_stock_v1.available"), int(r.get("item_catalog_v1.min_age", 0)),
-                tuple(x for x in str(r.get("item_catalog_v1.regions", "")).split(",") if x))
+        return (r.get("item_catalog_v2.category", ""), r.get("item_catalog_v2.brand", ""),
+                float(r.get("item_price_v1.price", r.get("item_catalog_v2.catalog_price", 0.0))),
+                r.get("item_stock_v1.available"), int(r.get("item_catalog_v2.min_age", 0)),
+                tuple(x for x in str(r.get("item_catalog_v2.regions", "")).split(",") if x))
 
     def _item_facts(self, skus: list[str]) -> list[tuple]:
         now = time.monotonic()

@@ -17,6 +17,9 @@ Compatibility rules read ``when`` an option (``group:option``) is chosen, the op
 
 from __future__ import annotations
 
+import itertools
+import math
+
 
 def config_problems(choices: dict[str, str], groups: dict[str, list[str]], rules: list[dict],
                     materials: dict[str, str], material_available: dict[str, int | None],
@@ -54,3 +57,54 @@ def config_problems(choices: dict[str, str], groups: dict[str, list[str]], rules
                     problems.append(f"material {mat} for {opt} is "
                                     f"{'of unknown stock' if avail is None else 'out of stock'}")
     return tuple(problems)
+
+
+def option_score(option: dict, affinity: dict[str, float]) -> float:
+    """How much a user would like an option: their affinity to its attribute values."""
+    return sum(affinity.get(f"{k}={v}", 0.0) for k, v in option.get("attributes", {}).items())
+
+
+def best_configuration(groups: list[dict], compatibility: list[dict],
+                       affinity: dict[str, float], material_available: dict[str, int | None],
+                       max_combinations: int = 4096,
+                       ) -> tuple[dict[str, str], float] | None:
+    """The valid option combination the user's attribute affinities like most.
+
+    Ties go to the catalog's option order (then the cheaper); each group's options are
+    tried best first, and past ``max_combinations`` only the best options of each group are
+    kept. Returns ``(choices, score)``, or None when no combination is valid.
+
+    >>> groups = [{"group_id": "frame", "options": [
+    ...     {"option_id": "alu", "material_sku": "M-a"},
+    ...     {"option_id": "carbon", "material_sku": "M-c"}]},
+    ...     {"group_id": "color", "options": [
+    ...     {"option_id": "red", "attributes": {"color": "red"}},
+    ...     {"option_id": "black", "attributes": {"color": "black"}}]}]
+    >>> rules = [{"when": "frame:carbon", "excludes": ["color:red"]}]
+    >>> best_configuration(groups, rules, {"color=red": 2.0}, {"M-a": 0, "M-c": 5})
+    ({'frame': 'carbon', 'color': 'black'}, 0.0)
+    """
+    ranked = []
+    for g in groups:
+        opts = sorted(enumerate(g["options"]), key=lambda io: (-option_score(io[1], affinity),
+                                                               io[0],
+                                                               io[1].get("price_delta", 0.0)))
+        ranked.append((g["group_id"], [o for _, o in opts]))
+    while math.prod(len(opts) for _, opts in ranked) > max_combinations:
+        longest = max(range(len(ranked)), key=lambda i: len(ranked[i][1]))
+        ranked[longest] = (ranked[longest][0], ranked[longest][1][:-1])
+    names = {g: [o["option_id"] for o in g_opts] for g, g_opts in
+             ((g["group_id"], g["options"]) for g in groups)}
+    materials = {f"{g['group_id']}:{o['option_id']}": o["material_sku"]
+                 for g in groups for o in g["options"] if o.get("material_sku")}
+    required = {g["group_id"] for g in groups if g.get("required", True)}
+    best: tuple[dict[str, str], float] | None = None
+    for combo in itertools.product(*(opts for _, opts in ranked)):
+        choices = {g: o["option_id"] for (g, _), o in zip(ranked, combo, strict=True)}
+        score = sum(option_score(o, affinity) for o in combo)
+        if best is not None and score <= best[1]:
+            continue
+        if not config_problems(choices, names, compatibility, materials, material_available,
+                               required):
+            best = (choices, score)
+    return best

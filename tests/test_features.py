@@ -152,7 +152,7 @@ def test_erasure_purges_user_sessions_and_feed():
 def test_item_stock_price_popularity_and_lateness():
     f = ItemFold(allowed_lateness_ms=H)
     s = ItemState()
-    f.apply(s, ("A", "catalog", 0, "bikes", "acme", 100.0, "EUR", (), 0, ""))
+    f.apply(s, ("A", "catalog", 0, "bikes", "acme", 100.0, "EUR", (), 0, "", ""))
     f.apply(s, ("A", "inventory", 5 * H, "north", 10, 2))
     f.apply(s, ("A", "inventory", 4 * H, "north", 99, 0))  # older update: ignored
     f.apply(s, ("A", "inventory", 5 * H, "south", 5, 0))

@@ -1,0 +1,153 @@
+"""The agent's built-in tools, reading the online store (an ERP/PLM/pricing service can be
+plugged in instead: anything returning the same output models is a valid adapter).
+
+>>> from connectors.memory_store import MemoryStore
+>>> from features.store import StoreWrite
+>>> store = MemoryStore()
+>>> store.apply([StoreWrite("item", "A", "item_stock_v1", {"available": 4}, 1, 0)])
+>>> rt = ToolRuntime(store_tools(store))
+>>> rt.call("inventory_check", {"skus": ["A", "B"]}, ALL_SCOPES).output
+{'available': {'A': 4, 'B': None}}
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, Field
+
+from features.store import OnlineStore
+from operators.tools import Tool, ToolRuntime, ToolSpec
+from policies.configuration import best_configuration
+
+CAT = "item_catalog_v2."
+ALL_SCOPES = frozenset({"catalog:read", "inventory:read", "pricing:quote", "configurator:read"})
+
+
+class Skus(BaseModel):
+    skus: list[str] = Field(max_length=500)
+
+
+class CatalogOut(BaseModel):
+    items: dict[str, dict]
+
+
+class InventoryOut(BaseModel):
+    available: dict[str, int | None]
+
+
+class QuoteIn(BaseModel):
+    sku: str
+    discount_pct: float = Field(0.0, ge=0, le=100)
+
+
+class QuoteOut(BaseModel):
+    price: float
+    list_price: float
+    currency: str
+    quoted: float
+
+
+class CovisIn(BaseModel):
+    items: list[str] = Field(max_length=50)
+    limit: int = Field(50, ge=1, le=500)
+
+
+class ScoredOut(BaseModel):
+    items: list[tuple[str, float]]
+
+
+class ConfigIn(BaseModel):
+    sku: str
+    affinities: str = Field("", description="'attribute=value:weight,...' (user_affinity)")
+
+
+class ConfigOut(BaseModel):
+    choices: dict[str, str]
+    score: float
+    price: float
+
+
+def _parse_weights(encoded: str) -> dict[str, float]:
+    out = {}
+    for part in filter(None, encoded.split(",")):
+        key, _, w = part.rpartition(":")
+        out[key] = float(w)
+    return out
+
+
+def store_tools(store: OnlineStore) -> list[Tool]:
+    def catalog(x: dict) -> dict:
+        rows = store.read_many("item", x["skus"])
+        return {"items": {s: {"category": r.get(CAT + "category", ""),
+                              "brand": r.get(CAT + "brand", ""),
+                              "price": r.get("item_price_v1.price", r.get(CAT + "catalog_price")),
+                              "min_age": r.get(CAT + "min_age", 0),
+                              "configurable": bool(r.get(CAT + "options"))}
+                          for s, r in zip(x["skus"], rows, strict=True) if r}}
+
+    def inventory(x: dict) -> dict:
+        rows = store.read_many("item", x["skus"])
+        return {"available": {s: (r or {}).get("item_stock_v1.available")
+                              for s, r in zip(x["skus"], rows, strict=True)}}
+
+    def quote(x: dict) -> dict:
+        (r,) = store.read_many("item", [x["sku"]])
+        if not r or "item_price_v1.price" not in r:
+            raise LookupError(f"no price for {x['sku']}")
+        price = float(r["item_price_v1.price"])
+        return {"price": price, "list_price": float(r.get("item_price_v1.list_price", price)),
+                "currency": r.get("item_price_v1.currency", "EUR"),
+                "quoted": round(price * (1 - x["discount_pct"] / 100), 2)}
+
+    def covis(x: dict) -> dict:
+        """Neighbours of the recent items, weighted by recency rank (newest first)."""
+        scores: dict[str, float] = {}
+        seen = set(x["items"])
+        for rank, row in enumerate(store.read_many("item", x["items"])):
+            if not row:
+                continue
+            damp = 1.0 / (1 + rank)
+            for field, w_rel in (("item_covisitation_v1.view_view", 1.0),
+                                 ("item_covisitation_v1.view_buy", 2.0)):
+                for sku, w in _parse_weights(str(row.get(field, ""))).items():
+                    if sku not in seen:
+                        scores[sku] = scores.get(sku, 0.0) + damp * w_rel * w
+        best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: x["limit"]]
+        return {"items": [(s, round(w, 6)) for s, w in best]}
+
+    def configure(x: dict) -> dict:
+        (r,) = store.read_many("item", [x["sku"]])
+        options = json.loads((r or {}).get(CAT + "options") or "{}")
+        if not options:
+            raise LookupError(f"{x['sku']} is not configurable")
+        groups = options["groups"]
+        mats = sorted({o["material_sku"] for g in groups for o in g["options"]
+                       if o.get("material_sku")})
+        stock = {m: (row or {}).get("item_stock_v1.available")
+                 for m, row in zip(mats, store.read_many("item", mats), strict=True)}
+        affinity = _parse_weights(x["affinities"])
+        best = best_configuration(groups, options["compatibility"], affinity, stock)
+        if best is None:
+            raise LookupError(f"no valid configuration of {x['sku']} in stock")
+        choices, score = best
+        delta = sum(o.get("price_delta", 0.0) for g in groups for o in g["options"]
+                    if choices.get(g["group_id"]) == o["option_id"])
+        base = float(r.get("item_price_v1.price", r.get(CAT + "catalog_price", 0.0)))
+        return {"choices": choices, "score": score, "price": round(base + delta, 2)}
+
+    return [
+        Tool(ToolSpec(name="catalog_lookup", description="catalog facts of items",
+                      scope="catalog:read", input_model=Skus, output_model=CatalogOut), catalog),
+        Tool(ToolSpec(name="inventory_check", description="units available per item",
+                      scope="inventory:read", input_model=Skus, output_model=InventoryOut),
+             inventory),
+        Tool(ToolSpec(name="pricing_quote", description="price of an item with a discount",
+                      scope="pricing:quote", input_model=QuoteIn, output_model=QuoteOut), quote),
+        Tool(ToolSpec(name="covis_candidates", description="items co-visited with recent "
+                      "ones", scope="catalog:read", input_model=CovisIn,
+                      output_model=ScoredOut), covis),
+        Tool(ToolSpec(name="configurator", description="the option combination a user "
+                      "likes most that is valid and in stock", scope="configurator:read",
+                      input_model=ConfigIn, output_model=ConfigOut), configure),
+    ]

@@ -1,0 +1,80 @@
+"""The agent's store-backed tools over features computed by the real flow."""
+
+import json
+import uuid
+
+import pytest
+
+from connectors.generator import GenConfig, Generator, write_jsonl
+from connectors.memory_store import MemoryStore
+from connectors.store_tools import ALL_SCOPES, store_tools
+from features.store import StoreWrite
+from flows.main import RunConfig, run
+from flows.settings import Settings
+from operators.tools import ToolRuntime
+from policies.configuration import config_problems
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tools")
+    recs = list(Generator(GenConfig(seed=12, users=300, items=150, events=8000,
+                                    malformed_rate=0.0, configurable_share=0.3)).records())
+    write_jsonl(str(d / "e.jsonl"), iter(recs))
+    name = uuid.uuid4().hex
+    run(RunConfig(inputs=[str(d / "e.jsonl")], output=str(d / "out"), store=f"memory://{name}",
+                  decisions=False, settings=Settings(_env_file=None, progress_every_s=0)))
+    catalog = {json.loads(r.value)["sku"]: json.loads(r.value) for r in recs
+               if r.type == "catalog"}
+    return MemoryStore.shared(name), catalog
+
+
+def test_catalog_inventory_and_quotes(filled):
+    store, catalog = filled
+    rt = ToolRuntime(store_tools(store))
+    skus = sorted(catalog)[:5]
+    items = rt.call("catalog_lookup", {"skus": skus}, ALL_SCOPES).output["items"]
+    assert {s: items[s]["brand"] for s in skus} == {s: catalog[s]["brand"] for s in skus}
+    avail = rt.call("inventory_check", {"skus": skus + ["nope"]}, ALL_SCOPES).output
+    assert avail["available"]["nope"] is None and all(
+        isinstance(avail["available"][s], int) for s in skus)
+    q = rt.call("pricing_quote", {"sku": skus[0], "discount_pct": 10}, ALL_SCOPES)
+    assert q.outcome == "ok" and q.output["quoted"] == round(q.output["price"] * 0.9, 2)
+    assert rt.call("pricing_quote", {"sku": "nope"}, ALL_SCOPES).outcome == "error"
+
+
+def test_covisitation_candidates_exclude_the_seed_items(filled):
+    store, _ = filled
+    rt = ToolRuntime(store_tools(store))
+    seeds = [k for k, row in zip(store.keys("item"), store.read_many("item", store.keys("item")),
+                                 strict=True)
+             if row and row.get("item_covisitation_v1.view_view")][:3]
+    assert seeds
+    out = rt.call("covis_candidates", {"items": seeds, "limit": 20}, ALL_SCOPES).output
+    assert out["items"] and not {s for s, _ in out["items"]} & set(seeds)
+    assert [w for _, w in out["items"]] == sorted((w for _, w in out["items"]), reverse=True)
+
+
+def test_configurator_respects_compatibility_affinity_and_material_stock(filled):
+    store, catalog = filled
+    rt = ToolRuntime(store_tools(store))
+    sku = next(s for s, c in sorted(catalog.items()) if c["option_groups"])
+    item = catalog[sku]
+    groups = {g["group_id"]: [o["option_id"] for o in g["options"]]
+              for g in item["option_groups"]}
+    mats = {f"{g['group_id']}:{o['option_id']}": o["material_sku"]
+            for g in item["option_groups"] for o in g["options"] if o.get("material_sku")}
+
+    r = rt.call("configurator", {"sku": sku, "affinities": "color=red:3.0"}, ALL_SCOPES)
+    assert r.outcome == "ok" and r.output["choices"]["color"] == "red"
+    assert r.output["choices"]["frame"] != "carbon"  # carbon excludes red
+    assert not config_problems(r.output["choices"], groups, item["compatibility"], mats,
+                               {"MAT-alu": 1, "MAT-carbon": 1})
+    # no aluminium left: the configurator must move to carbon, so red is no longer possible
+    store.apply([StoreWrite("item", "MAT-alu", "item_stock_v1", {"available": 0}, 10**13, 0)])
+    r = rt.call("configurator", {"sku": sku, "affinities": "color=red:3.0"}, ALL_SCOPES)
+    assert r.outcome == "ok" and r.output["choices"]["frame"] == "carbon"
+    assert r.output["choices"]["color"] != "red" and r.output["choices"]["size"] != "XL"
+    assert r.output["price"] > catalog[sku]["price"] - 1e-9  # carbon costs more
+    plain = next(s for s, c in sorted(catalog.items()) if not c["option_groups"])
+    assert rt.call("configurator", {"sku": plain}, ALL_SCOPES).outcome == "error"
