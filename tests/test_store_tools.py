@@ -7,10 +7,10 @@ import pytest
 
 from connectors.generator import GenConfig, Generator, write_jsonl
 from connectors.memory_store import MemoryStore
-from connectors.store_tools import ALL_SCOPES, store_tools
 from features.store import StoreWrite
 from flows.main import RunConfig, run
 from flows.settings import Settings
+from operators.store_tools import ALL_SCOPES, store_tools
 from operators.tools import ToolRuntime
 from policies.configuration import config_problems
 

@@ -1,9 +1,15 @@
-"""The agent's built-in tools, reading the online store (an ERP/PLM/pricing service can be
-plugged in instead: anything returning the same output models is a valid adapter).
+"""The agent's built-in tools, reading the online store through its interface (an
+ERP/PLM/pricing service can be plugged in instead: a connector whose functions return the
+same output models is a valid adapter).
 
->>> from connectors.memory_store import MemoryStore
 >>> from features.store import StoreWrite
->>> store = MemoryStore()
+>>> from operators.tools import ToolRuntime
+>>> class Store:  # any OnlineStore
+...     rows = {}
+...     def apply(self, ops): self.rows.update({o.key: {f"{o.view}.{k}": v for k, v in
+...                                                      o.fields.items()} for o in ops})
+...     def read_many(self, entity, keys): return [self.rows.get(k) for k in keys]
+>>> store = Store()
 >>> store.apply([StoreWrite("item", "A", "item_stock_v1", {"available": 4}, 1, 0)])
 >>> rt = ToolRuntime(store_tools(store))
 >>> rt.call("inventory_check", {"skus": ["A", "B"]}, ALL_SCOPES).output
@@ -17,7 +23,7 @@ import json
 from pydantic import BaseModel, Field
 
 from features.store import OnlineStore
-from operators.tools import Tool, ToolRuntime, ToolSpec
+from operators.tools import Tool, ToolSpec
 from policies.configuration import best_configuration
 
 CAT = "item_catalog_v2."
