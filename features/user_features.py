@@ -63,6 +63,10 @@ class UserFeatures(NamedTuple):
     purchased: tuple[str, ...]
     consent: tuple[str, ...] | None
     erased: bool = False
+    kind: str = ""  # the trigger's event type
+    skus: tuple[str, ...] = ()  # the items the trigger touched
+    cart: tuple[str, ...] = ()
+    attributes: str = ""  # top attribute affinities 'k=v:w,...' (views and clicks only)
 
 
 class UserState:
@@ -188,9 +192,11 @@ class UserFold:
             del s.bought[:-MAX_BOUGHT]
             dirty.add("user_purchases")
         if self.decision_inputs:
+            attrs = _top(s.aff, "a:", 5, s.last_ts) if kind in ("page_view", "click") else ""
             out.append(UserFeatures(e.user_id, e.event_id, ts,
                                     s.interest.top(self.max_interests, s.last_ts),
-                                    tuple(s.bought), s.consent))
+                                    tuple(s.bought), s.consent, False, kind,
+                                    tuple(sku for sku, _, _ in e.lines), tuple(s.cart), attrs))
         return out
 
     def _affinity(self, s: UserState, h: AffinityHint) -> list:

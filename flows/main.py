@@ -25,13 +25,21 @@ from connectors.kafka_sink import CheckedKafkaSink
 from connectors.kafka_source import kafka_raw_input
 from connectors.parquet_sink import ParquetFeatureSink
 from connectors.policy_packs import read_pack_files
+from connectors.record_archive import RecordArchiveSink
 from connectors.store_sink import StoreSink, store_factory
 from features.definitions import REGISTRY
 from features.events import outgoing
 from features.formats import FORMATS
 from flows.settings import Settings
+from operators.allocation import OFFER_CHANNEL
 from operators.candidates import candidates
-from operators.decision import FEED_CHANNEL, RECORD_CHANNEL, DecisionFold, feed_decision
+from operators.decision import (
+    CONFIG_CHANNEL,
+    FEED_CHANNEL,
+    RECORD_CHANNEL,
+    DecisionFold,
+    feed_decision,
+)
 from operators.features import FeatureConfig, feature_pipeline
 from operators.policy import POLICY_CHANNEL, PolicyGate
 from operators.progress import progress
@@ -42,8 +50,8 @@ from operators.validate import validate
 DLQ_CHANNEL = "dead_letters"
 LATE_CHANNEL = "late_events"
 QUALITY_CHANNEL = "feature_quality"
-CHANNELS = (FEED_CHANNEL, DLQ_CHANNEL, LATE_CHANNEL, QUALITY_CHANNEL, RECORD_CHANNEL,
-            POLICY_CHANNEL)
+CHANNELS = (FEED_CHANNEL, OFFER_CHANNEL, CONFIG_CHANNEL, DLQ_CHANNEL, LATE_CHANNEL,
+            QUALITY_CHANNEL, RECORD_CHANNEL, POLICY_CHANNEL)
 
 
 class RunConfig(BaseModel):
@@ -100,6 +108,10 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         store_streams.append(feed.store_ops)
 
     out = op.merge("outgoing", *outs)
+    archive = s.record_archive_dir or (
+        None if cfg.output == "kafka" else str(Path(cfg.output) / "archive"))
+    if cfg.decisions and archive:
+        op.output("record_archive", out, RecordArchiveSink(archive))
     if cfg.output == "kafka":
         topics = {ch: s.topic(ch) for ch in CHANNELS}
         op.output("sink", out, CheckedKafkaSink(s.kafka_bootstrap_servers or "", topics))

@@ -33,6 +33,8 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         "users_with_feeds": len({f["user_id"] for f in feeds}),
         "duplicate_feed_ids": len(feeds) - len({f["id"] for f in feeds}),
         "decision_records": len(records),
+        "offers": len(read_channel(out, "offers")),
+        "configurations": len(read_channel(out, "configurations")),
         "suppressed_decisions": sum(r["suppressed"] for r in records),
         "non_personalized_feeds": sum(f["model_version"] == "non-personalized" for f in feeds),
         "policy_denials_by_rule": dict(denials.most_common(8)),

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
                                                                   "by policy per decision")
     policy_dir: str | None = Field(None, description="policy pack files (*.toml); default: "
                                                       "policies/packs")
+    record_archive_dir: str | None = Field(
+        None, description="Parquet archive of decision records (default: <output>/archive "
+                          "for file outputs; set it for Kafka outputs)")
     policy_active: str | None = Field(None, description="pack@version active at start")
     user_ttl_s: int = Field(30 * 86400, ge=0)
     item_ttl_s: int = Field(90 * 86400, ge=0)

@@ -1,12 +1,21 @@
-"""Decision step: policy-gated feed updates, with a decision record for each.
+"""Decision step: the agent's goals for each user event, policy-gated and audited.
 
-Sharded by user (see ``operators.sharded_fold``): each shard holds the last feed sent to
-each of its users and, as shared state, the policy engine that control events update.
-For every user event the ranked candidates are judged by the active (or canary) policy
-pack, the top K are selected under the exposure rules, and, when the feed changed, a
-``feed_update`` and its ``decision_record`` go out; a suppressed decision gets a record
-too. Ids are deterministic (``feed:<user>:<trigger event id>``); decisions read item facts
-from the online store, so a replay after recovery repeats the id but may see newer facts.
+Sharded by user (see ``operators.sharded_fold``): each shard holds, per user, the last feed
+sent, recent offer sends (for frequency caps) and recent configurations, and, as shared
+state, the policy engine that control events update. For each trigger the planner picks
+goals (``operators.plans.plan_goals``):
+
+- ``refresh_feed``: ranked candidates judged by the policy pack, the top K selected under
+  the exposure rules; sent when the feed changed;
+- ``push_offer`` (a cart add, with marketing consent): the plan checks inventory and quotes
+  a price, the pack judges the offer (stock, price, discount, margin, caps), and a granted
+  proposal goes to allocation by SKU (``operators.allocation``);
+- ``propose_configuration`` (a view of a configurable product): the configurator picks the
+  valid, in-stock option combination the user's attribute affinities like most.
+
+Every decision, suppressed ones too, has a ``decision_record``. Ids are deterministic
+(``<kind>:<user>:<trigger event id>``); decisions read item facts from the online store,
+so a replay after recovery repeats an id but may see newer facts.
 """
 
 from __future__ import annotations
@@ -16,20 +25,46 @@ from typing import NamedTuple
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
-from features.events import Control, DecisionRecord, FeedUpdate, Outgoing, ScoredItem, outgoing
+from features.events import (
+    Configuration,
+    Control,
+    DecisionRecord,
+    FeedUpdate,
+    Outgoing,
+    ScoredItem,
+    outgoing,
+)
 from features.score import MODEL_VERSION
 from features.store import StoreOp, StoreWrite
 from features.user_features import UserFeatures
+from operators.allocation import AllocationFold, Proposal
+from operators.plans import Plan, Step, Trigger, plan_goals, run_plan
 from operators.policy import POLICY_ACTIONS, PolicyGate
 from operators.sharded_fold import broadcast, sharded_fold
-from policies.evaluate import UserContext
+from policies.evaluate import Candidates, UserContext
 from policies.lifecycle import PolicyEngine, record_fields
 from policies.privacy import pseudonymize
 
 FEED_CHANNEL = "feed_updates"
 RECORD_CHANNEL = "decision_records"
+CONFIG_CHANNEL = "configurations"
 FEED_VIEW = "feed_v1"
 NON_PERSONALIZED = "non-personalized"
+OFFER_DISCOUNT_PCT = 10.0
+OFFER_TTL_MS = 24 * 3_600_000
+MAX_SENT, MAX_CONFIGS = 10, 8
+AGENT_SCOPES = frozenset({"catalog:read", "inventory:read", "pricing:quote",
+                          "configurator:read"})
+
+OFFER_PLAN = Plan(name="offer-from-cart", version="1", goal="push_offer", steps=[
+    Step(id="stock", tool="inventory_check", inputs={"skus": "trigger.skus"}),
+    Step(id="quote", tool="pricing_quote",
+         inputs={"sku": "trigger.sku", "discount_pct": f"const:{OFFER_DISCOUNT_PCT}"}),
+])
+CONFIG_PLAN = Plan(name="configure-viewed", version="1", goal="propose_configuration", steps=[
+    Step(id="config", tool="configurator",
+         inputs={"sku": "trigger.sku", "affinities": "features.attributes"}),
+])
 
 
 class FeedStreams(NamedTuple):
@@ -38,16 +73,18 @@ class FeedStreams(NamedTuple):
 
 
 class _UserDecisions:
-    __slots__ = ("last",)
+    __slots__ = ("last", "sent", "configs")
 
     def __init__(self) -> None:
         self.last: tuple[str, ...] | None = None
+        self.sent: tuple[int, ...] = ()  # event times of offers proposed (for caps)
+        self.configs: dict[str, tuple] = {}  # sku -> last proposed choices
 
     def __getstate__(self):
-        return (self.last,)  # a falsy state would skip __setstate__ on unpickling
+        return (self.last, self.sent, self.configs)  # never falsy: __setstate__ runs
 
     def __setstate__(self, st) -> None:
-        (self.last,) = st
+        self.last, self.sent, self.configs = st
 
 
 class DecisionFold:
@@ -70,19 +107,33 @@ class DecisionFold:
         f, ranked = x
         f: UserFeatures
         if f.erased:
-            st.last = None
+            st.__init__()  # type: ignore[misc]
             return []
         self.gate.ensure(eng)
+        user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
+                           sent={"push": st.sent})
+        out = self._feed(st, f, ranked, eng, user)
+        sku = f.skus[0] if f.skus else None
+        trigger = Trigger(f.kind, f.user_id, f.event_id, f.ts, sku)
+        marketing = f.consent is not None and "marketing" in f.consent
+        configurable = (sku is not None and f.kind in ("page_view", "click")
+                        and self.gate.configurable(sku))
+        for goal in plan_goals(trigger, marketing, len(f.cart), configurable):
+            if goal == "push_offer" and sku is not None:
+                out += self._offer(st, f, sku, eng, user)
+            elif goal == "propose_configuration" and sku is not None:
+                out += self._configure(st, f, sku, eng, user)
+        return out
+
+    # ------------------------------------------------------------------ feed
+    def _feed(self, st, f: UserFeatures, ranked, eng: PolicyEngine, user) -> list:
         skus = [s for s, _ in ranked]
         score = dict(ranked)
         cands = self.gate.candidates(skus)
-        user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None)
         outcome = eng.evaluate(user, "recommend", cands, f.ts)
         r = outcome.result
-        if r.suppressed:
-            chosen: list[int] = []
-        elif not r.personalized:
-            chosen = []  # no history may be used: the app shows its non-personalized default
+        if r.suppressed or not r.personalized:
+            chosen: list[int] = []  # the app shows its non-personalized default
         else:
             chosen = eng.packs[f"{r.pack}@{r.version}"].select(r, r.allowed, cands, self.k)
         picked = tuple(skus[i] for i in chosen)
@@ -106,13 +157,6 @@ class DecisionFold:
                     StoreWrite("feed", f.user_id, FEED_VIEW,
                                {"items": encoded, "id": fid, "model_version": model,
                                 "policy_version": fu.policy_version or ""}, f.ts, self.ttl)]
-        out.append(outgoing(RECORD_CHANNEL, f.user_id, self._record(fid, f, r, outcome, skus,
-                                                                   chosen, model)))
-        return out
-
-    def _record(self, fid, f, r, outcome, skus, chosen, model) -> DecisionRecord:
-        picked = [skus[i] for i in chosen]
-        denied = len(r.denied)
         if r.suppressed:
             why = "suppressed by policy: " + "; ".join(
                 v.reason for v in r.verdicts if v.subject < 0)
@@ -121,21 +165,117 @@ class DecisionFold:
         else:
             seen = ", ".join(picked[:2]) or "nothing yet"
             why = (f"because you showed interest in {seen}; in stock and within policy "
-                   f"({denied} of {len(skus)} candidates filtered by {r.pack}@{r.version})")
-        return DecisionRecord.model_construct(
-            id=f"rec:{fid}", ts=f.ts, decision_id=fid, decision_type="feed_update",
-            suppressed=r.suppressed, user_ref=pseudonymize(f.user_id, self.key),
-            trigger_event_id=f.event_id, goal="refresh_feed", plan="recent-interest-feed",
-            plan_version="1", model_version=model,
-            features={"interests": len(f.interests), "purchased": len(f.purchased),
-                      "consent": ",".join(f.consent) if f.consent is not None else None,
-                      "canary": outcome.canary},
+                   f"({len(r.denied)} of {len(skus)} candidates filtered by "
+                   f"{r.pack}@{r.version})")
+        out.append(outgoing(RECORD_CHANNEL, f.user_id, DecisionRecord.model_construct(
+            **self._record_base(fid, "feed_update", f, "refresh_feed", "recent-interest-feed",
+                                "1", model, r.suppressed, [], outcome, skus),
             fallbacks=[] if r.personalized else ["non_personalized"],
-            output={"items": picked}, explanation=why[:2048], **record_fields(outcome, skus))
+            output={"items": list(picked)}, explanation=why[:2048])))
+        return out
+
+    def _record_base(self, did, dtype, f, goal, plan, plan_version, model, suppressed, calls,
+                     outcome, skus) -> dict:
+        return {"id": f"rec:{did}", "ts": f.ts, "decision_id": did, "decision_type": dtype,
+                "suppressed": suppressed, "user_ref": pseudonymize(f.user_id, self.key),
+                "trigger_event_id": f.event_id, "goal": goal, "plan": plan,
+                "plan_version": plan_version, "model_version": model, "tool_calls": calls,
+                "features": {"interests": len(f.interests), "purchased": len(f.purchased),
+                             "cart": len(f.cart),
+                             "consent": ",".join(f.consent) if f.consent is not None else None,
+                             "canary": outcome.canary if outcome is not None else False},
+                **(record_fields(outcome, skus) if outcome is not None else
+                   {"policy_pack": None, "policy_version": None, "verdicts": [],
+                    "shadow_differences": []})}
+
+    def _suppressed(self, did, dtype, f, plan: Plan, calls, outcome, skus, why, fallbacks):
+        return outgoing(RECORD_CHANNEL, f.user_id, DecisionRecord.model_construct(
+            **self._record_base(did, dtype, f, plan.goal, plan.name, plan.version,
+                                MODEL_VERSION, True, calls, outcome, skus),
+            fallbacks=fallbacks, output={}, explanation=why[:2048]))
+
+    # ------------------------------------------------------------------ offer
+    def _offer(self, st, f: UserFeatures, sku: str, eng: PolicyEngine, user) -> list:
+        did = f"offer:{f.user_id}:{f.event_id}"
+        run = run_plan(OFFER_PLAN, self.gate.runtime, AGENT_SCOPES,
+                       {"sku": sku, "skus": [sku], "event_id": f.event_id}, {})
+        if not run.ok:
+            return [self._suppressed(did, "offer", f, OFFER_PLAN, run.calls, None, [sku],
+                                     f"no offer: step {run.failed_step} failed "
+                                     f"({run.errors.get(run.failed_step or '', '')})",
+                                     run.fallbacks)]
+        quote = run.outputs["quote"]
+        available = run.outputs["stock"]["available"].get(sku)
+        base = self.gate.candidates([sku])
+        cands = Candidates(skus=[sku], categories=base.categories, brands=base.brands,
+                           prices=[quote["price"]], available=[available],
+                           discounts=[OFFER_DISCOUNT_PCT], min_ages=base.min_ages,
+                           regions=base.regions)
+        outcome = eng.evaluate(user, "offer", cands, f.ts)
+        r = outcome.result
+        if r.suppressed or not r.allowed:
+            why = "; ".join(f"{v.rule}: {v.reason}" for v in r.verdicts if v.effect == "deny")
+            return [self._suppressed(did, "offer", f, OFFER_PLAN, run.calls, outcome, [sku],
+                                     f"offer of {sku} refused by policy ({why})", run.fallbacks)]
+        st.sent = (*st.sent, f.ts)[-MAX_SENT:]
+        discount = r.discounts[0]
+        rec = self._record_base(did, "offer", f, OFFER_PLAN.goal, OFFER_PLAN.name,
+                                OFFER_PLAN.version, MODEL_VERSION, False, run.calls, outcome,
+                                [sku])
+        rec["fallbacks"] = run.fallbacks
+        rec["explanation"] = (f"because you added {sku} to your cart; {available} in stock; "
+                              f"{discount}% within the price policy")
+        return [Proposal(sku, f.user_id, did, f.ts, f.ts + OFFER_TTL_MS, discount,
+                         quote["price"], quote["currency"], int(available or 0), f.event_id,
+                         rec)]
+
+    # ------------------------------------------------------------------ configuration
+    def _configure(self, st, f: UserFeatures, sku: str, eng: PolicyEngine, user) -> list:
+        did = f"config:{f.user_id}:{f.event_id}"
+        run = run_plan(CONFIG_PLAN, self.gate.runtime, AGENT_SCOPES,
+                       {"sku": sku, "event_id": f.event_id}, {"attributes": f.attributes})
+        if not run.ok:
+            return [self._suppressed(did, "configuration", f, CONFIG_PLAN, run.calls, None,
+                                     [sku], f"no configuration: step {run.failed_step} failed "
+                                     f"({run.errors.get(run.failed_step or '', '')})",
+                                     run.fallbacks)]
+        cfg = run.outputs["config"]
+        choices = tuple(sorted(cfg["choices"].items()))
+        if st.configs.get(sku) == choices:
+            return []  # proposed already
+        base = self.gate.candidates([sku])
+        outcome = eng.evaluate(user, "configure", base, f.ts)
+        r = outcome.result
+        if r.suppressed or not r.allowed:
+            why = "; ".join(f"{v.rule}: {v.reason}" for v in r.verdicts if v.effect == "deny")
+            return [self._suppressed(did, "configuration", f, CONFIG_PLAN, run.calls, outcome,
+                                     [sku], f"configuration refused by policy ({why})",
+                                     run.fallbacks)]
+        st.configs[sku] = choices
+        if len(st.configs) > MAX_CONFIGS:
+            st.configs.pop(next(iter(st.configs)))
+        conf = Configuration.model_construct(
+            id=did, ts=f.ts, user_id=f.user_id, sku=sku, choices=dict(choices),
+            price=cfg["price"], currency="EUR", trigger_event_id=f.event_id)
+        rec = self._record_base(did, "configuration", f, CONFIG_PLAN.goal, CONFIG_PLAN.name,
+                                CONFIG_PLAN.version, MODEL_VERSION, False, run.calls, outcome,
+                                [sku])
+        liked = f.attributes.split(",")[0].rsplit(":", 1)[0] if f.attributes else "your taste"
+        return [outgoing(CONFIG_CHANNEL, f.user_id, conf),
+                outgoing(RECORD_CHANNEL, f.user_id, DecisionRecord.model_construct(
+                    **rec, fallbacks=run.fallbacks, output={"sku": sku,
+                                                           "choices": [f"{g}:{o}" for g, o in
+                                                                       choices]},
+                    explanation=f"because you viewed {sku}: options matching {liked}, "
+                                f"compatible and in stock"))]
 
 
 def _controls(ev) -> list:
     return [ev] if isinstance(ev, Control) and ev.action in POLICY_ACTIONS else []
+
+
+def _route(x) -> int:
+    return 0 if isinstance(x, Outgoing) else 1 if isinstance(x, Proposal) else 2
 
 
 def feed_decision(step_id: str, ranked: Stream, events: Stream, fold: DecisionFold,
@@ -146,5 +286,10 @@ def feed_decision(step_id: str, ranked: Stream, events: Stream, fold: DecisionFo
     both = op.merge(f"{step_id}_in", ranked, broadcast(f"{step_id}_bcast", controls, shards))
     out = sharded_fold(step_id, both, fold, lambda x: x[0].user_id, shards=shards,
                        mirror_every_s=0, snapshots=snapshots)
-    split = op.branch(f"{step_id}_split", out, lambda x: isinstance(x, Outgoing))
-    return FeedStreams(split.trues, split.falses)  # type: ignore[arg-type]
+    first = op.branch(f"{step_id}_split", out, lambda x: _route(x) == 0)
+    second = op.branch(f"{step_id}_split2", first.falses, lambda x: _route(x) == 1)
+    granted = sharded_fold(f"{step_id}_allocate", second.trues, AllocationFold(),
+                           lambda p: p.sku, shards=shards, mirror_every_s=0,
+                           snapshots=snapshots)
+    outs = op.merge(f"{step_id}_out", first.trues, granted)
+    return FeedStreams(outs, second.falses)  # type: ignore[arg-type]

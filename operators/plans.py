@@ -64,6 +64,7 @@ class PlanRun(NamedTuple):
     calls: list[ToolCall]
     fallbacks: list[str]  # "step a failed (timeout): took fallback a_fb"
     failed_step: str | None
+    errors: dict[str, str] = {}  # step id -> what went wrong
 
 
 class UnresolvedReference(KeyError):
@@ -98,18 +99,22 @@ def run_plan(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str], trigger: 
     outputs: dict[str, dict] = {}
     calls: list[ToolCall] = []
     taken: list[str] = []
+    errors: dict[str, str] = {}
     fallbacks = {s.id: s for s in plan.fallbacks}
 
     def call(step: Step) -> tuple[str, dict | None]:
         try:
             inputs = {k: _resolve(v, trigger, features, outputs) for k, v in step.inputs.items()}
         except UnresolvedReference as e:
+            errors[step.id] = f"unresolved input {e.args[0]}"
             return f"unresolved input {e.args[0]}", None
         read_only = runtime.tools[step.tool].spec.read_only
         key = None if read_only else idempotency_key(plan, step, trigger)
         r = runtime.call(step.tool, inputs, scopes, idempotency_key=key)
         calls.append(r.record)
         ok = r.outcome in ("ok", "replayed")
+        if not ok:
+            errors[step.id] = r.error or r.outcome
         return ("ok" if ok else r.outcome), r.output
 
     for step in plan.steps:
@@ -128,8 +133,8 @@ def run_plan(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str], trigger: 
         elif step.optional:
             taken.append(f"step {step.id} failed ({outcome}): skipped (optional)")
             continue
-        return PlanRun(False, outputs, calls, taken, step.id)
-    return PlanRun(True, outputs, calls, taken, None)
+        return PlanRun(False, outputs, calls, taken, step.id, errors)
+    return PlanRun(True, outputs, calls, taken, None, errors)
 
 
 # ---------------------------------------------------------------------- planner

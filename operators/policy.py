@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from features.events import Control, PolicyChange, outgoing
 from features.store import OnlineStore
+from operators.store_tools import store_tools
+from operators.tools import ToolRuntime
 from policies.evaluate import Candidates, CompiledPack
 from policies.lifecycle import PolicyEngine
 from policies.pack import PackError, load_pack
@@ -47,6 +49,7 @@ class PolicyGate:
         self._cache: dict[str, tuple[float, tuple]] = {}
         self._cache_s = cache_s
         self._lock = threading.Lock()
+        self._runtime: ToolRuntime | None = None
 
     def new_engine(self) -> PolicyEngine:
         return PolicyEngine.from_compiled(self.packs, self.active)
@@ -78,11 +81,13 @@ class PolicyGate:
     # -------------------------------------------------------------- candidates
     @staticmethod
     def _facts(r: dict) -> tuple:
-        """(category, brand, price, available, min_age, regions) from an item's store row."""
+        """(category, brand, price, available, min_age, regions, configurable) of an item's
+        store row."""
         return (r.get("item_catalog_v2.category", ""), r.get("item_catalog_v2.brand", ""),
                 float(r.get("item_price_v1.price", r.get("item_catalog_v2.catalog_price", 0.0))),
                 r.get("item_stock_v1.available"), int(r.get("item_catalog_v2.min_age", 0)),
-                tuple(x for x in str(r.get("item_catalog_v2.regions", "")).split(",") if x))
+                tuple(x for x in str(r.get("item_catalog_v2.regions", "")).split(",") if x),
+                bool(r.get("item_catalog_v2.options")))
 
     def _item_facts(self, skus: list[str]) -> list[tuple]:
         now = time.monotonic()
@@ -100,11 +105,24 @@ class PolicyGate:
                     cache.clear()
         return [hits[s] for s in skus]
 
+    def configurable(self, sku: str) -> bool:
+        return bool(self._item_facts([sku])[0][6])
+
+    @property
+    def runtime(self) -> ToolRuntime:
+        """The agent's tools over this process's store (built once, shared by shards)."""
+        if self._runtime is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = self._store_factory()
+                self._runtime = ToolRuntime(store_tools(self._store))
+        return self._runtime
+
     def candidates(self, skus: list[str]) -> Candidates:
         facts = self._item_facts(skus)
         if not facts:
             return Candidates([], [], [], [], [])
-        cats, brands, prices, avail, ages, regions = (list(col) for col in zip(*facts,
-                                                                               strict=True))
+        cats, brands, prices, avail, ages, regions, _ = (list(col) for col in zip(*facts,
+                                                                                  strict=True))
         return Candidates(skus=list(skus), categories=cats, brands=brands, prices=prices,
                           available=avail, min_ages=ages, regions=regions)

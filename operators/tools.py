@@ -11,7 +11,9 @@ and returns the outcome with a ``ToolCall`` record for the decision log:
   plan's fallback step;
 - ``timeout``: ``thread`` tools are abandoned after ``timeout_ms``; ``inline`` tools (fast
   in-process reads) cannot be interrupted, so a late result is discarded as a timeout;
-- ``error`` after the retries the policy and the retry budget allow;
+- ``error`` after the retries the policy and the retry budget allow; a ``LookupError``
+  (the tool worked, the answer is "none": no price, no valid configuration) is not retried
+  and does not count against the breaker;
 - ``replayed``: a side-effecting call whose idempotency key already succeeded returns the
   recorded output instead of acting twice (a replay after recovery);
 - ``ok``.
@@ -161,7 +163,7 @@ class ToolRuntime:
         self._lock = threading.Lock()
         self.breakers = {n: pybreaker.CircuitBreaker(fail_max=t.spec.breaker_fail_max,
                                                      reset_timeout=t.spec.breaker_reset_s,
-                                                     name=n)
+                                                     exclude=[LookupError], name=n)
                          for n, t in self.tools.items()}
         self.budgets = {n: _RetryBudget(t.spec.retry_budget, t.spec.retry_window_s, clock)
                         for n, t in self.tools.items()}
@@ -246,6 +248,8 @@ class ToolRuntime:
                 last_error, outcome = str(e), "error"
             except ToolTimeout as e:
                 last_error, outcome = str(e), "timeout"
+            except LookupError as e:  # a definite "none": neither a retry nor a breaker failure
+                return done("error", None, f"not found: {e}")
             except Exception as e:  # noqa: BLE001 - a tool's failure is an outcome, not a crash
                 last_error, outcome = f"{type(e).__name__}: {e}", "error"
             with self._lock:

@@ -25,7 +25,13 @@ def test_demo_writes_outputs_and_report(tmp_path):
     assert report["dead_letters"] == report["input_by_type"]["malformed"] > 0
     assert report["feed_updates"] > 0 and report["duplicate_feed_ids"] == 0
     assert report["store"]["user"] >= report["users_with_feeds"] > 0
-    assert report["decision_records"] == report["feed_updates"] + report["suppressed_decisions"]
+    assert report["decision_records"] == (report["feed_updates"] + report["offers"]
+                                          + report["configurations"]
+                                          + report["suppressed_decisions"])
+    assert report["offers"] > 0 and report["configurations"] > 0
+    from connectors.record_archive import read_archive
+
+    assert read_archive(out / "archive").num_rows == report["decision_records"]
     assert report["policy_denials_by_rule"]  # the default pack filtered something
     assert (out / "features" / "item.jsonl").stat().st_size > 0
     assert "Bespoke run summary" in r.stdout
