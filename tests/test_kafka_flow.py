@@ -22,17 +22,25 @@ from tests.kafka_util import consume_all
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 
 
-def test_kafka_to_kafka_and_redis(kafka_bootstrap, redis_url, redis_client, topic_prefix):
+def test_kafka_to_kafka_and_redis(kafka_bootstrap, redis_url, redis_client, topic_prefix,
+                                  tmp_path):
     s = Settings(_env_file=None, kafka_bootstrap_servers=kafka_bootstrap,
                  topic_prefix=topic_prefix, input_topics=[f"{topic_prefix}events"],
-                 topic_partitions=3, progress_every_s=0, epoch_interval_s=0.5)
+                 topic_partitions=3, progress_every_s=0, epoch_interval_s=0.5,
+                 record_archive_dir=str(tmp_path / "archive"),
+                 recovery_dir=str(tmp_path / "recovery"))
     recs = list(Generator(GenConfig(seed=21, users=200, items=120, events=4000,
-                                    malformed_rate=0.04)).records())
+                                    malformed_rate=0.04, configurable_share=0.3)).records())
     ensure_topics(kafka_bootstrap, {s.input_topics[0]: 3} |
                   {s.topic(ch): 3 for ch in CHANNELS})
-    produce_all(kafka_bootstrap, s.input_topics[0], ((r.key, r.value) for r in recs))
-
-    run(RunConfig(inputs=["kafka"], output="kafka", store=redis_url, settings=s), workers=2)
+    # the catalog and stock are loaded first (partitioned by sku), then the traffic arrives
+    # (partitioned by user): the second run resumes where the first stopped (recovery)
+    n_catalog = next(i for i, r in enumerate(recs) if r.type not in ("catalog", "inventory"))
+    cfg = RunConfig(inputs=["kafka"], output="kafka", store=redis_url, settings=s)
+    produce_all(kafka_bootstrap, s.input_topics[0], ((r.key, r.value) for r in recs[:n_catalog]))
+    run(cfg, workers=2)
+    produce_all(kafka_bootstrap, s.input_topics[0], ((r.key, r.value) for r in recs[n_catalog:]))
+    run(cfg, workers=2)
 
     users, items, malformed = expected_counts(recs)
     # every malformed event is on the dead-letter topic, with its reason and original bytes
@@ -57,6 +65,20 @@ def test_kafka_to_kafka_and_redis(kafka_bootstrap, redis_url, redis_client, topi
     assert counts_in_store(store, "user", users, USER_COUNT) == dict(users)
     feed_rows = store.read_many("feed", sorted({f["user_id"] for f in feeds}))
     assert all(r is not None and r["feed_v1.id"].startswith("feed:") for r in feed_rows)
+
+    # all three decision kinds out, every decision recorded on the topic and in the archive
+    offers = consume_all(kafka_bootstrap, s.topic("offers"))
+    configs = consume_all(kafka_bootstrap, s.topic("configurations"))
+    records = [json.loads(m.value()) for m in consume_all(kafka_bootstrap,
+                                                          s.topic("decision_records"))]
+    assert offers and configs and records
+    kinds = {r["decision_type"] for r in records}
+    assert kinds == {"feed_update", "offer", "configuration"}
+    granted = sum(not r["suppressed"] for r in records)
+    assert granted == len(feeds) + len(offers) + len(configs)
+    from connectors.record_archive import read_archive
+
+    assert read_archive(tmp_path / "archive").num_rows == len(records)
 
 
 def test_two_processes_over_kafka_partitions(kafka_bootstrap, redis_url, redis_client,
