@@ -9,6 +9,7 @@ environment under Bytewax's own runner for a multi-process cluster::
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from datetime import timedelta
@@ -168,7 +169,13 @@ def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
 
     s = cfg.settings
     procs = len(addresses) if addresses else 1
-    cli_main(build_flow(cfg), workers_per_process=workers, process_id=process_id,
+    flow = build_flow(cfg)
+    if s.gc_gen0_threshold:
+        # many small, long-lived state objects: rarer young-generation collections, and
+        # what exists at start (modules, packs) is never scanned again
+        gc.freeze()
+        gc.set_threshold(s.gc_gen0_threshold, 20, 20)
+    cli_main(flow, workers_per_process=workers, process_id=process_id,
              addresses=addresses, epoch_interval=timedelta(seconds=s.epoch_interval_s),
              recovery_config=recovery_config(s.recovery_dir, workers * procs, process_id))
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     quality_sample_every: int = Field(10, ge=1, description="monitor 1 in N entities")
     quality_report_every: int = Field(2000, ge=1, description="sampled rows per report")
 
+    gc_gen0_threshold: int = Field(50_000, ge=0, description="Python GC generation-0 "
+                                   "threshold for runs (0 = Python's default)")
+
     epoch_interval_s: float = Field(5.0, gt=0)
     recovery_dir: str | None = None
     progress_every_s: float = 5.0

@@ -76,6 +76,7 @@ class _ShardLogic(StatefulBatchLogic):
         self.flush_at: datetime | None = None
         self.sweep_at: datetime | None = None
         self.snapshots = snapshots
+        self.phase: float | None = None
 
     def on_batch(self, groups: list) -> tuple[list, bool]:
         fold, states, key_of = self.fold, self.states, self.key_of
@@ -103,7 +104,10 @@ class _ShardLogic(StatefulBatchLogic):
                     touched.add(k)
         now = datetime.now(_UTC)
         if not per_event and touched and self.flush_at is None:
-            self.flush_at = now + self.mirror  # type: ignore[operator]
+            # shards flush at staggered times: no once-a-second burst of every shard's rows
+            if self.phase is None:
+                self.phase = 0.5 + (zlib.crc32(groups[0][0].encode()) % 1000) / 1000
+            self.flush_at = now + self.mirror * self.phase  # type: ignore[operator]
         if self.idle_s is not None:
             mono = time.monotonic()
             for group in groups:
