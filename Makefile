@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv demo test test-unit bench schemas registry replay lint servers-deps kafka-jars clean
+.PHONY: venv demo test test-unit bench schemas registry lint servers-deps kafka-jars clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
