@@ -21,6 +21,9 @@ True
 from __future__ import annotations
 
 import math
+from operator import itemgetter
+
+_VALUE = itemgetter(1)
 
 _RESCALE_AT = 60.0  # rescale once entries have grown by 2**60
 
@@ -74,15 +77,13 @@ class DecayedMap:
     def top(self, k: int, as_of: int) -> list[tuple[str, float]]:
         """The ``k`` strongest keys as of ``as_of`` (ties by key: deterministic)."""
         f = self._decay(as_of)
-        items = sorted(self.w.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-        return [(key, g * f) for key, g in items]
+        return [(key, g * f) for key, g in strongest(self.w, k)]
 
     def bound(self, max_size: int, slack: int = 0) -> None:
         """Keep the ``max_size`` strongest keys (decay is common to all: order by ``g``),
         once there are more than ``max_size + slack`` (amortizes the sort)."""
         if len(self.w) > max_size + slack:
-            keep = sorted(self.w.items(), key=lambda kv: (-kv[1], kv[0]))[:max_size]
-            self.w = dict(keep)
+            self.w = dict(strongest(self.w, max_size))
 
     def __getstate__(self):
         return (self.hl, self.landmark, self.w)
@@ -92,6 +93,15 @@ class DecayedMap:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DecayedMap) and self.__getstate__() == other.__getstate__()
+
+
+def strongest(weights: dict[str, float], k: int) -> list[tuple[str, float]]:
+    """The ``k`` largest ``(key, weight)`` pairs, ties by key (two C-level stable sorts).
+
+    >>> strongest({"b": 1.0, "a": 1.0, "c": 2.0}, 2)
+    [('c', 2.0), ('a', 1.0)]
+    """
+    return sorted(sorted(weights.items()), key=_VALUE, reverse=True)[:k]
 
 
 def rate_per_day(decayed_sum: float, half_life_ms: float) -> float:

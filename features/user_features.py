@@ -30,7 +30,7 @@ from __future__ import annotations
 import zlib
 from typing import NamedTuple
 
-from features.decay import DecayedMap
+from features.decay import DecayedMap, strongest
 from features.definitions import (
     SESSION_STATE,
     USER_ACTIVITY,
@@ -99,11 +99,26 @@ class UserState:
             setattr(self, name, v)
 
 
+def _tops(aff: DecayedMap, k: int, as_of: int) -> dict[str, str]:
+    """Per key prefix ("c:", "b:", "p:", "a:"), its ``k`` strongest keys as 'key:weight,...'."""
+    f = aff._decay(as_of)
+    groups: dict[str, dict[str, float]] = {}
+    for key, g in aff.w.items():
+        p = key[:2]
+        d = groups.get(p)
+        if d is None:
+            groups[p] = {key[2:]: g}
+        else:
+            d[key[2:]] = g
+    return {p: ",".join(f"{key}:{g * f:.4f}" for key, g in strongest(d, k))
+            for p, d in groups.items()}
+
+
 def _top(aff: DecayedMap, prefix: str, k: int, as_of: int) -> str:
     f = aff._decay(as_of)
-    items = sorted(((key, g) for key, g in aff.w.items() if key.startswith(prefix)),
-                   key=lambda kv: (-kv[1], kv[0]))[:k]
-    return ",".join(f"{key[2:]}:{g * f:.4f}" for key, g in items)
+    n = len(prefix)
+    d = {key[n:]: g for key, g in aff.w.items() if key.startswith(prefix)}
+    return ",".join(f"{key}:{g * f:.4f}" for key, g in strongest(d, k))
 
 
 def _stage(sess: list) -> str:
@@ -278,16 +293,17 @@ class UserFold:
     @staticmethod
     def _row(view: str, s: UserState, t: int) -> dict:
         if view == "user_activity":
-            row: dict = {f"{name}_{w}": s.win.count(i, w, t)
-                         for i, name in enumerate(("views", "carts", "orders"))
-                         for w in ("1h", "24h", "7d")}
+            row: dict = {}
+            for w in ("1h", "24h", "7d"):
+                views, carts, orders = s.win.counts(w, t)
+                row[f"views_{w}"], row[f"carts_{w}"], row[f"orders_{w}"] = views, carts, orders
             row["as_of"] = t
             return row
         if view == "user_affinity":
-            return {"top_categories": _top(s.aff, "c:", 5, t),
-                    "top_brands": _top(s.aff, "b:", 5, t),
-                    "top_price_bands": _top(s.aff, "p:", 5, t),
-                    "top_attributes": _top(s.aff, "a:", 5, t), "as_of": t}
+            tops = _tops(s.aff, 5, t)
+            return {"top_categories": tops.get("c:", ""), "top_brands": tops.get("b:", ""),
+                    "top_price_bands": tops.get("p:", ""),
+                    "top_attributes": tops.get("a:", ""), "as_of": t}
         if view == "user_recency":
             return {"last_ts": s.last_ts, "n_events": s.n_events,
                     "last_items": ",".join(s.last)}

@@ -53,6 +53,15 @@ class WindowCounts:
         return sum((c >> shift) & _MASK for b, c in self.rings[window].items()
                    if hi - n < b <= hi)
 
+    def counts(self, window: str, as_of: int) -> tuple[int, ...]:
+        """Counts of every type in ``window`` as of ``as_of``, in one pass (a type's count
+        per window stays below 2**21)."""
+        size, n = RINGS[window]
+        hi = as_of // size
+        lo = hi - n
+        total = sum(c for b, c in self.rings[window].items() if lo < b <= hi)
+        return tuple((total >> (_BITS * t)) & _MASK for t in range(N_TYPES))
+
     def __getstate__(self):
         return (self.rings, self.retain)
 

@@ -34,6 +34,7 @@ from features.formats import FORMATS
 from flows.settings import Settings
 from operators.allocation import OFFER_CHANNEL
 from operators.candidates import candidates
+from operators.chunks import chunk_map, flatten
 from operators.decision import (
     CONFIG_CHANNEL,
     FEED_CHANNEL,
@@ -85,16 +86,17 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         raw = op.input("in", flow, FileSource(cfg.inputs))
     raw = progress("progress", raw, s.progress_every_s)
 
+    # inside the flow, steps pass chunks (lists of items): see operators.chunks
     valid = validate("validate", raw, cfg.format)
     feats = feature_pipeline("features", valid.events, feature_config(cfg))
-    dlq = op.map("dlq_out", valid.dead_letters,
-                 lambda d: outgoing(DLQ_CHANNEL, f"{d.source}:{d.partition}", d))
-    late = op.map("late_out", feats.late, lambda e: outgoing(LATE_CHANNEL, e.key, e))
-    quality = op.map("quality_out", feature_quality("quality", feats.store_ops, REGISTRY,
-                                                    s.quality_sample_every,
-                                                    s.quality_report_every,
-                                                    snapshots=s.recovery_dir is not None),
-                     lambda q: outgoing(QUALITY_CHANNEL, q.view, q))
+    dlq = chunk_map("dlq_out", valid.dead_letters,
+                    lambda d: outgoing(DLQ_CHANNEL, f"{d.source}:{d.partition}", d))
+    late = chunk_map("late_out", feats.late, lambda e: outgoing(LATE_CHANNEL, e.key, e))
+    quality = chunk_map("quality_out", feature_quality("quality", feats.store_ops, REGISTRY,
+                                                       s.quality_sample_every,
+                                                       s.quality_report_every,
+                                                       snapshots=s.recovery_dir is not None),
+                        lambda q: outgoing(QUALITY_CHANNEL, q.view, q))
     outs, store_streams = [dlq, late, quality], [feats.store_ops]
     if cfg.decisions:
         cands = candidates("candidates", feats.decision_inputs)
@@ -108,7 +110,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)
 
-    out = op.merge("outgoing", *outs)
+    out = flatten("outgoing", op.merge("outgoing_chunks", *outs))
     archive = s.record_archive_dir or (
         None if cfg.output == "kafka" else str(Path(cfg.output) / "archive"))
     if cfg.decisions and archive:
@@ -119,10 +121,10 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     else:
         op.output("sink", out, JsonlDirSink(cfg.output))
 
-    store_ops = op.merge("store_ops", *store_streams)
+    store_ops = flatten("store_ops", op.merge("store_ops_chunks", *store_streams))
     op.output("store", store_ops, StoreSink(store_factory(cfg.store)))
     if cfg.features_parquet:
-        op.output("features_parquet", feats.store_ops,
+        op.output("features_parquet", flatten("features_rows", feats.store_ops),
                   ParquetFeatureSink(cfg.features_parquet, REGISTRY))
     return flow
 

@@ -38,6 +38,7 @@ from features.score import MODEL_VERSION
 from features.store import StoreOp, StoreWrite
 from features.user_features import UserFeatures
 from operators.allocation import AllocationFold, Proposal
+from operators.chunks import chunk_flat_map, split_by_type
 from operators.plans import Plan, Step, Trigger, plan_goals, run_plan
 from operators.policy import POLICY_ACTIONS, PolicyGate
 from operators.sharded_fold import broadcast, sharded_fold
@@ -68,8 +69,8 @@ CONFIG_PLAN = Plan(name="configure-viewed", version="1", goal="propose_configura
 
 
 class FeedStreams(NamedTuple):
-    outgoing: Stream[Outgoing]
-    store_ops: Stream[StoreOp]
+    outgoing: Stream[list[Outgoing]]
+    store_ops: Stream[list[StoreOp]]
 
 
 class _UserDecisions:
@@ -271,25 +272,21 @@ class DecisionFold:
 
 
 def _controls(ev) -> list:
-    return [ev] if isinstance(ev, Control) and ev.action in POLICY_ACTIONS else []
+    return [ev] if type(ev) is Control and ev.action in POLICY_ACTIONS else []
 
 
-def _route(x) -> int:
-    return 0 if isinstance(x, Outgoing) else 1 if isinstance(x, Proposal) else 2
-
-
-def feed_decision(step_id: str, ranked: Stream, events: Stream, fold: DecisionFold,
+def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list], fold: DecisionFold,
                   shards: int, snapshots: bool) -> FeedStreams:
-    """``ranked``: (UserFeatures, [(sku, score)]) best first; ``events``: validated events
-    (policy control events among them are broadcast to every decision shard)."""
-    controls = op.flat_map(f"{step_id}_controls", events, _controls)
+    """``ranked``: chunks of (UserFeatures, [(sku, score)]) best first; ``events``: chunks of
+    validated events (policy control events among them are broadcast to every decision
+    shard). Returns chunk streams."""
+    controls = chunk_flat_map(f"{step_id}_controls", events, _controls)
     both = op.merge(f"{step_id}_in", ranked, broadcast(f"{step_id}_bcast", controls, shards))
     out = sharded_fold(step_id, both, fold, lambda x: x[0].user_id, shards=shards,
                        mirror_every_s=0, snapshots=snapshots)
-    first = op.branch(f"{step_id}_split", out, lambda x: _route(x) == 0)
-    second = op.branch(f"{step_id}_split2", first.falses, lambda x: _route(x) == 1)
-    granted = sharded_fold(f"{step_id}_allocate", second.trues, AllocationFold(),
+    sent, proposals, store_ops = split_by_type(f"{step_id}_split", out, (Outgoing, Proposal))
+    granted = sharded_fold(f"{step_id}_allocate", proposals, AllocationFold(),
                            lambda p: p.sku, shards=shards, mirror_every_s=0,
                            snapshots=snapshots)
-    outs = op.merge(f"{step_id}_out", first.trues, granted)
-    return FeedStreams(outs, second.falses)  # type: ignore[arg-type]
+    outs = op.merge(f"{step_id}_out", sent, granted)
+    return FeedStreams(outs, store_ops)

@@ -21,6 +21,7 @@ from features.interactions import AffinityHint, item_inputs, user_inputs
 from features.item_features import ItemFold
 from features.store import StoreOp
 from features.user_features import UserFeatures, UserFold
+from operators.chunks import chunk_flat_map, split_by_type
 from operators.sharded_fold import sharded_fold
 
 
@@ -35,53 +36,34 @@ class FeatureConfig(NamedTuple):
 
 
 class FeatureStreams(NamedTuple):
-    store_ops: Stream[StoreOp]
-    late: Stream[LateEvent]
-    decision_inputs: Stream[UserFeatures]
+    """Chunk streams (lists of items, see ``operators.chunks``)."""
+
+    store_ops: Stream[list[StoreOp]]
+    late: Stream[list[LateEvent]]
+    decision_inputs: Stream[list[UserFeatures]]
 
 
 def _first(x: tuple) -> str:
     return x[0]
 
 
-def _route(step_id: str, up: Stream, kinds: tuple[type, ...]) -> list[Stream]:
-    """Split ``up`` by exact item type (in ``kinds`` order), the rest last, in one pass."""
-    def tag(batch: list) -> list:
-        out = []
-        for x in batch:
-            t = type(x)
-            out.append((kinds.index(t) if t in kinds else len(kinds), x))
-        return out
-
-    tagged = op.flat_map_batch(f"{step_id}_tag", up, tag)
-    streams = []
-    rest = tagged
-    for i in range(len(kinds)):
-        b = op.branch(f"{step_id}_{i}", rest, lambda tx, i=i: tx[0] == i)
-        streams.append(op.map(f"{step_id}_{i}_untag", b.trues, lambda tx: tx[1]))
-        rest = b.falses
-    streams.append(op.map(f"{step_id}_rest_untag", rest, lambda tx: tx[1]))
-    return streams
-
-
-def feature_pipeline(step_id: str, events: Stream, cfg: FeatureConfig) -> FeatureStreams:
+def feature_pipeline(step_id: str, events: Stream[list], cfg: FeatureConfig) -> FeatureStreams:
+    """``events``: a chunk stream of validated events."""
     common = {"shards": cfg.shards, "mirror_every_s": cfg.mirror_every_s,
               "idle_evict_s": cfg.idle_evict_s, "snapshots": cfg.snapshots}
-    item_in = op.flat_map_batch(f"{step_id}_item_in", events,
-                                lambda b: [x for ev in b for x in item_inputs(ev)])
+    item_in = chunk_flat_map(f"{step_id}_item_in", events, item_inputs)
     item_out = sharded_fold(f"{step_id}_item", item_in,
                             ItemFold(cfg.allowed_lateness_ms, cfg.ttl_s), _first, **common)
-    hints, item_late, item_store = _route(f"{step_id}_item_split", item_out,
-                                          (AffinityHint, LateEvent))
+    hints, item_late, item_store = split_by_type(f"{step_id}_item_split", item_out,
+                                                 (AffinityHint, LateEvent))
 
-    direct = op.flat_map_batch(f"{step_id}_user_in", events,
-                               lambda b: [x for ev in b for x in user_inputs(ev)])
+    direct = chunk_flat_map(f"{step_id}_user_in", events, user_inputs)
     user_in = op.merge(f"{step_id}_user_merge", direct, hints)
     user_out = sharded_fold(f"{step_id}_user", user_in,
                             UserFold(cfg.allowed_lateness_ms, cfg.ttl_s, cfg.decision_inputs),
                             _first, **common)
-    pairs, decisions, user_late, user_store = _route(f"{step_id}_user_split", user_out,
-                                                     (tuple, UserFeatures, LateEvent))
+    pairs, decisions, user_late, user_store = split_by_type(
+        f"{step_id}_user_split", user_out, (tuple, UserFeatures, LateEvent))
 
     covis_store = sharded_fold(f"{step_id}_covis", pairs, CovisFold(cfg.ttl_s), _first,
                                **common)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import zlib
 
-import bytewax.operators as op
 from bytewax.dataflow import Stream
 
 from features.quality import ViewMonitor
 from features.registry import Registry
 from features.store import StoreWrite
+from operators.chunks import chunk_flat_map
 from operators.sharded_fold import sharded_fold
 
 
@@ -50,19 +50,20 @@ class _QualityFold:
         return s["m"].report("fq", s["ts"])
 
 
-def feature_quality(step_id: str, store_ops: Stream, registry: Registry, sample_every: int = 10,
+def feature_quality(step_id: str, store_ops: Stream[list], registry: Registry,
+                    sample_every: int = 10,
                     report_every: int = 2000, reference_size: int = 500,
                     snapshots: bool = True) -> Stream:
     known = {v.store_prefix for v in registry}
 
-    def sample(w) -> tuple | None:
-        if not isinstance(w, StoreWrite) or w.view not in known:
-            return None
+    def sample(w) -> list[tuple]:
+        if type(w) is not StoreWrite or w.view not in known:
+            return []
         if sample_every > 1 and zlib.crc32(w.key.encode()) % sample_every:
-            return None
-        return (w.view, w.fields, w.ts)
+            return []
+        return [(w.view, w.fields, w.ts)]
 
-    rows = op.filter_map(f"{step_id}_sample", store_ops, sample)
+    rows = chunk_flat_map(f"{step_id}_sample", store_ops, sample)
     return sharded_fold(step_id, rows, _QualityFold(registry, report_every, reference_size),
                         lambda x: x[0], shards=len(known), mirror_every_s=0,
                         snapshots=snapshots)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import bytewax.operators as op
 from bytewax.dataflow import Stream
 
 from features.score import rank
 from operators.candidates import Candidates
+from operators.chunks import chunk_map
 
 
 def score(step_id: str, cands: Stream, k: int) -> Stream:
-    """Stream[(UserFeatures, candidates)] → Stream[(UserFeatures, top-k ranked)]."""
+    """chunks of (UserFeatures, candidates) → chunks of (UserFeatures, top-k ranked)."""
 
     def top(c: Candidates) -> Candidates:
         f, items = c
         return f, rank(items, k)
 
-    return op.map(step_id, cands, top)
+    return chunk_map(step_id, cands, top)

@@ -23,6 +23,9 @@ A fold that also defines ``new_shared()`` and ``apply_shared(shared, payload)`` 
 control events (a policy switch) reach every worker's decisions.
 
 Entity keys are routed with crc32, not Python's ``hash``: every process agrees.
+
+Input and output are chunk streams (see ``operators.chunks``): each activation of a shard
+emits everything its fold returned as one chunk.
 """
 
 from __future__ import annotations
@@ -54,9 +57,13 @@ class Broadcast(NamedTuple):
     payload: Any
 
 
-def broadcast(step_id: str, up: Stream, shards: int) -> Stream:
-    """One ``Broadcast`` copy of every item for each of ``shards`` shards."""
-    return op.flat_map(step_id, up, lambda x: [Broadcast(s, x) for s in range(shards)])
+def broadcast(step_id: str, up: Stream[list], shards: int) -> Stream[list]:
+    """Chunks with one ``Broadcast`` copy of every item for each of ``shards`` shards."""
+    def copies(chunks: list) -> list:
+        out = [Broadcast(s, x) for c in chunks for x in c for s in range(shards)]
+        return [out] if out else []
+
+    return op.flat_map_batch(step_id, up, copies)
 
 
 class _ShardLogic(StatefulBatchLogic):
@@ -116,7 +123,7 @@ class _ShardLogic(StatefulBatchLogic):
                         self.seen[key_of(x)] = mono
             if self.sweep_at is None:
                 self.sweep_at = now + timedelta(seconds=self.idle_s / 4)
-        return out, StatefulBatchLogic.RETAIN
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def _flush(self) -> list:
         out: list = []
@@ -145,7 +152,8 @@ class _ShardLogic(StatefulBatchLogic):
             self.sweep_at = now + timedelta(seconds=(self.idle_s or 0) / 4) if self.seen \
                 else None
         keep = self.states or self.uses_shared
-        return out, StatefulBatchLogic.RETAIN if keep else StatefulBatchLogic.DISCARD
+        return ([out] if out else []), (StatefulBatchLogic.RETAIN if keep
+                                        else StatefulBatchLogic.DISCARD)
 
     def on_eof(self) -> tuple[list, bool]:
         self.flush_at = None
@@ -154,7 +162,7 @@ class _ShardLogic(StatefulBatchLogic):
         if on_end is not None:
             for st in self.states.values():
                 out.extend(on_end(st))
-        return out, StatefulBatchLogic.RETAIN
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         times = [t for t in (self.flush_at, self.sweep_at) if t is not None]
@@ -167,24 +175,27 @@ class _ShardLogic(StatefulBatchLogic):
                             protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def shard_groups(batch: list, key_of: Callable[[Any], str], shards: int) -> list:
-    """Group a batch into one ``(shard, items)`` message per shard, keeping item order."""
+def shard_groups(chunks: list, key_of: Callable[[Any], str], shards: int) -> list:
+    """Group a batch of chunks into one ``(shard, items)`` message per shard, keeping item
+    order."""
     groups: dict[int, list] = {}
     crc = zlib.crc32
-    for x in batch:
-        s = x.shard if type(x) is Broadcast else crc(key_of(x).encode()) % shards
-        g = groups.get(s)
-        if g is None:
-            groups[s] = [x]
-        else:
-            g.append(x)
+    for chunk in chunks:
+        for x in chunk:
+            s = x.shard if type(x) is Broadcast else crc(key_of(x).encode()) % shards
+            g = groups.get(s)
+            if g is None:
+                groups[s] = [x]
+            else:
+                g.append(x)
     return [(str(s), g) for s, g in groups.items()]
 
 
 def sharded_fold(step_id: str, up: Stream, fold: Fold, key_of: Callable[[Any], str],
                  shards: int = 64, mirror_every_s: float = 1.0,
                  idle_evict_s: float | None = None, snapshots: bool = True) -> Stream:
-    """Apply ``fold`` per entity (``key_of(item)``); returns everything the fold emits."""
+    """Apply ``fold`` per entity (``key_of(item)``) to a chunk stream; returns a chunk
+    stream of everything the fold emits."""
     grouped = op.flat_map_batch(f"{step_id}_group", up,
                                 lambda batch: shard_groups(batch, key_of, shards))
     keyed = op.key_on(f"{step_id}_shard", grouped, lambda g: g[0])
@@ -193,4 +204,11 @@ def sharded_fold(step_id: str, up: Stream, fold: Fold, key_of: Callable[[Any], s
         return _ShardLogic(fold, key_of, resume, mirror_every_s, idle_evict_s, snapshots)
 
     out = op.stateful_batch(f"{step_id}_fold", keyed, build)
-    return op.flat_map_batch(f"{step_id}_unkey", out, lambda kvs: [v for _, v in kvs])
+    return op.flat_map_batch(f"{step_id}_unkey", out, _merge_values)
+
+
+def _merge_values(kvs: list) -> list:
+    """(shard, chunk) pairs of one batch → one chunk."""
+    if len(kvs) == 1:
+        return [kvs[0][1]]
+    return [[x for _, chunk in kvs for x in chunk]] if kvs else []

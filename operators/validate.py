@@ -12,15 +12,24 @@ from features.validate import RawRecord, validate_record
 
 
 class Validated(NamedTuple):
-    events: Stream[Inbound]
-    dead_letters: Stream[DeadLetter]
+    """Chunk streams (see ``operators.chunks``)."""
+
+    events: Stream[list[Inbound]]
+    dead_letters: Stream[list[DeadLetter]]
 
 
 def validate(step_id: str, up: Stream[RawRecord], fmt: str = "native") -> Validated:
-    def check(rec: RawRecord) -> list[Inbound | DeadLetter]:
-        events, dead = validate_record(rec, fmt)
-        return [*events, *dead]
+    """One Bytewax batch of raw records → one chunk of events and one of dead letters."""
+    def check(batch: list[RawRecord]) -> list[tuple[bool, list]]:
+        good: list = []
+        bad: list = []
+        for rec in batch:
+            events, dead = validate_record(rec, fmt)
+            good += events
+            bad += dead
+        return [(ok, chunk) for ok, chunk in ((True, good), (False, bad)) if chunk]
 
-    both = op.flat_map(f"{step_id}_check", up, check)
-    split = op.branch(f"{step_id}_split", both, lambda x: not isinstance(x, DeadLetter))
-    return Validated(split.trues, split.falses)  # type: ignore[arg-type]
+    both = op.flat_map_batch(f"{step_id}_check", up, check)
+    split = op.branch(f"{step_id}_split", both, lambda x: x[0])
+    return Validated(op.map(f"{step_id}_events", split.trues, lambda x: x[1]),
+                     op.map(f"{step_id}_dead", split.falses, lambda x: x[1]))
