@@ -54,7 +54,7 @@ class _ArchivePartition(StatelessSinkPartition[Outgoing]):
     def write_batch(self, items: list[Outgoing]) -> None:
         for it in items:
             if it.channel == "decision_records":
-                self._buf.append(json.loads(it.value))
+                self._buf.append(it.doc if it.doc is not None else json.loads(it.value))
         if len(self._buf) >= self._rows:
             self._flush()
 

@@ -15,6 +15,7 @@ The JSON Schema of every model is exported under ``schemas/`` (``make schemas``)
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal, NamedTuple, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -342,11 +343,44 @@ class Outgoing(NamedTuple):
     key: bytes | None  # partitioning key: user id or sku
     value: bytes
     id: str  # the event's deterministic id
+    doc: dict | None = None  # the event as a dict, when it was built as one (hot path)
 
 
 def outgoing(channel: str, key: str | None, model: _Out) -> Outgoing:
     return Outgoing(channel, key.encode() if key is not None else None, to_json_bytes(model),
                     model.id)
+
+
+_DEFAULTS: dict[type, dict] = {}
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def event_doc(cls: type[_Out], **fields) -> dict:
+    """An outbound event of ``cls`` as a plain dict: the model's defaults (``type``,
+    ``schema_version``...) with ``fields`` over them, *not validated*.
+
+    The decision path builds its events from its own, already validated values, so it
+    skips per-event pydantic work; the tests validate every emitted event against the
+    contract models instead.
+
+    >>> d = event_doc(Offer, id="o1", ts=1, user_id="u", sku="A", discount_pct=5.0, price=9.5,
+    ...               currency="EUR", expires_ts=2, trigger_event_id="e")
+    >>> Offer.model_validate_json(outgoing_doc("offers", "u", d).value).channel
+    'push'
+    """
+    d = _DEFAULTS.get(cls)
+    if d is None:
+        d = _DEFAULTS[cls] = {n: f.default for n, f in cls.model_fields.items()
+                              if not f.is_required() and f.default_factory is None}
+    out = {k: (v.copy() if isinstance(v, list | dict) else v) for k, v in d.items()}
+    out.update(fields)
+    return out
+
+
+def outgoing_doc(channel: str, key: str | None, doc: dict) -> Outgoing:
+    """``outgoing`` for an event built with ``event_doc`` (``None`` fields are left out)."""
+    value = _dumps({k: v for k, v in doc.items() if v is not None}).encode()
+    return Outgoing(channel, key.encode() if key is not None else None, value, doc["id"], doc)
 
 
 class LateEvent(_Out):

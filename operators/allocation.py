@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from features.events import DecisionRecord, Offer, outgoing
+from features.events import DecisionRecord, Offer, event_doc, outgoing_doc
 
 OFFER_CHANNEL = "offers"
 RECORD_CHANNEL = "decision_records"
@@ -59,21 +59,21 @@ class AllocationFold:
         rec = dict(p.record)
         if granted:
             s.grants.append((p.expires_ts, p.decision_id))
-            offer = Offer.model_construct(
-                id=p.decision_id, ts=p.ts, user_id=p.user_id, sku=p.sku,
+            offer = event_doc(
+                Offer, id=p.decision_id, ts=p.ts, user_id=p.user_id, sku=p.sku,
                 discount_pct=p.discount_pct, price=round(p.price * (1 - p.discount_pct / 100), 2),
                 currency=p.currency, expires_ts=p.expires_ts, channel="push",
                 trigger_event_id=p.trigger_event_id)
             rec["output"] = {"sku": p.sku, "discount_pct": p.discount_pct,
-                             "price": offer.price, "granted_units": active + 1,
+                             "price": offer["price"], "granted_units": active + 1,
                              "available": p.available}
             rec["explanation"] = (rec["explanation"] + f"; unit {active + 1} of {p.available} "
                                   f"available reserved for this offer")[:2048]
-            return [outgoing(OFFER_CHANNEL, p.user_id, offer),
-                    outgoing(RECORD_CHANNEL, p.user_id, DecisionRecord.model_construct(**rec))]
+            return [outgoing_doc(OFFER_CHANNEL, p.user_id, offer),
+                    outgoing_doc(RECORD_CHANNEL, p.user_id, event_doc(DecisionRecord, **rec))]
         rec["suppressed"] = True
         rec["fallbacks"] = [*rec.get("fallbacks", []), "allocation_refused"]
         rec["output"] = {"sku": p.sku, "available": p.available, "active_grants": active}
         rec["explanation"] = (f"offer of {p.sku} not sent: all {p.available} available units "
                               f"are already promised to {active} active offers")
-        return [outgoing(RECORD_CHANNEL, p.user_id, DecisionRecord.model_construct(**rec))]
+        return [outgoing_doc(RECORD_CHANNEL, p.user_id, event_doc(DecisionRecord, **rec))]

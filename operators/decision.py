@@ -31,8 +31,8 @@ from features.events import (
     DecisionRecord,
     FeedUpdate,
     Outgoing,
-    ScoredItem,
-    outgoing,
+    event_doc,
+    outgoing_doc,
 )
 from features.score import MODEL_VERSION
 from features.store import StoreOp, StoreWrite
@@ -147,17 +147,15 @@ class DecisionFold:
         if not r.suppressed:
             # built from our own, already validated values: no re-validation on the hot path
             # (tests validate every emitted event against the contracts)
-            fu = FeedUpdate.model_construct(
-                id=fid, ts=f.ts, user_id=f.user_id,
-                items=[ScoredItem.model_construct(sku=skus[i], score=round(score[skus[i]], 6))
-                       for i in chosen],
-                trigger_event_id=f.event_id, model_version=model,
-                policy_version=f"{r.pack}@{r.version}")
-            encoded = ",".join(f"{i.sku}:{i.score:.4f}" for i in fu.items)
-            out += [outgoing(FEED_CHANNEL, f.user_id, fu),
+            items = [{"sku": skus[i], "score": round(score[skus[i]], 6)} for i in chosen]
+            fu = event_doc(FeedUpdate, id=fid, ts=f.ts, user_id=f.user_id, items=items,
+                           trigger_event_id=f.event_id, model_version=model,
+                           policy_version=f"{r.pack}@{r.version}")
+            encoded = ",".join(f"{i['sku']}:{i['score']:.4f}" for i in items)
+            out += [outgoing_doc(FEED_CHANNEL, f.user_id, fu),
                     StoreWrite("feed", f.user_id, FEED_VIEW,
                                {"items": encoded, "id": fid, "model_version": model,
-                                "policy_version": fu.policy_version or ""}, f.ts, self.ttl)]
+                                "policy_version": fu["policy_version"]}, f.ts, self.ttl)]
         if r.suppressed:
             why = "suppressed by policy: " + "; ".join(
                 v.reason for v in r.verdicts if v.subject < 0)
@@ -168,7 +166,8 @@ class DecisionFold:
             why = (f"because you showed interest in {seen}; in stock and within policy "
                    f"({len(r.denied)} of {len(skus)} candidates filtered by "
                    f"{r.pack}@{r.version})")
-        out.append(outgoing(RECORD_CHANNEL, f.user_id, DecisionRecord.model_construct(
+        out.append(outgoing_doc(RECORD_CHANNEL, f.user_id, event_doc(
+            DecisionRecord,
             **self._record_base(fid, "feed_update", f, "refresh_feed", "recent-interest-feed",
                                 "1", model, r.suppressed, [], outcome, skus),
             fallbacks=[] if r.personalized else ["non_personalized"],
@@ -190,7 +189,8 @@ class DecisionFold:
                     "shadow_differences": []})}
 
     def _suppressed(self, did, dtype, f, plan: Plan, calls, outcome, skus, why, fallbacks):
-        return outgoing(RECORD_CHANNEL, f.user_id, DecisionRecord.model_construct(
+        return outgoing_doc(RECORD_CHANNEL, f.user_id, event_doc(
+            DecisionRecord,
             **self._record_base(did, dtype, f, plan.goal, plan.name, plan.version,
                                 MODEL_VERSION, True, calls, outcome, skus),
             fallbacks=fallbacks, output={}, explanation=why[:2048]))
@@ -255,18 +255,17 @@ class DecisionFold:
         st.configs[sku] = choices
         if len(st.configs) > MAX_CONFIGS:
             st.configs.pop(next(iter(st.configs)))
-        conf = Configuration.model_construct(
-            id=did, ts=f.ts, user_id=f.user_id, sku=sku, choices=dict(choices),
-            price=cfg["price"], currency="EUR", trigger_event_id=f.event_id)
+        conf = event_doc(Configuration, id=did, ts=f.ts, user_id=f.user_id, sku=sku,
+                         choices=dict(choices), price=cfg["price"], currency="EUR",
+                         trigger_event_id=f.event_id)
         rec = self._record_base(did, "configuration", f, CONFIG_PLAN.goal, CONFIG_PLAN.name,
                                 CONFIG_PLAN.version, MODEL_VERSION, False, run.calls, outcome,
                                 [sku])
         liked = f.attributes.split(",")[0].rsplit(":", 1)[0] if f.attributes else "your taste"
-        return [outgoing(CONFIG_CHANNEL, f.user_id, conf),
-                outgoing(RECORD_CHANNEL, f.user_id, DecisionRecord.model_construct(
-                    **rec, fallbacks=run.fallbacks, output={"sku": sku,
-                                                           "choices": [f"{g}:{o}" for g, o in
-                                                                       choices]},
+        return [outgoing_doc(CONFIG_CHANNEL, f.user_id, conf),
+                outgoing_doc(RECORD_CHANNEL, f.user_id, event_doc(
+                    DecisionRecord, **rec, fallbacks=run.fallbacks,
+                    output={"sku": sku, "choices": [f"{g}:{o}" for g, o in choices]},
                     explanation=f"because you viewed {sku}: options matching {liked}, "
                                 f"compatible and in stock"))]
 

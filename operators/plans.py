@@ -19,7 +19,7 @@ calls tools through ``ToolRuntime``, records every call, and reports the fallbac
 ...     Step(id="a", tool="double", inputs={"x": "features.n"}),
 ...     Step(id="b", tool="double", inputs={"x": "steps.a.y"})])
 >>> run = run_plan(plan, rt, frozenset({"s"}), trigger={}, features={"n": 3})
->>> run.ok, run.outputs["b"], [c.outcome for c in run.calls]
+>>> run.ok, run.outputs["b"], [c["outcome"] for c in run.calls]
 (True, {'y': 12}, ['ok', 'ok'])
 """
 
@@ -31,7 +31,6 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.events import ToolCall
 from operators.tools import ToolRuntime
 
 Goal = Literal["refresh_feed", "push_offer", "propose_configuration"]
@@ -61,7 +60,7 @@ class Plan(BaseModel):
 class PlanRun(NamedTuple):
     ok: bool
     outputs: dict[str, dict]
-    calls: list[ToolCall]
+    calls: list[dict]  # tool call records (features.events.ToolCall fields)
     fallbacks: list[str]  # "step a failed (timeout): took fallback a_fb"
     failed_step: str | None
     errors: dict[str, str] = {}  # step id -> what went wrong
@@ -97,7 +96,7 @@ def idempotency_key(plan: Plan, step: Step, trigger: dict) -> str:
 def run_plan(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str], trigger: dict,
              features: dict) -> PlanRun:
     outputs: dict[str, dict] = {}
-    calls: list[ToolCall] = []
+    calls: list[dict] = []
     taken: list[str] = []
     errors: dict[str, str] = {}
     fallbacks = {s.id: s for s in plan.fallbacks}

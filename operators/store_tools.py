@@ -19,6 +19,7 @@ same output models is a valid adapter).
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
@@ -82,6 +83,12 @@ def _parse_weights(encoded: str) -> dict[str, float]:
     return out
 
 
+@lru_cache(maxsize=4096)
+def _options(encoded: str) -> dict:
+    """Parsed option groups of a configurable item (cached by their JSON: rows repeat)."""
+    return json.loads(encoded) if encoded else {}
+
+
 def store_tools(store: OnlineStore) -> list[Tool]:
     def catalog(x: dict) -> dict:
         rows = store.read_many("item", x["skus"])
@@ -104,7 +111,7 @@ def store_tools(store: OnlineStore) -> list[Tool]:
         price = float(r["item_price_v1.price"])
         return {"price": price, "list_price": float(r.get("item_price_v1.list_price", price)),
                 "currency": r.get("item_price_v1.currency", "EUR"),
-                "quoted": round(price * (1 - x["discount_pct"] / 100), 2)}
+                "quoted": round(price * (1 - x.get("discount_pct", 0.0) / 100), 2)}
 
     def covis(x: dict) -> dict:
         """Neighbours of the recent items, weighted by recency rank (newest first)."""
@@ -119,12 +126,12 @@ def store_tools(store: OnlineStore) -> list[Tool]:
                 for sku, w in _parse_weights(str(row.get(field, ""))).items():
                     if sku not in seen:
                         scores[sku] = scores.get(sku, 0.0) + damp * w_rel * w
-        best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: x["limit"]]
+        best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: x.get("limit", 50)]
         return {"items": [(s, round(w, 6)) for s, w in best]}
 
     def configure(x: dict) -> dict:
         (r,) = store.read_many("item", [x["sku"]])
-        options = json.loads((r or {}).get(CAT + "options") or "{}")
+        options = _options((r or {}).get(CAT + "options") or "")
         if not options:
             raise LookupError(f"{x['sku']} is not configurable")
         groups = options["groups"]
@@ -144,16 +151,19 @@ def store_tools(store: OnlineStore) -> list[Tool]:
 
     return [
         Tool(ToolSpec(name="catalog_lookup", description="catalog facts of items",
-                      scope="catalog:read", input_model=Skus, output_model=CatalogOut), catalog),
+                      scope="catalog:read", input_model=Skus, output_model=CatalogOut,
+                      trusted=True), catalog),
         Tool(ToolSpec(name="inventory_check", description="units available per item",
-                      scope="inventory:read", input_model=Skus, output_model=InventoryOut),
+                      scope="inventory:read", input_model=Skus, output_model=InventoryOut,
+                      trusted=True),
              inventory),
         Tool(ToolSpec(name="pricing_quote", description="price of an item with a discount",
-                      scope="pricing:quote", input_model=QuoteIn, output_model=QuoteOut), quote),
+                      scope="pricing:quote", input_model=QuoteIn, output_model=QuoteOut,
+                      trusted=True), quote),
         Tool(ToolSpec(name="covis_candidates", description="items co-visited with recent "
                       "ones", scope="catalog:read", input_model=CovisIn,
-                      output_model=ScoredOut), covis),
+                      output_model=ScoredOut, trusted=True), covis),
         Tool(ToolSpec(name="configurator", description="the option combination a user "
                       "likes most that is valid and in stock", scope="configurator:read",
-                      input_model=ConfigIn, output_model=ConfigOut), configure),
+                      input_model=ConfigIn, output_model=ConfigOut, trusted=True), configure),
     ]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
-from features.events import Verdict
 from policies.evaluate import Candidates, CompiledPack, PolicyResult, UserContext, V, render
 from policies.pack import PackError, PolicyPack, load_pack
 
@@ -178,13 +177,15 @@ def record_fields(outcome: Outcome, skus: list[str], max_verdicts: int = 1024) -
     """The policy part of a decision record (``features.events.DecisionRecord`` fields)."""
     r = outcome.result
 
-    def to_event(v: V, prefix: str = "") -> Verdict:
+    def to_event(v: V, prefix: str = "") -> dict:
+        # the fields of features.events.Verdict; our own values, validated by the tests
         inputs = {k: (val if isinstance(val, str | int | float | bool) or val is None
                       else str(val)) for k, val in v.inputs}
-        return Verdict.model_construct(  # our own values: validated by the tests, not per call
-            rule=v.rule, rule_version=r.version, effect=v.effect,
-            subject=skus[v.subject] if v.subject >= 0 else None,
-            reason=(prefix + render(v))[:512], inputs=inputs)
+        d = {"rule": v.rule, "rule_version": r.version, "effect": v.effect,
+             "reason": (prefix + render(v))[:512], "inputs": inputs}
+        if v.subject >= 0:
+            d["subject"] = skus[v.subject]
+        return d
 
     return {
         "policy_pack": r.pack, "policy_version": r.version,

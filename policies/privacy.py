@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 
 
+@lru_cache(maxsize=1 << 16)  # recent users repeat: one HMAC per user, not per decision
 def pseudonymize(user_id: str, key: bytes) -> str:
     return hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest()[:32]

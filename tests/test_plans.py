@@ -33,14 +33,14 @@ PLAN = Plan(name="feed", version="3", goal="refresh_feed", steps=[
 def test_happy_path_resolves_references_in_order():
     run = run_plan(PLAN, runtime(set()), S, {"event_id": "e1"}, {"n": 1})
     assert run.ok and run.fallbacks == [] and run.outputs["more"]["items"] == ["extra-2"]
-    assert [c.tool for c in run.calls] == ["primary", "extra", "send"]
+    assert [c["tool"] for c in run.calls] == ["primary", "extra", "send"]
 
 
 def test_failed_step_takes_its_fallback_and_later_steps_use_its_output():
     run = run_plan(PLAN, runtime({"primary"}), S, {"event_id": "e1"}, {"n": 1})
     assert run.ok and run.outputs["cands"]["items"] == ["backup-1"]
     assert run.fallbacks == ["step cands failed (error): took fallback cands_fb"]
-    assert [c.outcome for c in run.calls] == ["error", "ok", "ok", "ok"]
+    assert [c["outcome"] for c in run.calls] == ["error", "ok", "ok", "ok"]
 
 
 def test_optional_step_failure_is_recorded_and_skipped():
@@ -68,8 +68,8 @@ def test_side_effects_are_not_repeated_when_a_trigger_is_replayed():
     for _ in range(2):  # the same trigger twice, as after a recovery
         run = run_plan(PLAN, runtime(set(), ledger, calls), S, {"event_id": "e1"}, {"n": 1})
     assert run.ok and calls.count("send") == 1
-    assert run.calls[-1].outcome == "replayed"
-    assert run.calls[-1].idempotency_key == idempotency_key(PLAN, PLAN.steps[2], {"event_id":
+    assert run.calls[-1]["outcome"] == "replayed"
+    assert run.calls[-1]["idempotency_key"] == idempotency_key(PLAN, PLAN.steps[2], {"event_id":
                                                                                   "e1"})
     other = run_plan(PLAN, runtime(set(), ledger, calls), S, {"event_id": "e2"}, {"n": 1})
     assert other.ok and calls.count("send") == 2  # another trigger acts again

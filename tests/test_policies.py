@@ -218,7 +218,7 @@ def test_lifecycle_shadow_canary_rollback_and_refusals():
     assert [k for k, _ in out.shadow_differences] == ["shadow_only"]
     fields = record_fields(out, c.skus)
     assert fields["policy_version"] == "2026.11.1"
-    assert fields["shadow_differences"][0].reason.startswith("shadow_only: 3 available")
+    assert fields["shadow_differences"][0]["reason"].startswith("shadow_only: 3 available")
 
     assert eng.control("canary_policy", "2026.11.2", percent=20, ts=3).ok
     users = [f"U{i}" for i in range(2000)]

@@ -39,7 +39,7 @@ def test_retries_within_policy_then_succeed():
     fn = Flaky(fails=1)
     rt = ToolRuntime([Tool(spec(max_attempts=3), fn)])
     r = rt.call("t", {}, READ)
-    assert r.outcome == "ok" and fn.calls == 2 and r.record.breaker_state == "closed"
+    assert r.outcome == "ok" and fn.calls == 2 and r.record["breaker_state"] == "closed"
 
 
 def test_retry_budget_caps_retries_across_calls():
@@ -62,7 +62,7 @@ def test_breaker_opens_fails_fast_and_recovers_half_open():
     assert outcomes[:2] == ["error", "error"]
     assert outcomes[2] in ("error", "breaker_open")  # the third failure trips it
     r = rt.call("t", {}, READ)
-    assert r.outcome == "breaker_open" and r.record.breaker_state == "open"
+    assert r.outcome == "breaker_open" and r.record["breaker_state"] == "open"
     assert fn.calls == 3  # fails fast: the backend is not called while open
     time.sleep(0.25)
     r = rt.call("t", {}, READ)  # half-open trial succeeds: closed again
@@ -81,7 +81,7 @@ def test_thread_tools_time_out_and_inline_late_results_are_discarded():
     r = rt.call("th", {}, READ)
     assert r.outcome == "timeout" and time.monotonic() - t0 < 0.15  # abandoned, not awaited
     r = rt.call("inl", {}, READ)
-    assert r.outcome == "timeout" and r.output is None and r.record.latency_ms >= 190
+    assert r.outcome == "timeout" and r.output is None and r.record["latency_ms"] >= 190
 
 
 def test_rate_limit_is_a_token_bucket():
