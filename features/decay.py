@@ -55,6 +55,10 @@ class DecayedMap:
         inc = amount * self._growth(ts)  # first: it may rescale every entry
         self.w[key] = self.w.get(key, 0.0) + inc
 
+    def set(self, key: str, value: float, ts: int) -> None:
+        """Make ``key``'s value as of ``ts`` equal ``value`` (a gauge, not a sum)."""
+        self.w[key] = value * self._growth(ts)
+
     def add_all(self, keys, amount: float, ts: int) -> None:
         """``add`` for several keys at one time (one exponent for all)."""
         inc = amount * self._growth(ts)

@@ -123,6 +123,16 @@ ITEM_COVISITATION = FeatureView(
             F(name="as_of", dtype="int", min=0)],
 )
 
+CATEGORY_ITEMS = FeatureView(
+    name="category_items", entity="category", version=1, owner="merchandising",
+    description="Candidate lists per category (full category path): the 20 items trending "
+                "now (views decayed with a 1 h half-life, strongest of 48 kept) and the 20 "
+                "newest arrivals (first catalog event), as 'sku:weight' and 'sku' lists.",
+    aggregation="top_k", half_life="1h", ttl_s=30 * DAY, as_of_field="as_of",
+    fields=[F(name="trending", dtype="list[str]"), F(name="new_arrivals", dtype="list[str]"),
+            F(name="as_of", dtype="int", min=0)],
+)
+
 REGISTRY = Registry([USER_ACTIVITY, USER_AFFINITY, USER_RECENCY, USER_CART, USER_PURCHASES,
                      SESSION_STATE, ITEM_POPULARITY, ITEM_STOCK, ITEM_PRICE, ITEM_CATALOG,
-                     ITEM_COVISITATION])
+                     ITEM_COVISITATION, CATEGORY_ITEMS])

@@ -1,7 +1,9 @@
 """Item features (popularity, stock, price) and catalog enrichment, as a pure fold.
 
 The item-keyed step applies ``ItemFold.apply`` to each input of one sku. Behaviour events
-update popularity and send the item's catalog facts to the user step (``AffinityHint``).
+update popularity and send the item's catalog facts to the user step (``AffinityHint``);
+the item's category hears of it as a new arrival (first catalog event) and, with every
+mirrored popularity row, of its trend (``CategoryInput``, see ``features.category_features``).
 
 >>> fold = ItemFold(allowed_lateness_ms=3_600_000)
 >>> s = ItemState()
@@ -10,12 +12,16 @@ update popularity and send the item's catalog facts to the user step (``Affinity
 >>> out = fold.apply(s, ("A", "page_view", 10, "u1", "e1", "s1", 1, 0.0))
 >>> [type(o).__name__ for o in out], out[0].category, out[0].price_band
 (['AffinityHint'], 'bikes/road', '100-250')
->>> [(w.view, w.fields["n_events"]) for w in fold.rows(s, "A") if w.view.startswith("item_pop")]
+>>> rows = fold.rows(s, "A")
+>>> [(w.view, w.fields["n_events"]) for w in rows if isinstance(w, StoreWrite)]
 [('item_popularity_v1', 1)]
+>>> [(c.category, c.kind, c.sku) for c in rows if isinstance(c, CategoryInput)]
+[('bikes/road', 'trend', 'A')]
 """
 
 from __future__ import annotations
 
+from features.category_features import CategoryInput
 from features.decay import DecayedMap, rate_per_day
 from features.definitions import ITEM_CATALOG, ITEM_POPULARITY, ITEM_PRICE, ITEM_STOCK
 from features.events import LateEvent
@@ -92,14 +98,18 @@ class ItemFold:
     def new(self) -> ItemState:
         return ItemState()
 
-    def rows(self, s: ItemState, sku: str) -> list[StoreWrite]:
-        """Store rows of the views changed since the last call."""
-        out = []
+    def rows(self, s: ItemState, sku: str) -> list[StoreWrite | CategoryInput]:
+        """Store rows of the views changed since the last call (and the item's trend for
+        its category with its popularity row)."""
+        out: list = []
         for view in sorted(s.dirty):
             prefix, ttl = self.ttl[view]
             if view == "item_popularity":
                 out.append(StoreWrite("item", sku, prefix, popularity_row(s, s.last_ts),
                                       s.last_ts, ttl))
+                if s.catalog is not None and s.catalog[0]:
+                    out.append(CategoryInput(s.catalog[0], "trend", s.last_ts, sku,
+                                             s.trend.value("v", s.last_ts)))
             elif view == "item_stock":
                 out.append(StoreWrite("item", sku, prefix, stock_row(s, s.stock_as_of),
                                       s.stock_as_of, ttl))
@@ -121,13 +131,15 @@ class ItemFold:
             _, _, _, category, brand, price, currency, attrs, min_age, regions, options = x
             if s.catalog is not None and s.catalog[8] > ts:
                 return out  # an older catalog version: the newer one stays
+            if category and (s.catalog is None or s.catalog[0] != category):
+                out.append(CategoryInput(category, "new", ts, sku, 0.0))
             s.catalog = (category, brand, price_band(price), attrs, price, currency, min_age,
                          regions, ts, options)
             s.dirty.add("item_catalog")
             if s.price is None or s.price[3] <= ts:
                 s.price = (price, price, currency, ts)
                 s.dirty.add("item_price")
-            return self.rows(s, sku)  # rare, and decisions need them: mirrored at once
+            return out + self.rows(s, sku)  # rare, and decisions need them: mirrored at once
         if kind == "inventory":
             _, _, _, location, on_hand, reserved = x
             cur = s.stock.get(location)

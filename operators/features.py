@@ -1,10 +1,13 @@
-"""Feature steps: item (catalog facts, popularity, stock, price) → user and session →
-item-to-item co-visitation, each a pure fold in sharded Bytewax state.
+"""Feature steps: item (catalog facts, popularity, stock, price) → category candidate lists,
+user and session → item-to-item co-visitation, each a pure fold in sharded Bytewax state.
 
-    events ─┬─ item inputs ─► shard by sku ─► item fold ─┬─ affinity hints ─┐
-            └─ user events, consent, erase ──────────────────────────────┴► shard by user
-                                                                             ▼
-                 co-visitation fold ◄─ shard by sku ◄─ pairs ◄──────── user fold ─► decision inputs
+    events ─┬─ item inputs ─► shard by sku ─► item fold ─┬─ category inputs ─► shard by
+            │                                            │   category ─► category fold
+            │                                            └─ affinity hints ─┐
+            └─ user events, consent, erase ─────────────────────────────────┴► shard by user
+                                                                                ▼
+                 co-visitation fold ◄─ shard by sku ◄─ pairs ◄─────────── user fold ─► decision
+                                                                                       inputs
     every fold ─► store writes, late events
 """
 
@@ -15,6 +18,7 @@ from typing import NamedTuple
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
+from features.category_features import CategoryFold, CategoryInput
 from features.covisitation import CovisFold
 from features.events import LateEvent
 from features.interactions import AffinityHint, item_inputs, user_inputs
@@ -54,8 +58,10 @@ def feature_pipeline(step_id: str, events: Stream[list], cfg: FeatureConfig) -> 
     item_in = chunk_flat_map(f"{step_id}_item_in", events, item_inputs)
     item_out = sharded_fold(f"{step_id}_item", item_in,
                             ItemFold(cfg.allowed_lateness_ms, cfg.ttl_s), _first, **common)
-    hints, item_late, item_store = split_by_type(f"{step_id}_item_split", item_out,
-                                                 (AffinityHint, LateEvent))
+    hints, item_late, category_in, item_store = split_by_type(
+        f"{step_id}_item_split", item_out, (AffinityHint, LateEvent, CategoryInput))
+    category_store = sharded_fold(f"{step_id}_category", category_in, CategoryFold(cfg.ttl_s),
+                                  _first, **common)
 
     direct = chunk_flat_map(f"{step_id}_user_in", events, user_inputs)
     user_in = op.merge(f"{step_id}_user_merge", direct, hints)
@@ -67,6 +73,6 @@ def feature_pipeline(step_id: str, events: Stream[list], cfg: FeatureConfig) -> 
 
     covis_store = sharded_fold(f"{step_id}_covis", pairs, CovisFold(cfg.ttl_s), _first,
                                **common)
-    store = op.merge(f"{step_id}_store", item_store, user_store, covis_store)
+    store = op.merge(f"{step_id}_store", item_store, user_store, covis_store, category_store)
     late = op.merge(f"{step_id}_late", item_late, user_late)
     return FeatureStreams(store, late, decisions)

@@ -11,7 +11,7 @@ from features.decay import DecayedMap
 from features.events import LateEvent
 from features.interactions import AffinityHint, UserEvent
 from features.item_features import ItemFold, ItemState, price_row
-from features.store import StorePurge
+from features.store import StorePurge, StoreWrite
 from features.user_features import UserFold
 from features.windows import RINGS, WindowCounts
 
@@ -162,7 +162,7 @@ def test_item_stock_price_popularity_and_lateness():
     f.apply(s, ("A", "order", 6 * H + 20, "u", "o1", "s", 2, 90.0))
     late = f.apply(s, ("A", "page_view", 4 * H, "u", "old", "s", 1, 0.0))
     assert [type(x).__name__ for x in late] == ["LateEvent", "AffinityHint"]
-    rows = {w.view: w.fields for w in f.rows(s, "A")}
+    rows = {w.view: w.fields for w in f.rows(s, "A") if type(w) is StoreWrite}
     rows["item_price_v1"] = price_row(s)  # price rows go out at once, on the price event
     assert rows["item_stock_v1"]["available"] == 13 and rows["item_stock_v1"]["on_hand"] == 15
     assert 0 < rows["item_stock_v1"]["days_of_cover"] < 100_000
@@ -191,3 +191,20 @@ def test_affinity_rows_before_any_user_event_do_not_overflow():
     f.apply(s, AffinityHint("u1", "page_view", 1_700_000_000_000, "e", "bikes", "b", "<10", ()))
     rows = _rows(f, s)
     assert rows["user_affinity_v1"]["top_categories"].startswith("bikes:")
+
+
+def test_category_lists_are_bounded_newest_and_strongest_first():
+    from features.category_features import CAPACITY, K, NEWEST, CategoryFold, CategoryInput
+
+    f = CategoryFold()
+    s = f.new()
+    for i in range(200):  # 200 arrivals, then trend values rising with i
+        f.apply(s, CategoryInput("c", "new", 1_000 + i, f"N{i:03d}", 0.0))
+        f.apply(s, CategoryInput("c", "trend", 1_000 + i, f"T{i:03d}", float(i)))
+    f.apply(s, CategoryInput("c", "new", 5, "N000", 0.0))  # seen already: ignored
+    assert len(s.new) == NEWEST and len(s.trend.w) <= CAPACITY + 8
+    row = f.rows(s, "c")[0].fields
+    assert row["new_arrivals"].split(",")[:2] == ["N199", "N198"]
+    trending = [x.split(":")[0] for x in row["trending"].split(",")]
+    assert trending[:2] == ["T199", "T198"] and len(trending) == K
+    assert f.rows(s, "c") == []  # nothing changed since

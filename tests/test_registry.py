@@ -58,8 +58,10 @@ def test_every_field_the_folds_write_is_declared():
     from features.validate import RawRecord, validate_record
 
     by_prefix = {v.store_prefix: {f.name for f in v.fields} for v in REGISTRY}
-    uf, itf, cf = UserFold(3_600_000), ItemFold(3_600_000), CovisFold()
-    users, items, covis = {}, {}, {}
+    from features.category_features import CategoryFold, CategoryInput
+
+    uf, itf, cf, catf = UserFold(3_600_000), ItemFold(3_600_000), CovisFold(), CategoryFold()
+    users, items, covis, cats = {}, {}, {}, {}
     seen = set()
     for i, r in enumerate(Generator(GenConfig(seed=2, users=30, items=40, events=2000,
                                               malformed_rate=0)).records()):
@@ -68,6 +70,9 @@ def test_every_field_the_folds_write_is_declared():
         for x in item_inputs(ev):
             outs += itf.apply(items.setdefault(x[0], itf.new()), x)
             outs += itf.rows(items[x[0]], x[0])
+        for c in [o for o in outs if type(o) is CategoryInput]:
+            catf.apply(cats.setdefault(c.category, catf.new()), c)
+            outs += catf.rows(cats[c.category], c.category)
         for x in user_inputs(ev) + [o for o in outs if type(o) is AffinityHint]:
             for o in uf.apply(users.setdefault(x[0], uf.new()), x):
                 if type(o) is tuple:
