@@ -51,6 +51,7 @@ SESSION_GAP = 30 * 60_000
 WEIGHT = {"page_view": 1.0, "click": 1.0, "add_to_cart": 3.0, "order": 5.0}
 MAX_AFFINITY, MAX_INTEREST, MAX_LAST, MAX_CART, MAX_BOUGHT, MAX_SESS_ITEMS = 24, 12, 10, 10, 10, 32
 COVIS_LOOKBACK = 3
+MAX_CATEGORIES, COVIS_SEEDS = 3, 3
 
 
 class UserFeatures(NamedTuple):
@@ -67,6 +68,8 @@ class UserFeatures(NamedTuple):
     skus: tuple[str, ...] = ()  # the items the trigger touched
     cart: tuple[str, ...] = ()
     attributes: str = ""  # top attribute affinities 'k=v:w,...' (views and clicks only)
+    categories: tuple[str, ...] = ()  # the user's strongest categories (affinity), best first
+    recent: tuple[str, ...] = ()  # the last distinct items, newest first (co-visitation seeds)
 
 
 class UserState:
@@ -208,10 +211,13 @@ class UserFold:
             dirty.add("user_purchases")
         if self.decision_inputs:
             attrs = _top(s.aff, "a:", 5, s.last_ts) if kind in ("page_view", "click") else ""
+            cats = tuple(k[2:] for k, _ in strongest(
+                {k: g for k, g in s.aff.w.items() if k[0] == "c"}, MAX_CATEGORIES))
             out.append(UserFeatures(e.user_id, e.event_id, ts,
                                     s.interest.top(self.max_interests, s.last_ts),
                                     tuple(s.bought), s.consent, False, kind,
-                                    tuple(sku for sku, _, _ in e.lines), tuple(s.cart), attrs))
+                                    tuple(sku for sku, _, _ in e.lines), tuple(s.cart), attrs,
+                                    cats, tuple(s.last[:COVIS_SEEDS])))
         return out
 
     def _affinity(self, s: UserState, h: AffinityHint) -> list:

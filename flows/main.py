@@ -99,10 +99,11 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                         lambda q: outgoing(QUALITY_CHANNEL, q.view, q))
     outs, store_streams = [dlq, late, quality], [feats.store_ops]
     if cfg.decisions:
-        cands = candidates("candidates", feats.decision_inputs)
-        ranked = score("score", cands, s.candidates_scored)
         gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
                           store_factory(cfg.store))
+        cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
+                           s.candidates_scored)
+        ranked = score("score", cands, s.candidates_scored)
         fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s,
                             s.pseudonym_key.get_secret_value().encode())
         feed = feed_decision("decision", ranked, valid.events, fold, s.state_shards,

@@ -1,21 +1,90 @@
-"""Candidate step: items worth putting in a user's feed, from the user's features."""
+"""Candidate step: the items worth judging for a user's feed, from four sources.
+
+Retrieval is a plan of the agent (``FEED_PLAN``, steps over the tool runtime, each
+optional: a failed or open-breaker source is skipped and recorded, the feed goes on; a
+source with nothing to start from, no recent items or no categories yet, is not called):
+
+- the user's recent interests (decayed, from the user's features; no tool call);
+- ``covis_candidates``: items co-visited with the user's last items;
+- ``category_trending``: items trending now in the user's strongest categories;
+- ``new_arrivals``: the newest items in those categories.
+
+Scores from each source are scaled to [0, 1] and weighted (interest 1.0, co-visitation
+0.6, trending 0.4, new arrivals 0.25); an item found by several sources adds them up. Items
+the user bought are left out; at most ``limit`` candidates go on, strongest first.
+
+>>> merge([("A", 4.0), ("B", 2.0)], {"covis": [("B", 1.0), ("C", 0.5)]}, set(), 10)
+([('B', 1.1), ('A', 1.0), ('C', 0.3)], {'B': 'interest', 'A': 'interest', 'C': 'covis'})
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 from bytewax.dataflow import Stream
 
 from features.user_features import UserFeatures
 from operators.chunks import chunk_map
+from operators.plans import AGENT_SCOPES, Plan, Step, run_plan
+from operators.tools import ToolRuntime
 
-Candidates = tuple[UserFeatures, list[tuple[str, float]]]
+WEIGHTS = {"interest": 1.0, "covis": 0.6, "trending": 0.4, "new": 0.25}
+FEED_PLAN = Plan(name="feed-candidates", version="2", goal="refresh_feed", steps=[
+    Step(id="covis", tool="covis_candidates",
+         inputs={"items": "features.recent", "limit": "const:30"}, optional=True,
+         skip_if_empty="items"),
+    Step(id="trending", tool="category_trending",
+         inputs={"categories": "features.categories", "limit": "const:30"}, optional=True,
+         skip_if_empty="categories"),
+    Step(id="new", tool="new_arrivals",
+         inputs={"categories": "features.categories", "limit": "const:15"}, optional=True,
+         skip_if_empty="categories"),
+])
 
 
-def candidates(step_id: str, feats: Stream, limit: int = 50) -> Stream:
-    """chunks of UserFeatures → chunks of (UserFeatures, candidates): recent interests
-    not bought."""
+class Retrieval(NamedTuple):
+    """How the candidates were found (for the decision record)."""
+
+    calls: list[dict]
+    fallbacks: list[str]
+    sources: dict[str, str]  # sku -> the source that found it first (by weight)
+
+
+Candidates = tuple[UserFeatures, list[tuple[str, float]], Retrieval]
+
+
+def merge(interests: list[tuple[str, float]], found: dict[str, list[tuple[str, float]]],
+          bought: set[str], limit: int) -> tuple[list[tuple[str, float]], dict[str, str]]:
+    scores: dict[str, float] = {}
+    sources: dict[str, str] = {}
+    for source, items in (("interest", interests), *found.items()):
+        if not items:
+            continue
+        top = max(w for _, w in items) or 1.0
+        weight = WEIGHTS[source] / top
+        for sku, w in items:
+            if sku in bought:
+                continue
+            scores[sku] = round(scores.get(sku, 0.0) + w * weight, 6)
+            sources.setdefault(sku, source)
+    best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return best, {s: sources[s] for s, _ in best}
+
+
+def candidates(step_id: str, feats: Stream, runtime: Callable[[], ToolRuntime],
+               limit: int = 50) -> Stream:
+    """chunks of UserFeatures → chunks of (UserFeatures, candidates, Retrieval); erasures
+    pass through with no candidates."""
 
     def pick(f: UserFeatures) -> Candidates:
-        bought = set(f.purchased)
-        return f, [(s, w) for s, w in f.interests if s not in bought][:limit]
+        if f.erased:
+            return f, [], Retrieval([], [], {})
+        run = run_plan(FEED_PLAN, runtime(), AGENT_SCOPES, {"event_id": f.event_id},
+                       {"recent": list(f.recent), "categories": list(f.categories)})
+        found = {step: run.outputs[step]["items"] for step in ("covis", "trending", "new")
+                 if step in run.outputs}
+        items, sources = merge(f.interests, found, set(f.purchased), limit)
+        return f, items, Retrieval(run.calls, run.fallbacks, sources)
 
     return chunk_map(step_id, feats, pick)

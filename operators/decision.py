@@ -38,8 +38,9 @@ from features.score import MODEL_VERSION
 from features.store import StoreOp, StoreWrite
 from features.user_features import UserFeatures
 from operators.allocation import AllocationFold, Proposal
+from operators.candidates import FEED_PLAN, Retrieval
 from operators.chunks import chunk_flat_map, split_by_type
-from operators.plans import Plan, Step, Trigger, plan_goals, run_plan
+from operators.plans import AGENT_SCOPES, Plan, Step, Trigger, plan_goals, run_plan
 from operators.policy import POLICY_ACTIONS, PolicyGate
 from operators.sharded_fold import broadcast, sharded_fold
 from policies.evaluate import Candidates, UserContext
@@ -54,8 +55,6 @@ NON_PERSONALIZED = "non-personalized"
 OFFER_DISCOUNT_PCT = 10.0
 OFFER_TTL_MS = 24 * 3_600_000
 MAX_SENT, MAX_CONFIGS = 10, 8
-AGENT_SCOPES = frozenset({"catalog:read", "inventory:read", "pricing:quote",
-                          "configurator:read"})
 
 OFFER_PLAN = Plan(name="offer-from-cart", version="1", goal="push_offer", steps=[
     Step(id="stock", tool="inventory_check", inputs={"skus": "trigger.skus"}),
@@ -105,15 +104,16 @@ class DecisionFold:
         return []
 
     def apply(self, st: _UserDecisions, x: tuple, eng: PolicyEngine) -> list:
-        f, ranked = x
+        f, ranked, found = x
         f: UserFeatures
+        found: Retrieval
         if f.erased:
             st.__init__()  # type: ignore[misc]
             return []
         self.gate.ensure(eng)
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
                            sent={"push": st.sent})
-        out = self._feed(st, f, ranked, eng, user)
+        out = self._feed(st, f, ranked, found, eng, user)
         sku = f.skus[0] if f.skus else None
         trigger = Trigger(f.kind, f.user_id, f.event_id, f.ts, sku)
         marketing = f.consent is not None and "marketing" in f.consent
@@ -127,7 +127,8 @@ class DecisionFold:
         return out
 
     # ------------------------------------------------------------------ feed
-    def _feed(self, st, f: UserFeatures, ranked, eng: PolicyEngine, user) -> list:
+    def _feed(self, st, f: UserFeatures, ranked, found: Retrieval, eng: PolicyEngine,
+              user) -> list:
         skus = [s for s, _ in ranked]
         score = dict(ranked)
         cands = self.gate.candidates(skus)
@@ -147,7 +148,8 @@ class DecisionFold:
         if not r.suppressed:
             # built from our own, already validated values: no re-validation on the hot path
             # (tests validate every emitted event against the contracts)
-            items = [{"sku": skus[i], "score": round(score[skus[i]], 6)} for i in chosen]
+            items = [{"sku": skus[i], "score": round(score[skus[i]], 6),
+                      "reason": found.sources.get(skus[i], "interest")} for i in chosen]
             fu = event_doc(FeedUpdate, id=fid, ts=f.ts, user_id=f.user_id, items=items,
                            trigger_event_id=f.event_id, model_version=model,
                            policy_version=f"{r.pack}@{r.version}")
@@ -162,15 +164,22 @@ class DecisionFold:
         elif not r.personalized:
             why = "no personalization consent: the non-personalized default applies"
         else:
-            seen = ", ".join(picked[:2]) or "nothing yet"
-            why = (f"because you showed interest in {seen}; in stock and within policy "
+            by = {}
+            for sku in picked:
+                src = found.sources.get(sku, "interest")
+                by[src] = by.get(src, 0) + 1
+            why = (f"because of {_sources_text(by, f)}; in stock and within policy "
                    f"({len(r.denied)} of {len(skus)} candidates filtered by "
                    f"{r.pack}@{r.version})")
+        fallbacks = list(found.fallbacks)
+        if not r.personalized:
+            fallbacks.append("non_personalized")
         out.append(outgoing_doc(RECORD_CHANNEL, f.user_id, event_doc(
             DecisionRecord,
-            **self._record_base(fid, "feed_update", f, "refresh_feed", "recent-interest-feed",
-                                "1", model, r.suppressed, [], outcome, skus),
-            fallbacks=[] if r.personalized else ["non_personalized"],
+            **self._record_base(fid, "feed_update", f, FEED_PLAN.goal, FEED_PLAN.name,
+                                FEED_PLAN.version, model, r.suppressed, found.calls, outcome,
+                                skus),
+            fallbacks=fallbacks,
             output={"items": list(picked)}, explanation=why[:2048])))
         return out
 
@@ -180,7 +189,8 @@ class DecisionFold:
                 "suppressed": suppressed, "user_ref": pseudonymize(f.user_id, self.key),
                 "trigger_event_id": f.event_id, "goal": goal, "plan": plan,
                 "plan_version": plan_version, "model_version": model, "tool_calls": calls,
-                "features": {"interests": len(f.interests), "purchased": len(f.purchased),
+                "features": {"interests": len(f.interests), "candidates": len(skus),
+                             "categories": list(f.categories), "purchased": len(f.purchased),
                              "cart": len(f.cart),
                              "consent": ",".join(f.consent) if f.consent is not None else None,
                              "canary": outcome.canary if outcome is not None else False},
@@ -268,6 +278,24 @@ class DecisionFold:
                     output={"sku": sku, "choices": [f"{g}:{o}" for g, o in choices]},
                     explanation=f"because you viewed {sku}: options matching {liked}, "
                                 f"compatible and in stock"))]
+
+
+_SOURCE_TEXT = {"interest": "items you viewed", "covis": "what others viewed with them",
+                "trending": "what is trending in", "new": "what is new in"}
+
+
+def _sources_text(by: dict[str, int], f: UserFeatures) -> str:
+    """'items you viewed (A, B), what is trending in bikes/road (3)...'"""
+    parts = []
+    cat = f.categories[0] if f.categories else "your categories"
+    for src, n in by.items():
+        if src == "interest":
+            parts.append(f"items you viewed ({', '.join(f.recent[:2]) or n})")
+        elif src == "covis":
+            parts.append(f"{_SOURCE_TEXT[src]} ({n})")
+        else:
+            parts.append(f"{_SOURCE_TEXT[src]} {cat} ({n})")
+    return ", ".join(parts) or "your recent activity"
 
 
 def _controls(ev) -> list:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from operators.tools import ToolRuntime
 
 Goal = Literal["refresh_feed", "push_offer", "propose_configuration"]
+# what the decision agent may do with its tools (read catalog, stock, quotes, configurations)
+AGENT_SCOPES = frozenset({"catalog:read", "inventory:read", "pricing:quote",
+                          "configurator:read"})
 
 
 class Step(BaseModel):
@@ -44,6 +48,9 @@ class Step(BaseModel):
     inputs: dict[str, str] = {}
     fallback: str | None = Field(None, description="id of the fallback step if this fails")
     optional: bool = False  # a failure is recorded and the plan goes on without its output
+    skip_if_empty: str | None = Field(None, description="input name: when it resolves to an "
+                                      "empty value the tool is not called (recorded as "
+                                      "skipped) and the step yields no output")
 
 
 class Plan(BaseModel):
@@ -70,9 +77,14 @@ class UnresolvedReference(KeyError):
     pass
 
 
+@lru_cache(maxsize=1024)
+def _const(encoded: str) -> Any:
+    return json.loads(encoded)
+
+
 def _resolve(ref: str, trigger: dict, features: dict, outputs: dict[str, dict]) -> Any:
     if ref.startswith("const:"):
-        return json.loads(ref[6:])
+        return _const(ref[6:])
     head, _, rest = ref.partition(".")
     try:
         if head == "trigger":
@@ -107,6 +119,10 @@ def run_plan(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str], trigger: 
         except UnresolvedReference as e:
             errors[step.id] = f"unresolved input {e.args[0]}"
             return f"unresolved input {e.args[0]}", None
+        if step.skip_if_empty is not None and not inputs.get(step.skip_if_empty):
+            calls.append({"tool": step.tool, "inputs": {}, "outcome": "skipped",
+                          "latency_ms": 0.0, "breaker_state": "closed"})
+            return "skipped", None
         read_only = runtime.tools[step.tool].spec.read_only
         key = None if read_only else idempotency_key(plan, step, trigger)
         r = runtime.call(step.tool, inputs, scopes, idempotency_key=key)
@@ -120,6 +136,8 @@ def run_plan(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str], trigger: 
         outcome, out = call(step)
         if outcome == "ok" and out is not None:
             outputs[step.id] = out
+            continue
+        if outcome == "skipped":
             continue
         fb = fallbacks.get(step.fallback) if step.fallback else None
         if fb is not None:

@@ -10,10 +10,11 @@ from operators.chunks import chunk_map
 
 
 def score(step_id: str, cands: Stream, k: int) -> Stream:
-    """chunks of (UserFeatures, candidates) → chunks of (UserFeatures, top-k ranked)."""
+    """chunks of (UserFeatures, candidates, retrieval) → the same, candidates ranked and cut
+    to the top ``k``."""
 
     def top(c: Candidates) -> Candidates:
-        f, items = c
-        return f, rank(items, k)
+        f, items, found = c
+        return f, rank(items, k), found
 
     return chunk_map(step_id, cands, top)

@@ -19,6 +19,8 @@ same output models is a valid adapter).
 from __future__ import annotations
 
 import json
+import threading
+import time
 from functools import lru_cache
 
 from pydantic import BaseModel, Field
@@ -64,6 +66,11 @@ class ScoredOut(BaseModel):
     items: list[tuple[str, float]]
 
 
+class CategoriesIn(BaseModel):
+    categories: list[str] = Field(max_length=10)
+    limit: int = Field(20, ge=1, le=200)
+
+
 class ConfigIn(BaseModel):
     sku: str
     affinities: str = Field("", description="'attribute=value:weight,...' (user_affinity)")
@@ -89,7 +96,79 @@ def _options(encoded: str) -> dict:
     return json.loads(encoded) if encoded else {}
 
 
-def store_tools(store: OnlineStore) -> list[Tool]:
+class CachedRows:
+    """Read-through cache of store rows for ``ttl_s`` seconds (candidate lists and
+    neighbours change slowly; one round trip per miss, not per decision)."""
+
+    def __init__(self, store: OnlineStore, ttl_s: float = 1.0, max_keys: int = 100_000,
+                 clock=time.monotonic) -> None:
+        self.store, self.ttl, self.max, self.clock = store, ttl_s, max_keys, clock
+        self._rows: dict[tuple[str, str], tuple[float, dict | None]] = {}
+        self._lock = threading.Lock()
+
+    def read_many(self, entity: str, keys: list[str]) -> list[dict | None]:
+        now = self.clock()
+        with self._lock:
+            rows = self._rows
+            hit = {k: v[1] for k in keys if (v := rows.get((entity, k))) and v[0] > now}
+            missing = [k for k in dict.fromkeys(keys) if k not in hit]
+            if missing:
+                if len(rows) > self.max:
+                    rows.clear()
+                for k, r in zip(missing, self.store.read_many(entity, missing), strict=True):
+                    hit[k] = r
+                    rows[(entity, k)] = (now + self.ttl, r)
+        return [hit[k] for k in keys]
+
+
+def _category_list(rows: list[dict | None], field: str, limit: int,
+                   weighted: bool) -> tuple[tuple[str, float], ...]:
+    return _merged_lists(tuple(str(r.get(f"category_items_v1.{field}", "")) if r else ""
+                               for r in rows), weighted, limit)
+
+
+@lru_cache(maxsize=20_000)  # keyed by the rows' own strings: a changed row is a new key
+def _merged_lists(encoded: tuple[str, ...], weighted: bool,
+                  limit: int) -> tuple[tuple[str, float], ...]:
+    """Merge per-category lists, the user's first category weighing most."""
+    scores: dict[str, float] = {}
+    for rank, text in enumerate(encoded):
+        entries = [e for e in text.split(",") if e]
+        if not entries:
+            continue
+        damp = 1.0 / (1 + rank)
+        top = float(entries[0].rpartition(":")[2]) if weighted else 1.0
+        for pos, e in enumerate(entries):
+            if weighted:
+                sku, _, w = e.rpartition(":")
+                v = float(w) / top if top > 0 else 0.0
+            else:
+                sku, v = e, 1.0 - pos / len(entries)
+            scores[sku] = max(scores.get(sku, 0.0), damp * v)
+    best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return tuple((s, round(w, 6)) for s, w in best)
+
+
+@lru_cache(maxsize=50_000)
+def _neighbours(seeds: tuple[str, ...], encoded: tuple[tuple[str, str], ...],
+                limit: int) -> tuple[tuple[str, float], ...]:
+    """Co-visitation neighbours of ``seeds`` (newest first, damped by rank), view→buy
+    counting twice, the seeds themselves left out."""
+    scores: dict[str, float] = {}
+    seen = set(seeds)
+    for rank, (vv, vb) in enumerate(encoded):
+        damp = 1.0 / (1 + rank)
+        for text, w_rel in ((vv, 1.0), (vb, 2.0)):
+            for sku, w in _parse_weights(text).items():
+                if sku not in seen:
+                    scores[sku] = scores.get(sku, 0.0) + damp * w_rel * w
+    best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return tuple((s, round(w, 6)) for s, w in best)
+
+
+def store_tools(store: OnlineStore, cache_s: float = 1.0) -> list[Tool]:
+    lists = CachedRows(store, cache_s)  # candidate retrieval reads through a short cache
+
     def catalog(x: dict) -> dict:
         rows = store.read_many("item", x["skus"])
         return {"items": {s: {"category": r.get(CAT + "category", ""),
@@ -115,19 +194,22 @@ def store_tools(store: OnlineStore) -> list[Tool]:
 
     def covis(x: dict) -> dict:
         """Neighbours of the recent items, weighted by recency rank (newest first)."""
-        scores: dict[str, float] = {}
-        seen = set(x["items"])
-        for rank, row in enumerate(store.read_many("item", x["items"])):
-            if not row:
-                continue
-            damp = 1.0 / (1 + rank)
-            for field, w_rel in (("item_covisitation_v1.view_view", 1.0),
-                                 ("item_covisitation_v1.view_buy", 2.0)):
-                for sku, w in _parse_weights(str(row.get(field, ""))).items():
-                    if sku not in seen:
-                        scores[sku] = scores.get(sku, 0.0) + damp * w_rel * w
-        best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: x.get("limit", 50)]
-        return {"items": [(s, round(w, 6)) for s, w in best]}
+        seeds = tuple(x["items"])
+        rows = lists.read_many("item", list(seeds))
+        encoded = tuple((str(r.get("item_covisitation_v1.view_view", "")),
+                         str(r.get("item_covisitation_v1.view_buy", ""))) if r else ("", "")
+                        for r in rows)
+        return {"items": _neighbours(seeds, encoded, x.get("limit", 50))}
+
+    def trending(x: dict) -> dict:
+        """Items trending now in the given categories (weights scaled to the top one)."""
+        rows = lists.read_many("category", x["categories"])
+        return {"items": _category_list(rows, "trending", x.get("limit", 20), True)}
+
+    def arrivals(x: dict) -> dict:
+        """The newest items in the given categories (1.0 = newest)."""
+        rows = lists.read_many("category", x["categories"])
+        return {"items": _category_list(rows, "new_arrivals", x.get("limit", 20), False)}
 
     def configure(x: dict) -> dict:
         (r,) = store.read_many("item", [x["sku"]])
@@ -163,6 +245,12 @@ def store_tools(store: OnlineStore) -> list[Tool]:
         Tool(ToolSpec(name="covis_candidates", description="items co-visited with recent "
                       "ones", scope="catalog:read", input_model=CovisIn,
                       output_model=ScoredOut, trusted=True), covis),
+        Tool(ToolSpec(name="category_trending", description="items trending now in the "
+                      "user's top categories", scope="catalog:read", input_model=CategoriesIn,
+                      output_model=ScoredOut, trusted=True), trending),
+        Tool(ToolSpec(name="new_arrivals", description="newest items in the user's top "
+                      "categories", scope="catalog:read", input_model=CategoriesIn,
+                      output_model=ScoredOut, trusted=True), arrivals),
         Tool(ToolSpec(name="configurator", description="the option combination a user "
                       "likes most that is valid and in stock", scope="configurator:read",
                       input_model=ConfigIn, output_model=ConfigOut, trusted=True), configure),

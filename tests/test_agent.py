@@ -123,3 +123,23 @@ def test_configurations_are_valid_and_records_explain_tools_and_policy(agent_run
     conf = next(r for r in records if r["decision_type"] == "configuration"
                 and not r["suppressed"])
     assert conf["tool_calls"][0]["tool"] == "configurator" and conf["output"]["choices"]
+
+
+def test_feeds_draw_candidates_from_every_source_and_records_show_retrieval(agent_run):
+    out, _ = agent_run
+    reasons: dict[str, int] = {}
+    for line in read_channel(out, "feed_updates"):
+        for item in json.loads(line)["items"]:
+            reasons[item["reason"]] = reasons.get(item["reason"], 0) + 1
+    assert set(reasons) == {"interest", "covis", "trending", "new"}, reasons
+    records = [json.loads(b) for b in read_channel(out, "decision_records")]
+    feeds = [r for r in records if r["decision_type"] == "feed_update" and not r["suppressed"]]
+    assert all([c["tool"] for c in r["tool_calls"]] ==
+               ["covis_candidates", "category_trending", "new_arrivals"] for r in feeds)
+    called = [r for r in feeds if all(c["outcome"] == "ok" for c in r["tool_calls"])]
+    assert called and all(r["plan"] == "feed-candidates" for r in feeds)
+    assert any("trending in" in r["explanation"] for r in feeds)
+    # a user with no categories yet: those sources are skipped, not called
+    assert any(c["outcome"] == "skipped" for r in feeds for c in r["tool_calls"])
+    # more candidates judged than recent interests alone can give (12 at most)
+    assert max(r["features"]["candidates"] for r in feeds) > 12

@@ -194,7 +194,7 @@ def test_affinity_rows_before_any_user_event_do_not_overflow():
 
 
 def test_category_lists_are_bounded_newest_and_strongest_first():
-    from features.category_features import CAPACITY, K, NEWEST, CategoryFold, CategoryInput
+    from features.category_features import CAPACITY, NEWEST, CategoryFold, CategoryInput, K
 
     f = CategoryFold()
     s = f.new()

@@ -82,3 +82,19 @@ def test_planner_is_deterministic():
     assert plan_goals(Trigger("page_view", "u1", "e2", 0, "B"), True, 0, True) == [
         "refresh_feed", "propose_configuration"]
     assert plan_goals(Trigger("inventory", "u1", "e3", 0, "B"), True, 0, True) == []
+
+
+def test_a_step_with_nothing_to_start_from_is_skipped_not_called():
+    plan = Plan(name="cands", version="1", goal="refresh_feed", steps=[
+        Step(id="a", tool="primary", inputs={"n": "features.seeds"}, optional=True,
+             skip_if_empty="n"),
+        Step(id="b", tool="extra", inputs={"n": "features.k"}),
+    ])
+    calls: list[str] = []
+    run = run_plan(plan, runtime(set(), calls=calls), S, {"event_id": "e"},
+                   {"seeds": 0, "k": 1})
+    assert run.ok and calls == ["extra"] and "a" not in run.outputs
+    assert [c["outcome"] for c in run.calls] == ["skipped", "ok"]
+    run = run_plan(plan, runtime(set(), calls=calls), S, {"event_id": "e"},
+                   {"seeds": 5, "k": 1})
+    assert calls == ["extra", "primary", "extra"] and run.outputs["a"]["n"] == 6

@@ -78,3 +78,40 @@ def test_configurator_respects_compatibility_affinity_and_material_stock(filled)
     assert r.output["price"] > catalog[sku]["price"] - 1e-9  # carbon costs more
     plain = next(s for s, c in sorted(catalog.items()) if not c["option_groups"])
     assert rt.call("configurator", {"sku": plain}, ALL_SCOPES).outcome == "error"
+
+
+def test_category_candidates_come_from_the_category_views(filled):
+    store, catalog = filled
+    rt = ToolRuntime(store_tools(store))
+    cats = [c for c in store.keys("category")][:2]
+    assert cats, "the flow wrote no category rows"
+    trending = rt.call("category_trending", {"categories": cats, "limit": 10}, ALL_SCOPES)
+    new = rt.call("new_arrivals", {"categories": cats, "limit": 10}, ALL_SCOPES)
+    assert trending.outcome == new.outcome == "ok"
+    assert trending.output["items"] and new.output["items"]
+    in_cats = {s for s, c in catalog.items() if "/".join(c["category_path"]) in cats}
+    assert {s for s, _ in trending.output["items"]} <= in_cats
+    assert {s for s, _ in new.output["items"]} <= in_cats
+    weights = [w for _, w in trending.output["items"]]
+    assert weights == sorted(weights, reverse=True) and weights[0] == 1.0  # the top one
+
+
+def test_trusted_tools_outputs_meet_their_declared_models(filled):
+    """Built-in tools are not re-validated per call: this is where their schemas are held."""
+    store, catalog = filled
+    rt = ToolRuntime(store_tools(store))
+    skus = sorted(catalog)[:4]
+    cats = store.keys("category")[:2]
+    calls = {"catalog_lookup": {"skus": skus}, "inventory_check": {"skus": skus},
+             "pricing_quote": {"sku": skus[0], "discount_pct": 5.0},
+             "covis_candidates": {"items": skus, "limit": 5},
+             "category_trending": {"categories": cats, "limit": 5},
+             "new_arrivals": {"categories": cats, "limit": 5}}
+    assert set(calls) | {"configurator"} == set(rt.tools)
+    for name, inputs in calls.items():
+        spec = rt.tools[name].spec
+        assert spec.trusted
+        spec.input_model.model_validate(inputs)
+        r = rt.call(name, inputs, ALL_SCOPES)
+        assert r.outcome == "ok", (name, r.error)
+        spec.output_model.model_validate(r.output)
