@@ -76,7 +76,7 @@ def _flow_figures(name: str, decisions: bool, what: str, runs: int, events: int)
     return figs
 
 
-def bench_thin_flow(runs: int = 3, events: int = 100_000) -> Figure:
+def bench_thin_flow(runs: int = 3, events: int = 30_000) -> Figure:
     """The whole main flow, embedded: features and a feed decision per user event."""
     return _flow_figures("thin_flow", True, "the whole main flow (validation, item/user/"
                          "co-visitation folds, quality monitors, candidates, score, feed "
@@ -254,6 +254,22 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0) -> Figure:
                f"the whole flow (features, policy, allocation, sinks, Parquet archive) included"}
     figs["events_per_s_embedded_1w_main_flow"] = {
         "value": round(n / secs), "unit": "events/s", "how": "same run as decisions_per_s"}
+    # the decision path's own cost: the same events through the feature flow alone
+    out2 = path.parent / "emb-features"
+    cfg2 = RunConfig(inputs=[str(path)], output=str(out2), store=f"memory://{out2.name}",
+                     decisions=False, settings=Settings(_env_file=None, progress_every_s=0))
+    gc.collect()
+    t0 = time.perf_counter()
+    run(cfg2, workers=1)
+    feat_secs = time.perf_counter() - t0
+    MemoryStore.drop(out2.name)
+    per = (secs - feat_secs) / n_dec * 1e6
+    figs["decision_path_us_per_decision"] = {
+        "value": round(per), "unit": "µs",
+        "how": f"(whole flow {secs:.1f} s - feature flow alone {feat_secs:.1f} s on the same "
+               f"{n} events, same run) / {n_dec} decisions: candidates (4 sources, up to 50), "
+               f"scoring, policy, allocation, records, their sinks and archive; "
+               f"{1e6 / per:,.0f} decisions/s per worker for the decision path alone"}
 
     # 2) Kafka: the maximum rate over a pre-filled topic, then half of it produced live, with
     #    latency from each trigger's produce time to its decision record's produce time
