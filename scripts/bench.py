@@ -76,6 +76,33 @@ def _flow_figures(name: str, decisions: bool, what: str, runs: int, events: int)
     return figs
 
 
+def bench_yardstick(runs: int = 3, events: int = 300_000, users: int = 100_000) -> Figure:
+    """A bare keyed Bytewax counter (the issue's yardstick), to read our figures against the
+    machine's speed at the time: this shared machine's speed varies from day to day."""
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    keys = [f"U{(i * 7919) % users}" for i in range(events)]
+
+    def once() -> float:
+        flow = Dataflow("yardstick")
+        s = op.input("in", flow, TestingSource(keys, batch_size=1000))
+        keyed = op.key_on("key", s, lambda k: k)
+        counts = op.stateful_map("count", keyed, lambda n, _: ((n or 0) + 1, None))
+        op.output("out", op.filter("none", counts, lambda kv: False), TestingSink([]))
+        t0 = time.perf_counter()
+        run_main(flow)
+        return events / (time.perf_counter() - t0)
+
+    med, vals = _median_runs(once, runs)
+    return {"yardstick_bare_keyed_counter_events_per_s": {
+        "value": round(med), "unit": "events/s",
+        "how": f"median of {runs} runs ({', '.join(f'{v:,.0f}' for v in vals)}); {events} "
+               f"events over {users} keys: input, key_on, stateful_map counter, one worker "
+               f"(the issue quotes about 110,000/s here on a quieter day)"}}
+
+
 def bench_thin_flow(runs: int = 3, events: int = 30_000) -> Figure:
     """The whole main flow, embedded: features and a feed decision per user event."""
     return _flow_figures("thin_flow", True, "the whole main flow (validation, item/user/"
@@ -365,6 +392,7 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0) -> Figure:
 
 
 BENCHES: dict[str, Callable[[], Figure]] = {
+    "yardstick": bench_yardstick,
     "decisions": bench_decisions,
     "policy": bench_policy,
     "thin_flow": bench_thin_flow,
