@@ -49,7 +49,7 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         },
     }
     if store is not None:
-        report["store"] = {e: len(store.keys(e)) for e in ("user", "session", "item", "feed")}
+        report["store"] = {e: len(store.keys(e)) for e in ("user", "session", "item", "category", "feed")}
         feat_dir = out / "features"
         feat_dir.mkdir(parents=True, exist_ok=True)
         for entity in ("user", "session", "item", "feed"):
