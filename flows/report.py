@@ -49,10 +49,11 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         },
     }
     if store is not None:
-        report["store"] = {e: len(store.keys(e)) for e in ("user", "session", "item", "category", "feed")}
+        entities = ("user", "session", "item", "category", "feed")
+        report["store"] = {e: len(store.keys(e)) for e in entities}
         feat_dir = out / "features"
         feat_dir.mkdir(parents=True, exist_ok=True)
-        for entity in ("user", "session", "item", "feed"):
+        for entity in entities:
             keys = store.keys(entity)
             with open(feat_dir / f"{entity}.jsonl", "w") as f:
                 for k, v in zip(keys, store.read_many(entity, keys), strict=True):
