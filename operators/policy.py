@@ -4,18 +4,18 @@ Every decision shard keeps a ``PolicyEngine`` in its shared state; control event
 broadcast to all shards, so each applies the same changes in the same order, and only
 shard 0 emits the ``policy_change`` events (one log line per change, not one per shard).
 Candidates are built from the online store's item rows (catalog, stock, price), read in
-one round trip for all missing ones and cached for ``cache_s`` seconds per process.
+one round trip for all missing ones and cached for ``cache_s`` seconds per process
+(``operators.store_tools.CachedRows``).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 from features.events import Control, PolicyChange, outgoing
 from features.store import OnlineStore
-from operators.store_tools import store_tools
+from operators.store_tools import CachedRows, store_tools
 from operators.tools import ToolRuntime
 from policies.evaluate import Candidates, CompiledPack
 from policies.lifecycle import PolicyEngine
@@ -46,7 +46,7 @@ class PolicyGate:
             raise ValueError(f"active pack {self.active} is not among {sorted(packs)}")
         self._store_factory = store_factory
         self._store: OnlineStore | None = None
-        self._cache: dict[str, tuple[float, tuple]] = {}
+        self._facts_cache: CachedRows | None = None
         self._cache_s = cache_s
         self._lock = threading.Lock()
         self._runtime: ToolRuntime | None = None
@@ -90,20 +90,15 @@ class PolicyGate:
                 bool(r.get("item_catalog_v2.options")))
 
     def _item_facts(self, skus: list[str]) -> list[tuple]:
-        now = time.monotonic()
-        with self._lock:
-            if self._store is None:
-                self._store = self._store_factory()
-            cache = self._cache
-            hits = {s: v[1] for s in skus if (v := cache.get(s)) is not None and v[0] > now}
-            missing = [s for s in dict.fromkeys(skus) if s not in hits]
-            if missing:
-                for s, row in zip(missing, self._store.read_many("item", missing), strict=True):
-                    facts = hits[s] = self._facts(row or {})
-                    cache[s] = (now + self._cache_s, facts)
-                if len(cache) > 200_000:
-                    cache.clear()
-        return [hits[s] for s in skus]
+        if self._facts_cache is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = self._store_factory()
+                if self._facts_cache is None:
+                    self._facts_cache = CachedRows(self._store, self._cache_s,
+                                                   max_keys=200_000,
+                                                   derive=lambda r: self._facts(r or {}))
+        return self._facts_cache.read_many("item", skus)
 
     def configurable(self, sku: str) -> bool:
         return bool(self._item_facts([sku])[0][6])

@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -97,16 +99,20 @@ def _options(encoded: str) -> dict:
 
 
 class CachedRows:
-    """Read-through cache of store rows for ``ttl_s`` seconds (candidate lists and
-    neighbours change slowly; one round trip per miss, not per decision)."""
+    """Read-through cache of store rows for ``ttl_s`` seconds (candidate lists, neighbours
+    and item facts change slowly: one round trip per miss, not per decision). With
+    ``derive``, what is cached and returned is ``derive(row)`` (computed once per miss).
+    """
 
     def __init__(self, store: OnlineStore, ttl_s: float = 1.0, max_keys: int = 100_000,
-                 clock=time.monotonic) -> None:
+                 derive: Callable[[dict | None], Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.ttl, self.max, self.clock = store, ttl_s, max_keys, clock
-        self._rows: dict[tuple[str, str], tuple[float, dict | None]] = {}
+        self.derive = derive
+        self._rows: dict[tuple[str, str], tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
-    def read_many(self, entity: str, keys: list[str]) -> list[dict | None]:
+    def read_many(self, entity: str, keys: list[str]) -> list[Any]:
         now = self.clock()
         with self._lock:
             rows = self._rows
@@ -116,8 +122,8 @@ class CachedRows:
                 if len(rows) > self.max:
                     rows.clear()
                 for k, r in zip(missing, self.store.read_many(entity, missing), strict=True):
-                    hit[k] = r
-                    rows[(entity, k)] = (now + self.ttl, r)
+                    v = hit[k] = r if self.derive is None else self.derive(r)
+                    rows[(entity, k)] = (now + self.ttl, v)
         return [hit[k] for k in keys]
 
 

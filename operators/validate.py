@@ -9,6 +9,7 @@ from bytewax.dataflow import Stream
 
 from features.events import DeadLetter, Inbound
 from features.validate import RawRecord, validate_record
+from operators.chunks import split_by_type
 
 
 class Validated(NamedTuple):
@@ -20,16 +21,14 @@ class Validated(NamedTuple):
 
 def validate(step_id: str, up: Stream[RawRecord], fmt: str = "native") -> Validated:
     """One Bytewax batch of raw records → one chunk of events and one of dead letters."""
-    def check(batch: list[RawRecord]) -> list[tuple[bool, list]]:
-        good: list = []
-        bad: list = []
+    def check(batch: list[RawRecord]) -> list[list]:
+        out: list = []
         for rec in batch:
             events, dead = validate_record(rec, fmt)
-            good += events
-            bad += dead
-        return [(ok, chunk) for ok, chunk in ((True, good), (False, bad)) if chunk]
+            out += events
+            out += dead
+        return [out] if out else []
 
-    both = op.flat_map_batch(f"{step_id}_check", up, check)
-    split = op.branch(f"{step_id}_split", both, lambda x: x[0])
-    return Validated(op.map(f"{step_id}_events", split.trues, lambda x: x[1]),
-                     op.map(f"{step_id}_dead", split.falses, lambda x: x[1]))
+    checked = op.flat_map_batch(f"{step_id}_check", up, check)
+    dead, events = split_by_type(f"{step_id}_split", checked, (DeadLetter,))
+    return Validated(events, dead)
