@@ -102,26 +102,29 @@ class UserState:
             setattr(self, name, v)
 
 
-def _tops(aff: DecayedMap, k: int, as_of: int) -> dict[str, str]:
-    """Per key prefix ("c:", "b:", "p:", "a:"), its ``k`` strongest keys as 'key:weight,...'."""
-    f = aff._decay(as_of)
-    groups: dict[str, dict[str, float]] = {}
-    for key, g in aff.w.items():
-        p = key[:2]
-        d = groups.get(p)
-        if d is None:
-            groups[p] = {key[2:]: g}
-        else:
-            d[key[2:]] = g
-    return {p: ",".join(f"{key}:{g * f:.4f}" for key, g in strongest(d, k))
-            for p, d in groups.items()}
+def _prefixed(aff: DecayedMap, prefix: str) -> dict[str, float]:
+    """The affinities of one kind ("c:" category, "b:" brand, "p:" price band, "a:"
+    attribute), keys without the prefix."""
+    n = len(prefix)
+    return {key[n:]: g for key, g in aff.w.items() if key.startswith(prefix)}
+
+
+def _encode(weights: dict[str, float], k: int, factor: float) -> str:
+    """The ``k`` strongest as 'key:weight,...', weights scaled by ``factor`` (the decay)."""
+    return ",".join(f"{key}:{g * factor:.4f}" for key, g in strongest(weights, k))
 
 
 def _top(aff: DecayedMap, prefix: str, k: int, as_of: int) -> str:
+    return _encode(_prefixed(aff, prefix), k, aff._decay(as_of))
+
+
+def _tops(aff: DecayedMap, k: int, as_of: int) -> dict[str, str]:
+    """``_top`` of every prefix present, in one pass over the affinities."""
+    groups: dict[str, dict[str, float]] = {}
+    for key, g in aff.w.items():
+        groups.setdefault(key[:2], {})[key[2:]] = g
     f = aff._decay(as_of)
-    n = len(prefix)
-    d = {key[n:]: g for key, g in aff.w.items() if key.startswith(prefix)}
-    return ",".join(f"{key}:{g * f:.4f}" for key, g in strongest(d, k))
+    return {p: _encode(d, k, f) for p, d in groups.items()}
 
 
 def _stage(sess: list) -> str:
@@ -211,8 +214,7 @@ class UserFold:
             dirty.add("user_purchases")
         if self.decision_inputs:
             attrs = _top(s.aff, "a:", 5, s.last_ts) if kind in ("page_view", "click") else ""
-            cats = tuple(k[2:] for k, _ in strongest(
-                {k: g for k, g in s.aff.w.items() if k[0] == "c"}, MAX_CATEGORIES))
+            cats = tuple(k for k, _ in strongest(_prefixed(s.aff, "c:"), MAX_CATEGORIES))
             out.append(UserFeatures(e.user_id, e.event_id, ts,
                                     s.interest.top(self.max_interests, s.last_ts),
                                     tuple(s.bought), s.consent, False, kind,

@@ -47,20 +47,21 @@ class WindowCounts:
                 del ring[b]
 
     def count(self, type_idx: int, window: str, as_of: int) -> int:
-        size, n = RINGS[window]
-        hi = as_of // size
-        shift = _BITS * type_idx
-        return sum((c >> shift) & _MASK for b, c in self.rings[window].items()
-                   if hi - n < b <= hi)
+        return self.counts(window, as_of)[type_idx]
 
-    def counts(self, window: str, as_of: int) -> tuple[int, ...]:
-        """Counts of every type in ``window`` as of ``as_of``, in one pass (a type's count
-        per window stays below 2**21)."""
+    def counts(self, window: str, as_of: int) -> tuple[int, int, int]:
+        """Counts of every type (views, cart adds, orders) in ``window`` as of ``as_of``,
+        in one pass over the ring."""
         size, n = RINGS[window]
         hi = as_of // size
         lo = hi - n
-        total = sum(c for b, c in self.rings[window].items() if lo < b <= hi)
-        return tuple((total >> (_BITS * t)) & _MASK for t in range(N_TYPES))
+        views = carts = orders = 0
+        for b, c in self.rings[window].items():
+            if lo < b <= hi:
+                views += c & _MASK
+                carts += (c >> _BITS) & _MASK
+                orders += c >> (2 * _BITS)
+        return views, carts, orders
 
     def __getstate__(self):
         return (self.rings, self.retain)

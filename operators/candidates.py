@@ -29,7 +29,7 @@ from operators.chunks import chunk_map
 from operators.plans import AGENT_SCOPES, Plan, Step, run_plan
 from operators.tools import ToolRuntime
 
-WEIGHTS = {"interest": 1.0, "covis": 0.6, "trending": 0.4, "new": 0.25}
+WEIGHTS = {"interest": 1.0, "covis": 0.6, "trending": 0.4, "new": 0.25}  # by plan step id
 FEED_PLAN = Plan(name="feed-candidates", version="2", goal="refresh_feed", steps=[
     Step(id="covis", tool="covis_candidates",
          inputs={"items": "features.recent", "limit": "const:30"}, optional=True,
@@ -82,8 +82,8 @@ def candidates(step_id: str, feats: Stream, runtime: Callable[[], ToolRuntime],
             return f, [], Retrieval([], [], {})
         run = run_plan(FEED_PLAN, runtime(), AGENT_SCOPES, {"event_id": f.event_id},
                        {"recent": list(f.recent), "categories": list(f.categories)})
-        found = {step: run.outputs[step]["items"] for step in ("covis", "trending", "new")
-                 if step in run.outputs}
+        found = {step.id: run.outputs[step.id]["items"] for step in FEED_PLAN.steps
+                 if step.id in run.outputs}
         items, sources = merge(f.interests, found, set(f.purchased), limit)
         return f, items, Retrieval(run.calls, run.fallbacks, sources)
 

@@ -5,7 +5,8 @@ Bytewax spends a few microseconds on every item at every step (a Python call per
 steps exchange far more items than there are events (affinity hints, co-visitation pairs,
 store rows, decision records), so inside the flow they pass whole lists: one chunk per
 Bytewax batch and step, a handful of Python calls per batch instead of one per item.
-Sources and sinks stay per item: ``chunked`` at the entrance, ``flatten`` at the exit.
+Sources and sinks stay per item: the validate step chunks what the source reads, and
+``flatten`` turns chunks back into items before the sinks.
 
 A chunk is a plain ``list``; an empty chunk is never emitted.
 """
@@ -17,11 +18,6 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
-
-
-def chunked(step_id: str, up: Stream) -> Stream[list]:
-    """Item stream → chunk stream (each Bytewax batch becomes one chunk)."""
-    return op.flat_map_batch(step_id, up, lambda batch: [batch] if batch else [])
 
 
 def flatten(step_id: str, up: Stream[list]) -> Stream:
