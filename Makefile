@@ -12,7 +12,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
-venv: $(STAMP)
+## The native fold kernels (Rust, native/): rebuilt when their sources change. Without cargo
+## the flow runs the Python folds (and says so).
+NATIVE_SRC := native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
+NATIVE_STAMP := $(VENV)/.native-$(shell cat $(NATIVE_SRC) | cksum | cut -d' ' -f1)
+
+$(NATIVE_STAMP): $(STAMP) $(NATIVE_SRC)
+	@if command -v cargo >/dev/null; then \
+		$(BIN)/python -m pip install -q ./native; \
+	else \
+		echo "cargo not found: bespoke_native not built, the Python folds will run"; \
+	fi
+	@rm -f $(VENV)/.native-*; touch $(NATIVE_STAMP)
+
+venv: $(STAMP) $(NATIVE_STAMP)
 
 ## The embedded default: generated events -> files under out/ and a printed report.
 demo: venv

@@ -23,6 +23,12 @@ from features.covisitation import CovisFold
 from features.events import LateEvent
 from features.interactions import AffinityHint, item_inputs, user_inputs
 from features.item_features import ItemFold
+from features.native import (
+    available,
+    native_covis_fold,
+    native_item_fold,
+    native_user_fold,
+)
 from features.store import StoreOp
 from features.user_features import UserFeatures, UserFold
 from operators.chunks import chunk_flat_map, split_by_type
@@ -37,6 +43,7 @@ class FeatureConfig(NamedTuple):
     ttl_s: int | None = None  # override every view's TTL (tests)
     shards: int = 64  # state shards per keyed step
     snapshots: bool = True  # False when recovery is off: no snapshot work at all
+    native: bool = True  # native shards for the item, user and co-visitation folds, if built
 
 
 class FeatureStreams(NamedTuple):
@@ -55,9 +62,10 @@ def feature_pipeline(step_id: str, events: Stream[list], cfg: FeatureConfig) -> 
     """``events``: a chunk stream of validated events."""
     common = {"shards": cfg.shards, "mirror_every_s": cfg.mirror_every_s,
               "idle_evict_s": cfg.idle_evict_s, "snapshots": cfg.snapshots}
+    native = cfg.native and available()  # native shards (features.native) where built
     item_in = chunk_flat_map(f"{step_id}_item_in", events, item_inputs)
-    item_out = sharded_fold(f"{step_id}_item", item_in,
-                            ItemFold(cfg.allowed_lateness_ms, cfg.ttl_s), _first, **common)
+    item_fold = (native_item_fold if native else ItemFold)(cfg.allowed_lateness_ms, cfg.ttl_s)
+    item_out = sharded_fold(f"{step_id}_item", item_in, item_fold, _first, **common)
     hints, item_late, category_in, item_store = split_by_type(
         f"{step_id}_item_split", item_out, (AffinityHint, LateEvent, CategoryInput))
     category_store = sharded_fold(f"{step_id}_category", category_in, CategoryFold(cfg.ttl_s),
@@ -65,14 +73,14 @@ def feature_pipeline(step_id: str, events: Stream[list], cfg: FeatureConfig) -> 
 
     direct = chunk_flat_map(f"{step_id}_user_in", events, user_inputs)
     user_in = op.merge(f"{step_id}_user_merge", direct, hints)
-    user_out = sharded_fold(f"{step_id}_user", user_in,
-                            UserFold(cfg.allowed_lateness_ms, cfg.ttl_s, cfg.decision_inputs),
-                            _first, **common)
+    user_fold = (native_user_fold if native else UserFold)(
+        cfg.allowed_lateness_ms, cfg.ttl_s, cfg.decision_inputs)
+    user_out = sharded_fold(f"{step_id}_user", user_in, user_fold, _first, **common)
     pairs, decisions, user_late, user_store = split_by_type(
         f"{step_id}_user_split", user_out, (tuple, UserFeatures, LateEvent))
 
-    covis_store = sharded_fold(f"{step_id}_covis", pairs, CovisFold(cfg.ttl_s), _first,
-                               **common)
+    covis_fold = (native_covis_fold if native else CovisFold)(cfg.ttl_s)
+    covis_store = sharded_fold(f"{step_id}_covis", pairs, covis_fold, _first, **common)
     store = op.merge(f"{step_id}_store", item_store, user_store, covis_store, category_store)
     late = op.merge(f"{step_id}_late", item_late, user_late)
     return FeatureStreams(store, late, decisions)

@@ -17,6 +17,10 @@ provide ``on_end(state) -> outputs`` for the end of a finite input. The step:
 - snapshots each touched shard whole (pickled) when ``snapshots`` is on: recovery cost
   grows with state per shard, so large deployments raise ``shards``.
 
+A fold that defines ``new_shard()`` (a native shard, see ``features.native``) gets the
+whole batch of a shard in one call: the shard holds the states and their dirty set, and
+answers ``apply(items, per_event)``, ``flush()``, ``evict(keys)``, ``dump()``/``load()``.
+
 A fold that also defines ``new_shared()`` and ``apply_shared(shared, payload)`` gets one
 *shared* state per shard, passed as a third argument to ``apply``; ``Broadcast`` items
 (see ``broadcast``) go to ``apply_shared`` of every shard, in stream order: this is how
@@ -109,13 +113,19 @@ class _ShardLogic(StatefulBatchLogic):
                     out.extend(fold.rows(st, k))
                 else:
                     touched.add(k)
+        self._schedule(groups, bool(touched))
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
+
+    def _schedule(self, groups: list, touched: bool) -> None:
+        """Plan the next mirror flush and idle sweep after a batch."""
         now = datetime.now(_UTC)
-        if not per_event and touched and self.flush_at is None:
+        if self.mirror is not None and touched and self.flush_at is None:
             # shards flush at staggered times: no once-a-second burst of every shard's rows
             if self.phase is None:
                 self.phase = 0.5 + (zlib.crc32(groups[0][0].encode()) % 1000) / 1000
-            self.flush_at = now + self.mirror * self.phase  # type: ignore[operator]
+            self.flush_at = now + self.mirror * self.phase
         if self.idle_s is not None:
+            key_of = self.key_of
             mono = time.monotonic()
             for group in groups:
                 for x in group[1]:
@@ -123,7 +133,6 @@ class _ShardLogic(StatefulBatchLogic):
                         self.seen[key_of(x)] = mono
             if self.sweep_at is None:
                 self.sweep_at = now + timedelta(seconds=self.idle_s / 4)
-        return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def _flush(self) -> list:
         out: list = []
@@ -143,17 +152,25 @@ class _ShardLogic(StatefulBatchLogic):
         if self.sweep_at is not None and now >= self.sweep_at:
             limit = time.monotonic() - (self.idle_s or 0)
             idle = [k for k, t in self.seen.items() if t < limit]
+            out.extend(self._evict(idle))
             for k in idle:
-                st = self.states.pop(k, None)
-                if st is not None and k in self.dirty:
-                    out.extend(self.fold.rows(st, k))
-                self.dirty.discard(k)
                 del self.seen[k]
             self.sweep_at = now + timedelta(seconds=(self.idle_s or 0) / 4) if self.seen \
                 else None
-        keep = self.states or self.uses_shared
-        return ([out] if out else []), (StatefulBatchLogic.RETAIN if keep
+        return ([out] if out else []), (StatefulBatchLogic.RETAIN if self._keep()
                                         else StatefulBatchLogic.DISCARD)
+
+    def _evict(self, keys: list[str]) -> list:
+        out: list = []
+        for k in keys:
+            st = self.states.pop(k, None)
+            if st is not None and k in self.dirty:
+                out.extend(self.fold.rows(st, k))
+            self.dirty.discard(k)
+        return out
+
+    def _keep(self) -> bool:
+        return bool(self.states) or self.uses_shared
 
     def on_eof(self) -> tuple[list, bool]:
         self.flush_at = None
@@ -173,6 +190,42 @@ class _ShardLogic(StatefulBatchLogic):
             return None
         return pickle.dumps((self.states, self.dirty, self.shared),
                             protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _NativeShardLogic(_ShardLogic):
+    """The same step around a fold with a native shard (``fold.new_shard()``, see
+    ``features.native``): a batch crosses into the shard once, not once per item."""
+
+    def __init__(self, fold: Any, key_of: Callable[[Any], str], resume: bytes | None,
+                 mirror_s: float, idle_s: float | None, snapshots: bool) -> None:
+        super().__init__(fold, key_of, None, mirror_s, idle_s, snapshots)
+        self.shard = fold.new_shard()
+        if resume:
+            self.shard.load(resume)
+
+    def on_batch(self, groups: list) -> tuple[list, bool]:
+        per_event = self.mirror is None
+        apply = self.shard.apply
+        if len(groups) == 1:
+            out = apply(groups[0][1], per_event)
+        else:
+            out = []
+            for group in groups:
+                out += apply(group[1], per_event)
+        self._schedule(groups, self.shard.touched() > 0)
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
+
+    def _flush(self) -> list:
+        return self.shard.flush()
+
+    def _evict(self, keys: list[str]) -> list:
+        return self.shard.evict(keys)
+
+    def _keep(self) -> bool:
+        return len(self.shard) > 0
+
+    def snapshot(self) -> bytes | None:
+        return self.shard.dump() if self.snapshots else None
 
 
 def shard_groups(chunks: list, key_of: Callable[[Any], str], shards: int) -> list:
@@ -200,8 +253,10 @@ def sharded_fold(step_id: str, up: Stream, fold: Fold, key_of: Callable[[Any], s
                                 lambda batch: shard_groups(batch, key_of, shards))
     keyed = op.key_on(f"{step_id}_shard", grouped, lambda g: g[0])
 
+    logic = _NativeShardLogic if hasattr(fold, "new_shard") else _ShardLogic
+
     def build(resume: bytes | None) -> _ShardLogic:
-        return _ShardLogic(fold, key_of, resume, mirror_every_s, idle_evict_s, snapshots)
+        return logic(fold, key_of, resume, mirror_every_s, idle_evict_s, snapshots)
 
     out = op.stateful_batch(f"{step_id}_fold", keyed, build)
     return op.flat_map_batch(f"{step_id}_unkey", out, _merge_values)

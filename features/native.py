@@ -1,0 +1,82 @@
+"""Native shards for the heaviest feature folds (``bespoke_native``, Rust, built by ``make``).
+
+``native_user_fold``, ``native_item_fold`` and ``native_covis_fold`` return the Python
+folds of ``features.user_features``, ``features.item_features`` and
+``features.covisitation`` with one more method,
+``new_shard()``: a native shard that holds every entity state of one shard and applies a
+whole batch in one call (``operators.sharded_fold`` uses it when present). The Python
+``apply``/``rows`` stay the reference: ``tests/test_native_folds.py`` feeds both the same
+inputs and requires the same outputs, field for field.
+
+Without the extension (``available()`` is false) the flow runs the Python folds.
+
+>>> if available():
+...     fold = native_covis_fold(ttl_s=60)
+...     shard = fold.new_shard()
+...     _ = shard.apply([("A", "B", "vv", 1_000), ("A", "B", "vv", 2_000)], False)
+...     print(shard.flush()[0].fields["view_view"])
+... else:
+...     print("B:2.0000")
+B:2.0000
+"""
+
+from __future__ import annotations
+
+from features.category_features import CategoryInput
+from features.covisitation import CovisFold
+from features.events import LateEvent
+from features.interactions import AffinityHint
+from features.item_features import ItemFold
+from features.store import StorePurge, StoreWrite
+from features.user_features import UserFeatures, UserFold
+
+try:
+    import bespoke_native
+except ImportError:  # not built: the Python folds run
+    bespoke_native = None
+
+ITEM_VIEWS = ("item_catalog", "item_popularity", "item_price", "item_stock")
+USER_VIEWS = ("session_state", "user_activity", "user_affinity", "user_cart",
+              "user_purchases", "user_recency")
+
+
+def available() -> bool:
+    return bespoke_native is not None
+
+
+class _NativeUserFold(UserFold):
+    def new_shard(self):
+        meta = [self.meta[v] for v in USER_VIEWS]
+        return bespoke_native.UserShard(self.lateness, self.idle_reset_ms, self.decision_inputs,
+                                        self.max_interests, meta,
+                                        (StoreWrite, StorePurge, LateEvent, UserFeatures))
+
+
+class _NativeItemFold(ItemFold):
+    def new_shard(self):
+        return bespoke_native.ItemShard(self.lateness, [self.ttl[v] for v in ITEM_VIEWS],
+                                        (StoreWrite, LateEvent, AffinityHint, CategoryInput))
+
+
+class _NativeCovisFold(CovisFold):
+    def new_shard(self):
+        return bespoke_native.CovisShard(self.prefix, self.ttl, StoreWrite)
+
+
+def native_user_fold(allowed_lateness_ms: int, ttl_s: int | None = None,
+                     decision_inputs: bool = False) -> UserFold:
+    if not available():
+        raise RuntimeError("bespoke_native is not built (make venv builds it)")
+    return _NativeUserFold(allowed_lateness_ms, ttl_s, decision_inputs)
+
+
+def native_item_fold(allowed_lateness_ms: int, ttl_s: int | None = None) -> ItemFold:
+    if not available():
+        raise RuntimeError("bespoke_native is not built (make venv builds it)")
+    return _NativeItemFold(allowed_lateness_ms, ttl_s)
+
+
+def native_covis_fold(ttl_s: int | None = None) -> CovisFold:
+    if not available():
+        raise RuntimeError("bespoke_native is not built (make venv builds it)")
+    return _NativeCovisFold(ttl_s)

@@ -1,0 +1,324 @@
+//! Item features: `features/item_features.py`'s `ItemFold`, natively.
+
+use std::collections::HashMap;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use serde::{Deserialize, Serialize};
+
+use crate::decay::{round_n, DecayedMap};
+use crate::shard::NativeFold;
+use crate::shard_class;
+
+const H: i64 = 3_600_000;
+const POP_HL: i64 = 24 * H;
+const TREND_HL: i64 = H;
+const COVER_HL: i64 = 7 * 24 * H;
+
+// dirty views, bit order = sorted view names
+const ITEM_CATALOG: u8 = 1;
+const ITEM_POPULARITY: u8 = 2;
+const ITEM_PRICE: u8 = 4;
+const ITEM_STOCK: u8 = 8;
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Catalog {
+    category: String,
+    brand: String,
+    band: String,
+    attrs: Vec<String>,
+    price: f64,
+    currency: String,
+    min_age: i64,
+    regions: String,
+    ts: i64,
+    options: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ItemState {
+    catalog: Option<Catalog>,
+    pop: DecayedMap,
+    trend: DecayedMap,
+    cover: DecayedMap,
+    stock: HashMap<String, (i64, i64, i64)>,
+    price: Option<(f64, f64, String, i64)>,
+    n_events: i64,
+    last_ts: i64,
+    stock_as_of: i64,
+    dirty: u8,
+}
+
+/// `features.interactions.price_band`.
+pub fn price_band(price: f64) -> &'static str {
+    for (limit, name) in [(10.0, "<10"), (25.0, "10-25"), (50.0, "25-50"), (100.0, "50-100"),
+                          (250.0, "100-250")] {
+        if price < limit {
+            return name;
+        }
+    }
+    "250+"
+}
+
+pub struct ItemFold {
+    lateness: i64,
+    meta: Vec<(String, i64)>, // (store prefix, ttl) of catalog, popularity, price, stock
+    store_write: Py<PyAny>,
+    late_event: Py<PyAny>,
+    affinity_hint: Py<PyAny>,
+    category_input: Py<PyAny>,
+}
+
+impl ItemFold {
+    fn write(&self, py: Python<'_>, sku: &str, view: usize, row: Bound<'_, PyDict>, ts: i64)
+             -> PyResult<Py<PyAny>> {
+        let (prefix, ttl) = &self.meta[view];
+        Ok(self.store_write.call1(py, ("item", sku, prefix.as_str(), row, ts, *ttl))?)
+    }
+
+    fn popularity_row<'py>(&self, py: Python<'py>, s: &ItemState, as_of: i64)
+                           -> PyResult<Bound<'py, PyDict>> {
+        let v = s.pop.value("v", as_of);
+        let c = s.pop.value("c", as_of);
+        let o = s.pop.value("o", as_of);
+        let long_rate = v / POP_HL as f64;
+        let short_rate = s.trend.value("v", as_of) / TREND_HL as f64;
+        let row = PyDict::new(py);
+        row.set_item("views", round_n(v, 6))?;
+        row.set_item("carts", round_n(c, 6))?;
+        row.set_item("orders", round_n(o, 6))?;
+        row.set_item("popularity", round_n(v + 3.0 * c + 5.0 * o, 6))?;
+        row.set_item("conversion_rate",
+                     round_n(if v > 0.0 { (o / v).min(10.0) } else { 0.0 }, 6))?;
+        row.set_item("trending", round_n(if long_rate > 0.0 { (short_rate / long_rate).min(1000.0) }
+                                         else { 0.0 }, 6))?;
+        row.set_item("n_events", s.n_events)?;
+        row.set_item("as_of", as_of)?;
+        Ok(row)
+    }
+
+    fn stock_row<'py>(&self, py: Python<'py>, s: &ItemState, as_of: i64)
+                      -> PyResult<Bound<'py, PyDict>> {
+        let on_hand: i64 = s.stock.values().map(|v| v.0).sum();
+        let reserved: i64 = s.stock.values().map(|v| v.1).sum();
+        let available = on_hand - reserved;
+        let per_day = s.cover.value("o", as_of) * std::f64::consts::LN_2
+            / (COVER_HL as f64 / 86_400_000.0);
+        let cover = if per_day <= 1e-9 { 100_000.0 } else {
+            (available.max(0) as f64 / per_day).min(100_000.0)
+        };
+        let row = PyDict::new(py);
+        row.set_item("on_hand", on_hand)?;
+        row.set_item("reserved", reserved)?;
+        row.set_item("available", available)?;
+        row.set_item("days_of_cover", round_n(cover, 4))?;
+        row.set_item("stock_ts", s.stock.values().map(|v| v.2).max().unwrap_or(0))?;
+        Ok(row)
+    }
+
+    fn category_input(&self, py: Python<'_>, category: &str, kind: &str, ts: i64, sku: &str,
+                      value: f64) -> PyResult<Py<PyAny>> {
+        Ok(self.category_input.call1(py, (category, kind, ts, sku, value))?)
+    }
+}
+
+impl NativeFold for ItemFold {
+    type State = ItemState;
+
+    fn new_state(&self) -> ItemState {
+        ItemState {
+            catalog: None, pop: DecayedMap::new(POP_HL as f64),
+            trend: DecayedMap::new(TREND_HL as f64), cover: DecayedMap::new(COVER_HL as f64),
+            stock: HashMap::new(), price: None, n_events: 0, last_ts: 0, stock_as_of: 0, dirty: 0,
+        }
+    }
+
+    fn apply(&self, py: Python<'_>, s: &mut ItemState, x: &Bound<'_, PyTuple>,
+             out: &Bound<'_, PyList>) -> PyResult<()> {
+        let sku: String = x.get_item(0)?.extract()?;
+        let kind: String = x.get_item(1)?.extract()?;
+        let ts: i64 = x.get_item(2)?.extract()?;
+        match kind.as_str() {
+            "catalog" => {
+                if let Some(c) = &s.catalog {
+                    if c.ts > ts {
+                        return Ok(()); // an older catalog version: the newer one stays
+                    }
+                }
+                let category: String = x.get_item(3)?.extract()?;
+                let price: f64 = x.get_item(5)?.extract()?;
+                let currency: String = x.get_item(6)?.extract()?;
+                if !category.is_empty()
+                    && s.catalog.as_ref().map_or(true, |c| c.category != category) {
+                    out.append(self.category_input(py, &category, "new", ts, &sku, 0.0)?)?;
+                }
+                s.catalog = Some(Catalog {
+                    category, brand: x.get_item(4)?.extract()?, band: price_band(price).to_owned(),
+                    attrs: x.get_item(7)?.extract()?, price, currency: currency.clone(),
+                    min_age: x.get_item(8)?.extract()?, regions: x.get_item(9)?.extract()?, ts,
+                    options: x.get_item(10)?.extract()?,
+                });
+                s.dirty |= ITEM_CATALOG;
+                if s.price.as_ref().map_or(true, |p| p.3 <= ts) {
+                    s.price = Some((price, price, currency, ts));
+                    s.dirty |= ITEM_PRICE;
+                }
+                return self.rows(py, s, &sku, out);
+            }
+            "inventory" => {
+                let location: String = x.get_item(3)?.extract()?;
+                let on_hand: i64 = x.get_item(4)?.extract()?;
+                let reserved: i64 = x.get_item(5)?.extract()?;
+                if s.stock.get(&location).map_or(true, |cur| cur.2 <= ts) {
+                    s.stock.insert(location, (on_hand, reserved, ts));
+                }
+                s.stock_as_of = s.stock_as_of.max(ts);
+                s.dirty |= ITEM_STOCK;
+                return self.rows(py, s, &sku, out);
+            }
+            "price" => {
+                if s.price.as_ref().map_or(true, |p| p.3 <= ts) {
+                    s.price = Some((x.get_item(3)?.extract()?, x.get_item(4)?.extract()?,
+                                    x.get_item(5)?.extract()?, ts));
+                    s.dirty |= ITEM_PRICE;
+                }
+                return self.rows(py, s, &sku, out);
+            }
+            _ => {}
+        }
+        // behaviour: sku, kind, ts, user, event_id, session, qty, unit_price
+        let watermark = s.last_ts;
+        if ts < watermark - self.lateness {
+            let event_id: String = x.get_item(4)?.extract()?;
+            let kw = PyDict::new(py);
+            kw.set_item("id", format!("late:item:{sku}:{event_id}"))?;
+            kw.set_item("ts", ts)?;
+            kw.set_item("entity", "item")?;
+            kw.set_item("key", &sku)?;
+            kw.set_item("event_id", &event_id)?;
+            kw.set_item("event_ts", ts)?;
+            kw.set_item("watermark", watermark)?;
+            kw.set_item("lateness_ms", watermark - ts)?;
+            kw.set_item("reason", format!("older than the item's watermark minus the allowed \
+                                           lateness ({} ms)", self.lateness))?;
+            out.append(self.late_event.call(py, (), Some(&kw))?)?;
+        } else {
+            let k = match kind.as_str() {
+                "add_to_cart" => "c",
+                "order" => "o",
+                _ => "v",
+            };
+            let qty: i64 = x.get_item(6)?.extract()?;
+            s.pop.add(k, if k == "v" { 1.0 } else { qty as f64 }, ts);
+            if k == "v" {
+                s.trend.add("v", 1.0, ts);
+            } else if k == "o" {
+                s.cover.add("o", qty as f64, ts);
+            }
+            s.n_events += 1;
+            s.last_ts = s.last_ts.max(ts);
+            s.dirty |= ITEM_POPULARITY;
+            if k == "o" {
+                s.stock_as_of = s.stock_as_of.max(ts);
+                s.dirty |= ITEM_STOCK;
+            }
+        }
+        let hint = match &s.catalog {
+            Some(c) => {
+                if c.category.is_empty() && c.band.is_empty() {
+                    None
+                } else {
+                    Some((c.category.as_str(), c.brand.as_str(), c.band.as_str(),
+                          PyTuple::new(py, &c.attrs)?))
+                }
+            }
+            None => {
+                let unit_price: f64 = x.get_item(7)?.extract()?;
+                if unit_price != 0.0 {
+                    Some(("", "", price_band(unit_price), PyTuple::empty(py)))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some((category, brand, band, attrs)) = hint {
+            out.append(self.affinity_hint.call1(py, (x.get_item(3)?, kind.as_str(), ts,
+                                                     x.get_item(4)?, category, brand, band,
+                                                     attrs))?)?;
+        }
+        Ok(())
+    }
+
+    fn rows(&self, py: Python<'_>, s: &mut ItemState, sku: &str, out: &Bound<'_, PyList>)
+        -> PyResult<()> {
+        for i in 0..4 {
+            let bit = 1u8 << i;
+            if s.dirty & bit == 0 {
+                continue;
+            }
+            match bit {
+                ITEM_POPULARITY => {
+                    let row = self.popularity_row(py, s, s.last_ts)?;
+                    out.append(self.write(py, sku, i, row, s.last_ts)?)?;
+                    if let Some(c) = &s.catalog {
+                        if !c.category.is_empty() {
+                            let v = s.trend.value("v", s.last_ts);
+                            out.append(self.category_input(py, &c.category, "trend", s.last_ts,
+                                                           sku, v)?)?;
+                        }
+                    }
+                }
+                ITEM_STOCK => {
+                    let row = self.stock_row(py, s, s.stock_as_of)?;
+                    out.append(self.write(py, sku, i, row, s.stock_as_of)?)?;
+                }
+                ITEM_CATALOG => {
+                    if let Some(c) = &s.catalog {
+                        let row = PyDict::new(py);
+                        row.set_item("category", &c.category)?;
+                        row.set_item("brand", &c.brand)?;
+                        row.set_item("catalog_price", c.price)?;
+                        row.set_item("min_age", c.min_age)?;
+                        row.set_item("regions", &c.regions)?;
+                        row.set_item("options", &c.options)?;
+                        row.set_item("catalog_ts", c.ts)?;
+                        out.append(self.write(py, sku, i, row, c.ts)?)?;
+                    }
+                }
+                _ => {
+                    if let Some((p, lp, cur, ts)) = &s.price {
+                        let row = PyDict::new(py);
+                        row.set_item("price", *p)?;
+                        row.set_item("list_price", *lp)?;
+                        row.set_item("currency", cur)?;
+                        row.set_item("price_ts", *ts)?;
+                        out.append(self.write(py, sku, i, row, *ts)?)?;
+                    }
+                }
+            }
+        }
+        s.dirty = 0;
+        Ok(())
+    }
+}
+
+shard_class!(ItemShard, ItemFold, ItemState);
+
+#[pymethods]
+impl ItemShard {
+    /// `meta`: (store prefix, ttl) of item_catalog, item_popularity, item_price, item_stock;
+    /// `classes`: StoreWrite, LateEvent, AffinityHint, CategoryInput.
+    #[new]
+    fn new(lateness_ms: i64, meta: Vec<(String, i64)>,
+           classes: (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>)) -> PyResult<Self> {
+        if meta.len() != 4 {
+            return Err(pyo3::exceptions::PyValueError::new_err("meta needs 4 views"));
+        }
+        let (store_write, late_event, affinity_hint, category_input) = classes;
+        Ok(ItemShard {
+            fold: ItemFold { lateness: lateness_ms, meta, store_write, late_event, affinity_hint,
+                             category_input },
+            shard: crate::shard::Shard::new(),
+        })
+    }
+}

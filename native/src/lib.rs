@@ -1,0 +1,21 @@
+//! Bespoke's native fold kernels: the feature folds of `features/`, in Rust, each behind a
+//! shard object that `operators.sharded_fold` drives batch by batch. The Python folds stay
+//! the reference: tests feed both the same inputs and compare every output.
+
+use pyo3::prelude::*;
+
+pub mod covis;
+pub mod item;
+pub mod decay;
+pub mod shard;
+pub mod user;
+pub mod windows;
+
+#[pymodule]
+fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<user::UserShard>()?;
+    m.add_class::<covis::CovisShard>()?;
+    m.add_class::<item::ItemShard>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
