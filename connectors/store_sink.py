@@ -1,4 +1,8 @@
-"""Bytewax sink that applies online-store operations (writes and purges) in batches."""
+"""Bytewax sink that applies online-store operations (writes and purges) in batches.
+
+Its items are *chunks* (lists of operations, see ``operators.chunks``): a batch of the flow
+reaches the store as it is, without passing Bytewax one operation at a time.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,19 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from features.store import OnlineStore, StoreOp, latest_only
 
 
-class _StorePartition(StatelessSinkPartition[StoreOp]):
+class _StorePartition(StatelessSinkPartition[list[StoreOp]]):
     def __init__(self, store: OnlineStore) -> None:
         self._store = store
 
-    def write_batch(self, items: list[StoreOp]) -> None:
-        self._store.apply(latest_only(items))
+    def write_batch(self, items: list[list[StoreOp]]) -> None:
+        ops = items[0] if len(items) == 1 else [op for chunk in items for op in chunk]
+        self._store.apply(latest_only(ops))
 
     def close(self) -> None:
         self._store.close()
 
 
-class StoreSink(DynamicSink[StoreOp]):
+class StoreSink(DynamicSink[list[StoreOp]]):
     """``store_factory`` is called once per worker (Redis clients are not shared)."""
 
     def __init__(self, store_factory: Callable[[], OnlineStore]) -> None:

@@ -44,7 +44,14 @@ def available() -> bool:
     return bespoke_native is not None
 
 
-class _NativeUserFold(UserFold):
+class _Native:
+    """Marks a fold with native shards; its items are keyed by their first field, so
+    ``operators.sharded_fold`` also groups them natively (``shard_groups``)."""
+
+    native_module = bespoke_native
+
+
+class _NativeUserFold(_Native, UserFold):
     def new_shard(self):
         meta = [self.meta[v] for v in USER_VIEWS]
         return bespoke_native.UserShard(self.lateness, self.idle_reset_ms, self.decision_inputs,
@@ -52,13 +59,13 @@ class _NativeUserFold(UserFold):
                                         (StoreWrite, StorePurge, LateEvent, UserFeatures))
 
 
-class _NativeItemFold(ItemFold):
+class _NativeItemFold(_Native, ItemFold):
     def new_shard(self):
         return bespoke_native.ItemShard(self.lateness, [self.ttl[v] for v in ITEM_VIEWS],
                                         (StoreWrite, LateEvent, AffinityHint, CategoryInput))
 
 
-class _NativeCovisFold(CovisFold):
+class _NativeCovisFold(_Native, CovisFold):
     def new_shard(self):
         return bespoke_native.CovisShard(self.prefix, self.ttl, StoreWrite)
 

@@ -122,7 +122,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     else:
         op.output("sink", out, JsonlDirSink(cfg.output))
 
-    store_ops = flatten("store_ops", op.merge("store_ops_chunks", *store_streams))
+    store_ops = op.merge("store_ops_chunks", *store_streams)
     op.output("store", store_ops, StoreSink(store_factory(cfg.store)))
     if cfg.features_parquet:
         op.output("features_parquet", flatten("features_rows", feats.store_ops),

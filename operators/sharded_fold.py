@@ -249,8 +249,10 @@ def sharded_fold(step_id: str, up: Stream, fold: Fold, key_of: Callable[[Any], s
                  idle_evict_s: float | None = None, snapshots: bool = True) -> Stream:
     """Apply ``fold`` per entity (``key_of(item)``) to a chunk stream; returns a chunk
     stream of everything the fold emits."""
-    grouped = op.flat_map_batch(f"{step_id}_group", up,
-                                lambda batch: shard_groups(batch, key_of, shards))
+    native = getattr(fold, "native_module", None)  # native shards key items by x[0]
+    group = (lambda batch: native.shard_groups(batch, shards)) if native is not None else (
+        lambda batch: shard_groups(batch, key_of, shards))
+    grouped = op.flat_map_batch(f"{step_id}_group", up, group)
     keyed = op.key_on(f"{step_id}_shard", grouped, lambda g: g[0])
 
     logic = _NativeShardLogic if hasattr(fold, "new_shard") else _ShardLogic

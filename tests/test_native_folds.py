@@ -165,3 +165,14 @@ def test_evict_returns_owed_rows_and_drops_state():
     rows = shard.evict(["A", "Z"])
     assert [(w.key, w.fields["view_view"]) for w in rows] == [("A", "B:1.0000")]
     assert shard.keys() == ["C"]
+
+
+def test_native_shard_groups_match_python():
+    import bespoke_native
+
+    from operators.sharded_fold import shard_groups
+
+    rng = random.Random(1)
+    chunks = [[(f"k{rng.randint(0, 300)}é", i) for i in range(rng.randint(0, 50))]
+              for _ in range(20)]
+    assert bespoke_native.shard_groups(chunks, 64) == shard_groups(chunks, lambda x: x[0], 64)

@@ -16,6 +16,7 @@ fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<user::UserShard>()?;
     m.add_class::<covis::CovisShard>()?;
     m.add_class::<item::ItemShard>()?;
+    m.add_function(wrap_pyfunction!(shard::shard_groups, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -140,3 +140,33 @@ macro_rules! shard_class {
         }
     };
 }
+
+/// `operators.sharded_fold.shard_groups` for items keyed by their first field: one
+/// `(str(shard), items)` message per shard, in order of first appearance, item order kept.
+#[pyfunction]
+pub fn shard_groups<'py>(py: Python<'py>, chunks: &Bound<'py, PyList>, shards: u32)
+                         -> PyResult<Bound<'py, PyList>> {
+    let mut index: HashMap<u32, usize> = HashMap::new();
+    let mut groups: Vec<(u32, Bound<'py, PyList>)> = Vec::new();
+    for chunk in chunks.iter() {
+        for x in chunk.cast::<PyList>()?.iter() {
+            let key = x.cast::<PyTuple>()?.get_item(0)?;
+            let shard = crc32fast::hash(key.cast::<pyo3::types::PyString>()?.to_str()?.as_bytes())
+                % shards;
+            match index.get(&shard) {
+                Some(&i) => groups[i].1.append(x)?,
+                None => {
+                    index.insert(shard, groups.len());
+                    let l = PyList::empty(py);
+                    l.append(x)?;
+                    groups.push((shard, l));
+                }
+            }
+        }
+    }
+    let out = PyList::empty(py);
+    for (shard, items) in groups {
+        out.append((shard.to_string(), items))?;
+    }
+    Ok(out)
+}
