@@ -87,8 +87,9 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     raw = progress("progress", raw, s.progress_every_s)
 
     # inside the flow, steps pass chunks (lists of items): see operators.chunks
-    valid = validate("validate", raw, cfg.format)
-    feats = feature_pipeline("features", valid.events, feature_config(cfg))
+    valid = validate("validate", raw, cfg.format, s.native_kernels)
+    feats = feature_pipeline("features", valid.item_inputs, valid.user_inputs,
+                             feature_config(cfg))
     dlq = chunk_map("dlq_out", valid.dead_letters,
                     lambda d: outgoing(DLQ_CHANNEL, f"{d.source}:{d.partition}", d))
     late = chunk_map("late_out", feats.late, lambda e: outgoing(LATE_CHANNEL, e.key, e))
@@ -106,7 +107,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         ranked = score("score", cands, s.candidates_scored)
         fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s,
                             s.pseudonym_key.get_secret_value().encode())
-        feed = feed_decision("decision", ranked, valid.events, fold, s.state_shards,
+        feed = feed_decision("decision", ranked, valid.controls, fold, s.state_shards,
                              snapshots=s.recovery_dir is not None)
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)
@@ -135,7 +136,7 @@ def feature_config(cfg: RunConfig) -> FeatureConfig:
     return FeatureConfig(allowed_lateness_ms=int(s.allowed_lateness_s * 1000),
                          mirror_every_s=s.mirror_every_s, idle_evict_s=s.idle_evict_s,
                          decision_inputs=cfg.decisions, shards=s.state_shards,
-                         snapshots=s.recovery_dir is not None, native=s.native_folds)
+                         snapshots=s.recovery_dir is not None, native=s.native_kernels)
 
 
 def recovery_config(recovery_dir: str | None, partitions: int,

@@ -49,9 +49,9 @@ class Settings(BaseSettings):
 
     state_shards: int = Field(64, ge=1, le=65536, description="state shards per keyed "
                                                              "feature step")
-    native_folds: bool = Field(True, description="item, user and co-visitation folds in "
-                               "native shards (bespoke_native) when built; False: the "
-                               "Python folds")
+    native_kernels: bool = Field(True, description="the ingest fast path and the item, user "
+                                 "and co-visitation folds in native code (bespoke_native) "
+                                 "when built; False: Python only")
     quality_sample_every: int = Field(10, ge=1, description="monitor 1 in N entities")
     quality_report_every: int = Field(2000, ge=1, description="sampled rows per report")
 

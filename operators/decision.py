@@ -305,7 +305,7 @@ def _controls(ev) -> list:
 def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list], fold: DecisionFold,
                   shards: int, snapshots: bool) -> FeedStreams:
     """``ranked``: chunks of (UserFeatures, [(sku, score)]) best first; ``events``: chunks of
-    validated events (policy control events among them are broadcast to every decision
+    control events (the policy controls among them are broadcast to every decision
     shard). Returns chunk streams."""
     controls = chunk_flat_map(f"{step_id}_controls", events, _controls)
     both = op.merge(f"{step_id}_in", ranked, broadcast(f"{step_id}_bcast", controls, shards))

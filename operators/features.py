@@ -21,7 +21,7 @@ from bytewax.dataflow import Stream
 from features.category_features import CategoryFold, CategoryInput
 from features.covisitation import CovisFold
 from features.events import LateEvent
-from features.interactions import AffinityHint, item_inputs, user_inputs
+from features.interactions import AffinityHint
 from features.item_features import ItemFold
 from features.native import (
     available,
@@ -31,7 +31,7 @@ from features.native import (
 )
 from features.store import StoreOp
 from features.user_features import UserFeatures, UserFold
-from operators.chunks import chunk_flat_map, split_by_type
+from operators.chunks import split_by_type
 from operators.sharded_fold import sharded_fold
 
 
@@ -58,12 +58,12 @@ def _first(x: tuple) -> str:
     return x[0]
 
 
-def feature_pipeline(step_id: str, events: Stream[list], cfg: FeatureConfig) -> FeatureStreams:
-    """``events``: a chunk stream of validated events."""
+def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
+                     cfg: FeatureConfig) -> FeatureStreams:
+    """``item_in``, ``direct``: chunk streams of item and user inputs (``features.ingest``)."""
     common = {"shards": cfg.shards, "mirror_every_s": cfg.mirror_every_s,
               "idle_evict_s": cfg.idle_evict_s, "snapshots": cfg.snapshots}
     native = cfg.native and available()  # native shards (features.native) where built
-    item_in = chunk_flat_map(f"{step_id}_item_in", events, item_inputs)
     item_fold = (native_item_fold if native else ItemFold)(cfg.allowed_lateness_ms, cfg.ttl_s)
     item_out = sharded_fold(f"{step_id}_item", item_in, item_fold, _first, **common)
     hints, item_late, category_in, item_store = split_by_type(
@@ -71,7 +71,6 @@ def feature_pipeline(step_id: str, events: Stream[list], cfg: FeatureConfig) -> 
     category_store = sharded_fold(f"{step_id}_category", category_in, CategoryFold(cfg.ttl_s),
                                   _first, **common)
 
-    direct = chunk_flat_map(f"{step_id}_user_in", events, user_inputs)
     user_in = op.merge(f"{step_id}_user_merge", direct, hints)
     user_fold = (native_user_fold if native else UserFold)(
         cfg.allowed_lateness_ms, cfg.ttl_s, cfg.decision_inputs)

@@ -1,4 +1,5 @@
-"""Validate step: raw records → valid events and dead letters (the flow never stops)."""
+"""Validate step: raw records → the feature steps' inputs, control events and dead letters
+(the flow never stops on bad input). See ``features.ingest``."""
 
 from __future__ import annotations
 
@@ -7,28 +8,31 @@ from typing import NamedTuple
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
-from features.events import DeadLetter, Inbound
-from features.validate import RawRecord, validate_record
-from operators.chunks import split_by_type
+from features.events import Control, DeadLetter
+from features.ingest import ingest
+from features.validate import RawRecord
 
 
 class Validated(NamedTuple):
     """Chunk streams (see ``operators.chunks``)."""
 
-    events: Stream[list[Inbound]]
+    item_inputs: Stream[list[tuple]]
+    user_inputs: Stream[list[tuple]]
+    controls: Stream[list[Control]]
     dead_letters: Stream[list[DeadLetter]]
 
 
-def validate(step_id: str, up: Stream[RawRecord], fmt: str = "native") -> Validated:
-    """One Bytewax batch of raw records → one chunk of events and one of dead letters."""
-    def check(batch: list[RawRecord]) -> list[list]:
-        out: list = []
-        for rec in batch:
-            events, dead = validate_record(rec, fmt)
-            out += events
-            out += dead
-        return [out] if out else []
+def validate(step_id: str, up: Stream[RawRecord], fmt: str = "native",
+             native: bool = True) -> Validated:
+    """One Bytewax batch of raw records → one chunk of each output (where not empty)."""
+    def check(batch: list[RawRecord]) -> list[tuple]:
+        return [ingest(batch, fmt, native)]
 
-    checked = op.flat_map_batch(f"{step_id}_check", up, check)
-    dead, events = split_by_type(f"{step_id}_split", checked, (DeadLetter,))
-    return Validated(events, dead)
+    bundles = op.flat_map_batch(f"{step_id}_check", up, check)
+
+    def part(i: int, name: str) -> Stream[list]:
+        return op.flat_map_batch(f"{step_id}_{name}", bundles,
+                                 lambda bs: [b[i] for b in bs if b[i]])
+
+    return Validated(part(0, "items"), part(1, "users"), part(2, "controls"),
+                     part(3, "dead"))

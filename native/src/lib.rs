@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 pub mod covis;
 pub mod item;
 pub mod decay;
+pub mod ingest;
 pub mod shard;
 pub mod user;
 pub mod windows;
@@ -17,6 +18,7 @@ fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<covis::CovisShard>()?;
     m.add_class::<item::ItemShard>()?;
     m.add_function(wrap_pyfunction!(shard::shard_groups, m)?)?;
+    m.add_function(wrap_pyfunction!(ingest::ingest, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,326 @@
+//! The ingest fast path: raw JSON records straight to the feature steps' input tuples.
+//!
+//! Only what it is sure pydantic would accept *with the same values* is handled here (the
+//! behaviour, stock, price and consent events of `features/events.py`, strict as their
+//! models); anything else (catalog and control events, malformed or unusual records) goes
+//! to the Python fallback, which validates with pydantic and dead-letters with its reason.
+//! Record order is kept either way.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use serde::{Deserialize, Deserializer};
+
+const MAX_EVENT_BYTES: usize = 64 * 1024;
+const MAX_TS: i64 = 4_102_444_800_000;
+const PURPOSES: [&str; 4] = ["personalization", "marketing", "analytics", "feature_storage"];
+
+/// A JSON field: absent, null, or a value (pydantic treats absent and null differently).
+#[derive(Default)]
+enum F<T> {
+    #[default]
+    Absent,
+    Null,
+    Val(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for F<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(d)? {
+            None => F::Null,
+            Some(v) => F::Val(v),
+        })
+    }
+}
+
+impl<T> F<T> {
+    fn present(&self) -> bool {
+        !matches!(self, F::Absent)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    sku: String,
+    quantity: i64,
+    unit_price: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(default)]
+    schema_version: F<i64>,
+    #[serde(default)]
+    event_id: F<String>,
+    #[serde(default)]
+    ts: F<i64>,
+    #[serde(default)]
+    user_id: F<String>,
+    #[serde(default)]
+    session_id: F<String>,
+    #[serde(default)]
+    sku: F<String>,
+    #[serde(default)]
+    referrer: F<String>,
+    #[serde(default)]
+    position: F<i64>,
+    #[serde(default)]
+    surface: F<String>,
+    #[serde(default)]
+    quantity: F<i64>,
+    #[serde(default)]
+    unit_price: F<f64>,
+    #[serde(default)]
+    order_id: F<String>,
+    #[serde(default)]
+    lines: F<Vec<Line>>,
+    #[serde(default)]
+    currency: F<String>,
+    #[serde(default)]
+    location: F<String>,
+    #[serde(default)]
+    on_hand: F<i64>,
+    #[serde(default)]
+    reserved: F<i64>,
+    #[serde(default)]
+    price: F<f64>,
+    #[serde(default)]
+    list_price: F<f64>,
+    #[serde(default)]
+    unit_cost: F<f64>,
+    #[serde(default)]
+    purposes: F<Vec<String>>,
+}
+
+fn chars_in(s: &str, lo: usize, hi: usize) -> bool {
+    let n = if s.is_ascii() { s.len() } else { s.chars().count() };
+    lo <= n && n <= hi
+}
+
+/// A required id (1..=128 characters).
+fn id(f: &F<String>) -> Option<&str> {
+    match f {
+        F::Val(s) if chars_in(s, 1, 128) => Some(s),
+        _ => None,
+    }
+}
+
+/// An optional string field: absent or null is fine, else at most `max` characters.
+fn opt_text(f: &F<String>, max: usize) -> bool {
+    match f {
+        F::Val(s) => chars_in(s, 0, max),
+        _ => true,
+    }
+}
+
+fn money(v: f64) -> bool {
+    v.is_finite() && (0.0..=10_000_000.0).contains(&v)
+}
+
+/// An optional money field: `Some(None)` absent/null, `Some(Some(v))` valid, `None` invalid.
+fn opt_money(f: &F<f64>) -> Option<Option<f64>> {
+    match f {
+        F::Val(v) if money(*v) => Some(Some(*v)),
+        F::Val(_) => None,
+        _ => Some(None),
+    }
+}
+
+fn int_in(f: &F<i64>, lo: i64, hi: i64) -> Option<i64> {
+    match f {
+        F::Val(v) if lo <= *v && *v <= hi => Some(*v),
+        _ => None,
+    }
+}
+
+fn currency(f: &F<String>) -> Option<&str> {
+    match f {
+        F::Val(s) if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) => Some(s),
+        _ => None,
+    }
+}
+
+/// Python's `x or 0.0` for an optional float.
+fn or_zero(v: Option<f64>) -> f64 {
+    match v {
+        Some(x) if x != 0.0 => x,
+        _ => 0.0,
+    }
+}
+
+/// The input tuples of one record, or `None` when the fallback must decide.
+fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Bound<'py, PyAny>,
+             items: &Bound<'py, PyList>, users: &Bound<'py, PyList>) -> PyResult<bool> {
+    if value.len() > MAX_EVENT_BYTES {
+        return Ok(false);
+    }
+    let r: Raw = match serde_json::from_slice(value) {
+        Ok(r) => r,
+        Err(_) => return Ok(false),
+    };
+    match r.schema_version {
+        F::Absent | F::Val(1) => {}
+        _ => return Ok(false),
+    }
+    let (Some(event_id), Some(ts)) = (id(&r.event_id), int_in(&r.ts, 0, MAX_TS)) else {
+        return Ok(false);
+    };
+    let ty = r.ty.as_str();
+    // fields present beyond the common ones must all belong to this type
+    let present = [
+        ("user_id", r.user_id.present()), ("session_id", r.session_id.present()),
+        ("sku", r.sku.present()), ("referrer", r.referrer.present()),
+        ("position", r.position.present()), ("surface", r.surface.present()),
+        ("quantity", r.quantity.present()), ("unit_price", r.unit_price.present()),
+        ("order_id", r.order_id.present()), ("lines", r.lines.present()),
+        ("currency", r.currency.present()), ("location", r.location.present()),
+        ("on_hand", r.on_hand.present()), ("reserved", r.reserved.present()),
+        ("price", r.price.present()), ("list_price", r.list_price.present()),
+        ("unit_cost", r.unit_cost.present()), ("purposes", r.purposes.present()),
+    ];
+    let allowed: &[&str] = match ty {
+        "page_view" => &["user_id", "session_id", "sku", "referrer"],
+        "click" => &["user_id", "session_id", "sku", "position", "surface"],
+        "add_to_cart" => &["user_id", "session_id", "sku", "quantity", "unit_price"],
+        "order" => &["user_id", "session_id", "order_id", "lines", "currency"],
+        "inventory" => &["sku", "location", "on_hand", "reserved"],
+        "price" => &["sku", "price", "currency", "list_price", "unit_cost"],
+        "consent" => &["user_id", "purposes"],
+        _ => return Ok(false),
+    };
+    if present.iter().any(|(name, p)| *p && !allowed.contains(name)) {
+        return Ok(false);
+    }
+    match ty {
+        "page_view" | "click" | "add_to_cart" => {
+            let (Some(user), Some(session), Some(sku)) = (id(&r.user_id), id(&r.session_id), id(&r.sku))
+            else {
+                return Ok(false);
+            };
+            let (qty, unit_price) = if ty == "add_to_cart" {
+                let qty = match &r.quantity {
+                    F::Absent => 1,
+                    q => match int_in(q, 1, 10_000) {
+                        Some(q) => q,
+                        None => return Ok(false),
+                    },
+                };
+                let Some(p) = opt_money(&r.unit_price) else { return Ok(false) };
+                (qty, or_zero(p))
+            } else {
+                let ok = if ty == "page_view" {
+                    opt_text(&r.referrer, 512)
+                } else {
+                    opt_text(&r.surface, 64) && match &r.position {
+                        F::Val(p) => (0..=10_000).contains(p),
+                        F::Null | F::Absent => true,
+                    }
+                };
+                if !ok {
+                    return Ok(false);
+                }
+                (1, 0.0)
+            };
+            items.append((sku, ty, ts, user, event_id, session, qty, unit_price))?;
+            let lines = PyTuple::new(py, [(sku, qty, unit_price)])?;
+            users.append(user_event.call1((user, ty, ts, event_id, session, lines, ""))?)?;
+        }
+        "order" => {
+            let (Some(user), Some(order_id), Some(_)) = (id(&r.user_id), id(&r.order_id), currency(&r.currency))
+            else {
+                return Ok(false);
+            };
+            let session = match &r.session_id {
+                F::Absent | F::Null => "",
+                s => match id(s) {
+                    Some(s) => s,
+                    None => return Ok(false),
+                },
+            };
+            let F::Val(lines) = &r.lines else { return Ok(false) };
+            if lines.is_empty() || lines.len() > 200 || !lines.iter().all(|l| {
+                chars_in(&l.sku, 1, 128) && (1..=10_000).contains(&l.quantity) && money(l.unit_price)
+            }) {
+                return Ok(false);
+            }
+            for l in lines {
+                items.append((l.sku.as_str(), "order", ts, user, event_id, session, l.quantity,
+                              l.unit_price))?;
+            }
+            let tuple = PyTuple::new(py, lines.iter().map(|l| (l.sku.as_str(), l.quantity, l.unit_price)))?;
+            users.append(user_event.call1((user, "order", ts, event_id, session, tuple, order_id))?)?;
+        }
+        "inventory" => {
+            let (Some(sku), Some(location), Some(on_hand)) = (id(&r.sku), id(&r.location), int_in(&r.on_hand, 0, 100_000_000))
+            else {
+                return Ok(false);
+            };
+            let reserved = match &r.reserved {
+                F::Absent => 0,
+                x => match int_in(x, 0, 100_000_000) {
+                    Some(v) => v,
+                    None => return Ok(false),
+                },
+            };
+            items.append((sku, "inventory", ts, location, on_hand, reserved))?;
+        }
+        "price" => {
+            let (Some(sku), Some(cur)) = (id(&r.sku), currency(&r.currency)) else { return Ok(false) };
+            let F::Val(price) = r.price else { return Ok(false) };
+            let (Some(list_price), Some(_)) = (opt_money(&r.list_price), opt_money(&r.unit_cost)) else {
+                return Ok(false);
+            };
+            if !money(price) {
+                return Ok(false);
+            }
+            let list = match list_price {
+                Some(lp) if lp != 0.0 => lp,
+                _ => price,
+            };
+            items.append((sku, "price", ts, price, list, cur))?;
+        }
+        "consent" => {
+            let Some(user) = id(&r.user_id) else { return Ok(false) };
+            let F::Val(purposes) = &r.purposes else { return Ok(false) };
+            if purposes.len() > PURPOSES.len() || !purposes.iter().all(|p| PURPOSES.contains(&p.as_str())) {
+                return Ok(false);
+            }
+            users.append((user, "consent", ts, event_id, PyTuple::new(py, purposes)?))?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Raw records (`features.validate.RawRecord`) → `(item inputs, user inputs, controls,
+/// dead letters)`, in record order. `fallback(record)` returns the same four lists for one
+/// record the fast path leaves to Python.
+#[pyfunction]
+pub fn ingest<'py>(py: Python<'py>, records: &Bound<'py, PyList>, fallback: &Bound<'py, PyAny>,
+                   user_event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
+    let items = PyList::empty(py);
+    let users = PyList::empty(py);
+    let controls = PyList::empty(py);
+    let dead = PyList::empty(py);
+    for rec in records.iter() {
+        let t = rec.cast::<PyTuple>()?;
+        let value = t.get_item(3)?;
+        let handled = match (value.cast::<pyo3::types::PyBytes>(), t.get_item(5)?.is_none()) {
+            (Ok(b), true) => fast(py, b.as_bytes(), user_event, &items, &users)?,
+            _ => false,
+        };
+        if !handled {
+            let res = fallback.call1((rec,))?;
+            let res = res.cast::<PyTuple>()?;
+            for (i, out) in [&items, &users, &controls, &dead].iter().enumerate() {
+                for x in res.get_item(i)?.try_iter()? {
+                    out.append(x?)?;
+                }
+            }
+        }
+    }
+    PyTuple::new(py, [items, users, controls, dead])
+}
