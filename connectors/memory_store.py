@@ -21,12 +21,21 @@ _LOCK = threading.Lock()
 
 
 class _Entry:
-    __slots__ = ("expires", "fields", "view_ts")
+    """One key: per view its event time and fields (a view always writes all its fields);
+    the flat ``<view>.<field>`` form is built when read, and kept until the next write."""
+
+    __slots__ = ("expires", "flat", "views")
 
     def __init__(self) -> None:
         self.expires = 0.0
-        self.fields: Fields = {}
-        self.view_ts: dict[str, int] = {}
+        self.views: dict[str, tuple[int, Fields]] = {}
+        self.flat: Fields | None = None
+
+    def fields(self) -> Fields:
+        if self.flat is None:
+            self.flat = {f"{view}.{f}": v for view, (_, fields) in self.views.items()
+                         for f, v in fields.items()}
+        return self.flat
 
 
 class MemoryStore:
@@ -64,13 +73,11 @@ class MemoryStore:
                 e = self._data.get(k)
                 if e is None or e.expires <= now:
                     e = self._data[k] = _Entry()
-                cur = e.view_ts.get(op.view)
-                if cur is not None and cur > op.ts:
+                cur = e.views.get(op.view)
+                if cur is not None and cur[0] > op.ts:
                     continue
-                e.view_ts[op.view] = op.ts
-                prefix = op.view + "."
-                for f, v in op.fields.items():
-                    e.fields[prefix + f] = v
+                e.views[op.view] = (op.ts, op.fields)
+                e.flat = None
                 expires = now + op.ttl_s if op.ttl_s > 0 else float("inf")
                 e.expires = max(e.expires, expires)
 
@@ -80,7 +87,7 @@ class MemoryStore:
         with self._lock:
             for key in keys:
                 e = self._data.get((entity, key))
-                out.append(dict(e.fields) if e is not None and e.expires > now else None)
+                out.append(dict(e.fields()) if e is not None and e.expires > now else None)
         return out
 
     def keys(self, entity: str) -> list[str]:

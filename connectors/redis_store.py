@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import redis
 
-from features.store import Fields, StoreOp, StorePurge, StoreWrite
+from features.store import Fields, StoreOp, StorePurge, StoreWrite, latest_only
 
 KEY_PREFIX = "bsp:v1"
 # ARGV: view-ts field, ts, ttl, then field/value pairs
@@ -67,7 +67,7 @@ class RedisStore:
         if not ops:
             return
         pipe = self._r.pipeline(transaction=False)
-        for op in ops:
+        for op in latest_only(ops):  # fewer writes on the wire; same result
             if isinstance(op, StorePurge):
                 if op.prefix:  # rare (erasure): find the keys first, delete them in the pipe
                     pattern = _glob_escape(redis_key(op.entity, op.key)) + "*"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from features.store import OnlineStore, StoreOp, latest_only
+from features.store import OnlineStore, StoreOp
 
 
 class _StorePartition(StatelessSinkPartition[list[StoreOp]]):
@@ -19,7 +19,7 @@ class _StorePartition(StatelessSinkPartition[list[StoreOp]]):
 
     def write_batch(self, items: list[list[StoreOp]]) -> None:
         ops = items[0] if len(items) == 1 else [op for chunk in items for op in chunk]
-        self._store.apply(latest_only(ops))
+        self._store.apply(ops)
 
     def close(self) -> None:
         self._store.close()

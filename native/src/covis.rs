@@ -1,10 +1,12 @@
 //! Item-to-item co-visitation: `features/covisitation.py`'s `CovisFold`, natively.
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use serde::{Deserialize, Serialize};
 
 use crate::decay::{fmt4, DecayedMap};
+use crate::py::named;
 use crate::shard::NativeFold;
 use crate::shard_class;
 
@@ -81,10 +83,11 @@ impl NativeFold for CovisFold {
         s.dirty = false;
         let t = s.last_ts;
         let row = PyDict::new(py);
-        row.set_item("view_view", encode(&s.vv, t))?;
-        row.set_item("view_buy", encode(&s.vb, t))?;
-        row.set_item("as_of", t)?;
-        out.append(self.store_write.call1(py, ("item", key, self.prefix.as_str(), row, t, self.ttl))?)?;
+        row.set_item(intern!(py, "view_view"), encode(&s.vv, t))?;
+        row.set_item(intern!(py, "view_buy"), encode(&s.vb, t))?;
+        row.set_item(intern!(py, "as_of"), t)?;
+        out.append(named(py, &self.store_write, (intern!(py, "item"), key, self.prefix.as_str(), row, t,
+                                                  self.ttl))?)?;
         Ok(())
     }
 }

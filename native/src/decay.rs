@@ -1,7 +1,7 @@
 //! Forward-decayed weights in event time: the same arithmetic as `features/decay.py`,
 //! operation for operation, so native and Python folds agree to the last bit.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +23,7 @@ pub struct DecayedMap {
 
 impl DecayedMap {
     pub fn new(half_life_ms: f64) -> Self {
-        DecayedMap { hl: half_life_ms, landmark: 0, w: HashMap::new() }
+        DecayedMap { hl: half_life_ms, landmark: 0, w: HashMap::default() }
     }
 
     fn rebase(&mut self, ts: i64) {

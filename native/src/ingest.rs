@@ -10,6 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use serde::{Deserialize, Deserializer};
 
+use crate::py::named;
+
 const MAX_EVENT_BYTES: usize = 64 * 1024;
 const MAX_TS: i64 = 4_102_444_800_000;
 const PURPOSES: [&str; 4] = ["personalization", "marketing", "analytics", "feature_storage"];
@@ -152,7 +154,7 @@ fn or_zero(v: Option<f64>) -> f64 {
 }
 
 /// The input tuples of one record, or `None` when the fallback must decide.
-fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Bound<'py, PyAny>,
+fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
              items: &Bound<'py, PyList>, users: &Bound<'py, PyList>) -> PyResult<bool> {
     if value.len() > MAX_EVENT_BYTES {
         return Ok(false);
@@ -226,7 +228,7 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Bound<'py, PyAny>,
             };
             items.append((sku, ty, ts, user, event_id, session, qty, unit_price))?;
             let lines = PyTuple::new(py, [(sku, qty, unit_price)])?;
-            users.append(user_event.call1((user, ty, ts, event_id, session, lines, ""))?)?;
+            users.append(named(py, user_event, (user, ty, ts, event_id, session, lines, ""))?)?;
         }
         "order" => {
             let (Some(user), Some(order_id), Some(_)) = (id(&r.user_id), id(&r.order_id), currency(&r.currency))
@@ -251,7 +253,7 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Bound<'py, PyAny>,
                               l.unit_price))?;
             }
             let tuple = PyTuple::new(py, lines.iter().map(|l| (l.sku.as_str(), l.quantity, l.unit_price)))?;
-            users.append(user_event.call1((user, "order", ts, event_id, session, tuple, order_id))?)?;
+            users.append(named(py, user_event, (user, "order", ts, event_id, session, tuple, order_id))?)?;
         }
         "inventory" => {
             let (Some(sku), Some(location), Some(on_hand)) = (id(&r.sku), id(&r.location), int_in(&r.on_hand, 0, 100_000_000))
@@ -305,11 +307,12 @@ pub fn ingest<'py>(py: Python<'py>, records: &Bound<'py, PyList>, fallback: &Bou
     let users = PyList::empty(py);
     let controls = PyList::empty(py);
     let dead = PyList::empty(py);
+    let user_event = user_event.clone().unbind();
     for rec in records.iter() {
         let t = rec.cast::<PyTuple>()?;
         let value = t.get_item(3)?;
         let handled = match (value.cast::<pyo3::types::PyBytes>(), t.get_item(5)?.is_none()) {
-            (Ok(b), true) => fast(py, b.as_bytes(), user_event, &items, &users)?,
+            (Ok(b), true) => fast(py, b.as_bytes(), &user_event, &items, &users)?,
             _ => false,
         };
         if !handled {

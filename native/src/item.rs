@@ -1,12 +1,14 @@
 //! Item features: `features/item_features.py`'s `ItemFold`, natively.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use serde::{Deserialize, Serialize};
 
 use crate::decay::{round_n, DecayedMap};
+use crate::py::named;
 use crate::shard::NativeFold;
 use crate::shard_class;
 
@@ -73,7 +75,7 @@ impl ItemFold {
     fn write(&self, py: Python<'_>, sku: &str, view: usize, row: Bound<'_, PyDict>, ts: i64)
              -> PyResult<Py<PyAny>> {
         let (prefix, ttl) = &self.meta[view];
-        Ok(self.store_write.call1(py, ("item", sku, prefix.as_str(), row, ts, *ttl))?)
+        Ok(named(py, &self.store_write, (intern!(py, "item"), sku, prefix.as_str(), row, ts, *ttl))?.unbind())
     }
 
     fn popularity_row<'py>(&self, py: Python<'py>, s: &ItemState, as_of: i64)
@@ -84,16 +86,16 @@ impl ItemFold {
         let long_rate = v / POP_HL as f64;
         let short_rate = s.trend.value("v", as_of) / TREND_HL as f64;
         let row = PyDict::new(py);
-        row.set_item("views", round_n(v, 6))?;
-        row.set_item("carts", round_n(c, 6))?;
-        row.set_item("orders", round_n(o, 6))?;
-        row.set_item("popularity", round_n(v + 3.0 * c + 5.0 * o, 6))?;
-        row.set_item("conversion_rate",
+        row.set_item(intern!(py, "views"), round_n(v, 6))?;
+        row.set_item(intern!(py, "carts"), round_n(c, 6))?;
+        row.set_item(intern!(py, "orders"), round_n(o, 6))?;
+        row.set_item(intern!(py, "popularity"), round_n(v + 3.0 * c + 5.0 * o, 6))?;
+        row.set_item(intern!(py, "conversion_rate"),
                      round_n(if v > 0.0 { (o / v).min(10.0) } else { 0.0 }, 6))?;
-        row.set_item("trending", round_n(if long_rate > 0.0 { (short_rate / long_rate).min(1000.0) }
+        row.set_item(intern!(py, "trending"), round_n(if long_rate > 0.0 { (short_rate / long_rate).min(1000.0) }
                                          else { 0.0 }, 6))?;
-        row.set_item("n_events", s.n_events)?;
-        row.set_item("as_of", as_of)?;
+        row.set_item(intern!(py, "n_events"), s.n_events)?;
+        row.set_item(intern!(py, "as_of"), as_of)?;
         Ok(row)
     }
 
@@ -108,17 +110,17 @@ impl ItemFold {
             (available.max(0) as f64 / per_day).min(100_000.0)
         };
         let row = PyDict::new(py);
-        row.set_item("on_hand", on_hand)?;
-        row.set_item("reserved", reserved)?;
-        row.set_item("available", available)?;
-        row.set_item("days_of_cover", round_n(cover, 4))?;
-        row.set_item("stock_ts", s.stock.values().map(|v| v.2).max().unwrap_or(0))?;
+        row.set_item(intern!(py, "on_hand"), on_hand)?;
+        row.set_item(intern!(py, "reserved"), reserved)?;
+        row.set_item(intern!(py, "available"), available)?;
+        row.set_item(intern!(py, "days_of_cover"), round_n(cover, 4))?;
+        row.set_item(intern!(py, "stock_ts"), s.stock.values().map(|v| v.2).max().unwrap_or(0))?;
         Ok(row)
     }
 
     fn category_input(&self, py: Python<'_>, category: &str, kind: &str, ts: i64, sku: &str,
                       value: f64) -> PyResult<Py<PyAny>> {
-        Ok(self.category_input.call1(py, (category, kind, ts, sku, value))?)
+        Ok(named(py, &self.category_input, (category, kind, ts, sku, value))?.unbind())
     }
 }
 
@@ -129,7 +131,7 @@ impl NativeFold for ItemFold {
         ItemState {
             catalog: None, pop: DecayedMap::new(POP_HL as f64),
             trend: DecayedMap::new(TREND_HL as f64), cover: DecayedMap::new(COVER_HL as f64),
-            stock: HashMap::new(), price: None, n_events: 0, last_ts: 0, stock_as_of: 0, dirty: 0,
+            stock: HashMap::default(), price: None, n_events: 0, last_ts: 0, stock_as_of: 0, dirty: 0,
         }
     }
 
@@ -191,15 +193,15 @@ impl NativeFold for ItemFold {
         if ts < watermark - self.lateness {
             let event_id: String = x.get_item(4)?.extract()?;
             let kw = PyDict::new(py);
-            kw.set_item("id", format!("late:item:{sku}:{event_id}"))?;
-            kw.set_item("ts", ts)?;
-            kw.set_item("entity", "item")?;
-            kw.set_item("key", &sku)?;
-            kw.set_item("event_id", &event_id)?;
-            kw.set_item("event_ts", ts)?;
-            kw.set_item("watermark", watermark)?;
-            kw.set_item("lateness_ms", watermark - ts)?;
-            kw.set_item("reason", format!("older than the item's watermark minus the allowed \
+            kw.set_item(intern!(py, "id"), format!("late:item:{sku}:{event_id}"))?;
+            kw.set_item(intern!(py, "ts"), ts)?;
+            kw.set_item(intern!(py, "entity"), "item")?;
+            kw.set_item(intern!(py, "key"), &sku)?;
+            kw.set_item(intern!(py, "event_id"), &event_id)?;
+            kw.set_item(intern!(py, "event_ts"), ts)?;
+            kw.set_item(intern!(py, "watermark"), watermark)?;
+            kw.set_item(intern!(py, "lateness_ms"), watermark - ts)?;
+            kw.set_item(intern!(py, "reason"), format!("older than the item's watermark minus the allowed \
                                            lateness ({} ms)", self.lateness))?;
             out.append(self.late_event.call(py, (), Some(&kw))?)?;
         } else {
@@ -242,9 +244,9 @@ impl NativeFold for ItemFold {
             }
         };
         if let Some((category, brand, band, attrs)) = hint {
-            out.append(self.affinity_hint.call1(py, (x.get_item(3)?, kind.as_str(), ts,
-                                                     x.get_item(4)?, category, brand, band,
-                                                     attrs))?)?;
+            out.append(named(py, &self.affinity_hint, (x.get_item(3)?, x.get_item(1)?, ts,
+                                                        x.get_item(4)?, category, brand, band,
+                                                        attrs))?)?;
         }
         Ok(())
     }
@@ -275,23 +277,23 @@ impl NativeFold for ItemFold {
                 ITEM_CATALOG => {
                     if let Some(c) = &s.catalog {
                         let row = PyDict::new(py);
-                        row.set_item("category", &c.category)?;
-                        row.set_item("brand", &c.brand)?;
-                        row.set_item("catalog_price", c.price)?;
-                        row.set_item("min_age", c.min_age)?;
-                        row.set_item("regions", &c.regions)?;
-                        row.set_item("options", &c.options)?;
-                        row.set_item("catalog_ts", c.ts)?;
+                        row.set_item(intern!(py, "category"), &c.category)?;
+                        row.set_item(intern!(py, "brand"), &c.brand)?;
+                        row.set_item(intern!(py, "catalog_price"), c.price)?;
+                        row.set_item(intern!(py, "min_age"), c.min_age)?;
+                        row.set_item(intern!(py, "regions"), &c.regions)?;
+                        row.set_item(intern!(py, "options"), &c.options)?;
+                        row.set_item(intern!(py, "catalog_ts"), c.ts)?;
                         out.append(self.write(py, sku, i, row, c.ts)?)?;
                     }
                 }
                 _ => {
                     if let Some((p, lp, cur, ts)) = &s.price {
                         let row = PyDict::new(py);
-                        row.set_item("price", *p)?;
-                        row.set_item("list_price", *lp)?;
-                        row.set_item("currency", cur)?;
-                        row.set_item("price_ts", *ts)?;
+                        row.set_item(intern!(py, "price"), *p)?;
+                        row.set_item(intern!(py, "list_price"), *lp)?;
+                        row.set_item(intern!(py, "currency"), cur)?;
+                        row.set_item(intern!(py, "price_ts"), *ts)?;
                         out.append(self.write(py, sku, i, row, *ts)?)?;
                     }
                 }

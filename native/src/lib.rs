@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 
 pub mod covis;
 pub mod item;
+pub mod py;
 pub mod decay;
 pub mod ingest;
 pub mod shard;

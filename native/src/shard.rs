@@ -1,10 +1,10 @@
 //! A shard of one keyed feature step: the fold state of every entity routed to it, applied
 //! batch by batch (the native side of `operators.sharded_fold`).
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyList, PyString, PyTuple};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// One entity's fold, as `features/*.py` folds: `apply` an input, `rows` of changed views.
@@ -28,7 +28,7 @@ pub struct Shard<S> {
 
 impl<S: Serialize + DeserializeOwned> Shard<S> {
     pub fn new() -> Self {
-        Shard { states: HashMap::new(), touched: HashSet::new() }
+        Shard { states: HashMap::default(), touched: HashSet::default() }
     }
 
     /// Apply `items` in order (each a tuple whose first field is the entity key).
@@ -38,21 +38,22 @@ impl<S: Serialize + DeserializeOwned> Shard<S> {
         let out = PyList::empty(py);
         for item in items.iter() {
             let x = item.cast::<PyTuple>()?;
-            let key: String = x.get_item(0)?.extract()?;
-            if !self.states.contains_key(&key) {
-                self.states.insert(key.clone(), fold.new_state());
+            let key_obj = x.get_item(0)?;
+            let key = key_obj.cast::<PyString>()?.to_str()?;
+            if !self.states.contains_key(key) {
+                self.states.insert(key.to_owned(), fold.new_state());
             }
-            let st = self.states.get_mut(&key).expect("just inserted");
+            let st = self.states.get_mut(key).expect("just inserted");
             fold.apply(py, st, x, &out)?;
             if fold.erased(st) {
-                self.states.remove(&key);
-                self.touched.remove(&key);
+                self.states.remove(key);
+                self.touched.remove(key);
                 continue;
             }
             if per_event {
-                fold.rows(py, st, &key, &out)?;
-            } else if !self.touched.contains(&key) {
-                self.touched.insert(key);
+                fold.rows(py, st, key, &out)?;
+            } else if !self.touched.contains(key) {
+                self.touched.insert(key.to_owned());
             }
         }
         Ok(out.unbind())
@@ -146,7 +147,7 @@ macro_rules! shard_class {
 #[pyfunction]
 pub fn shard_groups<'py>(py: Python<'py>, chunks: &Bound<'py, PyList>, shards: u32)
                          -> PyResult<Bound<'py, PyList>> {
-    let mut index: HashMap<u32, usize> = HashMap::new();
+    let mut index: HashMap<u32, usize> = HashMap::default();
     let mut groups: Vec<(u32, Bound<'py, PyList>)> = Vec::new();
     for chunk in chunks.iter() {
         for x in chunk.cast::<PyList>()?.iter() {

@@ -1,10 +1,12 @@
 //! User and session features: `features/user_features.py`'s `UserFold`, natively.
 
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use serde::{Deserialize, Serialize};
 
 use crate::decay::{encode_top, round_n, strongest, DecayedMap};
+use crate::py::named;
 use crate::shard::NativeFold;
 use crate::shard_class;
 use crate::windows::WindowCounts;
@@ -141,22 +143,22 @@ fn join(items: impl Iterator<Item = impl AsRef<str>>) -> String {
 }
 
 impl UserFold {
-    fn store_write(&self, py: Python<'_>, entity: &str, key: &str, view: usize, row: Bound<'_, PyDict>,
+    fn store_write(&self, py: Python<'_>, entity: &Bound<'_, pyo3::types::PyString>, key: &str, view: usize, row: Bound<'_, PyDict>,
                    ts: i64) -> PyResult<Py<PyAny>> {
         let (prefix, ttl) = &self.meta[view];
-        Ok(self.cls.store_write.call1(py, (entity, key, prefix.as_str(), row, ts, *ttl))?)
+        Ok(named(py, &self.cls.store_write, (entity, key, prefix.as_str(), row, ts, *ttl))?.unbind())
     }
 
     fn session_row(&self, py: Python<'_>, sess: &Session, user_id: &str) -> PyResult<Py<PyAny>> {
         let row = PyDict::new(py);
-        row.set_item("user_id", user_id)?;
-        row.set_item("items_seen", sess.hashes.len())?;
-        row.set_item("dwell_s", (sess.last - sess.start) as f64 / 1000.0)?;
-        row.set_item("cart_adds", sess.cart_adds)?;
-        row.set_item("intent_stage", stage(sess))?;
-        row.set_item("start_ts", sess.start)?;
-        row.set_item("last_ts", sess.last)?;
-        self.store_write(py, "session", &format!("{}/{}", user_id, sess.id), 0, row, sess.last)
+        row.set_item(intern!(py, "user_id"), user_id)?;
+        row.set_item(intern!(py, "items_seen"), sess.hashes.len())?;
+        row.set_item(intern!(py, "dwell_s"), (sess.last - sess.start) as f64 / 1000.0)?;
+        row.set_item(intern!(py, "cart_adds"), sess.cart_adds)?;
+        row.set_item(intern!(py, "intent_stage"), stage(sess))?;
+        row.set_item(intern!(py, "start_ts"), sess.start)?;
+        row.set_item(intern!(py, "last_ts"), sess.last)?;
+        self.store_write(py, intern!(py, "session"), &format!("{}/{}", user_id, sess.id), 0, row, sess.last)
     }
 
     fn affinity(&self, s: &mut UserState, x: &Bound<'_, PyTuple>) -> PyResult<()> {
@@ -164,10 +166,11 @@ impl UserFold {
         if ts < s.last_ts - self.lateness {
             return Ok(());
         }
-        let kind: String = x.get_item(1)?.extract()?;
-        let category: String = x.get_item(4)?.extract()?;
-        let brand: String = x.get_item(5)?.extract()?;
-        let band: String = x.get_item(6)?.extract()?;
+        let (kind_o, category_o, brand_o, band_o) = (x.get_item(1)?, x.get_item(4)?, x.get_item(5)?, x.get_item(6)?);
+        let kind = kind_o.cast::<PyString>()?.to_str()?;
+        let category = category_o.cast::<PyString>()?.to_str()?;
+        let brand = brand_o.cast::<PyString>()?.to_str()?;
+        let band = band_o.cast::<PyString>()?.to_str()?;
         let mut keys: Vec<String> = Vec::with_capacity(8);
         if !band.is_empty() {
             keys.push(format!("p:{band}"));
@@ -176,10 +179,10 @@ impl UserFold {
             keys.push(format!("c:{category}"));
             keys.push(format!("b:{brand}"));
             for a in x.get_item(7)?.cast::<PyTuple>()?.iter() {
-                keys.push(format!("a:{}", a.extract::<String>()?));
+                keys.push(format!("a:{}", a.cast::<PyString>()?.to_str()?));
             }
         }
-        s.aff.add_all(keys.iter().map(|k| k.as_str()), weight(&kind), ts);
+        s.aff.add_all(keys.iter().map(|k| k.as_str()), weight(kind), ts);
         s.aff.bound(MAX_AFFINITY, 4);
         s.dirty |= USER_AFFINITY;
         Ok(())
@@ -233,9 +236,10 @@ impl UserFold {
         let buy = kind == "add_to_cart" || kind == "order";
         for (a, a_ts) in &sess.recent {
             if a != sku && (ts - a_ts).abs() <= SESSION_GAP {
-                out.append((a.as_str(), sku, if buy { "vb" } else { "vv" }, ts))?;
+                let rel = if buy { intern!(py, "vb") } else { intern!(py, "vv") };
+                out.append((a.as_str(), sku, rel, ts))?;
                 if !buy {
-                    out.append((sku, a.as_str(), "vv", ts))?;
+                    out.append((sku, a.as_str(), rel, ts))?;
                 }
             }
         }
@@ -252,20 +256,22 @@ impl UserFold {
 
     fn event(&self, py: Python<'_>, s: &mut UserState, x: &Bound<'_, PyTuple>, kind: &str,
              out: &Bound<'_, PyList>) -> PyResult<()> {
-        let user_id: String = x.get_item(0)?.extract()?;
+        let user_o = x.get_item(0)?;
+        let user_id = user_o.cast::<PyString>()?.to_str()?;
         let ts: i64 = x.get_item(2)?.extract()?;
-        let event_id: String = x.get_item(3)?.extract()?;
+        let event_o = x.get_item(3)?;
+        let event_id = event_o.cast::<PyString>()?.to_str()?;
         if ts < s.last_ts - self.lateness {
             let kw = PyDict::new(py);
-            kw.set_item("id", format!("late:user:{user_id}:{event_id}"))?;
-            kw.set_item("ts", ts)?;
-            kw.set_item("entity", "user")?;
-            kw.set_item("key", &user_id)?;
-            kw.set_item("event_id", &event_id)?;
-            kw.set_item("event_ts", ts)?;
-            kw.set_item("watermark", s.last_ts)?;
-            kw.set_item("lateness_ms", s.last_ts - ts)?;
-            kw.set_item("reason", format!("older than the user's watermark minus the allowed \
+            kw.set_item(intern!(py, "id"), format!("late:user:{user_id}:{event_id}"))?;
+            kw.set_item(intern!(py, "ts"), ts)?;
+            kw.set_item(intern!(py, "entity"), "user")?;
+            kw.set_item(intern!(py, "key"), &user_id)?;
+            kw.set_item(intern!(py, "event_id"), &event_id)?;
+            kw.set_item(intern!(py, "event_ts"), ts)?;
+            kw.set_item(intern!(py, "watermark"), s.last_ts)?;
+            kw.set_item(intern!(py, "lateness_ms"), s.last_ts - ts)?;
+            kw.set_item(intern!(py, "reason"), format!("older than the user's watermark minus the allowed \
                                            lateness ({} ms)", self.lateness))?;
             out.append(self.cls.late_event.call(py, (), Some(&kw))?)?;
             return Ok(());
@@ -275,7 +281,8 @@ impl UserFold {
             *s = UserState::new(self.lateness);
             s.consent = consent;
         }
-        let session_id: String = x.get_item(4)?.extract()?;
+        let session_o = x.get_item(4)?;
+        let session_id = session_o.cast::<PyString>()?.to_str()?;
         let w = weight(kind);
         s.n_events += 1;
         s.last_ts = s.last_ts.max(ts);
@@ -348,8 +355,8 @@ impl UserFold {
                 Some(c) => PyTuple::new(py, c)?.into_any().unbind(),
             };
             let args = PyTuple::new(py, [
-                user_id.into_pyobject(py)?.into_any(),
-                event_id.into_pyobject(py)?.into_any(),
+                user_o.clone(),
+                event_o.clone(),
                 ts.into_pyobject(py)?.into_any(),
                 interests.into_any(),
                 PyTuple::new(py, &s.bought)?.into_any(),
@@ -362,7 +369,7 @@ impl UserFold {
                 PyTuple::new(py, cats)?.into_any(),
                 PyTuple::new(py, s.last.iter().take(COVIS_SEEDS))?.into_any(),
             ])?;
-            out.append(self.cls.user_features.call1(py, args)?)?;
+            out.append(named(py, &self.cls.user_features, args)?)?;
         }
         Ok(())
     }
@@ -371,47 +378,50 @@ impl UserFold {
         let row = PyDict::new(py);
         match bit {
             USER_ACTIVITY => {
-                for (i, w) in ["1h", "24h", "7d"].iter().enumerate() {
+                let names = [[intern!(py, "views_1h"), intern!(py, "carts_1h"), intern!(py, "orders_1h")],
+                             [intern!(py, "views_24h"), intern!(py, "carts_24h"), intern!(py, "orders_24h")],
+                             [intern!(py, "views_7d"), intern!(py, "carts_7d"), intern!(py, "orders_7d")]];
+                for (i, keys) in names.iter().enumerate() {
                     let c = s.win.counts(i, t);
-                    row.set_item(format!("views_{w}"), c[0])?;
-                    row.set_item(format!("carts_{w}"), c[1])?;
-                    row.set_item(format!("orders_{w}"), c[2])?;
+                    for (key, n) in keys.iter().zip(c) {
+                        row.set_item(key, n)?;
+                    }
                 }
-                row.set_item("as_of", t)?;
+                row.set_item(intern!(py, "as_of"), t)?;
             }
             USER_AFFINITY => {
-                for (field, p) in [("top_categories", "c:"), ("top_brands", "b:"),
-                                   ("top_price_bands", "p:"), ("top_attributes", "a:")] {
+                for (field, p) in [(intern!(py, "top_categories"), "c:"), (intern!(py, "top_brands"), "b:"),
+                                   (intern!(py, "top_price_bands"), "p:"), (intern!(py, "top_attributes"), "a:")] {
                     row.set_item(field, top(&s.aff, p, 5, t))?;
                 }
-                row.set_item("as_of", t)?;
+                row.set_item(intern!(py, "as_of"), t)?;
             }
             USER_RECENCY => {
-                row.set_item("last_ts", s.last_ts)?;
-                row.set_item("n_events", s.n_events)?;
-                row.set_item("last_items", join(s.last.iter()))?;
+                row.set_item(intern!(py, "last_ts"), s.last_ts)?;
+                row.set_item(intern!(py, "n_events"), s.n_events)?;
+                row.set_item(intern!(py, "last_items"), join(s.last.iter()))?;
             }
             USER_CART => {
-                row.set_item("cart_items", join(s.cart.iter().map(|c| c.0.as_str())))?;
+                row.set_item(intern!(py, "cart_items"), join(s.cart.iter().map(|c| c.0.as_str())))?;
                 if s.cart.is_empty() {
-                    row.set_item("cart_value", 0i64)?; // Python: round(sum([]), 2) == 0 (int)
+                    row.set_item(intern!(py, "cart_value"), 0i64)?; // Python: round(sum([]), 2) == 0 (int)
                 } else {
                     let mut total = 0.0f64;
                     for c in &s.cart {
                         total += c.1 as f64 * c.2;
                     }
-                    row.set_item("cart_value", round_n(total, 2))?;
+                    row.set_item(intern!(py, "cart_value"), round_n(total, 2))?;
                 }
-                row.set_item("as_of", t)?;
+                row.set_item(intern!(py, "as_of"), t)?;
             }
             USER_PURCHASES => {
-                row.set_item("n_orders", s.n_orders)?;
-                row.set_item("total_spent", round_n(s.spent, 2))?;
+                row.set_item(intern!(py, "n_orders"), s.n_orders)?;
+                row.set_item(intern!(py, "total_spent"), round_n(s.spent, 2))?;
                 let avg = if s.n_orders != 0 { round_n(s.spent / s.n_orders as f64, 2) } else { 0.0 };
-                row.set_item("avg_order_value", avg)?;
-                row.set_item("last_order_ts", s.last_order_ts)?;
-                row.set_item("purchased_items", join(s.bought.iter().rev()))?;
-                row.set_item("as_of", t)?;
+                row.set_item(intern!(py, "avg_order_value"), avg)?;
+                row.set_item(intern!(py, "last_order_ts"), s.last_order_ts)?;
+                row.set_item(intern!(py, "purchased_items"), join(s.bought.iter().rev()))?;
+                row.set_item(intern!(py, "as_of"), t)?;
             }
             _ => unreachable!(),
         }
@@ -429,7 +439,7 @@ impl NativeFold for UserFold {
     fn apply(&self, py: Python<'_>, s: &mut UserState, x: &Bound<'_, PyTuple>,
              out: &Bound<'_, PyList>) -> PyResult<()> {
         let kind_obj = x.get_item(1)?;
-        let kind: &str = &kind_obj.extract::<String>()?;
+        let kind: &str = kind_obj.cast::<PyString>()?.to_str()?;
         if kind == "consent" {
             let purposes: Vec<String> = x.get_item(4)?.extract()?;
             s.consent = Some(purposes);
@@ -452,7 +462,7 @@ impl NativeFold for UserFold {
                     empty.clone().into_any(), "".into_pyobject(py)?.into_any(),
                     empty.clone().into_any(), empty.into_any(),
                 ])?;
-                out.append(self.cls.user_features.call1(py, args)?)?;
+                out.append(named(py, &self.cls.user_features, args)?)?;
             }
             return Ok(());
         }
@@ -485,7 +495,7 @@ impl NativeFold for UserFold {
                 _ => t,
             };
             let row = self.row(py, bit, s, vt)?;
-            out.append(self.store_write(py, "user", key, i, row, vt)?)?;
+            out.append(self.store_write(py, intern!(py, "user"), key, i, row, vt)?)?;
         }
         s.dirty = 0;
         Ok(())

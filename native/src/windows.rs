@@ -1,6 +1,6 @@
 //! Sliding-window counts by event type (as `features/windows.py`): three rings of buckets.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,7 @@ pub struct WindowCounts {
 
 impl WindowCounts {
     pub fn new(retain: i64) -> Self {
-        WindowCounts { rings: [HashMap::new(), HashMap::new(), HashMap::new()], retain }
+        WindowCounts { rings: [HashMap::default(), HashMap::default(), HashMap::default()], retain }
     }
 
     pub fn add(&mut self, type_idx: usize, ts: i64) {
