@@ -7,7 +7,8 @@
 //! Record order is kept either way.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::intern;
+use pyo3::types::{PyList, PyString, PyTuple};
 use serde::{Deserialize, Deserializer};
 
 use crate::py::named;
@@ -196,6 +197,15 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
     if present.iter().any(|(name, p)| *p && !allowed.contains(name)) {
         return Ok(false);
     }
+    let kind = match ty {  // the event type, as one shared Python string per type
+        "page_view" => intern!(py, "page_view"),
+        "click" => intern!(py, "click"),
+        "add_to_cart" => intern!(py, "add_to_cart"),
+        "order" => intern!(py, "order"),
+        "inventory" => intern!(py, "inventory"),
+        "price" => intern!(py, "price"),
+        _ => intern!(py, "consent"),
+    };
     match ty {
         "page_view" | "click" | "add_to_cart" => {
             let (Some(user), Some(session), Some(sku)) = (id(&r.user_id), id(&r.session_id), id(&r.sku))
@@ -226,9 +236,11 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
                 }
                 (1, 0.0)
             };
-            items.append((sku, ty, ts, user, event_id, session, qty, unit_price))?;
-            let lines = PyTuple::new(py, [(sku, qty, unit_price)])?;
-            users.append(named(py, user_event, (user, ty, ts, event_id, session, lines, ""))?)?;
+            let (sku, user, event_id) = (PyString::new(py, sku), PyString::new(py, user), PyString::new(py, event_id));
+            let session = PyString::new(py, session);
+            items.append((&sku, kind, ts, &user, &event_id, &session, qty, unit_price))?;
+            let lines = PyTuple::new(py, [(&sku, qty, unit_price)])?;
+            users.append(named(py, user_event, (user, kind, ts, event_id, session, lines, intern!(py, "")))?)?;
         }
         "order" => {
             let (Some(user), Some(order_id), Some(_)) = (id(&r.user_id), id(&r.order_id), currency(&r.currency))
@@ -248,12 +260,14 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
             }) {
                 return Ok(false);
             }
-            for l in lines {
-                items.append((l.sku.as_str(), "order", ts, user, event_id, session, l.quantity,
-                              l.unit_price))?;
+            let (user, event_id) = (PyString::new(py, user), PyString::new(py, event_id));
+            let session = PyString::new(py, session);
+            let skus: Vec<Bound<'_, PyString>> = lines.iter().map(|l| PyString::new(py, &l.sku)).collect();
+            for (l, sku) in lines.iter().zip(&skus) {
+                items.append((sku, kind, ts, &user, &event_id, &session, l.quantity, l.unit_price))?;
             }
-            let tuple = PyTuple::new(py, lines.iter().map(|l| (l.sku.as_str(), l.quantity, l.unit_price)))?;
-            users.append(named(py, user_event, (user, "order", ts, event_id, session, tuple, order_id))?)?;
+            let tuple = PyTuple::new(py, lines.iter().zip(&skus).map(|(l, sku)| (sku, l.quantity, l.unit_price)))?;
+            users.append(named(py, user_event, (user, kind, ts, event_id, session, tuple, order_id))?)?;
         }
         "inventory" => {
             let (Some(sku), Some(location), Some(on_hand)) = (id(&r.sku), id(&r.location), int_in(&r.on_hand, 0, 100_000_000))
@@ -267,7 +281,7 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
                     None => return Ok(false),
                 },
             };
-            items.append((sku, "inventory", ts, location, on_hand, reserved))?;
+            items.append((sku, kind, ts, location, on_hand, reserved))?;
         }
         "price" => {
             let (Some(sku), Some(cur)) = (id(&r.sku), currency(&r.currency)) else { return Ok(false) };
@@ -282,7 +296,7 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
                 Some(lp) if lp != 0.0 => lp,
                 _ => price,
             };
-            items.append((sku, "price", ts, price, list, cur))?;
+            items.append((sku, kind, ts, price, list, cur))?;
         }
         "consent" => {
             let Some(user) = id(&r.user_id) else { return Ok(false) };
@@ -290,7 +304,7 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
             if purposes.len() > PURPOSES.len() || !purposes.iter().all(|p| PURPOSES.contains(&p.as_str())) {
                 return Ok(false);
             }
-            users.append((user, "consent", ts, event_id, PyTuple::new(py, purposes)?))?;
+            users.append((user, kind, ts, event_id, PyTuple::new(py, purposes)?))?;
         }
         _ => return Ok(false),
     }
