@@ -8,6 +8,10 @@ whole batch in one call (``operators.sharded_fold`` uses it when present). The P
 ``apply``/``rows`` stay the reference: ``tests/test_native_folds.py`` feeds both the same
 inputs and requires the same outputs, field for field.
 
+Between native shards, co-visitation pairs (user → co-visitation step) and affinity hints
+(item → user step) travel as ``PairBatch``/``HintBatch`` objects, one per shard and batch,
+rather than one tuple each; ``tuples()`` shows their records as the Python folds emit them.
+
 Without the extension (``available()`` is false) the flow runs the Python folds.
 
 >>> if available():
@@ -25,15 +29,16 @@ from __future__ import annotations
 from features.category_features import CategoryInput
 from features.covisitation import CovisFold
 from features.events import LateEvent
-from features.interactions import AffinityHint
 from features.item_features import ItemFold
 from features.store import StorePurge, StoreWrite
 from features.user_features import UserFeatures, UserFold
 
 try:
     import bespoke_native
+    from bespoke_native import HintBatch, PairBatch
 except ImportError:  # not built: the Python folds run
     bespoke_native = None
+    HintBatch = PairBatch = None
 
 ITEM_VIEWS = ("item_catalog", "item_popularity", "item_price", "item_stock")
 USER_VIEWS = ("session_state", "user_activity", "user_affinity", "user_cart",
@@ -62,7 +67,7 @@ class _NativeUserFold(_Native, UserFold):
 class _NativeItemFold(_Native, ItemFold):
     def new_shard(self):
         return bespoke_native.ItemShard(self.lateness, [self.ttl[v] for v in ITEM_VIEWS],
-                                        (StoreWrite, LateEvent, AffinityHint, CategoryInput))
+                                        (StoreWrite, LateEvent, CategoryInput))
 
 
 class _NativeCovisFold(_Native, CovisFold):

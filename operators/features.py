@@ -24,6 +24,8 @@ from features.events import LateEvent
 from features.interactions import AffinityHint
 from features.item_features import ItemFold
 from features.native import (
+    HintBatch,
+    PairBatch,
     available,
     native_covis_fold,
     native_item_fold,
@@ -66,8 +68,10 @@ def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
     native = cfg.native and available()  # native shards (features.native) where built
     item_fold = (native_item_fold if native else ItemFold)(cfg.allowed_lateness_ms, cfg.ttl_s)
     item_out = sharded_fold(f"{step_id}_item", item_in, item_fold, _first, **common)
+    # native shards pass co-visitation pairs and affinity hints as batches (features.native)
+    hint_type, pair_type = (HintBatch, PairBatch) if native else (AffinityHint, tuple)
     hints, item_late, category_in, item_store = split_by_type(
-        f"{step_id}_item_split", item_out, (AffinityHint, LateEvent, CategoryInput))
+        f"{step_id}_item_split", item_out, (hint_type, LateEvent, CategoryInput))
     category_store = sharded_fold(f"{step_id}_category", category_in, CategoryFold(cfg.ttl_s),
                                   _first, **common)
 
@@ -76,7 +80,7 @@ def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
         cfg.allowed_lateness_ms, cfg.ttl_s, cfg.decision_inputs)
     user_out = sharded_fold(f"{step_id}_user", user_in, user_fold, _first, **common)
     pairs, decisions, user_late, user_store = split_by_type(
-        f"{step_id}_user_split", user_out, (tuple, UserFeatures, LateEvent))
+        f"{step_id}_user_split", user_out, (pair_type, UserFeatures, LateEvent))
 
     covis_fold = (native_covis_fold if native else CovisFold)(cfg.ttl_s)
     covis_store = sharded_fold(f"{step_id}_covis", pairs, covis_fold, _first, **common)

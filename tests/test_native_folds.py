@@ -14,7 +14,14 @@ from features.covisitation import CovisFold
 from features.events import parse_inbound
 from features.interactions import AffinityHint, item_inputs, user_inputs
 from features.item_features import ItemFold
-from features.native import available, native_covis_fold, native_item_fold, native_user_fold
+from features.native import (
+    HintBatch,
+    PairBatch,
+    available,
+    native_covis_fold,
+    native_item_fold,
+    native_user_fold,
+)
 from features.store import StoreWrite
 from features.user_features import UserFold
 
@@ -30,6 +37,24 @@ def _canon(x) -> tuple:
     if hasattr(x, "model_dump_json"):
         return ("m", type(x).__name__, x.model_dump_json())
     return ("t", type(x).__name__, repr(x))
+
+
+def _split(outputs: list) -> tuple[list, list, list]:
+    """(other outputs, pairs, hints) in emitted order; native batches expanded to the tuples
+    the Python folds emit."""
+    other, pairs, hints = [], [], []
+    for x in outputs:
+        if isinstance(x, PairBatch):
+            pairs += x.tuples()
+        elif isinstance(x, HintBatch):
+            hints += [AffinityHint(*t[:7], tuple(t[7])) for t in x.tuples()]
+        elif type(x) is AffinityHint:
+            hints.append(x)
+        elif type(x) is tuple:
+            pairs.append(x)
+        else:
+            other.append(x)
+    return [_canon(x) for x in other], pairs, [_canon(x) for x in hints]
 
 
 def _user_stream(seed: int = 7) -> list[tuple]:
@@ -94,7 +119,7 @@ def test_user_shard_matches_python_fold_per_event(decision_inputs):
     assert len(py) > len(stream)  # rows, pairs, late events and decision inputs came out
     kinds = {type(x).__name__ for x in py}
     assert {"StoreWrite", "StorePurge", "LateEvent", "tuple"} <= kinds
-    assert [_canon(x) for x in nat] == [_canon(x) for x in py]
+    assert _split(nat) == _split(py)
 
 
 def test_user_shard_matches_python_fold_coalesced_and_across_snapshots():
@@ -108,7 +133,8 @@ def test_user_shard_matches_python_fold_coalesced_and_across_snapshots():
         restored.load(shard.dump())
         shard = restored
     nat += shard.flush()
-    assert sorted(map(_canon, nat)) == sorted(map(_canon, py))
+    (n_other, n_pairs, _), (p_other, p_pairs, _) = _split(nat), _split(py)
+    assert sorted(n_other) == sorted(p_other) and n_pairs == p_pairs
     assert len(shard) > 0 and shard.touched() == 0
 
 
@@ -141,10 +167,41 @@ def test_item_shard_matches_python_fold(per_event):
     nat += shard.flush()
     kinds = {type(x).__name__ for x in py}
     assert {"StoreWrite", "LateEvent", "AffinityHint", "CategoryInput"} <= kinds
+    (n_other, _, n_hints), (p_other, _, p_hints) = _split(nat), _split(py)
+    assert n_hints == p_hints
     if per_event:
-        assert [_canon(x) for x in nat] == [_canon(x) for x in py]
+        assert n_other == p_other
     else:
-        assert sorted(map(_canon, nat)) == sorted(map(_canon, py))
+        assert sorted(n_other) == sorted(p_other)
+
+
+def test_batches_between_native_shards_match_python_chain():
+    """item → hints → user → pairs → co-visitation, natively (batches, regrouped by shard
+    and pickled as across workers) and in Python."""
+    import pickle
+
+    import bespoke_native
+
+    items = _item_stream()
+    users = [x for x in _user_stream(seed=9) if len(x) != 8]  # the stream's own hints out
+    py_item, py_user, py_cov = ItemFold(H), UserFold(H), CovisFold()
+    hints = [h for h in _python_run(py_item, items, False) if type(h) is AffinityHint]
+    pairs = [p for p in _python_run(py_user, users + hints, False) if type(p) is tuple]
+    py_rows = _python_run(py_cov, pairs, False)
+
+    def native_step(fold, chunk: list) -> list:
+        out = []
+        for _, group in bespoke_native.shard_groups([chunk], 8):
+            shard = fold.new_shard()
+            out += shard.apply(pickle.loads(pickle.dumps(group)), False) + shard.flush()
+        return out
+
+    n_hints = [b for b in native_step(native_item_fold(H), items) if isinstance(b, HintBatch)]
+    n_pairs = [b for b in native_step(native_user_fold(H), users + n_hints)
+               if isinstance(b, PairBatch)]
+    n_rows = native_step(native_covis_fold(), n_pairs)
+    assert sorted(map(_canon, n_rows)) == sorted(map(_canon, py_rows))
+    assert len(py_rows) >= 20
 
 
 def test_covis_shard_matches_python_fold():

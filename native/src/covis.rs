@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::{Pair, Side};
 use crate::decay::{fmt4, DecayedMap};
 use crate::py::named;
 use crate::shard::NativeFold;
@@ -63,8 +64,15 @@ impl NativeFold for CovisFold {
         CovisState { vv: DecayedMap::new(HL), vb: DecayedMap::new(HL), last_ts: 0, dirty: false }
     }
 
+    fn apply_pair(&self, s: &mut CovisState, p: &Pair) -> PyResult<()> {
+        add_capped(if p.buy { &mut s.vb } else { &mut s.vv }, &p.b, 1.0, p.ts, CAPACITY);
+        s.last_ts = s.last_ts.max(p.ts);
+        s.dirty = true;
+        Ok(())
+    }
+
     fn apply(&self, _py: Python<'_>, s: &mut CovisState, x: &Bound<'_, PyTuple>,
-             _out: &Bound<'_, PyList>) -> PyResult<()> {
+             _out: &Bound<'_, PyList>, _side: &mut Side) -> PyResult<()> {
         let b: String = x.get_item(1)?.extract()?;
         let rel = x.get_item(2)?;
         let ts: i64 = x.get_item(3)?.extract()?;

@@ -1,5 +1,7 @@
 //! Item features: `features/item_features.py`'s `ItemFold`, natively.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap as HashMap;
 
 use pyo3::intern;
@@ -7,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::{Facts, Hint, Side};
 use crate::decay::{round_n, DecayedMap};
 use crate::py::named;
 use crate::shard::NativeFold;
@@ -25,10 +28,7 @@ const ITEM_STOCK: u8 = 8;
 
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Catalog {
-    category: String,
-    brand: String,
-    band: String,
-    attrs: Vec<String>,
+    facts: Arc<Facts>, // category, brand, price band, attributes: what hints carry
     price: f64,
     currency: String,
     min_age: i64,
@@ -67,7 +67,6 @@ pub struct ItemFold {
     meta: Vec<(String, i64)>, // (store prefix, ttl) of catalog, popularity, price, stock
     store_write: Py<PyAny>,
     late_event: Py<PyAny>,
-    affinity_hint: Py<PyAny>,
     category_input: Py<PyAny>,
 }
 
@@ -136,7 +135,7 @@ impl NativeFold for ItemFold {
     }
 
     fn apply(&self, py: Python<'_>, s: &mut ItemState, x: &Bound<'_, PyTuple>,
-             out: &Bound<'_, PyList>) -> PyResult<()> {
+             out: &Bound<'_, PyList>, side: &mut Side) -> PyResult<()> {
         let sku: String = x.get_item(0)?.extract()?;
         let kind: String = x.get_item(1)?.extract()?;
         let ts: i64 = x.get_item(2)?.extract()?;
@@ -151,12 +150,13 @@ impl NativeFold for ItemFold {
                 let price: f64 = x.get_item(5)?.extract()?;
                 let currency: String = x.get_item(6)?.extract()?;
                 if !category.is_empty()
-                    && s.catalog.as_ref().map_or(true, |c| c.category != category) {
+                    && s.catalog.as_ref().map_or(true, |c| c.facts.category != category) {
                     out.append(self.category_input(py, &category, "new", ts, &sku, 0.0)?)?;
                 }
+                let facts = Facts::new(category, x.get_item(4)?.extract()?,
+                                       price_band(price).to_owned(), x.get_item(7)?.extract()?);
                 s.catalog = Some(Catalog {
-                    category, brand: x.get_item(4)?.extract()?, band: price_band(price).to_owned(),
-                    attrs: x.get_item(7)?.extract()?, price, currency: currency.clone(),
+                    facts: Arc::new(facts), price, currency: currency.clone(),
                     min_age: x.get_item(8)?.extract()?, regions: x.get_item(9)?.extract()?, ts,
                     options: x.get_item(10)?.extract()?,
                 });
@@ -225,28 +225,22 @@ impl NativeFold for ItemFold {
                 s.dirty |= ITEM_STOCK;
             }
         }
-        let hint = match &s.catalog {
-            Some(c) => {
-                if c.category.is_empty() && c.band.is_empty() {
-                    None
-                } else {
-                    Some((c.category.as_str(), c.brand.as_str(), c.band.as_str(),
-                          PyTuple::new(py, &c.attrs)?))
-                }
-            }
+        let facts = match &s.catalog {
+            Some(c) if c.facts.category.is_empty() && c.facts.band.is_empty() => None,
+            Some(c) => Some(c.facts.clone()),
             None => {
                 let unit_price: f64 = x.get_item(7)?.extract()?;
                 if unit_price != 0.0 {
-                    Some(("", "", price_band(unit_price), PyTuple::empty(py)))
+                    Some(Arc::new(Facts::new(String::new(), String::new(),
+                                             price_band(unit_price).to_owned(), Vec::new())))
                 } else {
                     None
                 }
             }
         };
-        if let Some((category, brand, band, attrs)) = hint {
-            out.append(named(py, &self.affinity_hint, (x.get_item(3)?, x.get_item(1)?, ts,
-                                                        x.get_item(4)?, category, brand, band,
-                                                        attrs))?)?;
+        if let Some(facts) = facts {
+            side.hints.push(Hint { user: x.get_item(3)?.extract()?, kind, ts,
+                                   event_id: x.get_item(4)?.extract()?, facts });
         }
         Ok(())
     }
@@ -263,9 +257,9 @@ impl NativeFold for ItemFold {
                     let row = self.popularity_row(py, s, s.last_ts)?;
                     out.append(self.write(py, sku, i, row, s.last_ts)?)?;
                     if let Some(c) = &s.catalog {
-                        if !c.category.is_empty() {
+                        if !c.facts.category.is_empty() {
                             let v = s.trend.value("v", s.last_ts);
-                            out.append(self.category_input(py, &c.category, "trend", s.last_ts,
+                            out.append(self.category_input(py, &c.facts.category, "trend", s.last_ts,
                                                            sku, v)?)?;
                         }
                     }
@@ -277,8 +271,8 @@ impl NativeFold for ItemFold {
                 ITEM_CATALOG => {
                     if let Some(c) = &s.catalog {
                         let row = PyDict::new(py);
-                        row.set_item(intern!(py, "category"), &c.category)?;
-                        row.set_item(intern!(py, "brand"), &c.brand)?;
+                        row.set_item(intern!(py, "category"), &c.facts.category)?;
+                        row.set_item(intern!(py, "brand"), &c.facts.brand)?;
                         row.set_item(intern!(py, "catalog_price"), c.price)?;
                         row.set_item(intern!(py, "min_age"), c.min_age)?;
                         row.set_item(intern!(py, "regions"), &c.regions)?;
@@ -309,17 +303,16 @@ shard_class!(ItemShard, ItemFold, ItemState);
 #[pymethods]
 impl ItemShard {
     /// `meta`: (store prefix, ttl) of item_catalog, item_popularity, item_price, item_stock;
-    /// `classes`: StoreWrite, LateEvent, AffinityHint, CategoryInput.
+    /// `classes`: StoreWrite, LateEvent, CategoryInput. Affinity hints leave as `HintBatch`es.
     #[new]
     fn new(lateness_ms: i64, meta: Vec<(String, i64)>,
-           classes: (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>)) -> PyResult<Self> {
+           classes: (Py<PyAny>, Py<PyAny>, Py<PyAny>)) -> PyResult<Self> {
         if meta.len() != 4 {
             return Err(pyo3::exceptions::PyValueError::new_err("meta needs 4 views"));
         }
-        let (store_write, late_event, affinity_hint, category_input) = classes;
+        let (store_write, late_event, category_input) = classes;
         Ok(ItemShard {
-            fold: ItemFold { lateness: lateness_ms, meta, store_write, late_event, affinity_hint,
-                             category_input },
+            fold: ItemFold { lateness: lateness_ms, meta, store_write, late_event, category_input },
             shard: crate::shard::Shard::new(),
         })
     }

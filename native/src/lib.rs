@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 
+pub mod batch;
 pub mod covis;
 pub mod item;
 pub mod py;
@@ -18,6 +19,8 @@ fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<user::UserShard>()?;
     m.add_class::<covis::CovisShard>()?;
     m.add_class::<item::ItemShard>()?;
+    m.add_class::<batch::PairBatch>()?;
+    m.add_class::<batch::HintBatch>()?;
     m.add_function(wrap_pyfunction!(shard::shard_groups, m)?)?;
     m.add_function(wrap_pyfunction!(ingest::ingest, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -7,12 +7,22 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::batch::{Hint, HintBatch, Pair, PairBatch, Side};
+
 /// One entity's fold, as `features/*.py` folds: `apply` an input, `rows` of changed views.
 pub trait NativeFold {
     type State: Serialize + DeserializeOwned;
     fn new_state(&self) -> Self::State;
     fn apply(&self, py: Python<'_>, st: &mut Self::State, x: &Bound<'_, PyTuple>,
-             out: &Bound<'_, PyList>) -> PyResult<()>;
+             out: &Bound<'_, PyList>, side: &mut Side) -> PyResult<()>;
+    /// A co-visitation pair of a `PairBatch` (keyed by `p.a`).
+    fn apply_pair(&self, _st: &mut Self::State, _p: &Pair) -> PyResult<()> {
+        Err(pyo3::exceptions::PyTypeError::new_err("this fold takes no pairs"))
+    }
+    /// A hint of a `HintBatch` (keyed by `h.user`).
+    fn apply_hint(&self, _st: &mut Self::State, _h: &Hint) -> PyResult<()> {
+        Err(pyo3::exceptions::PyTypeError::new_err("this fold takes no hints"))
+    }
     fn rows(&self, py: Python<'_>, st: &mut Self::State, key: &str, out: &Bound<'_, PyList>)
         -> PyResult<()>;
     fn erased(&self, _st: &Self::State) -> bool {
@@ -36,7 +46,24 @@ impl<S: Serialize + DeserializeOwned> Shard<S> {
                                            items: &Bound<'_, PyList>, per_event: bool)
                                            -> PyResult<Py<PyList>> {
         let out = PyList::empty(py);
+        let mut side = Side::default();
         for item in items.iter() {
+            if let Ok(batch) = item.cast::<PairBatch>() {
+                for p in &batch.borrow().items {
+                    let st = self.state(fold, &p.a);
+                    fold.apply_pair(st, p)?;
+                    self.done(fold, py, &p.a, per_event, &out)?;
+                }
+                continue;
+            }
+            if let Ok(batch) = item.cast::<HintBatch>() {
+                for h in &batch.borrow().items {
+                    let st = self.state(fold, &h.user);
+                    fold.apply_hint(st, h)?;
+                    self.done(fold, py, &h.user, per_event, &out)?;
+                }
+                continue;
+            }
             let x = item.cast::<PyTuple>()?;
             let key_obj = x.get_item(0)?;
             let key = key_obj.cast::<PyString>()?.to_str()?;
@@ -44,7 +71,7 @@ impl<S: Serialize + DeserializeOwned> Shard<S> {
                 self.states.insert(key.to_owned(), fold.new_state());
             }
             let st = self.states.get_mut(key).expect("just inserted");
-            fold.apply(py, st, x, &out)?;
+            fold.apply(py, st, x, &out, &mut side)?;
             if fold.erased(st) {
                 self.states.remove(key);
                 self.touched.remove(key);
@@ -56,7 +83,32 @@ impl<S: Serialize + DeserializeOwned> Shard<S> {
                 self.touched.insert(key.to_owned());
             }
         }
+        if !side.pairs.is_empty() {
+            out.append(Bound::new(py, PairBatch { items: side.pairs })?)?;
+        }
+        if !side.hints.is_empty() {
+            out.append(Bound::new(py, HintBatch { items: side.hints })?)?;
+        }
         Ok(out.unbind())
+    }
+
+    fn state<F: NativeFold<State = S>>(&mut self, fold: &F, key: &str) -> &mut S {
+        if !self.states.contains_key(key) {
+            self.states.insert(key.to_owned(), fold.new_state());
+        }
+        self.states.get_mut(key).expect("just inserted")
+    }
+
+    /// After a batch record: its rows now (per event), or mark the entity for the flush.
+    fn done<F: NativeFold<State = S>>(&mut self, fold: &F, py: Python<'_>, key: &str,
+                                      per_event: bool, out: &Bound<'_, PyList>) -> PyResult<()> {
+        if per_event {
+            let st = self.states.get_mut(key).expect("applied");
+            fold.rows(py, st, key, out)?;
+        } else if !self.touched.contains(key) {
+            self.touched.insert(key.to_owned());
+        }
+        Ok(())
     }
 
     /// Rows of every entity changed since the last flush.
@@ -149,20 +201,36 @@ pub fn shard_groups<'py>(py: Python<'py>, chunks: &Bound<'py, PyList>, shards: u
                          -> PyResult<Bound<'py, PyList>> {
     let mut index: HashMap<u32, usize> = HashMap::default();
     let mut groups: Vec<(u32, Bound<'py, PyList>)> = Vec::new();
+    let mut pairs: HashMap<u32, Vec<Pair>> = HashMap::default();
+    let mut hints: HashMap<u32, Vec<Hint>> = HashMap::default();
     for chunk in chunks.iter() {
         for x in chunk.cast::<PyList>()?.iter() {
+            if let Ok(batch) = x.cast::<PairBatch>() {
+                for p in &batch.borrow().items {
+                    pairs.entry(crc32fast::hash(p.a.as_bytes()) % shards).or_default().push(p.clone());
+                }
+                let mut split: Vec<(u32, Vec<Pair>)> = pairs.drain().collect();
+                split.sort_unstable_by_key(|(s, _)| *s);
+                for (shard, items) in split {
+                    push(py, &mut index, &mut groups, shard, Bound::new(py, PairBatch { items })?.into_any())?;
+                }
+                continue;
+            }
+            if let Ok(batch) = x.cast::<HintBatch>() {
+                for h in &batch.borrow().items {
+                    hints.entry(crc32fast::hash(h.user.as_bytes()) % shards).or_default().push(h.clone());
+                }
+                let mut split: Vec<(u32, Vec<Hint>)> = hints.drain().collect();
+                split.sort_unstable_by_key(|(s, _)| *s);
+                for (shard, items) in split {
+                    push(py, &mut index, &mut groups, shard, Bound::new(py, HintBatch { items })?.into_any())?;
+                }
+                continue;
+            }
             let key = x.cast::<PyTuple>()?.get_item(0)?;
             let shard = crc32fast::hash(key.cast::<pyo3::types::PyString>()?.to_str()?.as_bytes())
                 % shards;
-            match index.get(&shard) {
-                Some(&i) => groups[i].1.append(x)?,
-                None => {
-                    index.insert(shard, groups.len());
-                    let l = PyList::empty(py);
-                    l.append(x)?;
-                    groups.push((shard, l));
-                }
-            }
+            push(py, &mut index, &mut groups, shard, x)?;
         }
     }
     let out = PyList::empty(py);
@@ -170,4 +238,18 @@ pub fn shard_groups<'py>(py: Python<'py>, chunks: &Bound<'py, PyList>, shards: u
         out.append((shard.to_string(), items))?;
     }
     Ok(out)
+}
+
+fn push<'py>(py: Python<'py>, index: &mut HashMap<u32, usize>, groups: &mut Vec<(u32, Bound<'py, PyList>)>,
+             shard: u32, x: Bound<'py, PyAny>) -> PyResult<()> {
+    match index.get(&shard) {
+        Some(&i) => groups[i].1.append(x)?,
+        None => {
+            index.insert(shard, groups.len());
+            let l = PyList::empty(py);
+            l.append(x)?;
+            groups.push((shard, l));
+        }
+    }
+    Ok(())
 }

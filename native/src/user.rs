@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::{Hint, Pair, Side};
 use crate::decay::{encode_top, round_n, strongest, DecayedMap};
 use crate::py::named;
 use crate::shard::NativeFold;
@@ -202,7 +203,7 @@ impl UserFold {
 
     #[allow(clippy::too_many_arguments)]
     fn session(&self, py: Python<'_>, s: &mut UserState, user_id: &str, session_id: &str, kind: &str,
-               ts: i64, sku: &str, out: &Bound<'_, PyList>) -> PyResult<()> {
+               ts: i64, sku: &str, out: &Bound<'_, PyList>, side: &mut Side) -> PyResult<()> {
         let restart = match &s.sess {
             None => true,
             Some(sess) => sess.id != session_id || ts - sess.last > SESSION_GAP,
@@ -236,10 +237,9 @@ impl UserFold {
         let buy = kind == "add_to_cart" || kind == "order";
         for (a, a_ts) in &sess.recent {
             if a != sku && (ts - a_ts).abs() <= SESSION_GAP {
-                let rel = if buy { intern!(py, "vb") } else { intern!(py, "vv") };
-                out.append((a.as_str(), sku, rel, ts))?;
+                side.pairs.push(Pair { a: a.clone(), b: sku.to_owned(), buy, ts });
                 if !buy {
-                    out.append((sku, a.as_str(), rel, ts))?;
+                    side.pairs.push(Pair { a: sku.to_owned(), b: a.clone(), buy: false, ts });
                 }
             }
         }
@@ -255,7 +255,7 @@ impl UserFold {
     }
 
     fn event(&self, py: Python<'_>, s: &mut UserState, x: &Bound<'_, PyTuple>, kind: &str,
-             out: &Bound<'_, PyList>) -> PyResult<()> {
+             out: &Bound<'_, PyList>, side: &mut Side) -> PyResult<()> {
         let user_o = x.get_item(0)?;
         let user_id = user_o.cast::<PyString>()?.to_str()?;
         let ts: i64 = x.get_item(2)?.extract()?;
@@ -325,7 +325,7 @@ impl UserFold {
                     s.dirty |= USER_CART;
                 }
             }
-            self.session(py, s, &user_id, &session_id, kind, ts, &sku, out)?;
+            self.session(py, s, user_id, session_id, kind, ts, &sku, out, side)?;
             skus.push(sku);
         }
         s.interest.bound(MAX_INTEREST, 0);
@@ -436,8 +436,18 @@ impl NativeFold for UserFold {
         UserState::new(self.lateness)
     }
 
+    fn apply_hint(&self, s: &mut UserState, h: &Hint) -> PyResult<()> {
+        if h.ts < s.last_ts - self.lateness {
+            return Ok(()); // its event is late for this user: recorded as a LateEvent there
+        }
+        s.aff.add_all(h.facts.keys.iter().map(|k| k.as_str()), weight(&h.kind), h.ts);
+        s.aff.bound(MAX_AFFINITY, 4);
+        s.dirty |= USER_AFFINITY;
+        Ok(())
+    }
+
     fn apply(&self, py: Python<'_>, s: &mut UserState, x: &Bound<'_, PyTuple>,
-             out: &Bound<'_, PyList>) -> PyResult<()> {
+             out: &Bound<'_, PyList>, side: &mut Side) -> PyResult<()> {
         let kind_obj = x.get_item(1)?;
         let kind: &str = kind_obj.cast::<PyString>()?.to_str()?;
         if kind == "consent" {
@@ -469,7 +479,7 @@ impl NativeFold for UserFold {
         if x.len() == 8 {
             return self.affinity(s, x);
         }
-        self.event(py, s, x, kind, out)
+        self.event(py, s, x, kind, out, side)
     }
 
     fn rows(&self, py: Python<'_>, s: &mut UserState, key: &str, out: &Bound<'_, PyList>)
