@@ -18,11 +18,14 @@ pytestmark = pytest.mark.skipif(not available(), reason="bespoke_native is not b
 
 ODD = [None, True, 0, -1, 1, 1.0, 1.5, 10_000, 10_001, 100_000_001, 4_102_444_800_001,
        2 ** 63, 1e400, "", "x", "x" * 128, "x" * 129, "é" * 128, "é" * 129, "EUR", "eur",
-       "EURO", [], ["marketing"], ["marketing", "spam"], {}, "page_view", 3.0e-7]
+       "EURO", [], ["marketing"], ["marketing", "spam"], {}, "page_view", 3.0e-7,
+       {"color": "red", "size": "M"}, {"k": None}, {"k": "v" * 513}, ["bikes", "road"],
+       ["x" * 65], ["EU", "US"], ["toolongregion"], [{"group_id": "g"}], 99, 100, False]
 FIELDS = ["type", "schema_version", "event_id", "ts", "user_id", "session_id", "sku",
           "quantity", "unit_price", "price", "list_price", "currency", "on_hand", "reserved",
           "location", "purposes", "position", "surface", "referrer", "lines", "order_id",
-          "unit_cost", "extra"]
+          "unit_cost", "extra", "title", "category_path", "brand", "attributes",
+          "option_groups", "compatibility", "min_age", "regions", "active"]
 
 
 def _mutate(rng: random.Random, raw: bytes) -> bytes:

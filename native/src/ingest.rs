@@ -96,6 +96,24 @@ struct Raw {
     unit_cost: F<f64>,
     #[serde(default)]
     purposes: F<Vec<String>>,
+    #[serde(default)]
+    title: F<String>,
+    #[serde(default)]
+    category_path: F<Vec<String>>,
+    #[serde(default)]
+    brand: F<String>,
+    #[serde(default)]
+    attributes: F<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    option_groups: F<Vec<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    compatibility: F<Vec<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    min_age: F<i64>,
+    #[serde(default)]
+    regions: F<Vec<String>>,
+    #[serde(default)]
+    active: F<bool>,
 }
 
 fn chars_in(s: &str, lo: usize, hi: usize) -> bool {
@@ -183,6 +201,11 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
         ("on_hand", r.on_hand.present()), ("reserved", r.reserved.present()),
         ("price", r.price.present()), ("list_price", r.list_price.present()),
         ("unit_cost", r.unit_cost.present()), ("purposes", r.purposes.present()),
+        ("title", r.title.present()), ("category_path", r.category_path.present()),
+        ("brand", r.brand.present()), ("attributes", r.attributes.present()),
+        ("option_groups", r.option_groups.present()), ("compatibility", r.compatibility.present()),
+        ("min_age", r.min_age.present()), ("regions", r.regions.present()),
+        ("active", r.active.present()),
     ];
     let allowed: &[&str] = match ty {
         "page_view" => &["user_id", "session_id", "sku", "referrer"],
@@ -192,6 +215,8 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
         "inventory" => &["sku", "location", "on_hand", "reserved"],
         "price" => &["sku", "price", "currency", "list_price", "unit_cost"],
         "consent" => &["user_id", "purposes"],
+        "catalog" => &["sku", "title", "category_path", "brand", "price", "currency", "attributes",
+                       "option_groups", "compatibility", "min_age", "regions", "active"],
         _ => return Ok(false),
     };
     if present.iter().any(|(name, p)| *p && !allowed.contains(name)) {
@@ -204,7 +229,8 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
         "order" => intern!(py, "order"),
         "inventory" => intern!(py, "inventory"),
         "price" => intern!(py, "price"),
-        _ => intern!(py, "consent"),
+        "consent" => intern!(py, "consent"),
+        _ => intern!(py, "catalog"),
     };
     match ty {
         "page_view" | "click" | "add_to_cart" => {
@@ -297,6 +323,52 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
                 _ => price,
             };
             items.append((sku, kind, ts, price, list, cur))?;
+        }
+        "catalog" => {
+            // items with configurable options (JSON re-encoded by pydantic) go to Python
+            let empty = |f: &F<Vec<serde::de::IgnoredAny>>| match f {
+                F::Absent => true,
+                F::Val(v) => v.is_empty(),
+                F::Null => false,
+            };
+            if !empty(&r.option_groups) || !empty(&r.compatibility) {
+                return Ok(false);
+            }
+            let (Some(sku), Some(cur), F::Val(title), F::Val(path), F::Val(brand), F::Val(price)) =
+                (id(&r.sku), currency(&r.currency), &r.title, &r.category_path, &r.brand, r.price)
+            else {
+                return Ok(false);
+            };
+            if !chars_in(title, 0, 512) || !chars_in(brand, 0, 128) || !money(price)
+                || path.is_empty() || path.len() > 8 || !path.iter().all(|p| chars_in(p, 1, 64)) {
+                return Ok(false);
+            }
+            let attrs: Vec<String> = match &r.attributes {
+                F::Absent => Vec::new(),
+                F::Val(m) if m.len() <= 64 && m.values().all(|v| chars_in(v, 0, 512)) => {
+                    let mut a: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    a.sort();
+                    a
+                }
+                _ => return Ok(false),
+            };
+            let min_age = match &r.min_age {
+                F::Absent => 0,
+                x => match int_in(x, 0, 99) {
+                    Some(v) => v,
+                    None => return Ok(false),
+                },
+            };
+            let regions = match &r.regions {
+                F::Absent => String::new(),
+                F::Val(v) if v.len() <= 64 && v.iter().all(|x| chars_in(x, 0, 8)) => v.join(","),
+                _ => return Ok(false),
+            };
+            if matches!(r.active, F::Null) {
+                return Ok(false);
+            }
+            items.append((sku, kind, ts, path.join("/"), brand.as_str(), price, cur,
+                          PyTuple::new(py, &attrs)?, min_age, regions, intern!(py, "")))?;
         }
         "consent" => {
             let Some(user) = id(&r.user_id) else { return Ok(false) };
