@@ -206,8 +206,9 @@ pub fn shard_groups<'py>(py: Python<'py>, chunks: &Bound<'py, PyList>, shards: u
     for chunk in chunks.iter() {
         for x in chunk.cast::<PyList>()?.iter() {
             if let Ok(batch) = x.cast::<PairBatch>() {
-                for p in &batch.borrow().items {
-                    pairs.entry(crc32fast::hash(p.a.as_bytes()) % shards).or_default().push(p.clone());
+                // a batch has one consumer, this step: its records move, not copied
+                for p in std::mem::take(&mut batch.borrow_mut().items) {
+                    pairs.entry(crc32fast::hash(p.a.as_bytes()) % shards).or_default().push(p);
                 }
                 let mut split: Vec<(u32, Vec<Pair>)> = pairs.drain().collect();
                 split.sort_unstable_by_key(|(s, _)| *s);
@@ -217,8 +218,8 @@ pub fn shard_groups<'py>(py: Python<'py>, chunks: &Bound<'py, PyList>, shards: u
                 continue;
             }
             if let Ok(batch) = x.cast::<HintBatch>() {
-                for h in &batch.borrow().items {
-                    hints.entry(crc32fast::hash(h.user.as_bytes()) % shards).or_default().push(h.clone());
+                for h in std::mem::take(&mut batch.borrow_mut().items) {
+                    hints.entry(crc32fast::hash(h.user.as_bytes()) % shards).or_default().push(h);
                 }
                 let mut split: Vec<(u32, Vec<Hint>)> = hints.drain().collect();
                 split.sort_unstable_by_key(|(s, _)| *s);
