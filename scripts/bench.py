@@ -110,7 +110,7 @@ def bench_thin_flow(runs: int = 3, events: int = 30_000) -> Figure:
                          "decision per user event, JSONL sinks, in-process store)", runs, events)
 
 
-def bench_feature_flow(runs: int = 3, events: int = 100_000) -> Figure:
+def bench_feature_flow(runs: int = 5, events: int = 100_000) -> Figure:
     """The feature flow alone (no decisions), embedded."""
     return _flow_figures("feature_flow", False, "file read, validation, item, user and "
                          "co-visitation folds in keyed Bytewax state, quality monitors, "
@@ -152,6 +152,7 @@ def bench_state_size(events: int = 100_000) -> Figure:
         return sorted(len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)) for s in d.values())
 
     us, its, cs = sizes(users), sizes(items), sizes(covis)
+    native = _native_state_sizes(events)
     how = (f"pickled state (what recovery snapshots) after folding {events} generated events "
            f"({len(us)} active users, {len(its)} items, {len(cs)} items with co-visitation)")
     return {
@@ -164,6 +165,49 @@ def bench_state_size(events: int = 100_000) -> Figure:
                                                      * len(cs) / len(its)), "unit": "bytes",
                                       "how": how + "; item fold + co-visitation per item"},
         "state_bytes_per_item_max": {"value": its[-1] + cs[-1], "unit": "bytes", "how": how},
+        **native,
+    }
+
+
+def _native_state_sizes(events: int) -> Figure:
+    """The same traffic through the native shards the flow runs (``features.native``):
+    snapshot bytes (bincode) per user and per item."""
+    from features.ingest import ingest
+    from features.native import (
+        HintBatch,
+        PairBatch,
+        available,
+        native_covis_fold,
+        native_item_fold,
+        native_user_fold,
+    )
+    from features.validate import RawRecord
+
+    if not available():
+        return {}
+    gen = Generator(GenConfig(seed=1, users=20_000, items=5_000, events=events))
+    recs = [RawRecord("b", 0, i, r.value, 0) for i, r in enumerate(gen.records())]
+    items_in, users_in, _, _ = ingest(recs)
+    item, user, covis = (native_item_fold(3_600_000).new_shard(),
+                         native_user_fold(3_600_000).new_shard(), native_covis_fold().new_shard())
+    hints = [b for b in item.apply(items_in, False) if isinstance(b, HintBatch)]
+    pairs = [b for b in user.apply(users_in + hints, False) if isinstance(b, PairBatch)]
+    covis.apply(pairs, False)
+    for shard in (item, user, covis):
+        shard.flush()
+    us = sorted(user.state_sizes())
+    its, cs = item.state_sizes(), covis.state_sizes()
+    how = (f"native snapshot (bincode, what recovery stores in the flow) after {events} "
+           f"generated events ({len(us)} users, {len(its)} items)")
+    return {
+        "native_state_bytes_per_user_mean": {"value": round(statistics.mean(us)),
+                                             "unit": "bytes", "how": how},
+        "native_state_bytes_per_user_p99": {"value": us[int(len(us) * 0.99)], "unit": "bytes",
+                                            "how": how},
+        "native_state_bytes_per_user_max": {"value": us[-1], "unit": "bytes", "how": how},
+        "native_state_bytes_per_item_mean": {"value": round((sum(its) + sum(cs)) / len(its)),
+                                             "unit": "bytes",
+                                             "how": how + "; item + co-visitation per item"},
     }
 
 

@@ -55,11 +55,11 @@ pub struct Hint {
 }
 
 fn dump<T: Serialize>(v: &T) -> PyResult<Vec<u8>> {
-    bincode::serialize(v).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+    crate::codec::encode(v).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 
 fn load<T: for<'de> Deserialize<'de>>(b: &[u8]) -> PyResult<T> {
-    bincode::deserialize(b).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+    crate::codec::decode(b).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 
 #[pyclass(module = "bespoke_native")]

@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 
 pub mod batch;
+pub mod codec;
 pub mod covis;
 pub mod item;
 pub mod py;

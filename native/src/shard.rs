@@ -140,11 +140,11 @@ impl<S: Serialize + DeserializeOwned> Shard<S> {
     }
 
     pub fn dump(&self) -> PyResult<Vec<u8>> {
-        bincode::serialize(self).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+        crate::codec::encode(self).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
     }
 
     pub fn load(data: &[u8]) -> PyResult<Self> {
-        bincode::deserialize(data).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+        crate::codec::decode(data).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
     }
 }
 
@@ -183,6 +183,13 @@ macro_rules! shard_class {
                 let mut k: Vec<String> = self.shard.states.keys().cloned().collect();
                 k.sort_unstable();
                 k
+            }
+            /// Snapshot bytes (bincode) of each entity's state, as recovery stores them.
+            fn state_sizes(&self) -> PyResult<Vec<u64>> {
+                self.shard.states.values()
+                    .map(|st| crate::codec::size(st)
+                        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string())))
+                    .collect()
             }
             fn touched(&self) -> usize {
                 self.shard.touched.len()
