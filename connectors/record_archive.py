@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -41,7 +42,7 @@ class _ArchivePartition(StatelessSinkPartition[Outgoing]):
             return
         cols = {f.name: [r.get(f.name) for r in self._buf] for f in SCHEMA}
         for name in _JSON:
-            cols[name] = [json.dumps(v, separators=(",", ":")) if v is not None else None
+            cols[name] = [orjson.dumps(v).decode() if v is not None else None
                           for v in cols[name]]
         path = self._root / f"part-{self._worker}-{self._n:06d}.parquet"
         while path.exists():  # a restarted worker never overwrites an earlier file
