@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from bytewax.dataflow import Stream
 
+from features.decay import strongest
 from features.user_features import UserFeatures
 from operators.chunks import chunk_map
 from operators.plans import AGENT_SCOPES, Plan, Step, run_plan
@@ -68,7 +69,7 @@ def merge(interests: list[tuple[str, float]], found: dict[str, list[tuple[str, f
                 continue
             scores[sku] = round(scores.get(sku, 0.0) + w * weight, 6)
             sources.setdefault(sku, source)
-    best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    best = strongest(scores, limit)  # by score, ties by sku (two C-level sorts)
     return best, {s: sources[s] for s, _ in best}
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from features.decay import strongest
 from features.store import OnlineStore
 from operators.tools import Tool, ToolSpec
 from policies.configuration import best_configuration
@@ -151,8 +152,7 @@ def _merged_lists(encoded: tuple[str, ...], weighted: bool,
             else:
                 sku, v = e, 1.0 - pos / len(entries)
             scores[sku] = max(scores.get(sku, 0.0), damp * v)
-    best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
-    return tuple((s, round(w, 6)) for s, w in best)
+    return tuple((s, round(w, 6)) for s, w in strongest(scores, limit))
 
 
 @lru_cache(maxsize=50_000)
@@ -168,8 +168,7 @@ def _neighbours(seeds: tuple[str, ...], encoded: tuple[tuple[str, str], ...],
             for sku, w in _parse_weights(text).items():
                 if sku not in seen:
                     scores[sku] = scores.get(sku, 0.0) + damp * w_rel * w
-    best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
-    return tuple((s, round(w, 6)) for s, w in best)
+    return tuple((s, round(w, 6)) for s, w in strongest(scores, limit))
 
 
 def store_tools(store: OnlineStore, cache_s: float = 1.0) -> list[Tool]:
