@@ -49,6 +49,11 @@ def available() -> bool:
     return bespoke_native is not None
 
 
+def _require_built() -> None:
+    if not available():
+        raise RuntimeError("bespoke_native is not built (make venv builds it)")
+
+
 class _Native:
     """Marks a fold with native shards; its items are keyed by their first field, so
     ``operators.sharded_fold`` also groups them natively (``shard_groups``)."""
@@ -77,18 +82,15 @@ class _NativeCovisFold(_Native, CovisFold):
 
 def native_user_fold(allowed_lateness_ms: int, ttl_s: int | None = None,
                      decision_inputs: bool = False) -> UserFold:
-    if not available():
-        raise RuntimeError("bespoke_native is not built (make venv builds it)")
+    _require_built()
     return _NativeUserFold(allowed_lateness_ms, ttl_s, decision_inputs)
 
 
 def native_item_fold(allowed_lateness_ms: int, ttl_s: int | None = None) -> ItemFold:
-    if not available():
-        raise RuntimeError("bespoke_native is not built (make venv builds it)")
+    _require_built()
     return _NativeItemFold(allowed_lateness_ms, ttl_s)
 
 
 def native_covis_fold(ttl_s: int | None = None) -> CovisFold:
-    if not available():
-        raise RuntimeError("bespoke_native is not built (make venv builds it)")
+    _require_built()
     return _NativeCovisFold(ttl_s)

@@ -383,9 +383,9 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0) -> Figure:
             t_start = time.time()
             i = 0
             while i < len(traffic) and time.time() - t_start < load_s:
-                due = t_start + i / rate
-                if due > time.time():
-                    time.sleep(min(0.002, due - time.time()))
+                wait = t_start + i / rate - time.time()
+                if wait > 0:
+                    time.sleep(min(0.002, wait))
                     continue
                 r = traffic[i]
                 if not r.malformed:
