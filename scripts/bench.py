@@ -3,7 +3,7 @@
 Each figure is ``name -> {value, unit, how}``; later work adds its figures to the same file.
 Figures are medians of several runs on a shared 2-core machine: read them as rough.
 
-    python -m scripts.bench            # all figures
+    python -m scripts.bench            # all figures, each bench in a fresh interpreter
     python -m scripts.bench --only thin_flow
 """
 
@@ -435,30 +435,41 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0) -> Figure:
     return figs
 
 
-BENCHES: dict[str, Callable[[], Figure]] = {
+BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows right after it
     "yardstick": bench_yardstick,
-    "decisions": bench_decisions,
-    "policy": bench_policy,
-    "thin_flow": bench_thin_flow,
     "feature_flow": bench_feature_flow,
+    "thin_flow": bench_thin_flow,
     "state_size": bench_state_size,
+    "policy": bench_policy,
     "redis_writes": bench_redis_writes,
+    "decisions": bench_decisions,
 }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", choices=list(BENCHES))
+    ap.add_argument("--in-process", action="store_true",
+                    help="run the benches in this interpreter (default: one fresh "
+                         "interpreter per bench, so none measures another's leftovers)")
     a = ap.parse_args()
-    figures: Figure = json.loads(OUT.read_text()) if OUT.exists() else {}
-    for name in a.only or list(BENCHES):
+    names = a.only or list(BENCHES)
+    if not a.in_process:
+        import subprocess
+
+        for name in names:
+            subprocess.run([sys.executable, "-m", "scripts.bench", "--in-process", "--only",
+                            name], cwd=ROOT, check=True)
+        print(f"wrote {OUT}")
+        return 0
+    for name in names:
         print(f"== {name}", flush=True)
         for k, v in BENCHES[name]().items():
+            figures = json.loads(OUT.read_text()) if OUT.exists() else {}
             figures[k] = v
+            OUT.parent.mkdir(parents=True, exist_ok=True)
+            OUT.write_text(json.dumps(figures, indent=2, sort_keys=True))
             print(f"{k}: {v['value']} {v['unit']}  ({v['how']})", flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(figures, indent=2, sort_keys=True))
-    print(f"wrote {OUT}")
     return 0
 
 
