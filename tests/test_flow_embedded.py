@@ -59,3 +59,37 @@ def test_embedded_flow_counts_match(generated, tmp_path, workers):
     for user, f in last.items():
         stored = store.read_many("feed", [user])[0]
         assert stored is not None and stored["feed_v1.id"] == f["id"]
+
+
+def _store_dump(name: str) -> dict:
+    store = MemoryStore.shared(name)
+    return {ent: dict(zip(keys, store.read_many(ent, keys), strict=True))
+            for ent in ("user", "session", "item", "category")
+            for keys in [store.keys(ent)]}
+
+
+def test_native_kernels_change_nothing_in_the_flow(generated, tmp_path, monkeypatch):
+    """The feature flow with native kernels (ingest fast path, native shards, batches) and
+    with the Python reference only: the same online store, late events and dead letters."""
+    from features.native import available
+
+    if not available():
+        pytest.skip("bespoke_native is not built")
+    path, _ = generated
+    results = []
+    for native in (True, False):
+        name, out = uuid.uuid4().hex, tmp_path / str(native)
+        cfg = RunConfig(inputs=[str(path)], output=str(out), store=f"memory://{name}",
+                        decisions=False,
+                        settings=Settings(progress_every_s=0, native_kernels=native,
+                                          _env_file=None))
+        run(cfg, workers=1)
+        dead = [{k: v for k, v in json.loads(b).items() if k != "ts"}  # ts: read time
+                for b in read_channel(out, "dead_letters")]
+        results.append((_store_dump(name), sorted(read_channel(out, "late_events")),
+                        sorted(dead, key=lambda d: d["id"])))
+        MemoryStore.drop(name)
+    (store_n, late_n, dead_n), (store_p, late_p, dead_p) = results
+    assert store_n["user"] and store_n["item"] and store_n["session"] and store_n["category"]
+    assert store_n == store_p
+    assert late_n == late_p and dead_n == dead_p and dead_n
