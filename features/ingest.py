@@ -2,14 +2,16 @@
 dead letters, in record order.
 
 The native fast path (``bespoke_native.ingest``, see ``native/src/ingest.rs``) turns the
-common events (behaviour, stock, price, consent) straight into input tuples; every record
-it is not sure of comes here, to ``ingest_record``: pydantic validation (``validate_record``)
-and ``item_inputs``/``user_inputs``. Tests hold the two paths to the same outputs.
+common events (behaviour, stock, price, consent, plain catalog items) straight into native
+input batches (``ItemInBatch``/``UserInBatch``, which the native shards read without a
+Python object per event); every record it is not sure of comes here, to ``ingest_record``:
+pydantic validation (``validate_record``) and ``item_inputs``/``user_inputs`` tuples. Tests
+hold the two paths to the same inputs (``expand`` shows a batch as those tuples).
 
 >>> from features.validate import RawRecord
 >>> raw = RawRecord("f", 0, 1, b'{"type":"page_view","event_id":"e1","ts":5,'
 ...                 b'"user_id":"u1","session_id":"s1","sku":"A"}', 0)
->>> items, users, controls, dead = ingest([raw, raw._replace(value=b"{")])
+>>> items, users, controls, dead = expand(ingest([raw, raw._replace(value=b"{")]))
 >>> items, users[0].kind, controls, dead[0].error.split(":")[0]
 ([('A', 'page_view', 5, 'u1', 'e1', 's1', 1, 0.0)], 'page_view', [], 'invalid_json')
 """
@@ -41,7 +43,7 @@ def ingest_record(rec: RawRecord, fmt: str = "native") -> Ingested:
 def ingest(records: list[RawRecord], fmt: str = "native", native: bool = True) -> Ingested:
     """A batch of records; ``native``: use the native fast path where it is built."""
     if native and fmt == "native" and bespoke_native is not None:
-        return bespoke_native.ingest(records, ingest_record, UserEvent)
+        return bespoke_native.ingest(records, ingest_record)
     items: list[tuple] = []
     users: list[tuple] = []
     controls: list[Control] = []
@@ -53,3 +55,16 @@ def ingest(records: list[RawRecord], fmt: str = "native", native: bool = True) -
         controls += c
         dead += d
     return items, users, controls, dead
+
+
+def expand(result: Ingested) -> Ingested:
+    """``ingest``'s output with native input batches shown as the tuples and ``UserEvent``s
+    the Python path makes (for tests and inspection)."""
+    items, users, controls, dead = result
+    flat_items: list[tuple] = []
+    flat_users: list[tuple] = []
+    for x in items:
+        flat_items += x.tuples() if type(x) is not tuple else [x]
+    for x in users:
+        flat_users += x.tuples(UserEvent) if not isinstance(x, tuple) else [x]
+    return flat_items, flat_users, controls, dead

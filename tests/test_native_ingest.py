@@ -10,7 +10,7 @@ import random
 import pytest
 
 from connectors.generator import GenConfig, Generator
-from features.ingest import ingest, ingest_record
+from features.ingest import expand, ingest, ingest_record
 from features.native import available
 from features.validate import RawRecord
 
@@ -67,7 +67,7 @@ def _records(n: int, seed: int, mutate: float) -> list[RawRecord]:
 
 
 def _canon(res) -> list:
-    items, users, controls, dead = res
+    items, users, controls, dead = expand(res)
     return [[repr(x) for x in items], [repr(x) for x in users],
             [c.model_dump_json() for c in controls], [d.model_dump_json() for d in dead]]
 
@@ -91,9 +91,26 @@ def test_fast_path_takes_the_common_events():
 
     import bespoke_native
 
-    from features.interactions import UserEvent
-    bespoke_native.ingest(recs, counting, UserEvent)
+    bespoke_native.ingest(recs, counting)
     valid_fell_back = {json.loads(r.value)["type"] for r in seen if not ingest_record(r)[3]}
     # of the valid events, only catalog and control ones are left to Python
     assert valid_fell_back == {"catalog"}
     assert 0 < len(seen) < 0.2 * len(recs)
+
+
+def test_native_batches_reach_the_same_state_as_tuples():
+    """Native input batches into native shards, against the Python path's tuples into the
+    same shards: the same outputs."""
+    from features.native import native_item_fold, native_user_fold
+
+    recs = _records(3_000, 6, 0.2)
+    fast, reference = ingest(recs, native=True), ingest(recs, native=False)
+    assert any(type(x) is not tuple for x in fast[0])  # batches came out
+    for fold, i in ((native_item_fold(3_600_000), 0), (native_user_fold(3_600_000), 1)):
+        a, b = fold.new_shard(), fold.new_shard()
+        out_a = a.apply(fast[i], False) + a.flush()
+        out_b = b.apply(reference[i], False) + b.flush()
+        key = repr
+        assert sorted(map(key, (x for x in out_a if not hasattr(x, "tuples")))) == sorted(
+            map(key, (x for x in out_b if not hasattr(x, "tuples"))))
+        assert len(out_a) == len(out_b) > 100

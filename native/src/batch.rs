@@ -135,3 +135,151 @@ pub struct Side {
     pub pairs: Vec<Pair>,
     pub hints: Vec<Hint>,
 }
+
+/// An item step input (`features.interactions.item_inputs`), natively.
+#[derive(Clone, Serialize, Deserialize)]
+pub enum ItemIn {
+    Behaviour { sku: String, kind: String, ts: i64, user: String, event_id: String,
+                session: String, qty: i64, unit_price: f64 },
+    Catalog { sku: String, ts: i64, category: String, brand: String, price: f64,
+              currency: String, attrs: Vec<String>, min_age: i64, regions: String,
+              options: String },
+    Inventory { sku: String, ts: i64, location: String, on_hand: i64, reserved: i64 },
+    Price { sku: String, ts: i64, price: f64, list_price: f64, currency: String },
+}
+
+impl ItemIn {
+    pub fn sku(&self) -> &str {
+        match self {
+            ItemIn::Behaviour { sku, .. } | ItemIn::Catalog { sku, .. }
+            | ItemIn::Inventory { sku, .. } | ItemIn::Price { sku, .. } => sku,
+        }
+    }
+
+    /// From the tuple `item_inputs` makes.
+    pub fn from_tuple(x: &Bound<'_, PyTuple>) -> PyResult<Self> {
+        let sku: String = x.get_item(0)?.extract()?;
+        let kind: String = x.get_item(1)?.extract()?;
+        let ts: i64 = x.get_item(2)?.extract()?;
+        let g = |i: usize| x.get_item(i);
+        Ok(match kind.as_str() {
+            "catalog" => ItemIn::Catalog {
+                sku, ts, category: g(3)?.extract()?, brand: g(4)?.extract()?, price: g(5)?.extract()?,
+                currency: g(6)?.extract()?, attrs: g(7)?.extract()?, min_age: g(8)?.extract()?,
+                regions: g(9)?.extract()?, options: g(10)?.extract()?,
+            },
+            "inventory" => ItemIn::Inventory {
+                sku, ts, location: g(3)?.extract()?, on_hand: g(4)?.extract()?,
+                reserved: g(5)?.extract()?,
+            },
+            "price" => ItemIn::Price {
+                sku, ts, price: g(3)?.extract()?, list_price: g(4)?.extract()?,
+                currency: g(5)?.extract()?,
+            },
+            _ => ItemIn::Behaviour {
+                sku, kind, ts, user: g(3)?.extract()?, event_id: g(4)?.extract()?,
+                session: g(5)?.extract()?, qty: g(6)?.extract()?, unit_price: g(7)?.extract()?,
+            },
+        })
+    }
+
+    /// The tuple `item_inputs` makes.
+    pub fn to_tuple<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        Ok(match self {
+            ItemIn::Behaviour { sku, kind, ts, user, event_id, session, qty, unit_price } =>
+                (sku, kind, ts, user, event_id, session, qty, unit_price).into_pyobject(py)?,
+            ItemIn::Catalog { sku, ts, category, brand, price, currency, attrs, min_age, regions,
+                              options } =>
+                PyTuple::new(py, [sku.into_pyobject(py)?.into_any(),
+                                  "catalog".into_pyobject(py)?.into_any(),
+                                  ts.into_pyobject(py)?.into_any(),
+                                  category.into_pyobject(py)?.into_any(),
+                                  brand.into_pyobject(py)?.into_any(),
+                                  price.into_pyobject(py)?.into_any(),
+                                  currency.into_pyobject(py)?.into_any(),
+                                  PyTuple::new(py, attrs)?.into_any(),
+                                  min_age.into_pyobject(py)?.into_any(),
+                                  regions.into_pyobject(py)?.into_any(),
+                                  options.into_pyobject(py)?.into_any()])?,
+            ItemIn::Inventory { sku, ts, location, on_hand, reserved } =>
+                (sku, "inventory", ts, location, on_hand, reserved).into_pyobject(py)?,
+            ItemIn::Price { sku, ts, price, list_price, currency } =>
+                (sku, "price", ts, price, list_price, currency).into_pyobject(py)?,
+        })
+    }
+}
+
+/// A user step input straight from the events (`features.interactions.user_inputs`):
+/// a behaviour event (`UserEvent`) or consent.
+#[derive(Clone, Serialize, Deserialize)]
+pub enum UserIn {
+    Event { user: String, kind: String, ts: i64, event_id: String, session: String,
+            lines: Vec<(String, i64, f64)>, order_id: String },
+    Consent { user: String, ts: i64, event_id: String, purposes: Vec<String> },
+}
+
+impl UserIn {
+    pub fn user(&self) -> &str {
+        match self {
+            UserIn::Event { user, .. } | UserIn::Consent { user, .. } => user,
+        }
+    }
+
+    /// As `user_inputs` makes it (a `UserEvent` needs its class: `user_event`).
+    pub fn to_py<'py>(&self, py: Python<'py>, user_event: &Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self {
+            UserIn::Event { user, kind, ts, event_id, session, lines, order_id } =>
+                crate::py::named(py, user_event, (user, kind, ts, event_id, session,
+                                                  PyTuple::new(py, lines)?, order_id))?,
+            UserIn::Consent { user, ts, event_id, purposes } =>
+                (user, "consent", ts, event_id, PyTuple::new(py, purposes)?).into_pyobject(py)?.into_any(),
+        })
+    }
+}
+
+macro_rules! input_batch {
+    ($name:ident, $item:ty) => {
+        #[pyclass(module = "bespoke_native")]
+        pub struct $name {
+            pub items: Vec<$item>,
+        }
+
+        #[pymethods]
+        impl $name {
+            #[new]
+            #[pyo3(signature = (data=None))]
+            fn new(data: Option<&[u8]>) -> PyResult<Self> {
+                Ok($name { items: match data { Some(b) => load(b)?, None => Vec::new() } })
+            }
+
+            fn __reduce__<'py>(slf: &Bound<'py, Self>)
+                               -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+                let data = dump(&slf.borrow().items)?;
+                Ok((slf.get_type().into_any(), (PyBytes::new(slf.py(), &data),)))
+            }
+
+            fn __len__(&self) -> usize {
+                self.items.len()
+            }
+        }
+    };
+}
+
+input_batch!(ItemInBatch, ItemIn);
+input_batch!(UserInBatch, UserIn);
+
+#[pymethods]
+impl ItemInBatch {
+    /// The inputs as the tuples `item_inputs` makes.
+    fn tuples<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.items.iter().map(|x| x.to_tuple(py)).collect()
+    }
+}
+
+#[pymethods]
+impl UserInBatch {
+    /// The inputs as `user_inputs` makes them (`user_event`: the `UserEvent` class).
+    fn tuples<'py>(&self, py: Python<'py>, user_event: Py<PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.items.iter().map(|x| x.to_py(py, &user_event)).collect()
+    }
+}

@@ -7,11 +7,10 @@
 //! Record order is kept either way.
 
 use pyo3::prelude::*;
-use pyo3::intern;
-use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::types::{PyList, PyTuple};
 use serde::{Deserialize, Deserializer};
 
-use crate::py::named;
+use crate::batch::{ItemIn, ItemInBatch, UserIn, UserInBatch};
 
 const MAX_EVENT_BYTES: usize = 64 * 1024;
 const MAX_TS: i64 = 4_102_444_800_000;
@@ -173,8 +172,7 @@ fn or_zero(v: Option<f64>) -> f64 {
 }
 
 /// The input tuples of one record, or `None` when the fallback must decide.
-fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
-             items: &Bound<'py, PyList>, users: &Bound<'py, PyList>) -> PyResult<bool> {
+fn fast(value: &[u8], items: &mut Vec<ItemIn>, users: &mut Vec<UserIn>) -> PyResult<bool> {
     if value.len() > MAX_EVENT_BYTES {
         return Ok(false);
     }
@@ -222,16 +220,6 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
     if present.iter().any(|(name, p)| *p && !allowed.contains(name)) {
         return Ok(false);
     }
-    let kind = match ty {  // the event type, as one shared Python string per type
-        "page_view" => intern!(py, "page_view"),
-        "click" => intern!(py, "click"),
-        "add_to_cart" => intern!(py, "add_to_cart"),
-        "order" => intern!(py, "order"),
-        "inventory" => intern!(py, "inventory"),
-        "price" => intern!(py, "price"),
-        "consent" => intern!(py, "consent"),
-        _ => intern!(py, "catalog"),
-    };
     match ty {
         "page_view" | "click" | "add_to_cart" => {
             let (Some(user), Some(session), Some(sku)) = (id(&r.user_id), id(&r.session_id), id(&r.sku))
@@ -262,11 +250,13 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
                 }
                 (1, 0.0)
             };
-            let (sku, user, event_id) = (PyString::new(py, sku), PyString::new(py, user), PyString::new(py, event_id));
-            let session = PyString::new(py, session);
-            items.append((&sku, kind, ts, &user, &event_id, &session, qty, unit_price))?;
-            let lines = PyTuple::new(py, [(&sku, qty, unit_price)])?;
-            users.append(named(py, user_event, (user, kind, ts, event_id, session, lines, intern!(py, "")))?)?;
+            items.push(ItemIn::Behaviour { sku: sku.to_owned(), kind: ty.to_owned(), ts,
+                                           user: user.to_owned(), event_id: event_id.to_owned(),
+                                           session: session.to_owned(), qty, unit_price });
+            users.push(UserIn::Event { user: user.to_owned(), kind: ty.to_owned(), ts,
+                                       event_id: event_id.to_owned(), session: session.to_owned(),
+                                       lines: vec![(sku.to_owned(), qty, unit_price)],
+                                       order_id: String::new() });
         }
         "order" => {
             let (Some(user), Some(order_id), Some(_)) = (id(&r.user_id), id(&r.order_id), currency(&r.currency))
@@ -286,14 +276,16 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
             }) {
                 return Ok(false);
             }
-            let (user, event_id) = (PyString::new(py, user), PyString::new(py, event_id));
-            let session = PyString::new(py, session);
-            let skus: Vec<Bound<'_, PyString>> = lines.iter().map(|l| PyString::new(py, &l.sku)).collect();
-            for (l, sku) in lines.iter().zip(&skus) {
-                items.append((sku, kind, ts, &user, &event_id, &session, l.quantity, l.unit_price))?;
+            for l in lines {
+                items.push(ItemIn::Behaviour { sku: l.sku.clone(), kind: ty.to_owned(), ts,
+                                               user: user.to_owned(), event_id: event_id.to_owned(),
+                                               session: session.to_owned(), qty: l.quantity,
+                                               unit_price: l.unit_price });
             }
-            let tuple = PyTuple::new(py, lines.iter().zip(&skus).map(|(l, sku)| (sku, l.quantity, l.unit_price)))?;
-            users.append(named(py, user_event, (user, kind, ts, event_id, session, tuple, order_id))?)?;
+            users.push(UserIn::Event { user: user.to_owned(), kind: ty.to_owned(), ts,
+                                       event_id: event_id.to_owned(), session: session.to_owned(),
+                                       lines: lines.iter().map(|l| (l.sku.clone(), l.quantity, l.unit_price)).collect(),
+                                       order_id: order_id.to_owned() });
         }
         "inventory" => {
             let (Some(sku), Some(location), Some(on_hand)) = (id(&r.sku), id(&r.location), int_in(&r.on_hand, 0, 100_000_000))
@@ -307,7 +299,8 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
                     None => return Ok(false),
                 },
             };
-            items.append((sku, kind, ts, location, on_hand, reserved))?;
+            items.push(ItemIn::Inventory { sku: sku.to_owned(), ts, location: location.to_owned(),
+                                           on_hand, reserved });
         }
         "price" => {
             let (Some(sku), Some(cur)) = (id(&r.sku), currency(&r.currency)) else { return Ok(false) };
@@ -322,7 +315,8 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
                 Some(lp) if lp != 0.0 => lp,
                 _ => price,
             };
-            items.append((sku, kind, ts, price, list, cur))?;
+            items.push(ItemIn::Price { sku: sku.to_owned(), ts, price, list_price: list,
+                                       currency: cur.to_owned() });
         }
         "catalog" => {
             // items with configurable options (JSON re-encoded by pydantic) go to Python
@@ -367,8 +361,9 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
             if matches!(r.active, F::Null) {
                 return Ok(false);
             }
-            items.append((sku, kind, ts, path.join("/"), brand.as_str(), price, cur,
-                          PyTuple::new(py, &attrs)?, min_age, regions, intern!(py, "")))?;
+            items.push(ItemIn::Catalog { sku: sku.to_owned(), ts, category: path.join("/"),
+                                         brand: brand.clone(), price, currency: cur.to_owned(),
+                                         attrs, min_age, regions, options: String::new() });
         }
         "consent" => {
             let Some(user) = id(&r.user_id) else { return Ok(false) };
@@ -376,7 +371,8 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
             if purposes.len() > PURPOSES.len() || !purposes.iter().all(|p| PURPOSES.contains(&p.as_str())) {
                 return Ok(false);
             }
-            users.append((user, kind, ts, event_id, PyTuple::new(py, purposes)?))?;
+            users.push(UserIn::Consent { user: user.to_owned(), ts, event_id: event_id.to_owned(),
+                                         purposes: purposes.clone() });
         }
         _ => return Ok(false),
     }
@@ -384,24 +380,35 @@ fn fast<'py>(py: Python<'py>, value: &[u8], user_event: &Py<PyAny>,
 }
 
 /// Raw records (`features.validate.RawRecord`) → `(item inputs, user inputs, controls,
-/// dead letters)`, in record order. `fallback(record)` returns the same four lists for one
-/// record the fast path leaves to Python.
+/// dead letters)`, in record order. What the fast path takes arrives as `ItemInBatch` /
+/// `UserInBatch` objects (runs of consecutive records); `fallback(record)` returns the four
+/// lists (tuples, events, dead letters) for a record the fast path leaves to Python.
 #[pyfunction]
-pub fn ingest<'py>(py: Python<'py>, records: &Bound<'py, PyList>, fallback: &Bound<'py, PyAny>,
-                   user_event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
+pub fn ingest<'py>(py: Python<'py>, records: &Bound<'py, PyList>, fallback: &Bound<'py, PyAny>)
+                   -> PyResult<Bound<'py, PyTuple>> {
     let items = PyList::empty(py);
     let users = PyList::empty(py);
     let controls = PyList::empty(py);
     let dead = PyList::empty(py);
-    let user_event = user_event.clone().unbind();
+    let (mut item_run, mut user_run): (Vec<ItemIn>, Vec<UserIn>) = (Vec::new(), Vec::new());
+    let flush = |item_run: &mut Vec<ItemIn>, user_run: &mut Vec<UserIn>| -> PyResult<()> {
+        if !item_run.is_empty() {
+            items.append(Bound::new(py, ItemInBatch { items: std::mem::take(item_run) })?)?;
+        }
+        if !user_run.is_empty() {
+            users.append(Bound::new(py, UserInBatch { items: std::mem::take(user_run) })?)?;
+        }
+        Ok(())
+    };
     for rec in records.iter() {
         let t = rec.cast::<PyTuple>()?;
         let value = t.get_item(3)?;
         let handled = match (value.cast::<pyo3::types::PyBytes>(), t.get_item(5)?.is_none()) {
-            (Ok(b), true) => fast(py, b.as_bytes(), &user_event, &items, &users)?,
+            (Ok(b), true) => fast(b.as_bytes(), &mut item_run, &mut user_run)?,
             _ => false,
         };
         if !handled {
+            flush(&mut item_run, &mut user_run)?;
             let res = fallback.call1((rec,))?;
             let res = res.cast::<PyTuple>()?;
             for (i, out) in [&items, &users, &controls, &dead].iter().enumerate() {
@@ -411,5 +418,6 @@ pub fn ingest<'py>(py: Python<'py>, records: &Bound<'py, PyList>, fallback: &Bou
             }
         }
     }
+    flush(&mut item_run, &mut user_run)?;
     PyTuple::new(py, [items, users, controls, dead])
 }

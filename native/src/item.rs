@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Facts, Hint, Side};
+use crate::batch::{Facts, Hint, ItemIn, Side};
 use crate::decay::{round_n, DecayedMap};
 use crate::py::named;
 use crate::shard::NativeFold;
@@ -136,68 +136,64 @@ impl NativeFold for ItemFold {
 
     fn apply(&self, py: Python<'_>, s: &mut ItemState, x: &Bound<'_, PyTuple>,
              out: &Bound<'_, PyList>, side: &mut Side) -> PyResult<()> {
-        let sku: String = x.get_item(0)?.extract()?;
-        let kind: String = x.get_item(1)?.extract()?;
-        let ts: i64 = x.get_item(2)?.extract()?;
-        match kind.as_str() {
-            "catalog" => {
+        self.apply_item(py, s, &ItemIn::from_tuple(x)?, out, side)
+    }
+
+    fn apply_item(&self, py: Python<'_>, s: &mut ItemState, x: &ItemIn, out: &Bound<'_, PyList>,
+                  side: &mut Side) -> PyResult<()> {
+        let sku = x.sku();
+        let (kind, ts, user, event_id, qty, unit_price) = match x {
+            ItemIn::Catalog { ts, category, brand, price, currency, attrs, min_age, regions,
+                              options, .. } => {
+                let (ts, price) = (*ts, *price);
                 if let Some(c) = &s.catalog {
                     if c.ts > ts {
                         return Ok(()); // an older catalog version: the newer one stays
                     }
                 }
-                let category: String = x.get_item(3)?.extract()?;
-                let price: f64 = x.get_item(5)?.extract()?;
-                let currency: String = x.get_item(6)?.extract()?;
                 if !category.is_empty()
-                    && s.catalog.as_ref().map_or(true, |c| c.facts.category != category) {
-                    out.append(self.category_input(py, &category, "new", ts, &sku, 0.0)?)?;
+                    && s.catalog.as_ref().map_or(true, |c| c.facts.category != *category) {
+                    out.append(self.category_input(py, category, "new", ts, sku, 0.0)?)?;
                 }
-                let facts = Facts::new(category, x.get_item(4)?.extract()?,
-                                       price_band(price).to_owned(), x.get_item(7)?.extract()?);
+                let facts = Facts::new(category.clone(), brand.clone(),
+                                       price_band(price).to_owned(), attrs.clone());
                 s.catalog = Some(Catalog {
-                    facts: Arc::new(facts), price, currency: currency.clone(),
-                    min_age: x.get_item(8)?.extract()?, regions: x.get_item(9)?.extract()?, ts,
-                    options: x.get_item(10)?.extract()?,
+                    facts: Arc::new(facts), price, currency: currency.clone(), min_age: *min_age,
+                    regions: regions.clone(), ts, options: options.clone(),
                 });
                 s.dirty |= ITEM_CATALOG;
                 if s.price.as_ref().map_or(true, |p| p.3 <= ts) {
-                    s.price = Some((price, price, currency, ts));
+                    s.price = Some((price, price, currency.clone(), ts));
                     s.dirty |= ITEM_PRICE;
                 }
-                return self.rows(py, s, &sku, out);
+                return self.rows(py, s, sku, out);
             }
-            "inventory" => {
-                let location: String = x.get_item(3)?.extract()?;
-                let on_hand: i64 = x.get_item(4)?.extract()?;
-                let reserved: i64 = x.get_item(5)?.extract()?;
-                if s.stock.get(&location).map_or(true, |cur| cur.2 <= ts) {
-                    s.stock.insert(location, (on_hand, reserved, ts));
+            ItemIn::Inventory { ts, location, on_hand, reserved, .. } => {
+                if s.stock.get(location).map_or(true, |cur| cur.2 <= *ts) {
+                    s.stock.insert(location.clone(), (*on_hand, *reserved, *ts));
                 }
-                s.stock_as_of = s.stock_as_of.max(ts);
+                s.stock_as_of = s.stock_as_of.max(*ts);
                 s.dirty |= ITEM_STOCK;
-                return self.rows(py, s, &sku, out);
+                return self.rows(py, s, sku, out);
             }
-            "price" => {
-                if s.price.as_ref().map_or(true, |p| p.3 <= ts) {
-                    s.price = Some((x.get_item(3)?.extract()?, x.get_item(4)?.extract()?,
-                                    x.get_item(5)?.extract()?, ts));
+            ItemIn::Price { ts, price, list_price, currency, .. } => {
+                if s.price.as_ref().map_or(true, |p| p.3 <= *ts) {
+                    s.price = Some((*price, *list_price, currency.clone(), *ts));
                     s.dirty |= ITEM_PRICE;
                 }
-                return self.rows(py, s, &sku, out);
+                return self.rows(py, s, sku, out);
             }
-            _ => {}
-        }
-        // behaviour: sku, kind, ts, user, event_id, session, qty, unit_price
+            ItemIn::Behaviour { kind, ts, user, event_id, qty, unit_price, .. } =>
+                (kind.as_str(), *ts, user, event_id, *qty, *unit_price),
+        };
         let watermark = s.last_ts;
         if ts < watermark - self.lateness {
-            let event_id: String = x.get_item(4)?.extract()?;
             let kw = PyDict::new(py);
             kw.set_item(intern!(py, "id"), format!("late:item:{sku}:{event_id}"))?;
             kw.set_item(intern!(py, "ts"), ts)?;
             kw.set_item(intern!(py, "entity"), "item")?;
-            kw.set_item(intern!(py, "key"), &sku)?;
-            kw.set_item(intern!(py, "event_id"), &event_id)?;
+            kw.set_item(intern!(py, "key"), sku)?;
+            kw.set_item(intern!(py, "event_id"), event_id)?;
             kw.set_item(intern!(py, "event_ts"), ts)?;
             kw.set_item(intern!(py, "watermark"), watermark)?;
             kw.set_item(intern!(py, "lateness_ms"), watermark - ts)?;
@@ -205,12 +201,11 @@ impl NativeFold for ItemFold {
                                            lateness ({} ms)", self.lateness))?;
             out.append(self.late_event.call(py, (), Some(&kw))?)?;
         } else {
-            let k = match kind.as_str() {
+            let k = match kind {
                 "add_to_cart" => "c",
                 "order" => "o",
                 _ => "v",
             };
-            let qty: i64 = x.get_item(6)?.extract()?;
             s.pop.add(k, if k == "v" { 1.0 } else { qty as f64 }, ts);
             if k == "v" {
                 s.trend.add("v", 1.0, ts);
@@ -228,19 +223,14 @@ impl NativeFold for ItemFold {
         let facts = match &s.catalog {
             Some(c) if c.facts.category.is_empty() && c.facts.band.is_empty() => None,
             Some(c) => Some(c.facts.clone()),
-            None => {
-                let unit_price: f64 = x.get_item(7)?.extract()?;
-                if unit_price != 0.0 {
-                    Some(Arc::new(Facts::new(String::new(), String::new(),
-                                             price_band(unit_price).to_owned(), Vec::new())))
-                } else {
-                    None
-                }
-            }
+            None if unit_price != 0.0 =>
+                Some(Arc::new(Facts::new(String::new(), String::new(),
+                                         price_band(unit_price).to_owned(), Vec::new()))),
+            None => None,
         };
         if let Some(facts) = facts {
-            side.hints.push(Hint { user: x.get_item(3)?.extract()?, kind, ts,
-                                   event_id: x.get_item(4)?.extract()?, facts });
+            side.hints.push(Hint { user: user.clone(), kind: kind.to_owned(), ts,
+                                   event_id: event_id.clone(), facts });
         }
         Ok(())
     }

@@ -22,6 +22,8 @@ fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<item::ItemShard>()?;
     m.add_class::<batch::PairBatch>()?;
     m.add_class::<batch::HintBatch>()?;
+    m.add_class::<batch::ItemInBatch>()?;
+    m.add_class::<batch::UserInBatch>()?;
     m.add_function(wrap_pyfunction!(shard::shard_groups, m)?)?;
     m.add_function(wrap_pyfunction!(ingest::ingest, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::batch::{Hint, HintBatch, Pair, PairBatch, Side};
+use crate::batch::{Hint, HintBatch, ItemIn, ItemInBatch, Pair, PairBatch, Side, UserIn, UserInBatch};
 
 /// One entity's fold, as `features/*.py` folds: `apply` an input, `rows` of changed views.
 pub trait NativeFold {
@@ -18,6 +18,16 @@ pub trait NativeFold {
     /// A co-visitation pair of a `PairBatch` (keyed by `p.a`).
     fn apply_pair(&self, _st: &mut Self::State, _p: &Pair) -> PyResult<()> {
         Err(pyo3::exceptions::PyTypeError::new_err("this fold takes no pairs"))
+    }
+    /// An item input of an `ItemInBatch` (keyed by its sku).
+    fn apply_item(&self, _py: Python<'_>, _st: &mut Self::State, _x: &ItemIn,
+                  _out: &Bound<'_, PyList>, _side: &mut Side) -> PyResult<()> {
+        Err(pyo3::exceptions::PyTypeError::new_err("this fold takes no item inputs"))
+    }
+    /// A user input of a `UserInBatch` (keyed by its user).
+    fn apply_user(&self, _py: Python<'_>, _st: &mut Self::State, _x: &UserIn,
+                  _out: &Bound<'_, PyList>, _side: &mut Side) -> PyResult<()> {
+        Err(pyo3::exceptions::PyTypeError::new_err("this fold takes no user inputs"))
     }
     /// A hint of a `HintBatch` (keyed by `h.user`).
     fn apply_hint(&self, _st: &mut Self::State, _h: &Hint) -> PyResult<()> {
@@ -53,6 +63,22 @@ impl<S: Serialize + DeserializeOwned> Shard<S> {
                     let st = self.state(fold, &p.a);
                     fold.apply_pair(st, p)?;
                     self.done(fold, py, &p.a, per_event, &out)?;
+                }
+                continue;
+            }
+            if let Ok(batch) = item.cast::<ItemInBatch>() {
+                for x in &batch.borrow().items {
+                    let st = self.state(fold, x.sku());
+                    fold.apply_item(py, st, x, &out, &mut side)?;
+                    self.done(fold, py, x.sku(), per_event, &out)?;
+                }
+                continue;
+            }
+            if let Ok(batch) = item.cast::<UserInBatch>() {
+                for x in &batch.borrow().items {
+                    let st = self.state(fold, x.user());
+                    fold.apply_user(py, st, x, &out, &mut side)?;
+                    self.done(fold, py, x.user(), per_event, &out)?;
                 }
                 continue;
             }
@@ -232,6 +258,30 @@ pub fn shard_groups<'py>(py: Python<'py>, chunks: &Bound<'py, PyList>, shards: u
                 split.sort_unstable_by_key(|(s, _)| *s);
                 for (shard, items) in split {
                     push(py, &mut index, &mut groups, shard, Bound::new(py, HintBatch { items })?.into_any())?;
+                }
+                continue;
+            }
+            if let Ok(batch) = x.cast::<ItemInBatch>() {
+                let mut split: HashMap<u32, Vec<ItemIn>> = HashMap::default();
+                for i in std::mem::take(&mut batch.borrow_mut().items) {
+                    split.entry(crc32fast::hash(i.sku().as_bytes()) % shards).or_default().push(i);
+                }
+                let mut split: Vec<(u32, Vec<ItemIn>)> = split.into_iter().collect();
+                split.sort_unstable_by_key(|(s, _)| *s);
+                for (shard, items) in split {
+                    push(py, &mut index, &mut groups, shard, Bound::new(py, ItemInBatch { items })?.into_any())?;
+                }
+                continue;
+            }
+            if let Ok(batch) = x.cast::<UserInBatch>() {
+                let mut split: HashMap<u32, Vec<UserIn>> = HashMap::default();
+                for u in std::mem::take(&mut batch.borrow_mut().items) {
+                    split.entry(crc32fast::hash(u.user().as_bytes()) % shards).or_default().push(u);
+                }
+                let mut split: Vec<(u32, Vec<UserIn>)> = split.into_iter().collect();
+                split.sort_unstable_by_key(|(s, _)| *s);
+                for (shard, items) in split {
+                    push(py, &mut index, &mut groups, shard, Bound::new(py, UserInBatch { items })?.into_any())?;
                 }
                 continue;
             }

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Hint, Pair, Side};
+use crate::batch::{Hint, Pair, Side, UserIn};
 use crate::decay::{encode_top, round_n, strongest, DecayedMap};
 use crate::py::named;
 use crate::shard::NativeFold;
@@ -93,6 +93,16 @@ impl UserState {
             erased: false,
         }
     }
+}
+
+/// A behaviour event as the fold reads it (from a `UserEvent` tuple or a `UserIn`).
+struct Ev<'a> {
+    user: &'a str,
+    kind: &'a str,
+    ts: i64,
+    event_id: &'a str,
+    session: &'a str,
+    lines: &'a [(String, i64, f64)],
 }
 
 /// The classes the fold emits (from the Python side: one definition of each).
@@ -254,13 +264,9 @@ impl UserFold {
         Ok(())
     }
 
-    fn event(&self, py: Python<'_>, s: &mut UserState, x: &Bound<'_, PyTuple>, kind: &str,
-             out: &Bound<'_, PyList>, side: &mut Side) -> PyResult<()> {
-        let user_o = x.get_item(0)?;
-        let user_id = user_o.cast::<PyString>()?.to_str()?;
-        let ts: i64 = x.get_item(2)?.extract()?;
-        let event_o = x.get_item(3)?;
-        let event_id = event_o.cast::<PyString>()?.to_str()?;
+    fn event(&self, py: Python<'_>, s: &mut UserState, e: Ev<'_>, out: &Bound<'_, PyList>,
+             side: &mut Side) -> PyResult<()> {
+        let (user_id, kind, ts, event_id) = (e.user, e.kind, e.ts, e.event_id);
         if ts < s.last_ts - self.lateness {
             let kw = PyDict::new(py);
             kw.set_item(intern!(py, "id"), format!("late:user:{user_id}:{event_id}"))?;
@@ -281,8 +287,7 @@ impl UserFold {
             *s = UserState::new(self.lateness);
             s.consent = consent;
         }
-        let session_o = x.get_item(4)?;
-        let session_id = session_o.cast::<PyString>()?.to_str()?;
+        let session_id = e.session;
         let w = weight(kind);
         s.n_events += 1;
         s.last_ts = s.last_ts.max(ts);
@@ -291,22 +296,17 @@ impl UserFold {
             s.win.prune(s.last_ts);
         }
         s.dirty |= USER_ACTIVITY | USER_RECENCY;
-        let lines = x.get_item(5)?;
-        let lines = lines.cast::<PyTuple>()?;
-        let mut skus: Vec<String> = Vec::with_capacity(lines.len());
-        for line in lines.iter() {
-            let line = line.cast::<PyTuple>()?;
-            let sku: String = line.get_item(0)?.extract()?;
-            let qty: i64 = line.get_item(1)?.extract()?;
-            let unit_price: f64 = line.get_item(2)?.extract()?;
-            s.interest.add(&sku, w, ts);
-            Self::recent(s, &sku, ts);
+        let mut skus: Vec<&str> = Vec::with_capacity(e.lines.len());
+        for (sku, qty, unit_price) in e.lines {
+            let (sku, qty, unit_price) = (sku.as_str(), *qty, *unit_price);
+            s.interest.add(sku, w, ts);
+            Self::recent(s, sku, ts);
             if kind == "add_to_cart" {
                 if let Some(c) = s.cart.iter_mut().find(|c| c.0 == sku) {
                     c.1 += qty;
                     c.2 = unit_price;
                 } else {
-                    s.cart.push((sku.clone(), qty, unit_price));
+                    s.cart.push((sku.to_owned(), qty, unit_price));
                 }
                 if s.cart.len() > MAX_CART {
                     s.cart.remove(0);
@@ -318,14 +318,14 @@ impl UserFold {
                 if let Some(i) = s.bought.iter().position(|k| *k == sku) {
                     s.bought.remove(i);
                 }
-                s.bought.push(sku.clone());
+                s.bought.push(sku.to_owned());
                 if let Some(i) = s.cart.iter().position(|c| c.0 == sku) {
                     s.cart.remove(i);
                     s.cart_ts = s.cart_ts.max(ts);
                     s.dirty |= USER_CART;
                 }
             }
-            self.session(py, s, user_id, session_id, kind, ts, &sku, out, side)?;
+            self.session(py, s, user_id, session_id, kind, ts, sku, out, side)?;
             skus.push(sku);
         }
         s.interest.bound(MAX_INTEREST, 0);
@@ -355,8 +355,8 @@ impl UserFold {
                 Some(c) => PyTuple::new(py, c)?.into_any().unbind(),
             };
             let args = PyTuple::new(py, [
-                user_o.clone(),
-                event_o.clone(),
+                PyString::new(py, user_id).into_any(),
+                PyString::new(py, event_id).into_any(),
                 ts.into_pyobject(py)?.into_any(),
                 interests.into_any(),
                 PyTuple::new(py, &s.bought)?.into_any(),
@@ -479,7 +479,24 @@ impl NativeFold for UserFold {
         if x.len() == 8 {
             return self.affinity(s, x);
         }
-        self.event(py, s, x, kind, out, side)
+        let lines: Vec<(String, i64, f64)> = x.get_item(5)?.extract()?;
+        let (user_o, event_o, session_o) = (x.get_item(0)?, x.get_item(3)?, x.get_item(4)?);
+        let ev = Ev { user: user_o.cast::<PyString>()?.to_str()?, kind, ts: x.get_item(2)?.extract()?,
+                      event_id: event_o.cast::<PyString>()?.to_str()?,
+                      session: session_o.cast::<PyString>()?.to_str()?, lines: &lines };
+        self.event(py, s, ev, out, side)
+    }
+
+    fn apply_user(&self, py: Python<'_>, s: &mut UserState, x: &UserIn, out: &Bound<'_, PyList>,
+                  side: &mut Side) -> PyResult<()> {
+        match x {
+            UserIn::Consent { purposes, .. } => {
+                s.consent = Some(purposes.clone());
+                Ok(())
+            }
+            UserIn::Event { user, kind, ts, event_id, session, lines, .. } =>
+                self.event(py, s, Ev { user, kind, ts: *ts, event_id, session, lines }, out, side),
+        }
     }
 
     fn rows(&self, py: Python<'_>, s: &mut UserState, key: &str, out: &Bound<'_, PyList>)
