@@ -62,61 +62,53 @@ fn load<T: for<'de> Deserialize<'de>>(b: &[u8]) -> PyResult<T> {
     crate::codec::decode(b).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 
-#[pyclass(module = "bespoke_native")]
-pub struct PairBatch {
-    pub items: Vec<Pair>,
+/// A picklable batch of records (`__reduce__` carries them as varint bincode).
+macro_rules! batch_class {
+    ($name:ident, $item:ty) => {
+        #[pyclass(module = "bespoke_native")]
+        pub struct $name {
+            pub items: Vec<$item>,
+        }
+
+        #[pymethods]
+        impl $name {
+            #[new]
+            #[pyo3(signature = (data=None))]
+            fn new(data: Option<&[u8]>) -> PyResult<Self> {
+                Ok($name { items: match data { Some(b) => load(b)?, None => Vec::new() } })
+            }
+
+            fn __reduce__<'py>(slf: &Bound<'py, Self>)
+                               -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+                let data = dump(&slf.borrow().items)?;
+                Ok((slf.get_type().into_any(), (PyBytes::new(slf.py(), &data),)))
+            }
+
+            fn __len__(&self) -> usize {
+                self.items.len()
+            }
+        }
+    };
 }
+
+batch_class!(PairBatch, Pair);
+batch_class!(HintBatch, Hint);
+batch_class!(ItemInBatch, ItemIn);
+batch_class!(UserInBatch, UserIn);
 
 #[pymethods]
 impl PairBatch {
-    #[new]
-    #[pyo3(signature = (data=None))]
-    fn new(data: Option<&[u8]>) -> PyResult<Self> {
-        Ok(PairBatch { items: match data { Some(b) => load(b)?, None => Vec::new() } })
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
-        let data = dump(&slf.borrow().items)?;
-        Ok((slf.get_type().into_any(), (PyBytes::new(slf.py(), &data),)))
-    }
-
-    fn __len__(&self) -> usize {
-        self.items.len()
-    }
-
     /// The pairs as `(a, b, "vv" | "vb", ts)` tuples (what the Python user fold emits).
     fn tuples<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         self.items.iter()
-            .map(|p| PyTuple::new(py, [p.a.as_str().into_pyobject(py)?.into_any(),
-                                       p.b.as_str().into_pyobject(py)?.into_any(),
-                                       (if p.buy { "vb" } else { "vv" }).into_pyobject(py)?.into_any(),
-                                       p.ts.into_pyobject(py)?.into_any()]))
+            .map(|p| (p.a.as_str(), p.b.as_str(), if p.buy { "vb" } else { "vv" }, p.ts)
+                .into_pyobject(py))
             .collect()
     }
 }
 
-#[pyclass(module = "bespoke_native")]
-pub struct HintBatch {
-    pub items: Vec<Hint>,
-}
-
 #[pymethods]
 impl HintBatch {
-    #[new]
-    #[pyo3(signature = (data=None))]
-    fn new(data: Option<&[u8]>) -> PyResult<Self> {
-        Ok(HintBatch { items: match data { Some(b) => load(b)?, None => Vec::new() } })
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
-        let data = dump(&slf.borrow().items)?;
-        Ok((slf.get_type().into_any(), (PyBytes::new(slf.py(), &data),)))
-    }
-
-    fn __len__(&self) -> usize {
-        self.items.len()
-    }
-
     /// The hints as `AffinityHint` fields: `(user, kind, ts, event_id, category, brand,
     /// band, attrs)`.
     #[allow(clippy::type_complexity)]
@@ -237,36 +229,6 @@ impl UserIn {
     }
 }
 
-macro_rules! input_batch {
-    ($name:ident, $item:ty) => {
-        #[pyclass(module = "bespoke_native")]
-        pub struct $name {
-            pub items: Vec<$item>,
-        }
-
-        #[pymethods]
-        impl $name {
-            #[new]
-            #[pyo3(signature = (data=None))]
-            fn new(data: Option<&[u8]>) -> PyResult<Self> {
-                Ok($name { items: match data { Some(b) => load(b)?, None => Vec::new() } })
-            }
-
-            fn __reduce__<'py>(slf: &Bound<'py, Self>)
-                               -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
-                let data = dump(&slf.borrow().items)?;
-                Ok((slf.get_type().into_any(), (PyBytes::new(slf.py(), &data),)))
-            }
-
-            fn __len__(&self) -> usize {
-                self.items.len()
-            }
-        }
-    };
-}
-
-input_batch!(ItemInBatch, ItemIn);
-input_batch!(UserInBatch, UserIn);
 
 #[pymethods]
 impl ItemInBatch {

@@ -234,55 +234,31 @@ pub fn shard_groups<'py>(py: Python<'py>, chunks: &Bound<'py, PyList>, shards: u
                          -> PyResult<Bound<'py, PyList>> {
     let mut index: HashMap<u32, usize> = HashMap::default();
     let mut groups: Vec<(u32, Bound<'py, PyList>)> = Vec::new();
-    let mut pairs: HashMap<u32, Vec<Pair>> = HashMap::default();
-    let mut hints: HashMap<u32, Vec<Hint>> = HashMap::default();
     for chunk in chunks.iter() {
         for x in chunk.cast::<PyList>()?.iter() {
-            if let Ok(batch) = x.cast::<PairBatch>() {
-                // a batch has one consumer, this step: its records move, not copied
-                for p in std::mem::take(&mut batch.borrow_mut().items) {
-                    pairs.entry(crc32fast::hash(p.a.as_bytes()) % shards).or_default().push(p);
-                }
-                let mut split: Vec<(u32, Vec<Pair>)> = pairs.drain().collect();
-                split.sort_unstable_by_key(|(s, _)| *s);
-                for (shard, items) in split {
-                    push(py, &mut index, &mut groups, shard, Bound::new(py, PairBatch { items })?.into_any())?;
-                }
+            // a batch has one consumer, this step: its records move, not copied
+            if let Ok(b) = x.cast::<PairBatch>() {
+                let items = std::mem::take(&mut b.borrow_mut().items);
+                regroup(&mut index, &mut groups, items, shards, |p| &p.a,
+                        |items| Ok(Bound::new(py, PairBatch { items })?.into_any()))?;
                 continue;
             }
-            if let Ok(batch) = x.cast::<HintBatch>() {
-                for h in std::mem::take(&mut batch.borrow_mut().items) {
-                    hints.entry(crc32fast::hash(h.user.as_bytes()) % shards).or_default().push(h);
-                }
-                let mut split: Vec<(u32, Vec<Hint>)> = hints.drain().collect();
-                split.sort_unstable_by_key(|(s, _)| *s);
-                for (shard, items) in split {
-                    push(py, &mut index, &mut groups, shard, Bound::new(py, HintBatch { items })?.into_any())?;
-                }
+            if let Ok(b) = x.cast::<HintBatch>() {
+                let items = std::mem::take(&mut b.borrow_mut().items);
+                regroup(&mut index, &mut groups, items, shards, |h| &h.user,
+                        |items| Ok(Bound::new(py, HintBatch { items })?.into_any()))?;
                 continue;
             }
-            if let Ok(batch) = x.cast::<ItemInBatch>() {
-                let mut split: HashMap<u32, Vec<ItemIn>> = HashMap::default();
-                for i in std::mem::take(&mut batch.borrow_mut().items) {
-                    split.entry(crc32fast::hash(i.sku().as_bytes()) % shards).or_default().push(i);
-                }
-                let mut split: Vec<(u32, Vec<ItemIn>)> = split.into_iter().collect();
-                split.sort_unstable_by_key(|(s, _)| *s);
-                for (shard, items) in split {
-                    push(py, &mut index, &mut groups, shard, Bound::new(py, ItemInBatch { items })?.into_any())?;
-                }
+            if let Ok(b) = x.cast::<ItemInBatch>() {
+                let items = std::mem::take(&mut b.borrow_mut().items);
+                regroup(&mut index, &mut groups, items, shards, |i| i.sku(),
+                        |items| Ok(Bound::new(py, ItemInBatch { items })?.into_any()))?;
                 continue;
             }
-            if let Ok(batch) = x.cast::<UserInBatch>() {
-                let mut split: HashMap<u32, Vec<UserIn>> = HashMap::default();
-                for u in std::mem::take(&mut batch.borrow_mut().items) {
-                    split.entry(crc32fast::hash(u.user().as_bytes()) % shards).or_default().push(u);
-                }
-                let mut split: Vec<(u32, Vec<UserIn>)> = split.into_iter().collect();
-                split.sort_unstable_by_key(|(s, _)| *s);
-                for (shard, items) in split {
-                    push(py, &mut index, &mut groups, shard, Bound::new(py, UserInBatch { items })?.into_any())?;
-                }
+            if let Ok(b) = x.cast::<UserInBatch>() {
+                let items = std::mem::take(&mut b.borrow_mut().items);
+                regroup(&mut index, &mut groups, items, shards, |u| u.user(),
+                        |items| Ok(Bound::new(py, UserInBatch { items })?.into_any()))?;
                 continue;
             }
             let key = x.cast::<PyTuple>()?.get_item(0)?;
@@ -308,6 +284,24 @@ fn push<'py>(py: Python<'py>, index: &mut HashMap<u32, usize>, groups: &mut Vec<
             l.append(x)?;
             groups.push((shard, l));
         }
+    }
+    Ok(())
+}
+
+/// Split a batch's records by shard (crc32 of `key`) into one new batch per shard (`wrap`),
+/// appended to that shard's group.
+fn regroup<'py, T>(index: &mut HashMap<u32, usize>, groups: &mut Vec<(u32, Bound<'py, PyList>)>,
+                   records: Vec<T>, shards: u32, key: impl Fn(&T) -> &str,
+                   wrap: impl Fn(Vec<T>) -> PyResult<Bound<'py, PyAny>>) -> PyResult<()> {
+    let mut split: HashMap<u32, Vec<T>> = HashMap::default();
+    for r in records {
+        split.entry(crc32fast::hash(key(&r).as_bytes()) % shards).or_default().push(r);
+    }
+    let mut split: Vec<(u32, Vec<T>)> = split.into_iter().collect();
+    split.sort_unstable_by_key(|(s, _)| *s);
+    for (shard, records) in split {
+        let batch = wrap(records)?;
+        push(batch.py(), index, groups, shard, batch)?;
     }
     Ok(())
 }
