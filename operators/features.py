@@ -9,6 +9,11 @@ user and session → item-to-item co-visitation, each a pure fold in sharded Byt
                  co-visitation fold ◄─ shard by sku ◄─ pairs ◄─────────── user fold ─► decision
                                                                                        inputs
     every fold ─► store writes, late events
+
+With ``FeatureConfig.native`` (and ``bespoke_native`` built) the item, user and co-visitation
+folds run as native shards (``features.native``) and inputs, hints and pairs travel as native
+batches; the inputs must then come from ``features.ingest`` with the same setting (the
+validate step of ``flows.main`` uses the one ``native_kernels`` setting for both).
 """
 
 from __future__ import annotations

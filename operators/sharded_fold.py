@@ -125,14 +125,16 @@ class _ShardLogic(StatefulBatchLogic):
                 self.phase = 0.5 + (zlib.crc32(groups[0][0].encode()) % 1000) / 1000
             self.flush_at = now + self.mirror * self.phase
         if self.idle_s is not None:
-            key_of = self.key_of
             mono = time.monotonic()
             for group in groups:
-                for x in group[1]:
-                    if type(x) is not Broadcast:
-                        self.seen[key_of(x)] = mono
+                for k in self._keys(group[1]):
+                    self.seen[k] = mono
             if self.sweep_at is None:
                 self.sweep_at = now + timedelta(seconds=self.idle_s / 4)
+
+    def _keys(self, items: list) -> list[str]:
+        """The entity keys of a group's items (for idle eviction)."""
+        return [self.key_of(x) for x in items if type(x) is not Broadcast]
 
     def _flush(self) -> list:
         out: list = []
@@ -214,6 +216,9 @@ class _NativeShardLogic(_ShardLogic):
                 out += apply(group[1], per_event)
         self._schedule(groups, self.shard.touched() > 0)
         return ([out] if out else []), StatefulBatchLogic.RETAIN
+
+    def _keys(self, items: list) -> list[str]:
+        return self.fold.native_module.entity_keys(items)  # batches hold many entities
 
     def _flush(self) -> list:
         return self.shard.flush()

@@ -93,3 +93,21 @@ def test_native_kernels_change_nothing_in_the_flow(generated, tmp_path, monkeypa
     assert store_n["user"] and store_n["item"] and store_n["session"] and store_n["category"]
     assert store_n == store_p
     assert late_n == late_p and dead_n == dead_p and dead_n
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_idle_eviction_runs_and_keeps_every_key_in_the_store(generated, tmp_path, native):
+    """State evicted after 10 ms idle (wall clock) is written first; every user and item still
+    reaches the store, with native batches (many entities per item) as with tuples."""
+    path, recs = generated
+    name = uuid.uuid4().hex
+    cfg = RunConfig(inputs=[str(path)], output=str(tmp_path), store=f"memory://{name}",
+                    decisions=False,
+                    settings=Settings(progress_every_s=0, idle_evict_s=0.01,
+                                      native_kernels=native, _env_file=None))
+    run(cfg, workers=1)
+    users, items, _ = expected_counts(recs)
+    store = MemoryStore.shared(name)
+    assert set(store.keys("user")) == set(users)
+    assert set(items) <= set(store.keys("item"))
+    MemoryStore.drop(name)

@@ -25,6 +25,7 @@ fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<batch::ItemInBatch>()?;
     m.add_class::<batch::UserInBatch>()?;
     m.add_function(wrap_pyfunction!(shard::shard_groups, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::entity_keys, m)?)?;
     m.add_function(wrap_pyfunction!(ingest::ingest, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -305,3 +305,24 @@ fn regroup<'py, T>(index: &mut HashMap<u32, usize>, groups: &mut Vec<(u32, Bound
     }
     Ok(())
 }
+
+/// The entity key of every record in `items` (tuples keyed by their first field, and the
+/// records inside pair, hint and input batches), in order.
+#[pyfunction]
+pub fn entity_keys(items: &Bound<'_, PyList>) -> PyResult<Vec<String>> {
+    let mut keys = Vec::with_capacity(items.len());
+    for x in items.iter() {
+        if let Ok(b) = x.cast::<PairBatch>() {
+            keys.extend(b.borrow().items.iter().map(|p| p.a.clone()));
+        } else if let Ok(b) = x.cast::<HintBatch>() {
+            keys.extend(b.borrow().items.iter().map(|h| h.user.clone()));
+        } else if let Ok(b) = x.cast::<ItemInBatch>() {
+            keys.extend(b.borrow().items.iter().map(|i| i.sku().to_owned()));
+        } else if let Ok(b) = x.cast::<UserInBatch>() {
+            keys.extend(b.borrow().items.iter().map(|u| u.user().to_owned()));
+        } else {
+            keys.push(x.cast::<PyTuple>()?.get_item(0)?.extract()?);
+        }
+    }
+    Ok(keys)
+}
