@@ -93,21 +93,14 @@ impl<S: Serialize + DeserializeOwned> Shard<S> {
             let x = item.cast::<PyTuple>()?;
             let key_obj = x.get_item(0)?;
             let key = key_obj.cast::<PyString>()?.to_str()?;
-            if !self.states.contains_key(key) {
-                self.states.insert(key.to_owned(), fold.new_state());
-            }
-            let st = self.states.get_mut(key).expect("just inserted");
+            let st = self.state(fold, key);
             fold.apply(py, st, x, &out, &mut side)?;
             if fold.erased(st) {
                 self.states.remove(key);
                 self.touched.remove(key);
                 continue;
             }
-            if per_event {
-                fold.rows(py, st, key, &out)?;
-            } else if !self.touched.contains(key) {
-                self.touched.insert(key.to_owned());
-            }
+            self.done(fold, py, key, per_event, &out)?;
         }
         if !side.pairs.is_empty() {
             out.append(Bound::new(py, PairBatch { items: side.pairs })?)?;

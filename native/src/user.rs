@@ -1,11 +1,13 @@
 //! User and session features: `features/user_features.py`'s `UserFold`, natively.
 
+use std::sync::Arc;
+
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Hint, Pair, Side, UserIn};
+use crate::batch::{Facts, Hint, Pair, Side, UserIn};
 use crate::decay::{encode_top, round_n, strongest, DecayedMap};
 use crate::py::named;
 use crate::shard::NativeFold;
@@ -172,31 +174,14 @@ impl UserFold {
         self.store_write(py, intern!(py, "session"), &format!("{}/{}", user_id, sess.id), 0, row, sess.last)
     }
 
+    /// An `AffinityHint` tuple: the same as a `HintBatch` record.
     fn affinity(&self, s: &mut UserState, x: &Bound<'_, PyTuple>) -> PyResult<()> {
-        let ts: i64 = x.get_item(2)?.extract()?;
-        if ts < s.last_ts - self.lateness {
-            return Ok(());
-        }
-        let (kind_o, category_o, brand_o, band_o) = (x.get_item(1)?, x.get_item(4)?, x.get_item(5)?, x.get_item(6)?);
-        let kind = kind_o.cast::<PyString>()?.to_str()?;
-        let category = category_o.cast::<PyString>()?.to_str()?;
-        let brand = brand_o.cast::<PyString>()?.to_str()?;
-        let band = band_o.cast::<PyString>()?.to_str()?;
-        let mut keys: Vec<String> = Vec::with_capacity(8);
-        if !band.is_empty() {
-            keys.push(format!("p:{band}"));
-        }
-        if !category.is_empty() {
-            keys.push(format!("c:{category}"));
-            keys.push(format!("b:{brand}"));
-            for a in x.get_item(7)?.cast::<PyTuple>()?.iter() {
-                keys.push(format!("a:{}", a.cast::<PyString>()?.to_str()?));
-            }
-        }
-        s.aff.add_all(keys.iter().map(|k| k.as_str()), weight(kind), ts);
-        s.aff.bound(MAX_AFFINITY, 4);
-        s.dirty |= USER_AFFINITY;
-        Ok(())
+        let facts = Facts::new(x.get_item(4)?.extract()?, x.get_item(5)?.extract()?,
+                               x.get_item(6)?.extract()?, x.get_item(7)?.extract()?);
+        let hint = Hint { user: x.get_item(0)?.extract()?, kind: x.get_item(1)?.extract()?,
+                          ts: x.get_item(2)?.extract()?, event_id: x.get_item(3)?.extract()?,
+                          facts: Arc::new(facts) };
+        self.apply_hint(s, &hint)
     }
 
     fn recent(s: &mut UserState, sku: &str, ts: i64) {
