@@ -30,33 +30,47 @@ SCHEMA = pa.schema([
 _JSON = ("tool_calls", "features", "verdicts", "shadow_differences", "fallbacks", "output")
 
 
+# pyarrow imports pandas (when installed) on its first array conversion: a stall of ~0.4 s in
+# the middle of a stream, taken here at start instead
+pa.array([], type=pa.string())
+_NAMES = tuple(f.name for f in SCHEMA)
+_IS_JSON = tuple(n in _JSON for n in _NAMES)
+
+
 class _ArchivePartition(StatelessSinkPartition[Outgoing]):
+    """Records are turned into column values as they arrive (strings and numbers, not the
+    records' dicts: a buffer of dicts would keep the garbage collector busy)."""
+
     def __init__(self, root: Path, worker: int, rows_per_file: int) -> None:
         self._root, self._worker, self._rows = root, worker, rows_per_file
-        self._buf: list[dict] = []
+        self._cols: tuple[list, ...] = tuple([] for _ in _NAMES)
         self._n = 0
         root.mkdir(parents=True, exist_ok=True)
 
     def _flush(self) -> None:
-        if not self._buf:
+        if not self._cols[0]:
             return
-        cols = {f.name: [r.get(f.name) for r in self._buf] for f in SCHEMA}
-        for name in _JSON:
-            cols[name] = [orjson.dumps(v).decode() if v is not None else None
-                          for v in cols[name]]
         path = self._root / f"part-{self._worker}-{self._n:06d}.parquet"
         while path.exists():  # a restarted worker never overwrites an earlier file
             self._n += 1
             path = self._root / f"part-{self._worker}-{self._n:06d}.parquet"
-        pq.write_table(pa.Table.from_pydict(cols, schema=SCHEMA), path)
+        pq.write_table(pa.Table.from_arrays(
+            [pa.array(c, type=f.type) for c, f in zip(self._cols, SCHEMA, strict=True)],
+            schema=SCHEMA), path)
         self._n += 1
-        self._buf = []
+        self._cols = tuple([] for _ in _NAMES)
 
     def write_batch(self, items: list[Outgoing]) -> None:
+        cols = self._cols
+        dumps = orjson.dumps
         for it in items:
-            if it.channel == "decision_records":
-                self._buf.append(it.doc if it.doc is not None else json.loads(it.value))
-        if len(self._buf) >= self._rows:
+            if it.channel != "decision_records":
+                continue
+            doc = it.doc if it.doc is not None else json.loads(it.value)
+            for col, name, is_json in zip(cols, _NAMES, _IS_JSON, strict=True):
+                v = doc.get(name)
+                col.append(dumps(v).decode() if is_json and v is not None else v)
+        if len(cols[0]) >= self._rows:
             self._flush()
 
     def close(self) -> None:

@@ -101,9 +101,10 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     outs, store_streams = [dlq, late, quality], [feats.store_ops]
     if cfg.decisions:
         gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
-                          store_factory(cfg.store))
+                          store_factory(cfg.store), cache_s=s.tool_cache_s,
+                          native=s.native_kernels)
         cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
-                           s.candidates_scored)
+                           s.candidates_scored, native=s.native_kernels)
         ranked = score("score", cands, s.candidates_scored)
         fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s,
                             s.pseudonym_key.get_secret_value().encode())

@@ -44,14 +44,18 @@ class Settings(BaseSettings):
     allowed_lateness_s: float = Field(3600.0, ge=0, description="per-key, event time")
     mirror_every_s: float = Field(1.0, ge=0, description="store mirror period per key; 0 = "
                                                          "every event")
+    tool_cache_s: float = Field(1.0, ge=0, description="how long the agent's tools and the "
+                                "policy gate reuse item, co-visitation and category rows "
+                                "read from the store (0 = read every time)")
     idle_evict_s: float | None = Field(None, gt=0, description="drop idle keys' state (wall "
                                                               "clock); the store keeps them")
 
     state_shards: int = Field(64, ge=1, le=65536, description="state shards per keyed "
                                                              "feature step")
-    native_kernels: bool = Field(True, description="the ingest fast path and the item, user "
-                                 "and co-visitation folds in native code (bespoke_native) "
-                                 "when built; False: Python only")
+    native_kernels: bool = Field(True, description="the ingest fast path, the item, user "
+                                 "and co-visitation folds and the candidate retrieval "
+                                 "arithmetic in native code (bespoke_native) when built; "
+                                 "False: Python only")
     quality_sample_every: int = Field(10, ge=1, description="monitor 1 in N entities")
     quality_report_every: int = Field(2000, ge=1, description="sampled rows per report")
 

@@ -13,8 +13,7 @@ Scores from each source are scaled to [0, 1] and weighted (interest 1.0, co-visi
 0.6, trending 0.4, new arrivals 0.25); an item found by several sources adds them up. Items
 the user bought are left out; at most ``limit`` candidates go on, strongest first.
 
->>> merge([("A", 4.0), ("B", 2.0)], {"covis": [("B", 1.0), ("C", 0.5)]}, set(), 10)
-([('B', 1.1), ('A', 1.0), ('C', 0.3)], {'B': 'interest', 'A': 'interest', 'C': 'covis'})
+The arithmetic is ``features.retrieval`` (native when built and ``native`` is set).
 """
 
 from __future__ import annotations
@@ -24,13 +23,12 @@ from typing import NamedTuple
 
 from bytewax.dataflow import Stream
 
-from features.decay import strongest
+from features.retrieval import kernels
 from features.user_features import UserFeatures
 from operators.chunks import chunk_map
 from operators.plans import AGENT_SCOPES, Plan, Step, run_plan
 from operators.tools import ToolRuntime
 
-WEIGHTS = {"interest": 1.0, "covis": 0.6, "trending": 0.4, "new": 0.25}  # by plan step id
 FEED_PLAN = Plan(name="feed-candidates", version="2", goal="refresh_feed", steps=[
     Step(id="covis", tool="covis_candidates",
          inputs={"items": "features.recent", "limit": "const:30"}, optional=True,
@@ -55,28 +53,12 @@ class Retrieval(NamedTuple):
 Candidates = tuple[UserFeatures, list[tuple[str, float]], Retrieval]
 
 
-def merge(interests: list[tuple[str, float]], found: dict[str, list[tuple[str, float]]],
-          bought: set[str], limit: int) -> tuple[list[tuple[str, float]], dict[str, str]]:
-    scores: dict[str, float] = {}
-    sources: dict[str, str] = {}
-    for source, items in (("interest", interests), *found.items()):
-        if not items:
-            continue
-        top = max(w for _, w in items) or 1.0
-        weight = WEIGHTS[source] / top
-        for sku, w in items:
-            if sku in bought:
-                continue
-            scores[sku] = round(scores.get(sku, 0.0) + w * weight, 6)
-            sources.setdefault(sku, source)
-    best = strongest(scores, limit)  # by score, ties by sku (two C-level sorts)
-    return best, {s: sources[s] for s, _ in best}
-
-
 def candidates(step_id: str, feats: Stream, runtime: Callable[[], ToolRuntime],
-               limit: int = 50) -> Stream:
+               limit: int = 50, native: bool = True) -> Stream:
     """chunks of UserFeatures → chunks of (UserFeatures, candidates, Retrieval); erasures
     pass through with no candidates."""
+
+    merge = kernels(native).merge
 
     def pick(f: UserFeatures) -> Candidates:
         if f.erased:

@@ -29,7 +29,8 @@ class PolicyGate:
     """Builds engines from pack files and candidates from the store (one per process)."""
 
     def __init__(self, pack_files: list[tuple[str, str]], active: str | None,
-                 store_factory: Callable[[], OnlineStore], cache_s: float = 1.0) -> None:
+                 store_factory: Callable[[], OnlineStore], cache_s: float = 1.0,
+                 native: bool = True) -> None:
         packs = {}
         for text, source in pack_files:
             try:
@@ -48,6 +49,7 @@ class PolicyGate:
         self._store: OnlineStore | None = None
         self._facts_cache: CachedRows | None = None
         self._cache_s = cache_s
+        self._native = native
         self._lock = threading.Lock()
         self._runtime: ToolRuntime | None = None
 
@@ -110,7 +112,8 @@ class PolicyGate:
             with self._lock:
                 if self._store is None:
                     self._store = self._store_factory()
-                self._runtime = ToolRuntime(store_tools(self._store))
+                self._runtime = ToolRuntime(store_tools(self._store, self._cache_s,
+                                                       self._native))
         return self._runtime
 
     def candidates(self, skus: list[str]) -> Candidates:

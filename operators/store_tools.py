@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from features.decay import strongest
+from features.retrieval import Scored, kernels, parse_weights
 from features.store import OnlineStore
 from operators.tools import Tool, ToolSpec
 from policies.configuration import best_configuration
@@ -85,14 +85,6 @@ class ConfigOut(BaseModel):
     price: float
 
 
-def _parse_weights(encoded: str) -> dict[str, float]:
-    out = {}
-    for part in filter(None, encoded.split(",")):
-        key, _, w = part.rpartition(":")
-        out[key] = float(w)
-    return out
-
-
 @lru_cache(maxsize=4096)
 def _options(encoded: str) -> dict:
     """Parsed option groups of a configurable item (cached by their JSON: rows repeat)."""
@@ -110,69 +102,57 @@ class CachedRows:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.ttl, self.max, self.clock = store, ttl_s, max_keys, clock
         self.derive = derive
-        self._rows: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._rows: dict[str, dict[str, tuple[float, Any]]] = {}  # entity -> key -> (expiry, v)
+        self._size = 0
         self._lock = threading.Lock()
 
     def read_many(self, entity: str, keys: list[str]) -> list[Any]:
         now = self.clock()
         with self._lock:
-            rows = self._rows
-            hit = {k: v[1] for k in keys if (v := rows.get((entity, k))) and v[0] > now}
-            missing = [k for k in dict.fromkeys(keys) if k not in hit]
+            rows = self._rows.get(entity)
+            if rows is None:
+                rows = self._rows[entity] = {}
+            out = []
+            missing = None
+            for k in keys:
+                v = rows.get(k)
+                if v is not None and v[0] > now:
+                    out.append(v[1])
+                else:
+                    out.append(None)
+                    if missing is None:
+                        missing = {}
+                    missing.setdefault(k, []).append(len(out) - 1)
             if missing:
-                if len(rows) > self.max:
-                    rows.clear()
-                for k, r in zip(missing, self.store.read_many(entity, missing), strict=True):
-                    v = hit[k] = r if self.derive is None else self.derive(r)
-                    rows[(entity, k)] = (now + self.ttl, v)
-        return [hit[k] for k in keys]
+                if self._size > self.max:
+                    for d in self._rows.values():
+                        d.clear()
+                    self._size = 0
+                fresh = self.store.read_many(entity, list(missing))
+                for (k, where), r in zip(missing.items(), fresh, strict=True):
+                    v = r if self.derive is None else self.derive(r)
+                    if k not in rows:
+                        self._size += 1
+                    rows[k] = (now + self.ttl, v)
+                    for i in where:
+                        out[i] = v
+        return out
 
 
-def _category_list(rows: list[dict | None], field: str, limit: int,
-                   weighted: bool) -> tuple[tuple[str, float], ...]:
-    return _merged_lists(tuple(str(r.get(f"category_items_v1.{field}", "")) if r else ""
-                               for r in rows), weighted, limit)
+def _category_list(merged: Callable[..., Scored], rows: list[dict | None], field: str,
+                   limit: int, weighted: bool) -> Scored:
+    return merged(tuple(str(r.get(f"category_items_v1.{field}", "")) if r else ""
+                        for r in rows), weighted, limit)
 
 
-@lru_cache(maxsize=20_000)  # keyed by the rows' own strings: a changed row is a new key
-def _merged_lists(encoded: tuple[str, ...], weighted: bool,
-                  limit: int) -> tuple[tuple[str, float], ...]:
-    """Merge per-category lists, the user's first category weighing most."""
-    scores: dict[str, float] = {}
-    for rank, text in enumerate(encoded):
-        entries = [e for e in text.split(",") if e]
-        if not entries:
-            continue
-        damp = 1.0 / (1 + rank)
-        top = float(entries[0].rpartition(":")[2]) if weighted else 1.0
-        for pos, e in enumerate(entries):
-            if weighted:
-                sku, _, w = e.rpartition(":")
-                v = float(w) / top if top > 0 else 0.0
-            else:
-                sku, v = e, 1.0 - pos / len(entries)
-            scores[sku] = max(scores.get(sku, 0.0), damp * v)
-    return tuple((s, round(w, 6)) for s, w in strongest(scores, limit))
-
-
-@lru_cache(maxsize=50_000)
-def _neighbours(seeds: tuple[str, ...], encoded: tuple[tuple[str, str], ...],
-                limit: int) -> tuple[tuple[str, float], ...]:
-    """Co-visitation neighbours of ``seeds`` (newest first, damped by rank), view→buy
-    counting twice, the seeds themselves left out."""
-    scores: dict[str, float] = {}
-    seen = set(seeds)
-    for rank, (vv, vb) in enumerate(encoded):
-        damp = 1.0 / (1 + rank)
-        for text, w_rel in ((vv, 1.0), (vb, 2.0)):
-            for sku, w in _parse_weights(text).items():
-                if sku not in seen:
-                    scores[sku] = scores.get(sku, 0.0) + damp * w_rel * w
-    return tuple((s, round(w, 6)) for s, w in strongest(scores, limit))
-
-
-def store_tools(store: OnlineStore, cache_s: float = 1.0) -> list[Tool]:
-    lists = CachedRows(store, cache_s)  # candidate retrieval reads through a short cache
+def store_tools(store: OnlineStore, cache_s: float = 1.0, native: bool = True) -> list[Tool]:
+    """The built-in tools over ``store``; candidate retrieval reads rows through a
+    ``cache_s`` cache and computes with ``features.retrieval.kernels(native)``."""
+    lists = CachedRows(store, cache_s)
+    k = kernels(native)
+    # keyed by the rows' own strings: a changed row is a new key
+    neighbours = lru_cache(maxsize=50_000)(k.neighbours)
+    merged = lru_cache(maxsize=20_000)(k.merged_lists)
 
     def catalog(x: dict) -> dict:
         rows = store.read_many("item", x["skus"])
@@ -204,17 +184,17 @@ def store_tools(store: OnlineStore, cache_s: float = 1.0) -> list[Tool]:
         encoded = tuple((str(r.get("item_covisitation_v1.view_view", "")),
                          str(r.get("item_covisitation_v1.view_buy", ""))) if r else ("", "")
                         for r in rows)
-        return {"items": _neighbours(seeds, encoded, x.get("limit", 50))}
+        return {"items": neighbours(seeds, encoded, x.get("limit", 50))}
 
     def trending(x: dict) -> dict:
         """Items trending now in the given categories (weights scaled to the top one)."""
         rows = lists.read_many("category", x["categories"])
-        return {"items": _category_list(rows, "trending", x.get("limit", 20), True)}
+        return {"items": _category_list(merged, rows, "trending", x.get("limit", 20), True)}
 
     def arrivals(x: dict) -> dict:
         """The newest items in the given categories (1.0 = newest)."""
         rows = lists.read_many("category", x["categories"])
-        return {"items": _category_list(rows, "new_arrivals", x.get("limit", 20), False)}
+        return {"items": _category_list(merged, rows, "new_arrivals", x.get("limit", 20), False)}
 
     def configure(x: dict) -> dict:
         (r,) = store.read_many("item", [x["sku"]])
@@ -226,7 +206,7 @@ def store_tools(store: OnlineStore, cache_s: float = 1.0) -> list[Tool]:
                        if o.get("material_sku")})
         stock = {m: (row or {}).get("item_stock_v1.available")
                  for m, row in zip(mats, store.read_many("item", mats), strict=True)}
-        affinity = _parse_weights(x["affinities"])
+        affinity = parse_weights(x["affinities"])
         best = best_configuration(groups, options["compatibility"], affinity, stock)
         if best is None:
             raise LookupError(f"no valid configuration of {x['sku']} in stock")

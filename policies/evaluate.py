@@ -370,26 +370,33 @@ class CompiledPack:
             if len(chosen) == k:
                 break
         if min_cats:
-            def top(i: int) -> str:
-                return c.categories[i].split("/")[0]
-
-            rank_of = {i: pos for pos, i in enumerate(ranked)}
-            for new in [i for i in ranked if i not in set(chosen)]:
-                counts: dict[str, int] = {}
-                for i in chosen:
-                    counts[top(i)] = counts.get(top(i), 0) + 1
-                if len(counts) >= min_cats:
-                    break
-                if top(new) in counts:
-                    continue
-                # the lowest-ranked chosen item whose category is represented twice makes room
-                for j in range(len(chosen) - 1, -1, -1):
-                    if counts[top(chosen[j])] > 1:
-                        chosen[j] = new
+            cats = c.categories
+            tops = {i: cats[i].partition("/")[0] for i in ranked}
+            counts: dict[str, int] = {}
+            for i in chosen:
+                t = tops[i]
+                counts[t] = counts.get(t, 0) + 1
+            if len(counts) < min_cats:
+                taken = set(chosen)
+                for new in [i for i in ranked if i not in taken]:
+                    if len(counts) >= min_cats:
                         break
-                else:
-                    break
-            chosen.sort(key=rank_of.__getitem__)
+                    t = tops[new]
+                    if t in counts:
+                        continue
+                    # the lowest-ranked chosen item whose category is represented twice
+                    # makes room
+                    for j in range(len(chosen) - 1, -1, -1):
+                        tj = tops[chosen[j]]
+                        if counts[tj] > 1:
+                            counts[tj] -= 1
+                            counts[t] = 1
+                            chosen[j] = new
+                            break
+                    else:
+                        break
+                rank_of = {i: pos for pos, i in enumerate(ranked)}
+                chosen.sort(key=rank_of.__getitem__)
         return chosen
 
 

@@ -85,7 +85,9 @@ def agent_run(tmp_path_factory):
     write_jsonl(str(d / "e.jsonl"), iter(recs))
     run(RunConfig(inputs=[str(d / "e.jsonl")], output=str(d / "out"),
                   store=f"memory://{uuid.uuid4().hex}",
-                  settings=Settings(_env_file=None, progress_every_s=0)))
+                  # rows mirrored and read fresh: a fast run must not outpace the store
+                  settings=Settings(_env_file=None, progress_every_s=0, mirror_every_s=0,
+                                    tool_cache_s=0)))
     return d / "out", recs
 
 

@@ -1,6 +1,7 @@
 //! Bespoke's native fold kernels: the feature folds of `features/`, in Rust, each behind a
 //! shard object that `operators.sharded_fold` drives batch by batch. The Python folds stay
-//! the reference: tests feed both the same inputs and compare every output.
+//! the reference: tests feed both the same inputs and compare every output. The candidate
+//! retrieval arithmetic of the decision path (`features/retrieval.py`) is here too.
 
 use pyo3::prelude::*;
 
@@ -9,6 +10,7 @@ pub mod codec;
 pub mod covis;
 pub mod item;
 pub mod py;
+pub mod retrieval;
 pub mod decay;
 pub mod ingest;
 pub mod shard;
@@ -27,6 +29,9 @@ fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(shard::shard_groups, m)?)?;
     m.add_function(wrap_pyfunction!(shard::entity_keys, m)?)?;
     m.add_function(wrap_pyfunction!(ingest::ingest, m)?)?;
+    m.add_function(wrap_pyfunction!(retrieval::neighbours, m)?)?;
+    m.add_function(wrap_pyfunction!(retrieval::merged_lists, m)?)?;
+    m.add_function(wrap_pyfunction!(retrieval::merge_sources, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
