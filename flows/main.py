@@ -104,7 +104,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                           store_factory(cfg.store), cache_s=s.tool_cache_s,
                           native=s.native_kernels)
         cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
-                           s.candidates_scored, native=s.native_kernels)
+                           s.candidates_scored, native=s.native_kernels, prefetch=gate)
         ranked = score("score", cands, s.candidates_scored)
         fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s,
                             s.pseudonym_key.get_secret_value().encode())
@@ -120,7 +120,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         op.output("record_archive", out, RecordArchiveSink(archive))
     if cfg.output == "kafka":
         topics = {ch: s.topic(ch) for ch in CHANNELS}
-        op.output("sink", out, CheckedKafkaSink(s.kafka_bootstrap_servers or "", topics))
+        op.output("sink", out, CheckedKafkaSink(s.kafka_bootstrap_servers or "", topics,
+                                                   delivery=s.kafka_delivery))
     else:
         op.output("sink", out, JsonlDirSink(cfg.output))
 

@@ -12,6 +12,8 @@ False
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -44,6 +46,11 @@ class Settings(BaseSettings):
     allowed_lateness_s: float = Field(3600.0, ge=0, description="per-key, event time")
     mirror_every_s: float = Field(1.0, ge=0, description="store mirror period per key; 0 = "
                                                          "every event")
+    kafka_delivery: Literal["batch", "pipelined"] = Field(
+        "batch", description="batch: every output batch acknowledged by Kafka before the flow "
+        "goes on (nothing lost in a crash); pipelined: acknowledged while the next batch is "
+        "computed (lower latency; a crash right after an epoch commit can lose the last "
+        "batch)")
     tool_cache_s: float = Field(1.0, ge=0, description="how long the agent's tools and the "
                                 "policy gate reuse item, co-visitation and category rows "
                                 "read from the store (0 = read every time)")

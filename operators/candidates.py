@@ -19,13 +19,13 @@ The arithmetic is ``features.retrieval`` (native when built and ``native`` is se
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
+import bytewax.operators as op
 from bytewax.dataflow import Stream
 
 from features.retrieval import kernels
 from features.user_features import UserFeatures
-from operators.chunks import chunk_map
 from operators.plans import AGENT_SCOPES, Plan, Step, run_plan
 from operators.tools import ToolRuntime
 
@@ -53,11 +53,21 @@ class Retrieval(NamedTuple):
 Candidates = tuple[UserFeatures, list[tuple[str, float]], Retrieval]
 
 
-def candidates(step_id: str, feats: Stream, runtime: Callable[[], ToolRuntime],
-               limit: int = 50, native: bool = True) -> Stream:
-    """chunks of UserFeatures → chunks of (UserFeatures, candidates, Retrieval); erasures
-    pass through with no candidates."""
+class Prefetch(Protocol):
+    """Warms the caches the tools and the decision step read (``operators.policy``)."""
 
+    def prefetch(self, feats: list[UserFeatures]) -> None: ...
+
+    def prefetch_facts(self, skus: list[str]) -> None: ...
+
+
+def candidates(step_id: str, feats: Stream, runtime: Callable[[], ToolRuntime],
+               limit: int = 50, native: bool = True, prefetch: Prefetch | None = None
+               ) -> Stream:
+    """chunks of UserFeatures → chunks of (UserFeatures, candidates, Retrieval); erasures
+    pass through with no candidates. With ``prefetch``, the rows a chunk's decisions will
+    read are fetched for the whole chunk first (one store round trip per entity, not one
+    per tool call)."""
     merge = kernels(native).merge
 
     def pick(f: UserFeatures) -> Candidates:
@@ -70,4 +80,14 @@ def candidates(step_id: str, feats: Stream, runtime: Callable[[], ToolRuntime],
         items, sources = merge(f.interests, found, set(f.purchased), limit)
         return f, items, Retrieval(run.calls, run.fallbacks, sources)
 
-    return chunk_map(step_id, feats, pick)
+    def run(chunks: list) -> list:
+        batch = [f for c in chunks for f in c]
+        if prefetch is not None:
+            prefetch.prefetch(batch)
+        out = [pick(f) for f in batch]
+        if prefetch is not None:
+            prefetch.prefetch_facts([s for _, items, _ in out for s, _ in items]
+                                    + [f.skus[0] for f in batch if f.skus])
+        return [out] if out else []
+
+    return op.flat_map_batch(step_id, feats, run)

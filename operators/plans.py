@@ -77,23 +77,29 @@ class UnresolvedReference(KeyError):
     pass
 
 
-@lru_cache(maxsize=1024)
-def _const(encoded: str) -> Any:
-    return json.loads(encoded)
+@lru_cache(maxsize=4096)
+def _parse_ref(ref: str) -> tuple[str, Any, str]:
+    """A reference as (kind, key, field): kind ``const`` holds the value in ``key``."""
+    if ref.startswith("const:"):
+        return "const", json.loads(ref[6:]), ""
+    head, _, rest = ref.partition(".")
+    if head == "steps":
+        step, _, field = rest.partition(".")
+        return head, step, field
+    return head, rest, ""
 
 
 def _resolve(ref: str, trigger: dict, features: dict, outputs: dict[str, dict]) -> Any:
-    if ref.startswith("const:"):
-        return _const(ref[6:])
-    head, _, rest = ref.partition(".")
+    kind, key, field = _parse_ref(ref)
     try:
-        if head == "trigger":
-            return trigger[rest]
-        if head == "features":
-            return features[rest]
-        if head == "steps":
-            step, _, field = rest.partition(".")
-            return outputs[step][field]
+        if kind == "const":
+            return key
+        if kind == "trigger":
+            return trigger[key]
+        if kind == "features":
+            return features[key]
+        if kind == "steps":
+            return outputs[key][field]
     except KeyError as e:
         raise UnresolvedReference(ref) from e
     raise UnresolvedReference(ref)

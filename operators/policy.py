@@ -5,7 +5,10 @@ broadcast to all shards, so each applies the same changes in the same order, and
 shard 0 emits the ``policy_change`` events (one log line per change, not one per shard).
 Candidates are built from the online store's item rows (catalog, stock, price), read in
 one round trip for all missing ones and cached for ``cache_s`` seconds per process
-(``operators.store_tools.CachedRows``).
+(``operators.store_tools.CachedRows``); the agent's tools read item and category rows
+through the same cache, which the candidate step warms per chunk of decisions
+(``prefetch``, ``prefetch_facts``): one round trip per chunk rather than several per
+decision when the store is Redis.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class PolicyGate:
             raise ValueError(f"active pack {self.active} is not among {sorted(packs)}")
         self._store_factory = store_factory
         self._store: OnlineStore | None = None
+        self._rows: CachedRows | None = None
         self._facts_cache: CachedRows | None = None
         self._cache_s = cache_s
         self._native = native
@@ -91,16 +95,43 @@ class PolicyGate:
                 tuple(x for x in str(r.get("item_catalog_v2.regions", "")).split(",") if x),
                 bool(r.get("item_catalog_v2.options")))
 
-    def _item_facts(self, skus: list[str]) -> list[tuple]:
-        if self._facts_cache is None:
+    def _caches(self) -> tuple[CachedRows, CachedRows]:
+        """(store rows, item facts derived from them), built on first use."""
+        if self._facts_cache is None or self._rows is None:
             with self._lock:
                 if self._store is None:
                     self._store = self._store_factory()
+                if self._rows is None:
+                    self._rows = CachedRows(self._store, self._cache_s, max_keys=200_000)
                 if self._facts_cache is None:
-                    self._facts_cache = CachedRows(self._store, self._cache_s,
+                    self._facts_cache = CachedRows(self._rows, self._cache_s,
                                                    max_keys=200_000,
                                                    derive=lambda r: self._facts(r or {}))
-        return self._facts_cache.read_many("item", skus)
+        return self._rows, self._facts_cache
+
+    def _item_facts(self, skus: list[str]) -> list[tuple]:
+        return self._caches()[1].read_many("item", skus)
+
+    def prefetch(self, feats: list) -> None:
+        """Warm the caches for a chunk of decisions in one store round trip per entity:
+        the item rows of their recent items and triggers, their categories' rows."""
+        items: dict[str, None] = {}
+        cats: dict[str, None] = {}
+        for f in feats:
+            if not f.erased:
+                items.update(dict.fromkeys(f.recent))
+                items.update(dict.fromkeys(f.skus[:1]))
+                cats.update(dict.fromkeys(f.categories))
+        rows, _ = self._caches()
+        if items:
+            rows.read_many("item", list(items))
+        if cats:
+            rows.read_many("category", list(cats))
+
+    def prefetch_facts(self, skus: list[str]) -> None:
+        """Warm the item facts of a chunk's candidates (one round trip for all misses)."""
+        if skus:
+            self._item_facts(list(dict.fromkeys(skus)))
 
     def configurable(self, sku: str) -> bool:
         return bool(self._item_facts([sku])[0][6])
@@ -109,11 +140,11 @@ class PolicyGate:
     def runtime(self) -> ToolRuntime:
         """The agent's tools over this process's store (built once, shared by shards)."""
         if self._runtime is None:
+            rows, _ = self._caches()
             with self._lock:
-                if self._store is None:
-                    self._store = self._store_factory()
-                self._runtime = ToolRuntime(store_tools(self._store, self._cache_s,
-                                                       self._native))
+                if self._runtime is None:
+                    self._runtime = ToolRuntime(store_tools(
+                        self._store, self._cache_s, self._native, rows=rows))
         return self._runtime
 
     def candidates(self, skus: list[str]) -> Candidates:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -91,13 +91,19 @@ def _options(encoded: str) -> dict:
     return json.loads(encoded) if encoded else {}
 
 
+class RowReader(Protocol):
+    def read_many(self, entity: str, keys: list[str]) -> list[Any]: ...
+
+
 class CachedRows:
     """Read-through cache of store rows for ``ttl_s`` seconds (candidate lists, neighbours
     and item facts change slowly: one round trip per miss, not per decision). With
     ``derive``, what is cached and returned is ``derive(row)`` (computed once per miss).
+    ``store`` may be another ``CachedRows`` (a derived cache over a shared row cache).
+    Missing rows are not cached: an item whose catalog row arrives is seen at once.
     """
 
-    def __init__(self, store: OnlineStore, ttl_s: float = 1.0, max_keys: int = 100_000,
+    def __init__(self, store: RowReader, ttl_s: float = 1.0, max_keys: int = 100_000,
                  derive: Callable[[dict | None], Any] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.ttl, self.max, self.clock = store, ttl_s, max_keys, clock
@@ -131,9 +137,10 @@ class CachedRows:
                 fresh = self.store.read_many(entity, list(missing))
                 for (k, where), r in zip(missing.items(), fresh, strict=True):
                     v = r if self.derive is None else self.derive(r)
-                    if k not in rows:
-                        self._size += 1
-                    rows[k] = (now + self.ttl, v)
+                    if r is not None:  # a row not (yet) in the store is read again next time
+                        if k not in rows:
+                            self._size += 1
+                        rows[k] = (now + self.ttl, v)
                     for i in where:
                         out[i] = v
         return out
@@ -145,17 +152,21 @@ def _category_list(merged: Callable[..., Scored], rows: list[dict | None], field
                         for r in rows), weighted, limit)
 
 
-def store_tools(store: OnlineStore, cache_s: float = 1.0, native: bool = True) -> list[Tool]:
-    """The built-in tools over ``store``; candidate retrieval reads rows through a
-    ``cache_s`` cache and computes with ``features.retrieval.kernels(native)``."""
-    lists = CachedRows(store, cache_s)
+def store_tools(store: OnlineStore, cache_s: float = 1.0, native: bool = True,
+                rows: CachedRows | None = None) -> list[Tool]:
+    """The built-in tools over ``store``. Candidate retrieval reads rows through a
+    ``cache_s`` cache and computes with ``features.retrieval.kernels(native)``; catalog,
+    inventory, pricing and the configurator read the store itself, or ``rows`` when given
+    (a cache the caller shares and warms: see ``operators.policy.PolicyGate.prefetch``)."""
+    lists = rows if rows is not None else CachedRows(store, cache_s)
+    items: OnlineStore | CachedRows = rows if rows is not None else store
     k = kernels(native)
     # keyed by the rows' own strings: a changed row is a new key
     neighbours = lru_cache(maxsize=50_000)(k.neighbours)
     merged = lru_cache(maxsize=20_000)(k.merged_lists)
 
     def catalog(x: dict) -> dict:
-        rows = store.read_many("item", x["skus"])
+        rows = items.read_many("item", x["skus"])
         return {"items": {s: {"category": r.get(CAT + "category", ""),
                               "brand": r.get(CAT + "brand", ""),
                               "price": r.get("item_price_v1.price", r.get(CAT + "catalog_price")),
@@ -164,12 +175,12 @@ def store_tools(store: OnlineStore, cache_s: float = 1.0, native: bool = True) -
                           for s, r in zip(x["skus"], rows, strict=True) if r}}
 
     def inventory(x: dict) -> dict:
-        rows = store.read_many("item", x["skus"])
+        rows = items.read_many("item", x["skus"])
         return {"available": {s: (r or {}).get("item_stock_v1.available")
                               for s, r in zip(x["skus"], rows, strict=True)}}
 
     def quote(x: dict) -> dict:
-        (r,) = store.read_many("item", [x["sku"]])
+        (r,) = items.read_many("item", [x["sku"]])
         if not r or "item_price_v1.price" not in r:
             raise LookupError(f"no price for {x['sku']}")
         price = float(r["item_price_v1.price"])
@@ -197,7 +208,7 @@ def store_tools(store: OnlineStore, cache_s: float = 1.0, native: bool = True) -
         return {"items": _category_list(merged, rows, "new_arrivals", x.get("limit", 20), False)}
 
     def configure(x: dict) -> dict:
-        (r,) = store.read_many("item", [x["sku"]])
+        (r,) = items.read_many("item", [x["sku"]])
         options = _options((r or {}).get(CAT + "options") or "")
         if not options:
             raise LookupError(f"{x['sku']} is not configurable")
@@ -205,7 +216,7 @@ def store_tools(store: OnlineStore, cache_s: float = 1.0, native: bool = True) -
         mats = sorted({o["material_sku"] for g in groups for o in g["options"]
                        if o.get("material_sku")})
         stock = {m: (row or {}).get("item_stock_v1.available")
-                 for m, row in zip(mats, store.read_many("item", mats), strict=True)}
+                 for m, row in zip(mats, items.read_many("item", mats), strict=True)}
         affinity = parse_weights(x["affinities"])
         best = best_configuration(groups, options["compatibility"], affinity, stock)
         if best is None:

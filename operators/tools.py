@@ -144,13 +144,14 @@ class ToolTimeout(Exception):
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bespoke-tool")
 
 
-def _breaker_state(b: pybreaker.CircuitBreaker) -> str:
-    return {"closed": "closed", "open": "open", "half-open": "half_open"}[b.current_state]
+_STATE_NAMES = {"closed": "closed", "open": "open", "half-open": "half_open"}
+_SCALARS = (str, int, float, bool, type(None))
+_SEQUENCES = (list, tuple)
 
 
 def _jsonable(inputs: dict) -> dict:
-    return {k: (v if isinstance(v, str | int | float | bool) or v is None else
-                [str(x) for x in v] if isinstance(v, list | tuple) else str(v))
+    return {k: (v if isinstance(v, _SCALARS) else
+                [str(x) for x in v] if isinstance(v, _SEQUENCES) else str(v))
             for k, v in inputs.items()}
 
 
@@ -203,40 +204,43 @@ class ToolRuntime:
             out = s.output_model.model_validate(out).model_dump()
         return out
 
+    def _done(self, name: str, inputs: dict, idempotency_key: str | None, t0: float,
+              outcome: Outcome, output: dict | None, error: str | None = None) -> ToolResult:
+        rec = {"tool": name, "inputs": _jsonable(inputs), "outcome": outcome,
+               "latency_ms": round((self.clock() - t0) * 1000, 3),
+               "breaker_state": _STATE_NAMES[self.breakers[name].current_state]}
+        if idempotency_key is not None:
+            rec["idempotency_key"] = idempotency_key
+        return ToolResult(outcome, output, rec, error)
+
     def call(self, name: str, inputs: dict, scopes: frozenset[str],
              idempotency_key: str | None = None) -> ToolResult:
         tool = self.tools[name]
         s = tool.spec
-        breaker = self.breakers[name]
         t0 = self.clock()
-
-        def done(outcome: Outcome, output: dict | None, error: str | None = None) -> ToolResult:
-            rec = {"tool": name, "inputs": _jsonable(inputs), "outcome": outcome,
-                   "latency_ms": round((self.clock() - t0) * 1000, 3),
-                   "breaker_state": _breaker_state(breaker)}
-            if idempotency_key is not None:
-                rec["idempotency_key"] = idempotency_key
-            return ToolResult(outcome, output, rec, error)
-
         if s.scope not in scopes:
-            return done("unauthorized", None, f"missing scope {s.scope}")
+            return self._done(name, inputs, idempotency_key, t0, "unauthorized", None,
+                              f"missing scope {s.scope}")
         if s.input_model is not None and not s.trusted:
             try:
                 inputs = s.input_model.model_validate(inputs).model_dump()
             except ValueError as e:
-                return done("error", None, f"invalid input: {e}")
+                return self._done(name, inputs, idempotency_key, t0, "error", None,
+                                  f"invalid input: {e}")
         if not s.read_only:
             if idempotency_key is None:
-                return done("error", None, "side-effecting tools need an idempotency key")
+                return self._done(name, inputs, idempotency_key, t0, "error", None,
+                                  "side-effecting tools need an idempotency key")
             seen = self.ledger.get(idempotency_key)
             if seen is not None:
-                return done("replayed", seen)
+                return self._done(name, inputs, idempotency_key, t0, "replayed", seen)
         bucket = self.buckets.get(name)
         if bucket is not None:
             with self._lock:
                 allowed = bucket.take()
             if not allowed:
-                return done("rate_limited", None)
+                return self._done(name, inputs, idempotency_key, t0, "rate_limited", None)
+        breaker = self.breakers[name]
         attempt, last_error, outcome = 0, None, "error"
         while True:
             attempt += 1
@@ -244,18 +248,21 @@ class ToolRuntime:
                 out = breaker.call(self._invoke, tool, inputs)
                 if not s.read_only:
                     self.ledger.put(idempotency_key, out)  # type: ignore[arg-type]
-                return done("ok", out)
+                return self._done(name, inputs, idempotency_key, t0, "ok", out)
             except pybreaker.CircuitBreakerError as e:
                 if attempt == 1 or breaker.current_state == "open":
-                    return done("breaker_open", None, str(e) or "breaker open")
+                    return self._done(name, inputs, idempotency_key, t0, "breaker_open", None,
+                                      str(e) or "breaker open")
                 last_error, outcome = str(e), "error"
             except ToolTimeout as e:
                 last_error, outcome = str(e), "timeout"
             except LookupError as e:  # a definite "none": neither a retry nor a breaker failure
-                return done("error", None, f"not found: {e}")
+                return self._done(name, inputs, idempotency_key, t0, "error", None,
+                                  f"not found: {e}")
             except Exception as e:  # noqa: BLE001 - a tool's failure is an outcome, not a crash
                 last_error, outcome = f"{type(e).__name__}: {e}", "error"
             with self._lock:
                 may_retry = attempt < s.max_attempts and self.budgets[name].take()
             if not may_retry:
-                return done(outcome, None, last_error)  # type: ignore[arg-type]
+                return self._done(name, inputs, idempotency_key, t0,
+                                  outcome, None, last_error)  # type: ignore[arg-type]

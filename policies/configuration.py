@@ -84,12 +84,11 @@ def best_configuration(groups: list[dict], compatibility: list[dict],
     >>> best_configuration(groups, rules, {"color=red": 2.0}, {"M-a": 0, "M-c": 5})
     ({'frame': 'carbon', 'color': 'black'}, 0.0)
     """
-    ranked = []
+    ranked = []  # per group: (group id, [(option id, score)] best first)
     for g in groups:
-        opts = sorted(enumerate(g["options"]), key=lambda io: (-option_score(io[1], affinity),
-                                                               io[0],
-                                                               io[1].get("price_delta", 0.0)))
-        ranked.append((g["group_id"], [o for _, o in opts]))
+        scored = [(i, o, option_score(o, affinity)) for i, o in enumerate(g["options"])]
+        scored.sort(key=lambda t: (-t[2], t[0], t[1].get("price_delta", 0.0)))
+        ranked.append((g["group_id"], [(o["option_id"], sc) for _, o, sc in scored]))
     while math.prod(len(opts) for _, opts in ranked) > max_combinations:
         longest = max(range(len(ranked)), key=lambda i: len(ranked[i][1]))
         ranked[longest] = (ranked[longest][0], ranked[longest][1][:-1])
@@ -98,12 +97,13 @@ def best_configuration(groups: list[dict], compatibility: list[dict],
     materials = {f"{g['group_id']}:{o['option_id']}": o["material_sku"]
                  for g in groups for o in g["options"] if o.get("material_sku")}
     required = {g["group_id"] for g in groups if g.get("required", True)}
+    group_ids = [g for g, _ in ranked]
     best: tuple[dict[str, str], float] | None = None
     for combo in itertools.product(*(opts for _, opts in ranked)):
-        choices = {g: o["option_id"] for (g, _), o in zip(ranked, combo, strict=True)}
-        score = sum(option_score(o, affinity) for o in combo)
+        score = sum(sc for _, sc in combo)
         if best is not None and score <= best[1]:
             continue
+        choices = {g: o for g, (o, _) in zip(group_ids, combo, strict=True)}
         if not config_problems(choices, names, compatibility, materials, material_available,
                                required):
             best = (choices, score)

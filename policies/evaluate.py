@@ -172,6 +172,7 @@ class CompiledPack:
         self.by_action: dict[str, list[Rule]] = {
             a: [r for r in order if a in r.actions] for a in ("recommend", "offer", "configure")}
         self._cat_cache: dict[str, dict[str, tuple]] = {a: {} for a in self.by_action}
+        self._exposure: dict[str, tuple] = {}  # action -> (rule | None, max share, min cats)
         # per action, rules split by where they run: once per decision, or per item column
         self._split: dict[str, tuple[list[Rule], ...]] = {}
         for a, rs in self.by_action.items():
@@ -347,36 +348,47 @@ class CompiledPack:
         """Top ``k`` of ``ranked`` (allowed indices, best first) under exposure rules:
         at most ``max_brand_share`` of the list per brand, and at least ``min_categories``
         distinct categories when the candidates allow it. Skips are recorded as verdicts."""
-        exposure = [r for r in self.by_action[result.action]
-                    if isinstance(r.params, ExposureParams)]
-        if not exposure:
+        plan = self._exposure.get(result.action)
+        if plan is None:
+            exposure = [r for r in self.by_action[result.action]
+                        if isinstance(r.params, ExposureParams)]
+            max_share = min((r.params.max_brand_share for r in exposure  # type: ignore[attr-defined]
+                             if r.params.max_brand_share), default=1.0)  # type: ignore[attr-defined]
+            min_cats = max((r.params.min_categories or 0 for r in exposure), default=0)  # type: ignore[attr-defined]
+            plan = self._exposure[result.action] = (
+                exposure[0] if exposure else None, max_share, min_cats)
+        rule, max_share, min_cats = plan
+        if rule is None:
             return ranked[:k]
-        max_share = min((r.params.max_brand_share for r in exposure  # type: ignore[attr-defined]
-                         if r.params.max_brand_share), default=1.0)  # type: ignore[attr-defined]
-        min_cats = max((r.params.min_categories or 0 for r in exposure), default=0)  # type: ignore[attr-defined]
-        rule = exposure[0]
         cap = max(1, int(max_share * k))
         chosen: list[int] = []
         per_brand: dict[str, int] = {}
+        brands = c.brands
+        verdicts = result.verdicts
+        new = tuple.__new__
+        share = None
         for i in ranked:
-            b = c.brands[i]
-            if per_brand.get(b, 0) >= cap:
-                result.verdicts.append(V(rule.id, rule.priority, "deny", i, "brand_share",
-                                         (("brand", b), ("share", f"{cap}/{k}"),
-                                          ("max_share", max_share))))
+            b = brands[i]
+            n = per_brand.get(b, 0)
+            if n >= cap:
+                if share is None:
+                    share = f"{cap}/{k}"
+                verdicts.append(new(V, (rule.id, rule.priority, "deny", i, "brand_share",
+                                        (("brand", b), ("share", share),
+                                         ("max_share", max_share)))))
                 continue
             chosen.append(i)
-            per_brand[b] = per_brand.get(b, 0) + 1
+            per_brand[b] = n + 1
             if len(chosen) == k:
                 break
         if min_cats:
             cats = c.categories
-            tops = {i: cats[i].partition("/")[0] for i in ranked}
             counts: dict[str, int] = {}
             for i in chosen:
-                t = tops[i]
+                t = cats[i].partition("/")[0]
                 counts[t] = counts.get(t, 0) + 1
             if len(counts) < min_cats:
+                tops = {i: cats[i].partition("/")[0] for i in ranked}
                 taken = set(chosen)
                 for new in [i for i in ranked if i not in taken]:
                     if len(counts) >= min_cats:
