@@ -115,3 +115,46 @@ def test_trusted_tools_outputs_meet_their_declared_models(filled):
         r = rt.call(name, inputs, ALL_SCOPES)
         assert r.outcome == "ok", (name, r.error)
         spec.output_model.model_validate(r.output)
+
+
+class _CountingStore:
+    def __init__(self, store) -> None:
+        self.store, self.calls = store, []
+
+    def read_many(self, entity, keys):
+        self.calls.append((entity, len(keys)))
+        return self.store.read_many(entity, keys)
+
+
+def test_a_warmed_chunk_of_decisions_reads_the_store_once_per_entity(filled):
+    """Candidates for a chunk of users: prefetch reads the rows of all their recent items,
+    triggers and categories in one round trip per entity; the tools then read no more."""
+    from connectors.policy_packs import read_pack_files
+    from features.user_features import UserFeatures
+    from flows.settings import Settings
+    from operators.candidates import FEED_PLAN
+    from operators.plans import AGENT_SCOPES, run_plan
+    from operators.policy import PolicyGate
+
+    store, catalog = filled
+    counting = _CountingStore(store)
+    gate = PolicyGate(read_pack_files(Settings(_env_file=None).policy_dir), None,
+                      lambda: counting, cache_s=60)
+    items = sorted(catalog)
+    cats = store.keys("category")
+    feats = [UserFeatures(f"u{i}", f"e{i}", 1, [], (), None, kind="page_view",
+                          skus=(items[i],), categories=tuple(cats[i % len(cats):][:2]),
+                          recent=tuple(items[i:i + 3])) for i in range(20)]
+    gate.prefetch(feats)
+    assert sorted(e for e, _ in counting.calls) == ["category", "item"]
+    before = len(counting.calls)
+    for f in feats:
+        run = run_plan(FEED_PLAN, gate.runtime, AGENT_SCOPES, {"event_id": f.event_id},
+                       {"recent": list(f.recent), "categories": list(f.categories)})
+        assert run.ok and [c["outcome"] for c in run.calls] == ["ok", "ok", "ok"]
+        gate.configurable(f.skus[0])
+    assert len(counting.calls) == before  # all from the warmed cache
+    gate.prefetch_facts(items[:50])  # the chunk's candidates: one read for the 28 not cached
+    assert counting.calls[before:] == [("item", 50 - len({s for f in feats for s in f.recent}))]
+    gate.candidates(items[:50])
+    assert len(counting.calls) == before + 1

@@ -1,0 +1,106 @@
+"""The Kafka connectors on their own, against a real broker: the raw source (offsets,
+end of partitions, resume) and the checked sink in both delivery modes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from connectors.kafka_admin import ensure_topics, produce_all
+from connectors.kafka_sink import CheckedKafkaSink, DeliveryFailed
+from connectors.kafka_source import KafkaRawSource
+from features.events import Outgoing
+from tests.kafka_util import consume_all
+
+pytestmark = [pytest.mark.kafka]
+
+
+def _drain(src: KafkaRawSource, resume: dict[str, int | None] | None = None):
+    """Every record of every partition until their ends; (records, offsets to resume at)."""
+    out, offsets = [], {}
+    for part in src.list_parts():
+        p = src.build_part("in", part, (resume or {}).get(part))
+        try:
+            while True:
+                out += p.next_batch()
+        except StopIteration:
+            offsets[part] = p.snapshot()
+        finally:
+            p.close()
+    return out, offsets
+
+
+def test_raw_source_reads_every_record_once_and_resumes_after_the_last(kafka_bootstrap,
+                                                                       topic_prefix):
+    topic = topic_prefix + "in"
+    ensure_topics(kafka_bootstrap, {topic: 3})
+    produce_all(kafka_bootstrap, topic, ((f"k{i}", f"v{i}".encode()) for i in range(300)))
+    src = KafkaRawSource(kafka_bootstrap, [topic], tail=False, batch_size=50)
+    recs, offsets = _drain(src)
+    assert sorted(r.value for r in recs) == sorted(f"v{i}".encode() for i in range(300))
+    assert all(r.source == topic and r.error is None and r.received_ts > 0 for r in recs)
+    for part in {r.partition for r in recs}:
+        mine = [r.offset for r in recs if r.partition == part]
+        assert mine == list(range(len(mine)))  # in order, none skipped or repeated
+        assert offsets[f"{part}-{topic}"] == len(mine)  # resume after the last one read
+    produce_all(kafka_bootstrap, topic, ((f"k{i}", f"w{i}".encode()) for i in range(30)))
+    more, _ = _drain(src, offsets)
+    assert sorted(r.value for r in more) == sorted(f"w{i}".encode() for i in range(30))
+
+
+def test_raw_source_tail_returns_empty_batches_and_asks_to_be_called_later(kafka_bootstrap,
+                                                                           topic_prefix):
+    topic = topic_prefix + "tail"
+    ensure_topics(kafka_bootstrap, {topic: 1})
+    src = KafkaRawSource(kafka_bootstrap, [topic], tail=True)
+    p = src.build_part("in", f"0-{topic}", None)
+    try:
+        assert p.next_batch() == [] and p.next_awake() is not None  # idle: back off
+        produce_all(kafka_bootstrap, topic, [("k", b"v")])
+        got = []
+        for _ in range(2000):
+            got += p.next_batch()
+            if got:
+                break
+        assert [r.value for r in got] == [b"v"] and p.next_awake() is None
+    finally:
+        p.close()
+
+
+def _outgoing(n: int, size: int = 10) -> list[Outgoing]:
+    return [Outgoing("feed_updates", f"u{i}".encode(), os.urandom(size), f"id{i}")
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("delivery", ["batch", "pipelined"])
+def test_sink_delivers_every_message_in_both_modes(kafka_bootstrap, topic_prefix, delivery):
+    topic = topic_prefix + "out"
+    ensure_topics(kafka_bootstrap, {topic: 2})
+    part = CheckedKafkaSink(kafka_bootstrap, {"feed_updates": topic},
+                            delivery=delivery).build("sink", 0, 1)
+    sent = _outgoing(500)
+    for i in range(0, 500, 50):
+        part.write_batch(sent[i:i + 50])
+    part.close()
+    got = consume_all(kafka_bootstrap, topic)
+    assert sorted(m.value() for m in got) == sorted(o.value for o in sent)
+    assert {dict(m.headers())["bsp-id"].decode() for m in got} == {o.id for o in sent}
+
+
+def test_pipelined_sink_raises_on_a_failed_delivery(kafka_bootstrap, topic_prefix):
+    """The broker refuses a message over its size limit after the batch was handed over: the
+    next write (or close) raises; nothing is dropped silently."""
+    topic = topic_prefix + "big"
+    ensure_topics(kafka_bootstrap, {topic: 1})
+    part = CheckedKafkaSink(kafka_bootstrap, {"feed_updates": topic},
+                            extra_config={"message.max.bytes": 8_000_000,
+                                          "compression.type": "none"},
+                            delivery="pipelined").build("sink", 0, 1)
+    part.write_batch(_outgoing(1, size=3_000_000))  # over the broker's default 1 MB
+    with pytest.raises(DeliveryFailed, match="not delivered"):
+        for _ in range(200):  # the refusal arrives with a later delivery report
+            part.write_batch(_outgoing(1))
+            time.sleep(0.05)
+    part.close()  # the rest was delivered
