@@ -2,10 +2,17 @@
 
 Its items are *chunks* (lists of operations, see ``operators.chunks``): a batch of the flow
 reaches the store as it is, without passing Bytewax one operation at a time.
+
+With ``delivery="pipelined"`` a writer thread applies the batches, in order, while the
+worker computes the next ones (Redis I/O releases the GIL); at most ``max_pending``
+batches wait, so a slow store still slows the flow down, and a failed write raises at the
+next batch or at close. The default, ``batch``, applies each batch before going on.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -25,13 +32,56 @@ class _StorePartition(StatelessSinkPartition[list[StoreOp]]):
         self._store.close()
 
 
+class StoreWriteFailed(RuntimeError):
+    pass
+
+
+class _PipelinedStorePartition(StatelessSinkPartition[list[StoreOp]]):
+    def __init__(self, store: OnlineStore, max_pending: int = 4) -> None:
+        self._store = store
+        self._q: queue.Queue[list[StoreOp] | None] = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="bespoke-store-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (ops := self._q.get()) is not None:
+            try:
+                self._store.apply(ops)
+            except BaseException as e:  # noqa: BLE001 - raised in the worker, next batch
+                self._error = self._error or e
+
+    def _check(self) -> None:
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise StoreWriteFailed(f"store write failed: {e!r}") from e
+
+    def write_batch(self, items: list[list[StoreOp]]) -> None:
+        self._check()
+        self._q.put(items[0] if len(items) == 1 else [op for chunk in items for op in chunk])
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join()
+        try:
+            self._check()
+        finally:
+            self._store.close()
+
+
 class StoreSink(DynamicSink[list[StoreOp]]):
     """``store_factory`` is called once per worker (Redis clients are not shared)."""
 
-    def __init__(self, store_factory: Callable[[], OnlineStore]) -> None:
-        self._factory = store_factory
+    def __init__(self, store_factory: Callable[[], OnlineStore], delivery: str = "batch") -> None:
+        if delivery not in ("batch", "pipelined"):
+            raise ValueError("delivery must be 'batch' or 'pipelined'")
+        self._factory, self._delivery = store_factory, delivery
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
+    def build(self, step_id: str, worker_index: int,
+              worker_count: int) -> StatelessSinkPartition[list[StoreOp]]:
+        if self._delivery == "pipelined":
+            return _PipelinedStorePartition(self._factory())
         return _StorePartition(self._factory())
 
 

@@ -121,12 +121,12 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     if cfg.output == "kafka":
         topics = {ch: s.topic(ch) for ch in CHANNELS}
         op.output("sink", out, CheckedKafkaSink(s.kafka_bootstrap_servers or "", topics,
-                                                   delivery=s.kafka_delivery))
+                                                   delivery=s.delivery))
     else:
         op.output("sink", out, JsonlDirSink(cfg.output))
 
     store_ops = op.merge("store_ops_chunks", *store_streams)
-    op.output("store", store_ops, StoreSink(store_factory(cfg.store)))
+    op.output("store", store_ops, StoreSink(store_factory(cfg.store), s.delivery))
     if cfg.features_parquet:
         op.output("features_parquet", flatten("features_rows", feats.store_ops),
                   ParquetFeatureSink(cfg.features_parquet, REGISTRY))

@@ -1,5 +1,8 @@
 """The Redis online store against a real Redis server."""
 
+import contextlib
+import time
+
 import pytest
 
 from connectors.memory_store import MemoryStore
@@ -69,3 +72,34 @@ def test_prefix_purge_removes_every_session_of_a_user_and_nothing_else(redis_url
                for u in ("u*1", "u*10", "ux1") for i in range(3)])
     mem.apply([StorePurge("session", "u*1/", prefix=True)])
     assert mem.keys("session") == [k.removeprefix("bsp:v1:session:") for k in left]
+
+
+def test_pipelined_store_sink_applies_every_batch_in_order(redis_url, redis_client):
+    """The writer thread applies batches in order (the newest write of a key lands last),
+    everything is written by close, and a failed write raises in the flow."""
+    from connectors.store_sink import StoreSink, StoreWriteFailed, store_factory
+
+    part = StoreSink(store_factory(redis_url), delivery="pipelined").build("store", 0, 1)
+    for ts in range(1, 201):
+        part.write_batch([[StoreWrite("item", f"S{ts % 7}", "item_price_v1",
+                                      {"price": float(ts)}, ts, 60)]])
+    part.close()
+    rows = RedisStore(redis_url).read_many("item", [f"S{i}" for i in range(7)])
+    assert [r["item_price_v1.price"] for r in rows] == [
+        float(max(ts for ts in range(1, 201) if ts % 7 == i)) for i in range(7)]
+
+    class Broken:
+        def apply(self, ops):
+            raise ConnectionError("store down")
+
+        def close(self):
+            pass
+
+    part = StoreSink(lambda: Broken(), delivery="pipelined").build("store", 0, 1)
+    with pytest.raises(StoreWriteFailed, match="store down"):
+        for _ in range(100):  # the failure surfaces at a later batch (or at close)
+            part.write_batch([[StoreWrite("item", "S", "item_price_v1", {"price": 1.0}, 1, 60)]])
+            time.sleep(0.01)
+    with contextlib.suppress(StoreWriteFailed):  # batches queued after it failed too
+        part.close()
+    assert not part._thread.is_alive()
