@@ -325,20 +325,20 @@ class CompiledPack:
             for r in age_rules:
                 for i, need_age in enumerate(c.min_ages):
                     if need_age and (user.age is None or user.age < need_age):
-                        deny(i, V(r.id, r.priority, "deny", i, "age_restricted",
-                                  (("min_age", need_age), ("age", user.age))))
+                        deny(i, new(V, (r.id, r.priority, "deny", i, "age_restricted",
+                                        (("min_age", need_age), ("age", user.age)))))
         if region_rules and any(c.regions):
             for r in region_rules:
                 for i, regs in enumerate(c.regions):
                     if regs and user.region not in regs:
-                        deny(i, V(r.id, r.priority, "deny", i, "region_restricted",
-                                  (("region", user.region),)))
+                        deny(i, new(V, (r.id, r.priority, "deny", i, "region_restricted",
+                                        (("region", user.region),))))
         if config_rules and any(c.config_problems):
             for r in config_rules:
                 for i, probs in enumerate(c.config_problems):
                     if probs:
-                        deny(i, V(r.id, r.priority, "deny", i, "invalid_configuration",
-                                  (("problems", "; ".join(probs)),)))
+                        deny(i, new(V, (r.id, r.priority, "deny", i, "invalid_configuration",
+                                        (("problems", "; ".join(probs)),))))
         allowed = [i for i in range(n) if i not in denied]
         return PolicyResult(self.pack.pack, self.pack.version, action, personalized, False,
                             allowed, denied, verdicts, discounts)
