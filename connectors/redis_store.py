@@ -37,21 +37,33 @@ def _glob_escape(s: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in s)
 
 
-def _decode(h: dict[bytes, bytes]) -> Fields:
-    out: Fields = {}
-    for k, v in h.items():
-        name = k.decode()
-        if name.startswith("_ts:"):
-            continue
-        s = v.decode()
+# first bytes that no int() or float() accepts: ASCII letters, except those of inf/nan
+_TEXT_START = frozenset(b"abcdefghjklmopqrstuvwxyzABCDEFGHJKLMOPQRSTUVWXYZ/#@$%&*:;<=>?[]{}|~")
+
+
+def _value(v: bytes) -> int | float | str:
+    """A stored value as written: int, else float, else the string (what ``int()`` and
+    ``float()`` accept decides; the common shapes skip the exceptions)."""
+    if v.isdigit():
+        return int(v)
+    if not v:
+        return ""
+    if v[0] in _TEXT_START:
+        return v.decode()
+    s = v.decode()
+    if "." not in s:  # int() never accepts a '.'
         try:
-            out[name] = int(s)
+            return int(s)
         except ValueError:
-            try:
-                out[name] = float(s)
-            except ValueError:
-                out[name] = s
-    return out
+            pass
+    try:
+        return float(s)
+    except ValueError:
+        return s
+
+
+def _decode(h: dict[bytes, bytes]) -> Fields:
+    return {k.decode(): _value(v) for k, v in h.items() if not k.startswith(b"_ts:")}
 
 
 class RedisStore:
