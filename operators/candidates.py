@@ -26,7 +26,7 @@ from bytewax.dataflow import Stream
 
 from features.retrieval import kernels
 from features.user_features import UserFeatures
-from operators.plans import AGENT_SCOPES, Plan, Step, run_plan
+from operators.plans import AGENT_SCOPES, Plan, PlanRun, Step, run_plans
 from operators.tools import ToolRuntime
 
 FEED_PLAN = Plan(name="feed-candidates", version="2", goal="refresh_feed", steps=[
@@ -65,18 +65,15 @@ def candidates(step_id: str, feats: Stream, runtime: Callable[[], ToolRuntime],
                limit: int = 50, native: bool = True, prefetch: Prefetch | None = None
                ) -> Stream:
     """chunks of UserFeatures → chunks of (UserFeatures, candidates, Retrieval); erasures
-    pass through with no candidates. With ``prefetch``, the rows a chunk's decisions will
-    read are fetched for the whole chunk first (one store round trip per entity, not one
-    per tool call)."""
+    pass through with no candidates. The plan runs for the whole chunk at once (each
+    retrieval tool is one governed call for all its users, each user keeping its own
+    records); with ``prefetch``, the rows the chunk's decisions will read are fetched first
+    (one store round trip per entity, not one per tool call)."""
     merge = kernels(native).merge
+    steps = [step.id for step in FEED_PLAN.steps]
 
-    def pick(f: UserFeatures) -> Candidates:
-        if f.erased:
-            return f, [], Retrieval([], [], {})
-        run = run_plan(FEED_PLAN, runtime(), AGENT_SCOPES, {"event_id": f.event_id},
-                       {"recent": list(f.recent), "categories": list(f.categories)})
-        found = {step.id: run.outputs[step.id]["items"] for step in FEED_PLAN.steps
-                 if step.id in run.outputs}
+    def pick(f: UserFeatures, run: PlanRun) -> Candidates:
+        found = {sid: run.outputs[sid]["items"] for sid in steps if sid in run.outputs}
         items, sources = merge(f.interests, found, set(f.purchased), limit)
         return f, items, Retrieval(run.calls, run.fallbacks, sources)
 
@@ -84,7 +81,14 @@ def candidates(step_id: str, feats: Stream, runtime: Callable[[], ToolRuntime],
         batch = [f for c in chunks for f in c]
         if prefetch is not None:
             prefetch.prefetch(batch)
-        out = [pick(f) for f in batch]
+        live = [f for f in batch if not f.erased]
+        # one governed call per retrieval tool for the whole chunk
+        runs = iter(run_plans(FEED_PLAN, runtime(), AGENT_SCOPES,
+                              [{"event_id": f.event_id} for f in live],
+                              [{"recent": list(f.recent), "categories": list(f.categories)}
+                               for f in live]))
+        out = [(f, [], Retrieval([], [], {})) if f.erased else pick(f, next(runs))
+               for f in batch]
         if prefetch is not None:
             prefetch.prefetch_facts([s for _, items, _ in out for s, _ in items]
                                     + [f.skus[0] for f in batch if f.skus])

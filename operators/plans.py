@@ -113,51 +113,103 @@ def idempotency_key(plan: Plan, step: Step, trigger: dict) -> str:
 
 def run_plan(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str], trigger: dict,
              features: dict) -> PlanRun:
-    outputs: dict[str, dict] = {}
-    calls: list[dict] = []
-    taken: list[str] = []
-    errors: dict[str, str] = {}
+    """Run ``plan`` for one trigger (``run_plans`` of one)."""
+    return run_plans(plan, runtime, scopes, [trigger], [features])[0]
+
+
+class _Run:
+    """One trigger's plan run in progress."""
+
+    __slots__ = ("trigger", "features", "outputs", "calls", "taken", "errors", "failed")
+
+    def __init__(self, trigger: dict, features: dict) -> None:
+        self.trigger, self.features = trigger, features
+        self.outputs: dict[str, dict] = {}
+        self.calls: list[dict] = []
+        self.taken: list[str] = []
+        self.errors: dict[str, str] = {}
+        self.failed: str | None = None
+
+
+def run_plans(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str],
+              triggers: list[dict], features: list[dict]) -> list[PlanRun]:
+    """Run ``plan`` for many triggers, step by step: each step's tool is called once for all
+    the triggers that need it (``ToolRuntime.call_many``); references, skips, fallbacks,
+    optional steps and idempotency keys work per trigger exactly as for one."""
     fallbacks = {s.id: s for s in plan.fallbacks}
+    runs = [_Run(t, f) for t, f in zip(triggers, features, strict=True)]
 
-    def call(step: Step) -> tuple[str, dict | None]:
-        try:
-            inputs = {k: _resolve(v, trigger, features, outputs) for k, v in step.inputs.items()}
-        except UnresolvedReference as e:
-            errors[step.id] = f"unresolved input {e.args[0]}"
-            return f"unresolved input {e.args[0]}", None
-        if step.skip_if_empty is not None and not inputs.get(step.skip_if_empty):
-            calls.append({"tool": step.tool, "inputs": {}, "outcome": "skipped",
-                          "latency_ms": 0.0, "breaker_state": "closed"})
-            return "skipped", None
-        read_only = runtime.tools[step.tool].spec.read_only
-        key = None if read_only else idempotency_key(plan, step, trigger)
-        r = runtime.call(step.tool, inputs, scopes, idempotency_key=key)
-        calls.append(r.record)
-        ok = r.outcome in ("ok", "replayed")
-        if not ok:
-            errors[step.id] = r.error or r.outcome
-        return ("ok" if ok else r.outcome), r.output
-
-    for step in plan.steps:
-        outcome, out = call(step)
-        if outcome == "ok" and out is not None:
-            outputs[step.id] = out
-            continue
-        if outcome == "skipped":
-            continue
-        fb = fallbacks.get(step.fallback) if step.fallback else None
-        if fb is not None:
-            fb_outcome, fb_out = call(fb)
-            taken.append(f"step {step.id} failed ({outcome}): took fallback {fb.id}"
-                         + ("" if fb_outcome == "ok" else f", which failed ({fb_outcome})"))
-            if fb_outcome == "ok" and fb_out is not None:
-                outputs[step.id] = fb_out  # later steps read the fallback's output in its place
+    def call(step: Step, todo: list[_Run]) -> list[tuple[str, dict | None]]:
+        results: list[tuple[str, dict | None]] = [("", None)] * len(todo)
+        batch: list[int] = []
+        inputs: list[dict] = []
+        for j, run in enumerate(todo):
+            try:
+                x = {k: _resolve(v, run.trigger, run.features, run.outputs)
+                     for k, v in step.inputs.items()}
+            except UnresolvedReference as e:
+                run.errors[step.id] = f"unresolved input {e.args[0]}"
+                results[j] = (f"unresolved input {e.args[0]}", None)
                 continue
-        elif step.optional:
-            taken.append(f"step {step.id} failed ({outcome}): skipped (optional)")
-            continue
-        return PlanRun(False, outputs, calls, taken, step.id, errors)
-    return PlanRun(True, outputs, calls, taken, None, errors)
+            if step.skip_if_empty is not None and not x.get(step.skip_if_empty):
+                run.calls.append({"tool": step.tool, "inputs": {}, "outcome": "skipped",
+                                  "latency_ms": 0.0, "breaker_state": "closed"})
+                results[j] = ("skipped", None)
+                continue
+            batch.append(j)
+            inputs.append(x)
+        if not batch:
+            return results
+        if runtime.tools[step.tool].spec.read_only:
+            rs = runtime.call_many(step.tool, inputs, scopes)
+        else:
+            rs = [runtime.call(step.tool, x, scopes,
+                               idempotency_key=idempotency_key(plan, step, todo[j].trigger))
+                  for j, x in zip(batch, inputs, strict=True)]
+        for j, r in zip(batch, rs, strict=True):
+            run = todo[j]
+            run.calls.append(r.record)
+            ok = r.outcome in ("ok", "replayed")
+            if not ok:
+                run.errors[step.id] = r.error or r.outcome
+            results[j] = ("ok" if ok else r.outcome), r.output
+        return results
+
+    active = runs
+    for step in plan.steps:
+        if not active:
+            break
+        going: list[_Run] = []
+        need_fb: list[tuple[_Run, str]] = []
+        for run, (outcome, out) in zip(active, call(step, active), strict=True):
+            if outcome == "ok" and out is not None:
+                run.outputs[step.id] = out
+                going.append(run)
+            elif outcome == "skipped":
+                going.append(run)
+            elif step.fallback and step.fallback in fallbacks:
+                need_fb.append((run, outcome))
+            elif step.optional:
+                run.taken.append(f"step {step.id} failed ({outcome}): skipped (optional)")
+                going.append(run)
+            else:
+                run.failed = step.id
+        if need_fb:
+            fb = fallbacks[step.fallback]  # type: ignore[index]
+            fb_results = call(fb, [run for run, _ in need_fb])
+            for (run, outcome), (fb_outcome, fb_out) in zip(need_fb, fb_results, strict=True):
+                run.taken.append(f"step {step.id} failed ({outcome}): took fallback {fb.id}"
+                                 + ("" if fb_outcome == "ok" else
+                                    f", which failed ({fb_outcome})"))
+                if fb_outcome == "ok" and fb_out is not None:
+                    run.outputs[step.id] = fb_out  # later steps read it in the step's place
+                    going.append(run)
+                else:
+                    run.failed = step.id
+        keep = set(map(id, going))
+        active = [run for run in active if id(run) in keep]  # in trigger order
+    return [PlanRun(run.failed is None, run.outputs, run.calls, run.taken, run.failed,
+                    run.errors) for run in runs]
 
 
 # ---------------------------------------------------------------------- planner

@@ -19,6 +19,13 @@ and returns the outcome with a record for the decision log (a dict with the fiel
   recorded output instead of acting twice (a replay after recovery);
 - ``ok``.
 
+``ToolRuntime.call_many`` runs a read-only, trusted, inline tool for many inputs as **one
+governed call** (one scope check, rate-limit token, breaker call, timeout of ``timeout_ms``
+per input, retries of timeouts within the budget); each input still gets its own result
+and record (outcome, its share of the latency). When the batch raises, the inputs are called
+one by one, so a failure stays with the inputs that cause it. The candidate step calls its
+retrieval tools this way once per chunk of users. Other tools go input by input.
+
 >>> rt = ToolRuntime([Tool(ToolSpec(name="echo", description="returns its input",
 ...                                 scope="demo:read"), lambda x: {"y": x["x"]})])
 >>> r = rt.call("echo", {"x": 1}, scopes=frozenset({"demo:read"}))
@@ -71,6 +78,12 @@ class ToolSpec(BaseModel):
 class Tool(NamedTuple):
     spec: ToolSpec
     fn: Callable[[dict], dict]
+
+
+class _NotFound(NamedTuple):
+    """An input a batch call had no answer for (a ``LookupError``: not retried, no failure)."""
+
+    error: str
 
 
 class ToolResult(NamedTuple):
@@ -266,3 +279,70 @@ class ToolRuntime:
             if not may_retry:
                 return self._done(name, inputs, idempotency_key, t0,
                                   outcome, None, last_error)  # type: ignore[arg-type]
+
+    def _invoke_many(self, tool: Tool, inputs: list[dict]) -> list:
+        t0 = self.clock()
+        out: list = []
+        for x in inputs:
+            try:
+                out.append(tool.fn(x))
+            except LookupError as e:
+                out.append(_NotFound(f"not found: {e}"))
+        budget_ms = tool.spec.timeout_ms * max(1, len(inputs))
+        if (self.clock() - t0) * 1000 > budget_ms:
+            raise ToolTimeout(f"{tool.spec.name} took over {budget_ms} ms for {len(inputs)} "
+                              f"inputs (results discarded)")
+        return out
+
+    def call_many(self, name: str, inputs: list[dict], scopes: frozenset[str]
+                  ) -> list[ToolResult]:
+        """``call`` for each of ``inputs``; one governed call when the tool is read-only,
+        trusted and inline (see the module docstring)."""
+        tool = self.tools[name]
+        s = tool.spec
+        if not s.read_only or not s.trusted or s.isolation != "inline" or len(inputs) < 2:
+            return [self.call(name, x, scopes) for x in inputs]
+        t0 = self.clock()
+
+        def each(outcome: Outcome, outputs: list | None = None,
+                 error: str | None = None) -> list[ToolResult]:
+            share = round((self.clock() - t0) * 1000 / len(inputs), 3)
+            state = _STATE_NAMES[self.breakers[name].current_state]
+            results = []
+            for i, x in enumerate(inputs):
+                o, out, err = outcome, None, error
+                if outputs is not None:
+                    out = outputs[i]
+                    if type(out) is _NotFound:
+                        o, out, err = "error", None, out.error
+                results.append(ToolResult(o, out, {"tool": name, "inputs": _jsonable(x),
+                                                   "outcome": o, "latency_ms": share,
+                                                   "breaker_state": state}, err))
+            return results
+
+        if s.scope not in scopes:
+            return each("unauthorized", error=f"missing scope {s.scope}")
+        bucket = self.buckets.get(name)
+        if bucket is not None:
+            with self._lock:
+                allowed = bucket.take()
+            if not allowed:
+                return each("rate_limited")
+        breaker = self.breakers[name]
+        attempt, last_error, outcome = 0, None, "error"
+        while True:
+            attempt += 1
+            try:
+                return each("ok", breaker.call(self._invoke_many, tool, inputs))
+            except pybreaker.CircuitBreakerError as e:
+                if attempt == 1 or breaker.current_state == "open":
+                    return each("breaker_open", error=str(e) or "breaker open")
+                last_error, outcome = str(e), "error"
+            except ToolTimeout as e:
+                last_error, outcome = str(e), "timeout"
+            except Exception:  # noqa: BLE001 - which inputs failed? ask input by input
+                return [self.call(name, x, scopes) for x in inputs]
+            with self._lock:
+                may_retry = attempt < s.max_attempts and self.budgets[name].take()
+            if not may_retry:
+                return each(outcome, error=last_error)  # type: ignore[arg-type]

@@ -98,3 +98,44 @@ def test_a_step_with_nothing_to_start_from_is_skipped_not_called():
     run = run_plan(plan, runtime(set(), calls=calls), S, {"event_id": "e"},
                    {"seeds": 5, "k": 1})
     assert calls == ["extra", "primary", "extra"] and run.outputs["a"]["n"] == 6
+
+
+def test_a_plan_run_for_many_triggers_equals_runs_one_by_one():
+    """run_plans batches each step's tool calls; per trigger, outputs, records (but their
+    latency), fallbacks, failures and errors are what run_plan gives for that trigger."""
+    from operators.plans import run_plans
+
+    def make(name: str, bad: set[int]):
+        def fn(x):
+            if x.get("n") in bad:
+                raise RuntimeError(f"{name} fails on {x['n']}")
+            return {"items": [f"{name}-{x.get('n')}"], "n": x.get("n", 0) + 1}
+        return fn
+
+    def rt() -> ToolRuntime:
+        tools = [("primary", {3, 5}), ("backup", {5}), ("extra", {2, 4}), ("send", set())]
+        return ToolRuntime([Tool(ToolSpec(name=n, description=n, scope="read", max_attempts=1,
+                                          breaker_fail_max=100, trusted=True), make(n, bad))
+                            for n, bad in tools])
+
+    plan = Plan(name="p", version="1", goal="refresh_feed", steps=[
+        Step(id="cands", tool="primary", inputs={"n": "features.n"}, fallback="cands_fb"),
+        Step(id="more", tool="extra", inputs={"n": "steps.cands.n", "xs": "features.xs"},
+             optional=True, skip_if_empty="xs"),
+        Step(id="last", tool="send", inputs={"n": "features.m"}),
+    ], fallbacks=[Step(id="cands_fb", tool="backup", inputs={"n": "features.n"})])
+    feats = [{"n": n, "xs": [1] if n % 2 else [], **({"m": n} if n != 7 else {})}
+             for n in range(9)]
+    trigs = [{"event_id": f"e{n}"} for n in range(9)]
+    many = run_plans(plan, rt(), frozenset({"read"}), trigs, feats)
+    ones = [run_plan(plan, rt(), frozenset({"read"}), t, f)
+            for t, f in zip(trigs, feats, strict=True)]
+
+    def strip(run):
+        return (run.ok, run.outputs, [{k: v for k, v in c.items() if k != "latency_ms"}
+                                      for c in run.calls], run.fallbacks, run.failed_step,
+                run.errors)
+
+    assert [strip(r) for r in many] == [strip(r) for r in ones]
+    assert {r.ok for r in many} == {True, False}  # the cases cover both ends
+    assert any(r.fallbacks for r in many) and any(r.errors for r in many if r.ok)

@@ -136,3 +136,51 @@ def test_redis_ledger_keeps_replays_idempotent_across_runtimes(redis_url, redis_
             "push", {"to": "u1"}, READ, idempotency_key="offer:u1:e1")
     assert r.outcome == "replayed" and r.output == {"sent": "u1"} and len(calls) == 1
     assert 0 < redis_client.ttl("bsp:v1:idem:offer:u1:e1") <= 7 * 86400
+
+
+def _lookup_or_fail(x: dict) -> dict:
+    if x["n"] == 13:
+        raise LookupError("no such thing")
+    if x["n"] == 66:
+        raise RuntimeError("bad input")
+    return {"n2": 2 * x["n"]}
+
+
+def test_call_many_is_one_governed_call_with_a_result_per_input():
+    clock = Clock()
+    rt = ToolRuntime([Tool(spec(trusted=True, rate_per_s=1.0, burst=2), _lookup_or_fail)],
+                     clock=clock)
+    rs = rt.call_many("t", [{"n": 1}, {"n": 13}, {"n": 2}], READ)
+    assert [r.outcome for r in rs] == ["ok", "error", "ok"]
+    assert [r.output for r in rs] == [{"n2": 2}, None, {"n2": 4}]
+    assert "not found" in rs[1].error and [r.record["inputs"] for r in rs] == [
+        {"n": 1}, {"n": 13}, {"n": 2}]
+    assert rt.breakers["t"].fail_counter == 0  # a "none" is not a failure
+    # one rate-limit token for the batch: the second batch takes the last one
+    assert rt.call_many("t", [{"n": 1}] * 5, READ)[0].outcome == "ok"
+    assert {r.outcome for r in rt.call_many("t", [{"n": 1}] * 5, READ)} == {"rate_limited"}
+    assert {r.outcome for r in rt.call_many("t", [{"n": 1}] * 2, frozenset())} == {
+        "unauthorized"}
+
+
+def test_call_many_keeps_a_failure_with_the_input_that_causes_it():
+    rt = ToolRuntime([Tool(spec(trusted=True, max_attempts=1, breaker_fail_max=50),
+                           _lookup_or_fail)])
+    rs = rt.call_many("t", [{"n": 1}, {"n": 66}, {"n": 3}], READ)
+    assert [r.outcome for r in rs] == ["ok", "error", "ok"]
+    assert "bad input" in rs[1].error and rs[2].output == {"n2": 6}
+
+
+def test_call_many_batch_timeout_and_open_breaker_apply_to_every_input():
+    clock = Clock()
+
+    def slow(x: dict) -> dict:
+        clock.t += 0.03  # 30 ms per input, 20 ms allowed per input
+        return {}
+
+    rt = ToolRuntime([Tool(spec(trusted=True, timeout_ms=20, max_attempts=1,
+                                breaker_fail_max=2), slow)], clock=clock)
+    assert {r.outcome for r in rt.call_many("t", [{}] * 3, READ)} == {"timeout"}
+    assert rt.breakers["t"].fail_counter == 1  # one batch, one failure
+    assert {r.outcome for r in rt.call_many("t", [{}] * 3, READ)} == {"breaker_open"}
+    assert all(r.record["breaker_state"] == "open" for r in rt.call_many("t", [{}] * 2, READ))
