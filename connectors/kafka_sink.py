@@ -58,12 +58,16 @@ class _CheckedPartition(StatelessSinkPartition[Outgoing]):
         if err is not None:
             self._errors.append(f"{msg.topic()}: {err.str()}")
 
-    def _confirm(self) -> None:
-        """Wait for every message produced so far; raise if any was not delivered."""
-        remaining = self._producer.flush(self._timeout)
+    def _raise_failures(self, remaining: int = 0) -> None:
+        """Raise if delivery reports so far said no, or ``remaining`` are undelivered."""
         if remaining or self._errors:
             errs, self._errors = self._errors[:5], []
-            raise DeliveryFailed(f"{remaining} undelivered after {self._timeout}s; errors: {errs}")
+            raise DeliveryFailed(f"not delivered: {remaining} still queued after "
+                                 f"{self._timeout}s; delivery errors: {errs}")
+
+    def _confirm(self) -> None:
+        """Wait for every message produced so far; raise if any was not delivered."""
+        self._raise_failures(self._producer.flush(self._timeout))
 
     def write_batch(self, items: list[Outgoing]) -> None:
         p = self._producer
@@ -71,9 +75,8 @@ class _CheckedPartition(StatelessSinkPartition[Outgoing]):
             p.poll(0)  # delivery reports of earlier batches
             if len(p) + len(items) > self._max_in_flight:
                 self._confirm()
-            elif self._errors:
-                errs, self._errors = self._errors[:5], []
-                raise DeliveryFailed(f"earlier batches not delivered: {errs}")
+            else:
+                self._raise_failures()
         for it in items:
             while True:
                 try:

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import pybreaker
 from pydantic import BaseModel, ConfigDict, Field
@@ -247,38 +247,56 @@ class ToolRuntime:
             seen = self.ledger.get(idempotency_key)
             if seen is not None:
                 return self._done(name, inputs, idempotency_key, t0, "replayed", seen)
+        if not self._take_token(name):
+            return self._done(name, inputs, idempotency_key, t0, "rate_limited", None)
+        remember = None if s.read_only else (
+            lambda out: self.ledger.put(idempotency_key, out))  # type: ignore[arg-type]
+        outcome, out, error = self._attempts(name, self._invoke, tool, inputs,
+                                             on_success=remember)
+        return self._done(name, inputs, idempotency_key, t0, outcome, out, error)
+
+    def _take_token(self, name: str) -> bool:
+        """The tool's rate limit: a token from its bucket (always, without a limit)."""
         bucket = self.buckets.get(name)
-        if bucket is not None:
-            with self._lock:
-                allowed = bucket.take()
-            if not allowed:
-                return self._done(name, inputs, idempotency_key, t0, "rate_limited", None)
+        if bucket is None:
+            return True
+        with self._lock:
+            return bucket.take()
+
+    def _attempts(self, name: str, invoke: Callable, *args, propagate: bool = False,
+                  on_success: Callable[[Any], None] | None = None
+                  ) -> tuple[Outcome, Any, str | None]:
+        """``invoke(*args)`` through the tool's breaker, retried within its policy and the
+        retry budget: (outcome, output, error). A ``LookupError`` is a definite "none": no
+        retry, no breaker failure. ``on_success(output)`` runs within the attempt (a failure
+        there is the attempt's). With ``propagate``, other exceptions are raised to the
+        caller instead of being retried."""
+        s = self.tools[name].spec
         breaker = self.breakers[name]
         attempt, last_error, outcome = 0, None, "error"
         while True:
             attempt += 1
             try:
-                out = breaker.call(self._invoke, tool, inputs)
-                if not s.read_only:
-                    self.ledger.put(idempotency_key, out)  # type: ignore[arg-type]
-                return self._done(name, inputs, idempotency_key, t0, "ok", out)
+                out = breaker.call(invoke, *args)
+                if on_success is not None:
+                    on_success(out)
+                return "ok", out, None
             except pybreaker.CircuitBreakerError as e:
                 if attempt == 1 or breaker.current_state == "open":
-                    return self._done(name, inputs, idempotency_key, t0, "breaker_open", None,
-                                      str(e) or "breaker open")
+                    return "breaker_open", None, str(e) or "breaker open"
                 last_error, outcome = str(e), "error"
             except ToolTimeout as e:
                 last_error, outcome = str(e), "timeout"
-            except LookupError as e:  # a definite "none": neither a retry nor a breaker failure
-                return self._done(name, inputs, idempotency_key, t0, "error", None,
-                                  f"not found: {e}")
+            except LookupError as e:
+                return "error", None, f"not found: {e}"
             except Exception as e:  # noqa: BLE001 - a tool's failure is an outcome, not a crash
+                if propagate:
+                    raise
                 last_error, outcome = f"{type(e).__name__}: {e}", "error"
             with self._lock:
                 may_retry = attempt < s.max_attempts and self.budgets[name].take()
             if not may_retry:
-                return self._done(name, inputs, idempotency_key, t0,
-                                  outcome, None, last_error)  # type: ignore[arg-type]
+                return outcome, None, last_error  # type: ignore[return-value]
 
     def _invoke_many(self, tool: Tool, inputs: list[dict]) -> list:
         t0 = self.clock()
@@ -322,27 +340,11 @@ class ToolRuntime:
 
         if s.scope not in scopes:
             return each("unauthorized", error=f"missing scope {s.scope}")
-        bucket = self.buckets.get(name)
-        if bucket is not None:
-            with self._lock:
-                allowed = bucket.take()
-            if not allowed:
-                return each("rate_limited")
-        breaker = self.breakers[name]
-        attempt, last_error, outcome = 0, None, "error"
-        while True:
-            attempt += 1
-            try:
-                return each("ok", breaker.call(self._invoke_many, tool, inputs))
-            except pybreaker.CircuitBreakerError as e:
-                if attempt == 1 or breaker.current_state == "open":
-                    return each("breaker_open", error=str(e) or "breaker open")
-                last_error, outcome = str(e), "error"
-            except ToolTimeout as e:
-                last_error, outcome = str(e), "timeout"
-            except Exception:  # noqa: BLE001 - which inputs failed? ask input by input
-                return [self.call(name, x, scopes) for x in inputs]
-            with self._lock:
-                may_retry = attempt < s.max_attempts and self.budgets[name].take()
-            if not may_retry:
-                return each(outcome, error=last_error)  # type: ignore[arg-type]
+        if not self._take_token(name):
+            return each("rate_limited")
+        try:
+            outcome, outputs, error = self._attempts(name, self._invoke_many, tool, inputs,
+                                                     propagate=True)
+        except Exception:  # noqa: BLE001 - which inputs failed? ask input by input
+            return [self.call(name, x, scopes) for x in inputs]
+        return each(outcome, outputs if outcome == "ok" else None, error)  # type: ignore[arg-type]

@@ -390,10 +390,10 @@ class CompiledPack:
             if len(counts) < min_cats:
                 tops = {i: cats[i].partition("/")[0] for i in ranked}
                 taken = set(chosen)
-                for new in [i for i in ranked if i not in taken]:
+                for cand in [i for i in ranked if i not in taken]:
                     if len(counts) >= min_cats:
                         break
-                    t = tops[new]
+                    t = tops[cand]
                     if t in counts:
                         continue
                     # the lowest-ranked chosen item whose category is represented twice
@@ -403,7 +403,7 @@ class CompiledPack:
                         if counts[tj] > 1:
                             counts[tj] -= 1
                             counts[t] = 1
-                            chosen[j] = new
+                            chosen[j] = cand
                             break
                     else:
                         break
