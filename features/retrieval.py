@@ -120,7 +120,7 @@ def _native_merge(interests: list[tuple[str, float]],
                   limit: int) -> tuple[list[tuple[str, float]], dict[str, str]]:
     lists = [("interest", WEIGHTS["interest"], interests)]
     lists += [(src, WEIGHTS[src], items) for src, items in found.items()]
-    return _native.merge_sources(lists, list(bought), limit)
+    return _native.merge_sources(lists, bought if type(bought) is set else set(bought), limit)
 
 
 class Kernels(NamedTuple):

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from features.retrieval import Scored, kernels, parse_weights
 from features.store import OnlineStore
 from operators.tools import Tool, ToolSpec
-from policies.configuration import best_configuration
+from policies.configuration import ConfigSpace
 
 CAT = "item_catalog_v2."
 ALL_SCOPES = frozenset({"catalog:read", "inventory:read", "pricing:quote", "configurator:read"})
@@ -89,6 +89,13 @@ class ConfigOut(BaseModel):
 def _options(encoded: str) -> dict:
     """Parsed option groups of a configurable item (cached by their JSON: rows repeat)."""
     return json.loads(encoded) if encoded else {}
+
+
+@lru_cache(maxsize=4096)
+def _config_space(encoded: str) -> ConfigSpace:
+    """The prepared option combinations of a configurable item (cached like ``_options``)."""
+    options = _options(encoded)
+    return ConfigSpace(options["groups"], options["compatibility"])
 
 
 class RowReader(Protocol):
@@ -209,16 +216,17 @@ def store_tools(store: OnlineStore, cache_s: float = 1.0, native: bool = True,
 
     def configure(x: dict) -> dict:
         (r,) = items.read_many("item", [x["sku"]])
-        options = _options((r or {}).get(CAT + "options") or "")
+        text = (r or {}).get(CAT + "options") or ""
+        options = _options(text)
         if not options:
             raise LookupError(f"{x['sku']} is not configurable")
         groups = options["groups"]
-        mats = sorted({o["material_sku"] for g in groups for o in g["options"]
-                       if o.get("material_sku")})
+        space = _config_space(text)
+        mats = space.material_skus
         stock = {m: (row or {}).get("item_stock_v1.available")
                  for m, row in zip(mats, items.read_many("item", mats), strict=True)}
         affinity = parse_weights(x["affinities"])
-        best = best_configuration(groups, options["compatibility"], affinity, stock)
+        best = space.best(affinity, stock)
         if best is None:
             raise LookupError(f"no valid configuration of {x['sku']} in stock")
         choices, score = best

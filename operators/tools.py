@@ -164,7 +164,7 @@ _SEQUENCES = (list, tuple)
 
 def _jsonable(inputs: dict) -> dict:
     return {k: (v if isinstance(v, _SCALARS) else
-                [str(x) for x in v] if isinstance(v, _SEQUENCES) else str(v))
+                list(map(str, v)) if isinstance(v, _SEQUENCES) else str(v))
             for k, v in inputs.items()}
 
 

@@ -64,6 +64,71 @@ def option_score(option: dict, affinity: dict[str, float]) -> float:
     return sum(affinity.get(f"{k}={v}", 0.0) for k, v in option.get("attributes", {}).items())
 
 
+class ConfigSpace:
+    """The option combinations of one configurable item, prepared once for many users:
+    option attribute keys, materials, and the compatibility verdict of each combination
+    (cached as combinations are met). ``best`` is ``best_configuration`` for this item.
+
+    >>> space = ConfigSpace([{"group_id": "color", "options": [
+    ...     {"option_id": "red", "attributes": {"color": "red"}},
+    ...     {"option_id": "black", "attributes": {"color": "black"}}]}], [])
+    >>> space.best({"color=black": 1.0}, {})
+    ({'color': 'black'}, 1.0)
+    """
+
+    def __init__(self, groups: list[dict], compatibility: list[dict]) -> None:
+        self.compatibility = compatibility
+        # per group: (group id, [(catalog index, option id, attribute keys, price delta)])
+        self.groups = [(g["group_id"], [
+            (i, o["option_id"], tuple(f"{k}={v}" for k, v in o.get("attributes", {}).items()),
+             o.get("price_delta", 0.0)) for i, o in enumerate(g["options"])]) for g in groups]
+        self.group_ids = [g for g, _ in self.groups]
+        self.names = {g["group_id"]: [o["option_id"] for o in g["options"]] for g in groups}
+        self.materials = {f"{g['group_id']}:{o['option_id']}": o["material_sku"]
+                          for g in groups for o in g["options"] if o.get("material_sku")}
+        self.material_skus = sorted({o["material_sku"] for g in groups for o in g["options"]
+                                     if o.get("material_sku")})
+        self.required = {g["group_id"] for g in groups if g.get("required", True)}
+        # option ids in group order -> (compatible, the materials the combination uses)
+        self._combos: dict[tuple[str, ...], tuple[bool, tuple[str, ...]]] = {}
+
+    def _combo(self, ids: tuple[str, ...]) -> tuple[bool, tuple[str, ...]]:
+        hit = self._combos.get(ids)
+        if hit is None:
+            choices = dict(zip(self.group_ids, ids, strict=True))
+            ok = not config_problems(choices, self.names, self.compatibility, self.materials,
+                                     {}, self.required, check_materials=False)
+            chosen = sorted(f"{g}:{o}" for g, o in choices.items())
+            mats = tuple(self.materials[c] for c in chosen if c in self.materials)
+            hit = self._combos[ids] = (ok, mats)
+        return hit
+
+    def best(self, affinity: dict[str, float], material_available: dict[str, int | None],
+             max_combinations: int = 4096) -> tuple[dict[str, str], float] | None:
+        ranked = []  # per group: [(option id, score)] best first
+        for _, opts in self.groups:
+            scored = [(i, oid, sum(affinity.get(k, 0.0) for k in keys), delta)
+                      for i, oid, keys, delta in opts]
+            scored.sort(key=lambda t: (-t[2], t[0], t[3]))
+            ranked.append([(oid, sc) for _, oid, sc, _ in scored])
+        while math.prod(len(opts) for opts in ranked) > max_combinations:
+            longest = max(range(len(ranked)), key=lambda i: len(ranked[i]))
+            ranked[longest] = ranked[longest][:-1]
+        best: tuple[tuple[str, ...], float] | None = None
+        get = material_available.get
+        for combo in itertools.product(*ranked):
+            score = sum(sc for _, sc in combo)
+            if best is not None and score <= best[1]:
+                continue
+            ids = tuple(o for o, _ in combo)
+            ok, mats = self._combo(ids)
+            if ok and all((a := get(m)) is not None and a >= 1 for m in mats):
+                best = (ids, score)
+        if best is None:
+            return None
+        return dict(zip(self.group_ids, best[0], strict=True)), best[1]
+
+
 def best_configuration(groups: list[dict], compatibility: list[dict],
                        affinity: dict[str, float], material_available: dict[str, int | None],
                        max_combinations: int = 4096,
@@ -72,7 +137,8 @@ def best_configuration(groups: list[dict], compatibility: list[dict],
 
     Ties go to the catalog's option order (then the cheaper); each group's options are
     tried best first, and past ``max_combinations`` only the best options of each group are
-    kept. Returns ``(choices, score)``, or None when no combination is valid.
+    kept. Returns ``(choices, score)``, or None when no combination is valid. For many
+    users of one item, build its ``ConfigSpace`` once.
 
     >>> groups = [{"group_id": "frame", "options": [
     ...     {"option_id": "alu", "material_sku": "M-a"},
@@ -84,27 +150,5 @@ def best_configuration(groups: list[dict], compatibility: list[dict],
     >>> best_configuration(groups, rules, {"color=red": 2.0}, {"M-a": 0, "M-c": 5})
     ({'frame': 'carbon', 'color': 'black'}, 0.0)
     """
-    ranked = []  # per group: (group id, [(option id, score)] best first)
-    for g in groups:
-        scored = [(i, o, option_score(o, affinity)) for i, o in enumerate(g["options"])]
-        scored.sort(key=lambda t: (-t[2], t[0], t[1].get("price_delta", 0.0)))
-        ranked.append((g["group_id"], [(o["option_id"], sc) for _, o, sc in scored]))
-    while math.prod(len(opts) for _, opts in ranked) > max_combinations:
-        longest = max(range(len(ranked)), key=lambda i: len(ranked[i][1]))
-        ranked[longest] = (ranked[longest][0], ranked[longest][1][:-1])
-    names = {g: [o["option_id"] for o in g_opts] for g, g_opts in
-             ((g["group_id"], g["options"]) for g in groups)}
-    materials = {f"{g['group_id']}:{o['option_id']}": o["material_sku"]
-                 for g in groups for o in g["options"] if o.get("material_sku")}
-    required = {g["group_id"] for g in groups if g.get("required", True)}
-    group_ids = [g for g, _ in ranked]
-    best: tuple[dict[str, str], float] | None = None
-    for combo in itertools.product(*(opts for _, opts in ranked)):
-        score = sum(sc for _, sc in combo)
-        if best is not None and score <= best[1]:
-            continue
-        choices = {g: o for g, (o, _) in zip(group_ids, combo, strict=True)}
-        if not config_problems(choices, names, compatibility, materials, material_available,
-                               required):
-            best = (choices, score)
-    return best
+    return ConfigSpace(groups, compatibility).best(affinity, material_available,
+                                                   max_combinations)

@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.configuration import config_problems
+import itertools
+
+from policies.configuration import ConfigSpace, config_problems
 from policies.evaluate import Candidates, UserContext, compile_pack, render
 from policies.lifecycle import PolicyEngine, canary_bucket, record_fields
 from policies.pack import PackError, load_pack
@@ -158,6 +160,56 @@ def test_configuration_validity():
     c = Candidates.of([item("A", config_problems=("size:XL requires frame:alu",)), item("B")])
     r = cp.evaluate(USER, "configure", c, NOW)
     assert r.allowed == [1] and r.denied[0].reason == "invalid_configuration"
+
+
+_OPTION_IDS = st.sampled_from(["a", "b", "c"])
+
+
+@st.composite
+def _config_case(draw):
+    groups = [{"group_id": f"g{g}", "options": [
+        {"option_id": f"o{o}",
+         **({"material_sku": f"M{draw(st.integers(0, 3))}"} if draw(st.booleans()) else {}),
+         "attributes": {"k": draw(_OPTION_IDS)}} for o in range(draw(st.integers(1, 4)))]}
+        for g in range(draw(st.integers(1, 3)))]
+    ids = [f"{g['group_id']}:{o['option_id']}" for g in groups for o in g["options"]]
+    compat = [{"when": draw(st.sampled_from(ids)),
+               "requires": draw(st.lists(st.sampled_from(ids), max_size=1)),
+               "excludes": draw(st.lists(st.sampled_from(ids), max_size=2))}
+              for _ in range(draw(st.integers(0, 3)))]
+    users = draw(st.lists(st.tuples(
+        st.dictionaries(st.sampled_from(["k=a", "k=b", "k=c"]), st.sampled_from([0.0, 0.5, 2.0])),
+        st.dictionaries(st.sampled_from(["M0", "M1", "M2", "M3"]),
+                        st.sampled_from([None, 0, 1, 4]))), min_size=1, max_size=4))
+    return groups, compat, users
+
+
+@settings(max_examples=150, deadline=None)
+@given(_config_case())
+def test_config_space_picks_the_best_valid_combination_for_every_user(case):
+    """One prepared space serves many users: each answer equals a fresh space's, is valid,
+    and no valid combination scores higher."""
+    groups, compat, users = case
+    shared = ConfigSpace(groups, compat)
+    names = {g["group_id"]: [o["option_id"] for o in g["options"]] for g in groups}
+    mats = {f"{g['group_id']}:{o['option_id']}": o["material_sku"]
+            for g in groups for o in g["options"] if "material_sku" in o}
+    for affinity, stock in users:
+        got = shared.best(affinity, stock)
+        assert got == ConfigSpace(groups, compat).best(affinity, stock)
+        valid = []
+        for combo in itertools.product(*names.values()):
+            choices = dict(zip(names, combo, strict=True))
+            if not config_problems(choices, names, compat, mats, stock):
+                valid.append(sum(affinity.get(f"k={o['attributes']['k']}", 0.0)
+                                 for g in groups for o in g["options"]
+                                 if choices[g["group_id"]] == o["option_id"]))
+        if not valid:
+            assert got is None
+        else:
+            choices, score = got
+            assert not config_problems(choices, names, compat, mats, stock)
+            assert score == pytest.approx(max(valid))
 
 
 def test_deny_overrides_and_priority_picks_the_reported_reason():

@@ -6,8 +6,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PySet, PyString, PyTuple};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::decay::round_n;
@@ -113,41 +112,55 @@ pub fn merged_lists(encoded: Vec<String>, weighted: bool, limit: usize)
     Ok(best(scores, limit))
 }
 
-/// `features.retrieval.merge`: `lists` are (source, source weight, items) in source order.
+/// `features.retrieval.merge`: `lists` are (source, source weight, items) in source order,
+/// `items` a list or tuple of (sku, weight); `bought` a set of skus.
 /// Returns the best `limit` (sku, score) and a dict of the source that found each first.
 /// The skus are the caller's own str objects (no copies either way).
 #[pyfunction]
-pub fn merge_sources<'py>(py: Python<'py>, lists: Vec<(PyBackedStr, f64, Vec<(PyBackedStr, f64)>)>,
-                          bought: Vec<PyBackedStr>, limit: usize)
-                          -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>)> {
-    let bought: HashSet<&str> = bought.iter().map(|s| &**s).collect();
-    // sku -> (score, source index, the sku's str object)
-    let mut scores: HashMap<&str, (f64, usize, &PyBackedStr)> = HashMap::default();
-    for (src, (_, source_weight, items)) in lists.iter().enumerate() {
-        if items.is_empty() {
-            continue;
-        }
-        let top = items.iter().map(|(_, w)| *w).fold(f64::NEG_INFINITY, f64::max);
-        let top = if top == 0.0 { 1.0 } else { top };
-        let weight = source_weight / top;
-        for (sku, w) in items {
-            if bought.contains(&**sku) {
+pub fn merge_sources<'py>(py: Python<'py>, lists: &Bound<'py, PyList>, bought: &Bound<'py, PySet>,
+                          limit: usize) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>)> {
+    // (sku, weight, source index) of every entry, the skus not bought
+    let mut entries: Vec<(Bound<'py, PyString>, f64, usize)> = Vec::with_capacity(128);
+    let mut sources: Vec<Bound<'py, PyAny>> = Vec::with_capacity(lists.len());
+    let mut scale: Vec<f64> = Vec::with_capacity(lists.len());
+    let check_bought = !bought.is_empty();
+    for (src, spec) in lists.iter().enumerate() {
+        let spec = spec.cast_into::<PyTuple>()?;
+        sources.push(spec.get_item(0)?);
+        let source_weight: f64 = spec.get_item(1)?.extract()?;
+        let items = spec.get_item(2)?;
+        let first = entries.len();
+        let mut top = f64::NEG_INFINITY;
+        for item in items.try_iter()? {
+            let item = item?.cast_into::<PyTuple>()?;
+            let w: f64 = item.get_item(1)?.extract()?;
+            top = top.max(w);
+            let sku = item.get_item(0)?.cast_into::<PyString>()?;
+            if check_bought && bought.contains(&sku)? {
                 continue;
             }
-            let slot = scores.entry(&**sku).or_insert((0.0, src, sku));
-            slot.0 = round6(slot.0 + w * weight);
+            entries.push((sku, w, src));
         }
+        let top = if entries.len() == first && top == f64::NEG_INFINITY { 1.0 } else { top };
+        let top = if top == 0.0 { 1.0 } else { top };
+        scale.push(source_weight / top);
     }
-    let mut v: Vec<(&str, (f64, usize, &PyBackedStr))> = scores.into_iter().collect();
+    // sku -> (score, source index, position of the entry holding the sku's str object)
+    let mut scores: HashMap<&str, (f64, usize, usize)> = HashMap::default();
+    for (pos, (sku, w, src)) in entries.iter().enumerate() {
+        let slot = scores.entry(sku.to_str()?).or_insert((0.0, *src, pos));
+        slot.0 = round6(slot.0 + w * scale[*src]);
+    }
+    let mut v: Vec<(&str, (f64, usize, usize))> = scores.into_iter().collect();
     v.sort_unstable_by(|a, b| b.1 .0.partial_cmp(&a.1 .0).unwrap_or(std::cmp::Ordering::Equal)
         .then_with(|| a.0.cmp(b.0)));
     v.truncate(limit);
     let best = PyList::empty(py);
-    let sources = PyDict::new(py);
-    for (_, (w, src, sku)) in v {
-        let sku = sku.into_pyobject(py)?;
-        best.append((&sku, w))?;
-        sources.set_item(sku, &lists[src].0)?;
+    let found = PyDict::new(py);
+    for (_, (w, src, pos)) in v {
+        let sku = &entries[pos].0;
+        best.append((sku, w))?;
+        found.set_item(sku, &sources[src])?;
     }
-    Ok((best, sources))
+    Ok((best, found))
 }
