@@ -69,7 +69,9 @@ def _decode(h: dict[bytes, bytes]) -> Fields:
 class RedisStore:
     def __init__(self, url: str) -> None:
         self._r = redis.Redis.from_url(url)
-        self._write = self._r.register_script(_WRITE_IF_NEWER)
+        # EVALSHA of a script loaded once: redis-py's registered scripts would ask the server
+        # whether the script exists (one more round trip) before every pipeline
+        self._sha = self._r.script_load(_WRITE_IF_NEWER)
 
     @property
     def client(self) -> redis.Redis:
@@ -78,23 +80,32 @@ class RedisStore:
     def apply(self, ops: list[StoreOp]) -> None:
         if not ops:
             return
-        pipe = self._r.pipeline(transaction=False)
-        for op in latest_only(ops):  # fewer writes on the wire; same result
-            if isinstance(op, StorePurge):
-                if op.prefix:  # rare (erasure): find the keys first, delete them in the pipe
-                    pattern = _glob_escape(redis_key(op.entity, op.key)) + "*"
-                    for k in self._r.scan_iter(match=pattern, count=1000):
-                        pipe.delete(k)
-                else:
-                    pipe.delete(redis_key(op.entity, op.key))
-                continue
-            assert isinstance(op, StoreWrite)
-            args: list[str | int | float] = [f"_ts:{op.view}", op.ts, op.ttl_s]
-            prefix = op.view + "."
-            for k, v in op.fields.items():
-                args.extend((prefix + k, v))
-            self._write(keys=[redis_key(op.entity, op.key)], args=args, client=pipe)
-        pipe.execute()
+        for attempt in (1, 2):
+            pipe = self._r.pipeline(transaction=False)
+            for op in latest_only(ops):  # fewer writes on the wire; same result
+                if isinstance(op, StorePurge):
+                    if op.prefix:  # rare (erasure): find the keys first, delete them in the pipe
+                        pattern = _glob_escape(redis_key(op.entity, op.key)) + "*"
+                        for k in self._r.scan_iter(match=pattern, count=1000):
+                            pipe.delete(k)
+                    else:
+                        pipe.delete(redis_key(op.entity, op.key))
+                    continue
+                assert isinstance(op, StoreWrite)
+                args: list[str | int | float] = [f"_ts:{op.view}", op.ts, op.ttl_s]
+                prefix = op.view + "."
+                for k, v in op.fields.items():
+                    args.extend((prefix + k, v))
+                pipe.evalsha(self._sha, 1, redis_key(op.entity, op.key), *args)
+            try:
+                pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                # the server lost its scripts (restart, SCRIPT FLUSH): load it, write again
+                # (writes are newest-wins and deletes idempotent, so a repeat is harmless)
+                self._sha = self._r.script_load(_WRITE_IF_NEWER)
 
     def read_many(self, entity: str, keys: list[str]) -> list[Fields | None]:
         pipe = self._r.pipeline(transaction=False)

@@ -32,6 +32,26 @@ def test_newest_value_per_view_wins_and_ttl_only_extends(redis_url, redis_client
     s.close()
 
 
+def test_writes_are_one_round_trip_and_survive_a_script_flush(redis_url, redis_client):
+    """A batch of writes is one pipeline (no script-existence query before it); when the
+    server has lost the write script (restart, SCRIPT FLUSH) it is loaded again and the
+    batch applied."""
+    s = RedisStore(redis_url)
+    before = redis_client.info("commandstats")
+    s.apply([W("user", "rt1", "a_v1", {"n": 1}, 10, 0), W("user", "rt2", "a_v1", {"n": 2}, 10, 0)])
+    after = redis_client.info("commandstats")
+
+    def calls(stats, cmd):
+        return stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)
+
+    assert calls(after, "evalsha") - calls(before, "evalsha") == 2
+    assert calls(after, "script|exists") == calls(before, "script|exists")
+    redis_client.script_flush()
+    s.apply([W("user", "rt1", "a_v1", {"n": 5}, 20, 0)])
+    assert s.read_many("user", ["rt1", "rt2"]) == [{"a_v1.n": 5}, {"a_v1.n": 2}]
+    s.close()
+
+
 def test_expiry_really_happens(redis_url, redis_client):
     import time
 
