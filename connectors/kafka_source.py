@@ -9,10 +9,19 @@ waiting (``consume(n, 0)``); only when it found nothing does it ask Bytewax not 
 again for ``idle_wait_s`` (1 ms). Bytewax's own ``KafkaSource`` waits up to 1 ms in every
 call, for every partition, busy or not: with 4 partitions per worker that was ~5 ms of
 each worker loop under load.
+
+Batches: the partitions a worker reads share one consumer (``_WorkerConsumer``), and a
+partition's ``next_batch`` returns what has arrived for *any* of them, so live traffic
+enters the flow as one batch per worker loop rather than one small batch per partition
+(every batch costs each step of the flow a call: with 4 partitions at a few events per
+batch that fixed cost was most of the work). Offsets are still kept per partition: each
+partition's snapshot is the position after the last record of it that went out, whichever
+partition's call emitted it, and all of them go out in the same worker and epoch.
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
@@ -24,51 +33,84 @@ from confluent_kafka.admin import AdminClient
 from features.validate import RawRecord
 
 
-class _Partition(StatefulSourcePartition[RawRecord, int]):
-    def __init__(self, config: dict, topic: str, part: int, offset: int, batch_size: int,
-                 idle_wait_s: float) -> None:
-        self._consumer = Consumer(config)
-        self._consumer.assign([TopicPartition(topic, part, offset)])
-        self._topic, self._part, self._offset = topic, part, offset
-        self._batch, self._idle = batch_size, timedelta(seconds=idle_wait_s)
-        self._eof = False
-        self._awake: datetime | None = None
+class _WorkerConsumer:
+    """One consumer for every partition one worker reads, with their positions."""
 
-    def next_batch(self) -> list[RawRecord]:
-        if self._eof:
-            raise StopIteration()
-        msgs = self._consumer.consume(self._batch, 0)
-        if not msgs:
-            self._awake = datetime.now(UTC) + self._idle
-            return []
-        self._awake = None
+    def __init__(self, config: dict) -> None:
+        self.consumer = Consumer(config)
+        self.offsets: dict[tuple[str, int], int] = {}  # next offset to read, per partition
+        self.ended: set[tuple[str, int]] = set()  # partitions at their end (not tailing)
+        self.first_topic = ""  # names the source of a consumer error without a topic
+
+    def add(self, topic: str, part: int, offset: int) -> None:
+        self.consumer.incremental_assign([TopicPartition(topic, part, offset)])
+        self.offsets[(topic, part)] = offset
+        self.first_topic = self.first_topic or topic
+
+    def remove(self, topic: str, part: int) -> bool:
+        """Stop reading a partition; True when none is left (the consumer is closed)."""
+        if (topic, part) not in self.ended:
+            self.consumer.incremental_unassign([TopicPartition(topic, part)])
+        del self.offsets[(topic, part)]
+        self.ended.discard((topic, part))
+        if not self.offsets:
+            self.consumer.close()
+            return True
+        return False
+
+    def take(self, n: int) -> list[RawRecord]:
+        """Up to ``n`` records of any partition, without waiting."""
+        msgs = self.consumer.consume(n, 0)
         out: list[RawRecord] = []
-        last = None
+        offsets, ended = self.offsets, self.ended
         for m in msgs:
+            topic, part = m.topic() or self.first_topic, m.partition()
             err = m.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    self._eof = True  # StopIteration on the next call: this batch goes out
-                    break
-                out.append(RawRecord(m.topic() or self._topic, max(0, m.partition() or 0),
-                                     max(0, m.offset() or 0), m.value(),
-                                     max(0, m.timestamp()[1]), error=err.str()))
-            else:
-                out.append(RawRecord(self._topic, self._part, m.offset(), m.value(),
-                                     max(0, m.timestamp()[1])))
-            last = m.offset()
-        if last is not None and last >= 0:
-            self._offset = last + 1  # resume after it, not at it
+                    if (topic, part) in offsets:
+                        ended.add((topic, part))  # it stops; nothing more of it is read
+                        self.consumer.incremental_unassign([TopicPartition(topic, part)])
+                    continue
+                out.append(RawRecord(topic, max(0, part or 0), max(0, m.offset() or 0),
+                                     m.value(), max(0, m.timestamp()[1]), error=err.str()))
+                continue
+            key = (topic, part)
+            if key in ended or key not in offsets:
+                continue  # fetched before the partition stopped: read again on resume
+            off = m.offset()
+            out.append(RawRecord(topic, part, off, m.value(), max(0, m.timestamp()[1])))
+            offsets[key] = off + 1  # resume after it, not at it
+        return out
+
+
+class _Partition(StatefulSourcePartition[RawRecord, int]):
+    def __init__(self, shared: _WorkerConsumer, release, topic: str, part: int, offset: int,
+                 batch_size: int, idle_wait_s: float) -> None:
+        self._shared, self._release = shared, release
+        self._key = (topic, part)
+        shared.add(topic, part, offset)
+        self._batch, self._idle = batch_size, timedelta(seconds=idle_wait_s)
+        self._awake: datetime | None = None
+        self._closed = False
+
+    def next_batch(self) -> list[RawRecord]:
+        if self._key in self._shared.ended:
+            raise StopIteration()  # its records went out in earlier batches
+        out = self._shared.take(self._batch)
+        self._awake = None if out else datetime.now(UTC) + self._idle
         return out
 
     def next_awake(self) -> datetime | None:
         return self._awake
 
     def snapshot(self) -> int:
-        return self._offset
+        return self._shared.offsets[self._key]
 
     def close(self) -> None:
-        self._consumer.close()
+        if not self._closed:
+            self._closed = True
+            self._release(self._shared, *self._key)
 
 
 class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
@@ -81,6 +123,15 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
         self._brokers, self._topics, self._tail = brokers, list(topics), tail
         self._batch, self._idle = batch_size, idle_wait_s
         self._extra = extra_config or {}
+        self._consumers: dict[int, _WorkerConsumer] = {}  # per worker thread
+        self._lock = threading.Lock()
+
+    def _release(self, shared: _WorkerConsumer, topic: str, part: int) -> None:
+        with self._lock:
+            if shared.remove(topic, part):
+                for k, v in list(self._consumers.items()):
+                    if v is shared:
+                        del self._consumers[k]
 
     def list_parts(self) -> list[str]:
         client = AdminClient({"bootstrap.servers": self._brokers, **self._extra})
@@ -96,10 +147,14 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
         idx, topic = for_part.split("-", 1)
         if topic not in self._topics:
             raise ValueError(f"recovery state is for topic {topic!r}, not among {self._topics}")
-        config = {"bootstrap.servers": self._brokers, "group.id": "bespoke-unused",
-                  "enable.auto.commit": False, "enable.partition.eof": not self._tail,
-                  **self._extra}
-        return _Partition(config, topic, int(idx),
+        with self._lock:  # the partitions a worker (thread) reads share its consumer
+            shared = self._consumers.get(threading.get_ident())
+            if shared is None:
+                shared = self._consumers[threading.get_ident()] = _WorkerConsumer({
+                    "bootstrap.servers": self._brokers, "group.id": "bespoke-unused",
+                    "enable.auto.commit": False, "enable.partition.eof": not self._tail,
+                    **self._extra})
+        return _Partition(shared, self._release, topic, int(idx),
                           OFFSET_BEGINNING if resume_state is None else resume_state,
                           self._batch, self._idle)
 

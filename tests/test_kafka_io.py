@@ -60,13 +60,49 @@ def test_raw_source_tail_returns_empty_batches_and_asks_to_be_called_later(kafka
         assert p.next_batch() == [] and p.next_awake() is not None  # idle: back off
         produce_all(kafka_bootstrap, topic, [("k", b"v")])
         got = []
-        for _ in range(2000):
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
             got += p.next_batch()
-            if got:
-                break
+            time.sleep(0.001)
         assert [r.value for r in got] == [b"v"] and p.next_awake() is None
     finally:
         p.close()
+
+
+def test_a_workers_partitions_share_one_consumer_and_keep_their_own_offsets(kafka_bootstrap,
+                                                                           topic_prefix):
+    """One call returns what arrived for any of the worker's partitions (one batch per
+    worker loop, not one per partition); each partition's snapshot is still its own
+    position; partitions built in another worker thread get another consumer."""
+    import threading
+
+    topic = topic_prefix + "shared"
+    ensure_topics(kafka_bootstrap, {topic: 3})
+    produce_all(kafka_bootstrap, topic, ((f"k{i}", f"v{i}".encode()) for i in range(90)))
+    src = KafkaRawSource(kafka_bootstrap, [topic], tail=True)
+    parts = [src.build_part("in", p, None) for p in src.list_parts()]
+    try:
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < 90 and time.monotonic() < deadline:
+            got += parts[0].next_batch()  # only the first partition is asked
+            time.sleep(0.001)
+        assert sorted(r.value for r in got) == sorted(f"v{i}".encode() for i in range(90))
+        by_part = {p: [r.offset for r in got if r.partition == p] for p in range(3)}
+        assert all(offs == list(range(len(offs))) for offs in by_part.values())
+        assert [p.snapshot() for p in parts] == [len(by_part[i]) for i in range(3)]
+        assert len({id(p._shared) for p in parts}) == 1
+        other = []
+        t = threading.Thread(target=lambda: other.append(src.build_part("in", f"0-{topic}",
+                                                                        5)))
+        t.start()
+        t.join()
+        assert other[0]._shared is not parts[0]._shared and other[0].snapshot() == 5
+        other[0].close()
+    finally:
+        for p in parts:
+            p.close()
+    assert not src._consumers  # the last partition closed its consumer
 
 
 def _outgoing(n: int, size: int = 10) -> list[Outgoing]:
