@@ -108,10 +108,20 @@ class RedisStore:
                 self._sha = self._r.script_load(_WRITE_IF_NEWER)
 
     def read_many(self, entity: str, keys: list[str]) -> list[Fields | None]:
+        return self.read_groups([(entity, keys)])[0]
+
+    def read_groups(self, requests: list[tuple[str, list[str]]]) -> list[list[Fields | None]]:
+        """``read_many`` of several entities in one round trip."""
         pipe = self._r.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(redis_key(entity, key))
-        return [_decode(h) if h else None for h in pipe.execute()]
+        for entity, keys in requests:
+            for key in keys:
+                pipe.hgetall(redis_key(entity, key))
+        rows = [_decode(h) if h else None for h in pipe.execute()] if pipe else []
+        out, at = [], 0
+        for _, keys in requests:
+            out.append(rows[at:at + len(keys)])
+            at += len(keys)
+        return out
 
     def close(self) -> None:
         self._r.close()

@@ -71,3 +71,18 @@ class OnlineStore(Protocol):
         """Current fields (``<view>.<field>`` names) of many keys; ``None`` where absent."""
 
     def close(self) -> None: ...
+
+
+def read_groups(store, requests: list[tuple[str, list[str]]]) -> list[list]:
+    """``read_many`` for several (entity, keys) requests: one round trip when the store
+    offers ``read_groups`` (Redis, the tools' row cache), else one call per request.
+
+    >>> class S:
+    ...     def read_many(self, entity, keys): return [f"{entity}:{k}" for k in keys]
+    >>> read_groups(S(), [("item", ["A"]), ("category", ["c", "d"])])
+    [['item:A'], ['category:c', 'category:d']]
+    """
+    many = getattr(store, "read_groups", None)
+    if many is not None:
+        return many(requests)
+    return [store.read_many(entity, keys) for entity, keys in requests]

@@ -123,10 +123,10 @@ class PolicyGate:
                 items.update(dict.fromkeys(f.skus[:1]))
                 cats.update(dict.fromkeys(f.categories))
         rows, _ = self._caches()
-        if items:
-            rows.read_many("item", list(items))
-        if cats:
-            rows.read_many("category", list(cats))
+        wanted = [(entity, list(keys)) for entity, keys in (("item", items), ("category", cats))
+                  if keys]
+        if wanted:
+            rows.read_groups(wanted)  # one store round trip for both
 
     def prefetch_facts(self, skus: list[str]) -> None:
         """Warm the item facts of a chunk's candidates (one round trip for all misses)."""

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from features.retrieval import Scored, kernels, parse_weights
-from features.store import OnlineStore
+from features.store import OnlineStore, read_groups
 from operators.tools import Tool, ToolSpec
 from policies.configuration import ConfigSpace
 
@@ -120,37 +120,51 @@ class CachedRows:
         self._lock = threading.Lock()
 
     def read_many(self, entity: str, keys: list[str]) -> list[Any]:
+        return self.read_groups([(entity, keys)])[0]
+
+    def read_groups(self, requests: list[tuple[str, list[str]]]) -> list[list[Any]]:
+        """``read_many`` for several entities; the misses of all in one store round trip."""
         now = self.clock()
         with self._lock:
-            rows = self._rows.get(entity)
-            if rows is None:
-                rows = self._rows[entity] = {}
-            out = []
-            missing = None
-            for k in keys:
-                v = rows.get(k)
-                if v is not None and v[0] > now:
-                    out.append(v[1])
-                else:
-                    out.append(None)
-                    if missing is None:
-                        missing = {}
-                    missing.setdefault(k, []).append(len(out) - 1)
-            if missing:
+            outs: list[list[Any]] = []
+            fetch: list[tuple[str, dict[str, list[int]]]] = []  # (entity, key -> positions)
+            for entity, keys in requests:
+                rows = self._rows.get(entity)
+                if rows is None:
+                    rows = self._rows[entity] = {}
+                out: list[Any] = []
+                missing: dict[str, list[int]] | None = None
+                for k in keys:
+                    v = rows.get(k)
+                    if v is not None and v[0] > now:
+                        out.append(v[1])
+                    else:
+                        out.append(None)
+                        if missing is None:
+                            missing = {}
+                        missing.setdefault(k, []).append(len(out) - 1)
+                outs.append(out)
+                fetch.append((entity, missing or {}))
+            if any(m for _, m in fetch):
                 if self._size > self.max:
                     for d in self._rows.values():
                         d.clear()
                     self._size = 0
-                fresh = self.store.read_many(entity, list(missing))
-                for (k, where), r in zip(missing.items(), fresh, strict=True):
-                    v = r if self.derive is None else self.derive(r)
-                    if r is not None:  # a row not (yet) in the store is read again next time
-                        if k not in rows:
-                            self._size += 1
-                        rows[k] = (now + self.ttl, v)
-                    for i in where:
-                        out[i] = v
-        return out
+                wanted = [(entity, list(m)) for entity, m in fetch if m]
+                fresh = iter(read_groups(self.store, wanted))
+                for (entity, missing), out in zip(fetch, outs, strict=True):
+                    if not missing:
+                        continue
+                    rows = self._rows[entity]
+                    for (k, where), r in zip(missing.items(), next(fresh), strict=True):
+                        v = r if self.derive is None else self.derive(r)
+                        if r is not None:  # a row not (yet) in the store is read again next time
+                            if k not in rows:
+                                self._size += 1
+                            rows[k] = (now + self.ttl, v)
+                        for i in where:
+                            out[i] = v
+        return outs
 
 
 def _category_list(merged: Callable[..., Scored], rows: list[dict | None], field: str,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -333,21 +334,58 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0) -> Figure:
 
     # 2) Kafka: the maximum rate over a pre-filled topic, then half of it produced live, with
     #    latency from each trigger's produce time to its decision record's produce time
-    #    (both Kafka CreateTime, same machine clock); in both delivery modes
+    #    (both Kafka CreateTime, same machine clock); in both delivery modes. The broker runs
+    #    with its full JIT, as in production (the tests' broker stops at C1 to start fast):
+    #    both maxima are measured first (they also warm the broker up), then the latency runs
+    #    alternate between the modes, so both see the same broker and machine conditions.
     recs = [r for r in Generator(GenConfig(seed=1, users=20_000, items=5_000,
                                            events=events)).records()]
-    with kafka_server() as brokers, redis_server() as redis_url:
-        for delivery in ("batch", "pipelined"):
-            figs.update(_kafka_figures(brokers, redis_url, recs, delivery, load_s,
-                                       path.parent / f"karchive-{delivery}"))
+    modes = ("batch", "pipelined")
+    os.environ["KAFKA_JIT"] = ""
+    try:
+        with kafka_server() as brokers, redis_server() as redis_url:
+            maxima = {d: _kafka_max(brokers, redis_url, recs, d, path.parent / f"karchive-{d}")
+                      for d in modes}
+            runs: dict[str, list] = {d: [] for d in modes}
+            for k in range(3):
+                for d in modes:
+                    runs[d].append(_latency_run(brokers, redis_url, recs, d, k,
+                                                max(100.0, maxima[d] / 2), load_s))
+    finally:
+        del os.environ["KAFKA_JIT"]
+    for d in modes:
+        figs.update(_kafka_figures(d, len(recs), maxima[d], runs[d], load_s))
     return figs
 
 
-def _kafka_figures(brokers: str, redis_url: str, recs: list, delivery: str, load_s: float,
-                   archive: Path, latency_runs: int = 3) -> Figure:
-    """Maximum events/s over a pre-filled topic and trigger→decision latency at half of it."""
+def _mode(delivery: str) -> str:
+    return (f"delivery={delivery} (" + ("every output batch acknowledged by Kafka and "
+            "written to Redis before the flow goes on" if delivery == "batch" else
+            "outputs acknowledged while the flow computes the next batches") + ")")
+
+
+def _kafka_max(brokers: str, redis_url: str, recs: list, delivery: str, archive: Path) -> float:
+    """Events/s of the whole main flow over a pre-filled topic (4 partitions), one worker."""
+    from connectors.kafka_admin import ensure_topics, produce_all
+    from flows.main import CHANNELS
+
+    prefix = f"max{delivery}{int(time.time())}."
+    ensure_topics(brokers, {prefix + "events": 4} | {prefix + ch: 4 for ch in CHANNELS})
+    produce_all(brokers, prefix + "events", ((r.key, r.value) for r in recs))
+    kcfg = RunConfig(inputs=["kafka"], output="kafka", store=redis_url, settings=Settings(
+        _env_file=None, kafka_bootstrap_servers=brokers, topic_prefix=prefix,
+        input_topics=[prefix + "events"], progress_every_s=0, delivery=delivery,
+        record_archive_dir=str(archive)))
+    t0 = time.perf_counter()
+    run(kcfg, workers=1)
+    return len(recs) / (time.perf_counter() - t0)
+
+
+def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int,
+                 rate: float, load_s: float, warmup_s: float = 3.0) -> tuple:
+    """One flow process tailing a fresh topic while traffic is produced at ``rate`` for
+    ``load_s``: (latencies after the warm-up, during it, per-trigger series, events sent)."""
     import json as _json
-    import os
     import signal
     import subprocess
 
@@ -358,95 +396,83 @@ def _kafka_figures(brokers: str, redis_url: str, recs: list, delivery: str, load
     from flows.main import CHANNELS
     from tests.kafka_util import consume_all
 
+    n_catalog = next(i for i, r in enumerate(recs) if r.type not in ("catalog", "inventory"))
+    prefix = f"bench{delivery}{k}{int(time.time())}."
+    topic = prefix + "events"
+    ensure_topics(brokers, {topic: 4} | {prefix + ch: 4 for ch in CHANNELS})
+    produce_all(brokers, topic, ((r.key, r.value) for r in recs[:n_catalog]))
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": brokers, "BESPOKE_TOPIC_PREFIX": prefix,
+           "BESPOKE_INPUT_TOPICS": _json.dumps([topic]), "BESPOKE_PROGRESS_EVERY_S": "0",
+           "BESPOKE_DELIVERY": delivery, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "flows", "run", "--input", "kafka",
+                             "--output", "kafka", "--store", redis_url, "--tail",
+                             "--epoch-interval", "1"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(6)  # startup and the catalog
+        p = Producer(producer_config(brokers, {"linger.ms": 1}))
+        sent: dict[str, float] = {}
+        traffic = recs[n_catalog:]
+        t_start = time.time()
+        i = 0
+        while i < len(traffic) and time.time() - t_start < load_s:
+            wait = t_start + i / rate - time.time()
+            if wait > 0:
+                time.sleep(min(0.002, wait))
+                continue
+            r = traffic[i]
+            if not r.malformed:
+                sent[_json.loads(r.value)["event_id"]] = time.time()
+            p.produce(topic, r.value, r.key.encode())
+            p.poll(0)
+            i += 1
+        p.flush(30)
+        del p  # before the broker stops: no reconnect noise
+        time.sleep(5)  # let the last decisions out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    lat: list[float] = []
+    warm: list[float] = []
+    series: list[tuple[float, float]] = []
+    for m in consume_all(brokers, prefix + "decision_records"):
+        rec = _json.loads(m.value())
+        t_in = sent.get(rec["trigger_event_id"])
+        if t_in is not None:
+            latency = m.timestamp()[1] / 1000 - t_in
+            series.append((round(t_in - t_start, 3), round(latency * 1000, 1)))
+            if t_in - t_start >= warmup_s:
+                lat.append(latency)
+            else:
+                warm.append(latency)
+    return sorted(lat), sorted(warm), series, i
+
+
+def _kafka_figures(delivery: str, n_events: int, kafka_max: float, runs: list, load_s: float,
+                   warmup_s: float = 3.0) -> Figure:
+    """The maximum and the latency figures of one delivery mode."""
+    import json as _json
+
     figs: Figure = {}
     suffix = "" if delivery == "batch" else f"_{delivery}"
-    mode = (f"delivery={delivery} (" + ("every output batch acknowledged by Kafka and "
-            "written to Redis before the flow goes on" if delivery == "batch" else
-            "outputs acknowledged while the flow computes the next batches") + ")")
-    n_catalog = next(i for i, r in enumerate(recs) if r.type not in ("catalog", "inventory"))
-    prefix = f"max{delivery}{int(time.time())}."
-    ensure_topics(brokers, {prefix + "events": 4} | {prefix + ch: 4 for ch in CHANNELS})
-    produce_all(brokers, prefix + "events", ((r.key, r.value) for r in recs))
-    kcfg = RunConfig(inputs=["kafka"], output="kafka", store=redis_url, settings=Settings(
-        _env_file=None, kafka_bootstrap_servers=brokers, topic_prefix=prefix,
-        input_topics=[prefix + "events"], progress_every_s=0, delivery=delivery,
-        record_archive_dir=str(archive)))
-    t0 = time.perf_counter()
-    run(kcfg, workers=1)
-    kafka_max = len(recs) / (time.perf_counter() - t0)
+    mode = _mode(delivery)
     figs[f"events_per_s_kafka_1w_main_flow{suffix}"] = {
         "value": round(kafka_max), "unit": "events/s",
-        "how": f"{len(recs)} events pre-produced to 4 partitions, the whole main flow "
-               f"reading and writing real Kafka, Redis store, one worker, wall time; {mode}"}
+        "how": f"{n_events} events pre-produced to 4 partitions, the whole main flow "
+               f"reading and writing real Kafka (broker with its full JIT, measured after the "
+               f"other mode's maximum or before it), Redis store, one worker, wall time; {mode}"}
     rate = max(100.0, kafka_max / 2)
-    warmup_s = 3.0
-
-    def latency_run(k: int) -> tuple[list[float], list[float], list, int]:
-        prefix = f"bench{delivery}{k}{int(time.time())}."
-        topic = prefix + "events"
-        ensure_topics(brokers, {topic: 4} | {prefix + ch: 4 for ch in CHANNELS})
-        produce_all(brokers, topic, ((r.key, r.value) for r in recs[:n_catalog]))
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": brokers, "BESPOKE_TOPIC_PREFIX": prefix,
-               "BESPOKE_INPUT_TOPICS": _json.dumps([topic]), "BESPOKE_PROGRESS_EVERY_S": "0",
-               "BESPOKE_DELIVERY": delivery, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen([sys.executable, "-m", "flows", "run", "--input", "kafka",
-                                 "--output", "kafka", "--store", redis_url, "--tail",
-                                 "--epoch-interval", "1"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(6)  # startup and the catalog
-            p = Producer(producer_config(brokers, {"linger.ms": 1}))
-            sent: dict[str, float] = {}
-            traffic = recs[n_catalog:]
-            t_start = time.time()
-            i = 0
-            while i < len(traffic) and time.time() - t_start < load_s:
-                wait = t_start + i / rate - time.time()
-                if wait > 0:
-                    time.sleep(min(0.002, wait))
-                    continue
-                r = traffic[i]
-                if not r.malformed:
-                    sent[_json.loads(r.value)["event_id"]] = time.time()
-                p.produce(topic, r.value, r.key.encode())
-                p.poll(0)
-                i += 1
-            p.flush(30)
-            del p  # before the broker stops: no reconnect noise
-            time.sleep(5)  # let the last decisions out
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        lat: list[float] = []
-        warm: list[float] = []
-        series: list[tuple[float, float]] = []
-        for m in consume_all(brokers, prefix + "decision_records"):
-            rec = _json.loads(m.value())
-            t_in = sent.get(rec["trigger_event_id"])
-            if t_in is not None:
-                latency = m.timestamp()[1] / 1000 - t_in
-                series.append((round(t_in - t_start, 3), round(latency * 1000, 1)))
-                if t_in - t_start >= warmup_s:
-                    lat.append(latency)
-                else:
-                    warm.append(latency)
-        return lat, warm, series, i
-
-    runs = [latency_run(k) for k in range(latency_runs)]
     lat, warm, series, i = runs[-1]
     (OUT.parent / f"latency_series{suffix}.json").write_text(_json.dumps(sorted(series)))
-    for r in runs:
-        r[0].sort()
-        r[1].sort()
     if all(r[0] for r in runs):
         p50s = [r[0][len(r[0]) // 2] * 1000 for r in runs]
         p99s = [r[0][int(len(r[0]) * 0.99)] * 1000 for r in runs]
-        warm = runs[-1][1]
-        how = (f"median of {len(runs)} runs (p50 {', '.join(f'{v:.1f}' for v in p50s)}; p99 "
+        how = (f"median of {len(runs)} runs, alternating with the other mode's after both "
+               f"maxima (p50 {', '.join(f'{v:.1f}' for v in p50s)}; p99 "
                f"{', '.join(f'{v:.1f}' for v in p99s)} ms); each: "
                f"{len(lat)} decisions (triggers produced after a {warmup_s:.0f} s warm-up) "
                f"while producing {i} events at {rate:,.0f} events/s (half the measured Kafka "

@@ -1,12 +1,11 @@
 """Policy packs, rule types, conflict order, lifecycle, privacy."""
 
+import itertools
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import itertools
 
 from policies.configuration import ConfigSpace, config_problems
 from policies.evaluate import Candidates, UserContext, compile_pack, render

@@ -49,6 +49,11 @@ def test_writes_are_one_round_trip_and_survive_a_script_flush(redis_url, redis_c
     redis_client.script_flush()
     s.apply([W("user", "rt1", "a_v1", {"n": 5}, 20, 0)])
     assert s.read_many("user", ["rt1", "rt2"]) == [{"a_v1.n": 5}, {"a_v1.n": 2}]
+    # several entities read in one pipeline, each answer in its request's order
+    s.apply([W("item", "A", "p_v1", {"pop": 1.5}, 5, 0)])
+    assert s.read_groups([("user", ["rt2", "nobody", "rt1"]), ("item", []), ("item", ["A"])]) == [
+        [{"a_v1.n": 2}, None, {"a_v1.n": 5}], [], [{"p_v1.pop": 1.5}]]
+    assert s.read_groups([]) == []
     s.close()
 
 

@@ -122,13 +122,17 @@ class _CountingStore:
         self.store, self.calls = store, []
 
     def read_many(self, entity, keys):
-        self.calls.append((entity, len(keys)))
+        self.calls.append(((entity, len(keys)),))
         return self.store.read_many(entity, keys)
+
+    def read_groups(self, requests):  # one round trip for all
+        self.calls.append(tuple((entity, len(keys)) for entity, keys in requests))
+        return [self.store.read_many(entity, keys) for entity, keys in requests]
 
 
 def test_a_warmed_chunk_of_decisions_reads_the_store_once_per_entity(filled):
     """Candidates for a chunk of users: prefetch reads the rows of all their recent items,
-    triggers and categories in one round trip per entity; the tools then read no more."""
+    triggers and categories in one store round trip; the tools then read no more."""
     from connectors.policy_packs import read_pack_files
     from features.user_features import UserFeatures
     from flows.settings import Settings
@@ -146,7 +150,7 @@ def test_a_warmed_chunk_of_decisions_reads_the_store_once_per_entity(filled):
                           skus=(items[i],), categories=tuple(cats[i % len(cats):][:2]),
                           recent=tuple(items[i:i + 3])) for i in range(20)]
     gate.prefetch(feats)
-    assert sorted(e for e, _ in counting.calls) == ["category", "item"]
+    assert [sorted(e for e, _ in call) for call in counting.calls] == [["category", "item"]]
     before = len(counting.calls)
     for f in feats:
         run = run_plan(FEED_PLAN, gate.runtime, AGENT_SCOPES, {"event_id": f.event_id},
@@ -155,6 +159,6 @@ def test_a_warmed_chunk_of_decisions_reads_the_store_once_per_entity(filled):
         gate.configurable(f.skus[0])
     assert len(counting.calls) == before  # all from the warmed cache
     gate.prefetch_facts(items[:50])  # the chunk's candidates: one read for the 28 not cached
-    assert counting.calls[before:] == [("item", 50 - len({s for f in feats for s in f.recent}))]
+    assert counting.calls[before:] == [(("item", 50 - len({s for f in feats for s in f.recent})),)]
     gate.candidates(items[:50])
     assert len(counting.calls) == before + 1
