@@ -16,9 +16,6 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${BESPOKE_CACHE:-$ROOT/.cache}"
 LIB="$CACHE/kafka-$KAFKA_VERSION/lib"
 KAFKA_HEAP="${KAFKA_HEAP:--Xms256m -Xmx512m}"
-# C1 only by default: a broker for tests is up in ~5 s; benchmarks set KAFKA_JIT="" (full JIT,
-# as in production: less broker CPU per message once warm, on a machine the flow shares)
-KAFKA_JIT="${KAFKA_JIT--XX:TieredStopAtLevel=1}"
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
@@ -99,7 +96,7 @@ start() {
   java -cp "$LIB/*" "${jopts[@]}" kafka.tools.StorageTool format --standalone -t "$cid" \
        -c "$dir/server.properties" >"$dir/logs/format.log" 2>&1
   # shellcheck disable=SC2086
-  nohup java $KAFKA_HEAP -XX:+ExitOnOutOfMemoryError $KAFKA_JIT -cp "$LIB/*" "${jopts[@]}" \
+  nohup java $KAFKA_HEAP -XX:+ExitOnOutOfMemoryError -XX:TieredStopAtLevel=1 -cp "$LIB/*" "${jopts[@]}" \
         kafka.Kafka "$dir/server.properties" >"$dir/logs/kafka.log" 2>&1 &
   local kpid=$!
   echo "$kpid" > "$dir/kafka.pid"; echo "127.0.0.1:$PORT" > "$dir/bootstrap"
