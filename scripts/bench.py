@@ -337,8 +337,9 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0) -> Figure:
     #    (both Kafka CreateTime, same machine clock); in both delivery modes. Both maxima are
     #    measured first (they also warm the broker up), then the latency runs alternate
     #    between the modes, so both see the same broker and machine conditions. (A broker
-    #    with its full JIT was tried: still compiling through the first latency runs on two
-    #    cores, it made them worse; the tests' broker stops at C1.)
+    #    with its full JIT was tried: cold, it was still compiling through the first latency
+    #    runs; warmed up, it raised both maxima and so the half-load rates, and the p99 got
+    #    worse. The tests' broker, which stops at C1, stays.)
     recs = [r for r in Generator(GenConfig(seed=1, users=20_000, items=5_000,
                                            events=events)).records()]
     modes = ("batch", "pipelined")
