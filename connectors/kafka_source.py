@@ -36,7 +36,8 @@ from features.validate import RawRecord
 class _WorkerConsumer:
     """One consumer for every partition one worker reads, with their positions."""
 
-    def __init__(self, config: dict) -> None:
+    def __init__(self, config: dict, owner: int) -> None:
+        self.owner = owner  # the worker thread it serves
         self.consumer = Consumer(config)
         self.offsets: dict[tuple[str, int], int] = {}  # next offset to read, per partition
         self.ended: set[tuple[str, int]] = set()  # partitions at their end (not tailing)
@@ -129,9 +130,7 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
     def _release(self, shared: _WorkerConsumer, topic: str, part: int) -> None:
         with self._lock:
             if shared.remove(topic, part):
-                for k, v in list(self._consumers.items()):
-                    if v is shared:
-                        del self._consumers[k]
+                del self._consumers[shared.owner]
 
     def list_parts(self) -> list[str]:
         client = AdminClient({"bootstrap.servers": self._brokers, **self._extra})
@@ -148,12 +147,13 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
         if topic not in self._topics:
             raise ValueError(f"recovery state is for topic {topic!r}, not among {self._topics}")
         with self._lock:  # the partitions a worker (thread) reads share its consumer
-            shared = self._consumers.get(threading.get_ident())
+            owner = threading.get_ident()
+            shared = self._consumers.get(owner)
             if shared is None:
-                shared = self._consumers[threading.get_ident()] = _WorkerConsumer({
+                shared = self._consumers[owner] = _WorkerConsumer({
                     "bootstrap.servers": self._brokers, "group.id": "bespoke-unused",
                     "enable.auto.commit": False, "enable.partition.eof": not self._tail,
-                    **self._extra})
+                    **self._extra}, owner)
         return _Partition(shared, self._release, topic, int(idx),
                           OFFSET_BEGINNING if resume_state is None else resume_state,
                           self._batch, self._idle)

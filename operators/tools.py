@@ -217,11 +217,15 @@ class ToolRuntime:
             out = s.output_model.model_validate(out).model_dump()
         return out
 
+    def _record(self, name: str, inputs: dict, outcome: Outcome, latency_ms: float) -> dict:
+        """A call's decision-log record (``features.events.ToolCall`` fields)."""
+        return {"tool": name, "inputs": _jsonable(inputs), "outcome": outcome,
+                "latency_ms": latency_ms,
+                "breaker_state": _STATE_NAMES[self.breakers[name].current_state]}
+
     def _done(self, name: str, inputs: dict, idempotency_key: str | None, t0: float,
               outcome: Outcome, output: dict | None, error: str | None = None) -> ToolResult:
-        rec = {"tool": name, "inputs": _jsonable(inputs), "outcome": outcome,
-               "latency_ms": round((self.clock() - t0) * 1000, 3),
-               "breaker_state": _STATE_NAMES[self.breakers[name].current_state]}
+        rec = self._record(name, inputs, outcome, round((self.clock() - t0) * 1000, 3))
         if idempotency_key is not None:
             rec["idempotency_key"] = idempotency_key
         return ToolResult(outcome, output, rec, error)
@@ -325,7 +329,6 @@ class ToolRuntime:
         def each(outcome: Outcome, outputs: list | None = None,
                  error: str | None = None) -> list[ToolResult]:
             share = round((self.clock() - t0) * 1000 / len(inputs), 3)
-            state = _STATE_NAMES[self.breakers[name].current_state]
             results = []
             for i, x in enumerate(inputs):
                 o, out, err = outcome, None, error
@@ -333,9 +336,7 @@ class ToolRuntime:
                     out = outputs[i]
                     if type(out) is _NotFound:
                         o, out, err = "error", None, out.error
-                results.append(ToolResult(o, out, {"tool": name, "inputs": _jsonable(x),
-                                                   "outcome": o, "latency_ms": share,
-                                                   "breaker_state": state}, err))
+                results.append(ToolResult(o, out, self._record(name, x, o, share), err))
             return results
 
         if s.scope not in scopes:

@@ -59,11 +59,6 @@ def config_problems(choices: dict[str, str], groups: dict[str, list[str]], rules
     return tuple(problems)
 
 
-def option_score(option: dict, affinity: dict[str, float]) -> float:
-    """How much a user would like an option: their affinity to its attribute values."""
-    return sum(affinity.get(f"{k}={v}", 0.0) for k, v in option.get("attributes", {}).items())
-
-
 class ConfigSpace:
     """The option combinations of one configurable item, prepared once for many users:
     option attribute keys, materials, and the compatibility verdict of each combination

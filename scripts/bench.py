@@ -383,7 +383,6 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
                  rate: float, load_s: float, warmup_s: float = 3.0) -> tuple:
     """One flow process tailing a fresh topic while traffic is produced at ``rate`` for
     ``load_s``: (latencies after the warm-up, during it, per-trigger series, events sent)."""
-    import json as _json
     import signal
     import subprocess
 
@@ -400,7 +399,7 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
     ensure_topics(brokers, {topic: 4} | {prefix + ch: 4 for ch in CHANNELS})
     produce_all(brokers, topic, ((r.key, r.value) for r in recs[:n_catalog]))
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": brokers, "BESPOKE_TOPIC_PREFIX": prefix,
-           "BESPOKE_INPUT_TOPICS": _json.dumps([topic]), "BESPOKE_PROGRESS_EVERY_S": "0",
+           "BESPOKE_INPUT_TOPICS": json.dumps([topic]), "BESPOKE_PROGRESS_EVERY_S": "0",
            "BESPOKE_DELIVERY": delivery, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "flows", "run", "--input", "kafka",
                              "--output", "kafka", "--store", redis_url, "--tail",
@@ -420,7 +419,7 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
                 continue
             r = traffic[i]
             if not r.malformed:
-                sent[_json.loads(r.value)["event_id"]] = time.time()
+                sent[json.loads(r.value)["event_id"]] = time.time()
             p.produce(topic, r.value, r.key.encode())
             p.poll(0)
             i += 1
@@ -438,7 +437,7 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
     warm: list[float] = []
     series: list[tuple[float, float]] = []
     for m in consume_all(brokers, prefix + "decision_records"):
-        rec = _json.loads(m.value())
+        rec = json.loads(m.value())
         t_in = sent.get(rec["trigger_event_id"])
         if t_in is not None:
             latency = m.timestamp()[1] / 1000 - t_in
@@ -453,8 +452,6 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
 def _kafka_figures(delivery: str, n_events: int, kafka_max: float, runs: list, load_s: float,
                    warmup_s: float = 3.0) -> Figure:
     """The maximum and the latency figures of one delivery mode."""
-    import json as _json
-
     figs: Figure = {}
     suffix = "" if delivery == "batch" else f"_{delivery}"
     mode = _mode(delivery)
@@ -465,7 +462,7 @@ def _kafka_figures(delivery: str, n_events: int, kafka_max: float, runs: list, l
                f"other), Redis store, one worker, wall time; {mode}"}
     rate = max(100.0, kafka_max / 2)
     lat, warm, series, i = runs[-1]
-    (OUT.parent / f"latency_series{suffix}.json").write_text(_json.dumps(sorted(series)))
+    (OUT.parent / f"latency_series{suffix}.json").write_text(json.dumps(sorted(series)))
     if all(r[0] for r in runs):
         p50s = [r[0][len(r[0]) // 2] * 1000 for r in runs]
         p99s = [r[0][int(len(r[0]) * 0.99)] * 1000 for r in runs]
