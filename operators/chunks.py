@@ -43,31 +43,34 @@ def chunk_map(step_id: str, up: Stream[list], fn: Callable[[Any], Any]) -> Strea
     return op.flat_map_batch(step_id, up, run)
 
 
-def split_by_type(step_id: str, up: Stream[list], kinds: tuple[type, ...]) -> list[Stream[list]]:
+def split_by_type(step_id: str, up: Stream[list], kinds: tuple[type, ...],
+                  keyed: bool = False) -> list[Stream[list]]:
     """One chunk stream per exact item type in ``kinds`` (in that order), the rest last.
 
-    Order within each output chunk is the order of the input.
+    Order within each output chunk is the order of the input. With ``keyed``, ``up`` carries
+    ``(key, chunk)`` pairs (``operators.sharded_fold.sharded_fold_keyed``) and the outputs
+    are plain chunks.
+
+    Each output is one step that picks its items from every input chunk: n + 1 steps for n
+    kinds, where a tag-and-branch split needs 2n + 2 (Bytewax's cost is per step and batch,
+    and live traffic comes in many small batches).
     """
-    n = len(kinds)
-    index = {t: i for i, t in enumerate(kinds)}
+    def pick(kind: type | None, others: frozenset) -> Callable[[list], list]:
+        if kind is None:
+            def rest(chunks: list) -> list:
+                cs = [c for _, c in chunks] if keyed else chunks
+                out = [x for c in cs for x in c if type(x) not in others]
+                return [out] if out else []
+            return rest
 
-    def tag(chunks: list) -> list:
-        parts: list[list] = [[] for _ in range(n + 1)]
-        for c in chunks:
-            for x in c:
-                parts[index.get(type(x), n)].append(x)
-        return [(i, p) for i, p in enumerate(parts) if p]
+        def only(chunks: list) -> list:
+            cs = [c for _, c in chunks] if keyed else chunks
+            out = [x for c in cs for x in c if type(x) is kind]
+            return [out] if out else []
+        return only
 
-    tagged = op.flat_map_batch(f"{step_id}_tag", up, tag)
-    streams = []
-    rest = tagged
-    for i in range(n):
-        b = op.branch(f"{step_id}_{i}", rest, lambda tp, i=i: tp[0] == i)
-        streams.append(op.map(f"{step_id}_{i}_untag", b.trues, _second))
-        rest = b.falses
-    streams.append(op.map(f"{step_id}_rest_untag", rest, _second))
+    everything = frozenset(kinds)
+    streams = [op.flat_map_batch(f"{step_id}_{i}", up, pick(kind, everything))
+               for i, kind in enumerate(kinds)]
+    streams.append(op.flat_map_batch(f"{step_id}_rest", up, pick(None, everything)))
     return streams
-
-
-def _second(tp: tuple) -> Any:
-    return tp[1]

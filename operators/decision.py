@@ -42,7 +42,7 @@ from operators.candidates import FEED_PLAN, Retrieval
 from operators.chunks import chunk_flat_map, split_by_type
 from operators.plans import AGENT_SCOPES, Plan, Step, Trigger, plan_goals, run_plan
 from operators.policy import POLICY_ACTIONS, PolicyGate
-from operators.sharded_fold import broadcast, sharded_fold
+from operators.sharded_fold import broadcast, sharded_fold, sharded_fold_keyed
 from policies.evaluate import Candidates, UserContext
 from policies.lifecycle import PolicyEngine, record_fields
 from policies.privacy import pseudonymize
@@ -309,9 +309,10 @@ def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list], fold
     shard). Returns chunk streams."""
     controls = chunk_flat_map(f"{step_id}_controls", events, _controls)
     both = op.merge(f"{step_id}_in", ranked, broadcast(f"{step_id}_bcast", controls, shards))
-    out = sharded_fold(step_id, both, fold, lambda x: x[0].user_id, shards=shards,
-                       mirror_every_s=0, snapshots=snapshots)
-    sent, proposals, store_ops = split_by_type(f"{step_id}_split", out, (Outgoing, Proposal))
+    out = sharded_fold_keyed(step_id, both, fold, lambda x: x[0].user_id, shards=shards,
+                             mirror_every_s=0, snapshots=snapshots)
+    sent, proposals, store_ops = split_by_type(f"{step_id}_split", out, (Outgoing, Proposal),
+                                               keyed=True)
     granted = sharded_fold(f"{step_id}_allocate", proposals, AllocationFold(),
                            lambda p: p.sku, shards=shards, mirror_every_s=0,
                            snapshots=snapshots)

@@ -39,7 +39,7 @@ from features.native import (
 from features.store import StoreOp
 from features.user_features import UserFeatures, UserFold
 from operators.chunks import split_by_type
-from operators.sharded_fold import sharded_fold
+from operators.sharded_fold import sharded_fold, sharded_fold_keyed
 
 
 class FeatureConfig(NamedTuple):
@@ -72,20 +72,20 @@ def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
               "idle_evict_s": cfg.idle_evict_s, "snapshots": cfg.snapshots}
     native = cfg.native and available()  # native shards (features.native) where built
     item_fold = (native_item_fold if native else ItemFold)(cfg.allowed_lateness_ms, cfg.ttl_s)
-    item_out = sharded_fold(f"{step_id}_item", item_in, item_fold, _first, **common)
+    item_out = sharded_fold_keyed(f"{step_id}_item", item_in, item_fold, _first, **common)
     # native shards pass co-visitation pairs and affinity hints as batches (features.native)
     hint_type, pair_type = (HintBatch, PairBatch) if native else (AffinityHint, tuple)
     hints, item_late, category_in, item_store = split_by_type(
-        f"{step_id}_item_split", item_out, (hint_type, LateEvent, CategoryInput))
+        f"{step_id}_item_split", item_out, (hint_type, LateEvent, CategoryInput), keyed=True)
     category_store = sharded_fold(f"{step_id}_category", category_in, CategoryFold(cfg.ttl_s),
                                   _first, **common)
 
     user_in = op.merge(f"{step_id}_user_merge", direct, hints)
     user_fold = (native_user_fold if native else UserFold)(
         cfg.allowed_lateness_ms, cfg.ttl_s, cfg.decision_inputs)
-    user_out = sharded_fold(f"{step_id}_user", user_in, user_fold, _first, **common)
+    user_out = sharded_fold_keyed(f"{step_id}_user", user_in, user_fold, _first, **common)
     pairs, decisions, user_late, user_store = split_by_type(
-        f"{step_id}_user_split", user_out, (pair_type, UserFeatures, LateEvent))
+        f"{step_id}_user_split", user_out, (pair_type, UserFeatures, LateEvent), keyed=True)
 
     covis_fold = (native_covis_fold if native else CovisFold)(cfg.ttl_s)
     covis_store = sharded_fold(f"{step_id}_covis", pairs, covis_fold, _first, **common)

@@ -249,23 +249,36 @@ def shard_groups(chunks: list, key_of: Callable[[Any], str], shards: int) -> lis
     return [(str(s), g) for s, g in groups.items()]
 
 
-def sharded_fold(step_id: str, up: Stream, fold: Fold, key_of: Callable[[Any], str],
-                 shards: int = 64, mirror_every_s: float = 1.0,
-                 idle_evict_s: float | None = None, snapshots: bool = True) -> Stream:
-    """Apply ``fold`` per entity (``key_of(item)``) to a chunk stream; returns a chunk
-    stream of everything the fold emits."""
+def sharded_fold_keyed(step_id: str, up: Stream, fold: Fold, key_of: Callable[[Any], str],
+                       shards: int = 64, mirror_every_s: float = 1.0,
+                       idle_evict_s: float | None = None, snapshots: bool = True) -> Stream:
+    """``sharded_fold`` before its last step: a stream of ``(shard, chunk)`` pairs, for a
+    consumer that reads them directly (``operators.chunks.split_by_type(keyed=True)``)."""
     native = getattr(fold, "native_module", None)  # native shards key items by x[0]
-    group = (lambda batch: native.shard_groups(batch, shards)) if native is not None else (
+    groups = (lambda batch: native.shard_groups(batch, shards)) if native is not None else (
         lambda batch: shard_groups(batch, key_of, shards))
-    grouped = op.flat_map_batch(f"{step_id}_group", up, group)
-    keyed = op.key_on(f"{step_id}_shard", grouped, lambda g: g[0])
+
+    def group(batch: list) -> list:
+        # keyed for Bytewax's stateful step, the group itself kept whole as the value
+        return [(g[0], g) for g in groups(batch)]
+
+    keyed = op.flat_map_batch(f"{step_id}_group", up, group)
 
     logic = _NativeShardLogic if hasattr(fold, "new_shard") else _ShardLogic
 
     def build(resume: bytes | None) -> _ShardLogic:
         return logic(fold, key_of, resume, mirror_every_s, idle_evict_s, snapshots)
 
-    out = op.stateful_batch(f"{step_id}_fold", keyed, build)
+    return op.stateful_batch(f"{step_id}_fold", keyed, build)
+
+
+def sharded_fold(step_id: str, up: Stream, fold: Fold, key_of: Callable[[Any], str],
+                 shards: int = 64, mirror_every_s: float = 1.0,
+                 idle_evict_s: float | None = None, snapshots: bool = True) -> Stream:
+    """Apply ``fold`` per entity (``key_of(item)``) to a chunk stream; returns a chunk
+    stream of everything the fold emits."""
+    out = sharded_fold_keyed(step_id, up, fold, key_of, shards, mirror_every_s, idle_evict_s,
+                             snapshots)
     return op.flat_map_batch(f"{step_id}_unkey", out, _merge_values)
 
 
