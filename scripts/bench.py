@@ -462,6 +462,7 @@ def _kafka_figures(delivery: str, n_events: int, kafka_max: float, runs: list, l
                f"other), Redis store, one worker, wall time; {mode}"}
     rate = max(100.0, kafka_max / 2)
     lat, warm, series, i = runs[-1]
+    OUT.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no out/ yet
     (OUT.parent / f"latency_series{suffix}.json").write_text(json.dumps(sorted(series)))
     if all(r[0] for r in runs):
         p50s = [r[0][len(r[0]) // 2] * 1000 for r in runs]
