@@ -379,10 +379,21 @@ def _kafka_max(brokers: str, redis_url: str, recs: list, delivery: str, archive:
     return len(recs) / (time.perf_counter() - t0)
 
 
+def _cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) a process has used so far, where /proc tells."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, TypeError):
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int,
                  rate: float, load_s: float, warmup_s: float = 3.0) -> tuple:
     """One flow process tailing a fresh topic while traffic is produced at ``rate`` for
-    ``load_s``: (latencies after the warm-up, during it, per-trigger series, events sent)."""
+    ``load_s``: (latencies after the warm-up, during it, per-trigger series, events sent,
+    CPU cores used by the flow and the broker while producing)."""
     import signal
     import subprocess
 
@@ -391,6 +402,7 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
     from connectors.kafka_admin import ensure_topics, produce_all
     from connectors.kafka_sink import producer_config
     from flows.main import CHANNELS
+    from tests.infra import BROKER_PIDS
     from tests.kafka_util import consume_all
 
     n_catalog = next(i for i, r in enumerate(recs) if r.type not in ("catalog", "inventory"))
@@ -407,9 +419,14 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(6)  # startup and the catalog
-        p = Producer(producer_config(brokers, {"linger.ms": 1}))
+        # the traffic's producer batches like any librdkafka client by default (linger.ms 5,
+        # Bespoke's own producer too); that wait is inside the measured latency. With 1 ms
+        # (until 2026-11-24) the broker took 0.53 instead of 0.42 cores of our 2 (same-run
+        # A/B) and the p99 was worse: see README, "Where the time goes"
+        p = Producer(producer_config(brokers))
         sent: dict[str, float] = {}
         traffic = recs[n_catalog:]
+        cpu0 = (_cpu_s(proc.pid), _cpu_s(BROKER_PIDS.get(brokers)))
         t_start = time.time()
         i = 0
         while i < len(traffic) and time.time() - t_start < load_s:
@@ -423,6 +440,9 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
             p.produce(topic, r.value, r.key.encode())
             p.poll(0)
             i += 1
+        cpu1 = (_cpu_s(proc.pid), _cpu_s(BROKER_PIDS.get(brokers)))
+        cores = tuple(None if a is None or b is None else (b - a) / (time.time() - t_start)
+                      for a, b in zip(cpu0, cpu1, strict=True))
         p.flush(30)
         del p  # before the broker stops: no reconnect noise
         time.sleep(5)  # let the last decisions out
@@ -446,7 +466,12 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
                 lat.append(latency)
             else:
                 warm.append(latency)
-    return sorted(lat), sorted(warm), series, i
+    return sorted(lat), sorted(warm), series, i, cores
+
+
+def _cores(runs: list, which: int) -> str:
+    vals = [r[4][which] for r in runs if r[4][which] is not None]
+    return f"{statistics.median(vals):.2f}" if vals else "n/a"
 
 
 def _kafka_figures(delivery: str, n_events: int, kafka_max: float, runs: list, load_s: float,
@@ -461,7 +486,7 @@ def _kafka_figures(delivery: str, n_events: int, kafka_max: float, runs: list, l
                f"reading and writing real Kafka (both modes' maxima measured one after the "
                f"other), Redis store, one worker, wall time; {mode}"}
     rate = max(100.0, kafka_max / 2)
-    lat, warm, series, i = runs[-1]
+    lat, warm, series, i, _ = runs[-1]
     OUT.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no out/ yet
     (OUT.parent / f"latency_series{suffix}.json").write_text(json.dumps(sorted(series)))
     if all(r[0] for r in runs):
@@ -474,7 +499,9 @@ def _kafka_figures(delivery: str, n_events: int, kafka_max: float, runs: list, l
                f"while producing {i} events at {rate:,.0f} events/s (half the measured Kafka "
                f"maximum) for {load_s:.0f} s to real Kafka on loopback (4 partitions), Redis "
                f"store, one worker, {mode}: decision record CreateTime minus the trigger's "
-               f"produce time; during the warm-up p99 was "
+               f"produce time; CPU while producing: flow {_cores(runs, 0)}, broker "
+               f"{_cores(runs, 1)} cores (median), the traffic's producer at librdkafka's "
+               f"default linger.ms 5; during the warm-up p99 was "
                f"{warm[int(len(warm) * 0.99)] * 1000 if warm else float('nan'):.0f} ms; "
                f"per-second series of the last run in out/latency_series{suffix}.json")
         figs[f"decision_latency_p50_ms_kafka{suffix}"] = {

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+BROKER_PIDS: dict[str, int] = {}  # bootstrap -> PID of a broker started here (for its CPU)
 
 
 def free_port() -> int:
@@ -50,6 +51,7 @@ def kafka_server():
         raise RuntimeError(f"Kafka did not start:\n{out.stdout}\n{out.stderr}")
     bootstrap = (work / "bootstrap").read_text().strip()
     pid = int((work / "kafka.pid").read_text())
+    BROKER_PIDS[bootstrap] = pid
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -72,6 +74,7 @@ def kafka_server():
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        BROKER_PIDS.pop(bootstrap, None)
         shutil.rmtree(work, ignore_errors=True)
 
 
