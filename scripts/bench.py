@@ -419,10 +419,9 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(6)  # startup and the catalog
-        # the traffic's producer batches like any librdkafka client by default (linger.ms 5,
-        # Bespoke's own producer too); that wait is inside the measured latency. With 1 ms
-        # (until 2026-11-24) the broker took 0.53 instead of 0.42 cores of our 2 (same-run
-        # A/B) and the p99 was worse: see README, "Where the time goes"
+        # the traffic is produced like Bespoke's own outputs (producer_config: linger.ms 5,
+        # librdkafka's default); that wait is inside the measured latency. At 1 ms the broker
+        # took more CPU and the p99 was worse: README, "Where the time goes"
         p = Producer(producer_config(brokers))
         sent: dict[str, float] = {}
         traffic = recs[n_catalog:]
@@ -477,6 +476,8 @@ def _cores(runs: list, which: int) -> str:
 def _kafka_figures(delivery: str, n_events: int, kafka_max: float, runs: list, load_s: float,
                    warmup_s: float = 3.0) -> Figure:
     """The maximum and the latency figures of one delivery mode."""
+    from connectors.kafka_sink import producer_config
+
     figs: Figure = {}
     suffix = "" if delivery == "batch" else f"_{delivery}"
     mode = _mode(delivery)
@@ -500,8 +501,8 @@ def _kafka_figures(delivery: str, n_events: int, kafka_max: float, runs: list, l
                f"maximum) for {load_s:.0f} s to real Kafka on loopback (4 partitions), Redis "
                f"store, one worker, {mode}: decision record CreateTime minus the trigger's "
                f"produce time; CPU while producing: flow {_cores(runs, 0)}, broker "
-               f"{_cores(runs, 1)} cores (median), the traffic's producer at librdkafka's "
-               f"default linger.ms 5; during the warm-up p99 was "
+               f"{_cores(runs, 1)} cores (median), the traffic's producer at linger.ms "
+               f"{producer_config('')['linger.ms']}; during the warm-up p99 was "
                f"{warm[int(len(warm) * 0.99)] * 1000 if warm else float('nan'):.0f} ms; "
                f"per-second series of the last run in out/latency_series{suffix}.json")
         figs[f"decision_latency_p50_ms_kafka{suffix}"] = {
