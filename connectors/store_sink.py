@@ -97,3 +97,8 @@ def store_factory(url: str) -> Callable[[], OnlineStore]:
 
         return lambda: RedisStore(url)
     raise ValueError("store must be 'memory' or a redis:// URL")
+
+
+def is_remote(url: str) -> bool:
+    """Whether reads of the store ``url`` names wait for another process (Redis)."""
+    return not (url == "memory" or url.startswith("memory://"))

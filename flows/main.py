@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -27,10 +28,11 @@ from connectors.kafka_source import kafka_raw_input
 from connectors.parquet_sink import ParquetFeatureSink
 from connectors.policy_packs import read_pack_files
 from connectors.record_archive import RecordArchiveSink
-from connectors.store_sink import StoreSink, store_factory
+from connectors.store_sink import StoreSink, is_remote, store_factory
 from features.definitions import REGISTRY
 from features.events import outgoing
 from features.formats import FORMATS
+from flows.gc_tuning import FreezeEvery, set_thresholds
 from flows.settings import Settings
 from operators.allocation import OFFER_CHANNEL
 from operators.candidates import candidates
@@ -102,7 +104,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     if cfg.decisions:
         gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
                           store_factory(cfg.store), cache_s=s.tool_cache_s,
-                          native=s.native_kernels)
+                          native=s.native_kernels,
+                          stale_s=s.tool_cache_stale_s if is_remote(cfg.store) else 0.0)
         cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
                            s.candidates_scored, native=s.native_kernels, prefetch=gate)
         ranked = score("score", cands, s.candidates_scored)
@@ -176,14 +179,25 @@ def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
     s = cfg.settings
     procs = len(addresses) if addresses else 1
     flow = build_flow(cfg)
+    freezer = None
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(s.gil_switch_interval_s)
     if s.gc_gen0_threshold:
-        # many small, long-lived state objects: rarer young-generation collections, and
-        # what exists at start (modules, packs) is never scanned again
-        gc.freeze()
-        gc.set_threshold(s.gc_gen0_threshold, 20, 20)
-    cli_main(flow, workers_per_process=workers, process_id=process_id,
-             addresses=addresses, epoch_interval=timedelta(seconds=s.epoch_interval_s),
-             recovery_config=recovery_config(s.recovery_dir, workers * procs, process_id))
+        # many small, long-lived state objects: short young collections, and no collection
+        # that visits the whole state (flows/gc_tuning.py)
+        set_thresholds(s.gc_gen0_threshold, s.gc_gen1_threshold)
+        if s.gc_freeze_every_s:
+            freezer = FreezeEvery(s.gc_freeze_every_s).start()
+    try:
+        cli_main(flow, workers_per_process=workers, process_id=process_id,
+                 addresses=addresses, epoch_interval=timedelta(seconds=s.epoch_interval_s),
+                 recovery_config=recovery_config(s.recovery_dir, workers * procs, process_id))
+    finally:
+        sys.setswitchinterval(switch)
+        if freezer is not None:
+            freezer.stop()
+        elif s.gc_gen0_threshold:
+            gc.unfreeze()  # what the run leaves behind can be collected
 
 
 def flow_from_env() -> Dataflow:

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     tool_cache_s: float = Field(1.0, ge=0, description="how long the agent's tools and the "
                                 "policy gate reuse item, co-visitation and category rows "
                                 "read from the store (0 = read every time)")
+    tool_cache_stale_s: float = Field(1.0, ge=0, description="with a remote store (Redis): "
+                                      "a cached row up to this long past tool_cache_s is "
+                                      "used at once and read again in the background "
+                                      "(stale-while-revalidate); 0 = wait for the store")
     idle_evict_s: float | None = Field(None, gt=0, description="drop idle keys' state (wall "
                                                               "clock); the store keeps them")
 
@@ -67,11 +71,20 @@ class Settings(BaseSettings):
     quality_sample_every: int = Field(10, ge=1, description="monitor 1 in N entities")
     quality_report_every: int = Field(2000, ge=1, description="sampled rows per report")
 
-    gc_gen0_threshold: int = Field(5_000, ge=0, description="Python GC generation-0 "
-                                   "threshold for runs (0 = Python's default of 700): "
-                                   "rarer young collections than the default, yet short "
-                                   "(~1-2 ms; at 50,000 each took ~20 ms, the worst of the "
-                                   "decision latency through Kafka, and was no faster)")
+    gc_gen0_threshold: int = Field(2_000, ge=0, description="Python GC generation-0 "
+                                   "threshold for runs (0 = Python's defaults, no freezing): "
+                                   "rarer young collections than Python's 700, yet short "
+                                   "(p99 ~2 ms; at 5,000 ~5 ms, at 50,000 ~20 ms)")
+    gc_gen1_threshold: int = Field(10, ge=1, description="generation-0 collections per "
+                                   "generation-1 one (at 20 with 5,000 above, p99 ~10 ms)")
+    gc_freeze_every_s: float = Field(1.0, ge=0, description="freeze what exists this often, "
+                                     "so no collection visits the whole state (full ones "
+                                     "took ~100 ms at 20,000 users); 0 = never: see "
+                                     "flows/gc_tuning.py")
+    gil_switch_interval_s: float = Field(0.001, gt=0, description="how long another Python "
+                                         "thread (the store writer, the cache refresher) may "
+                                         "keep the GIL while a worker waits for it (Python's "
+                                         "default: 5 ms, all of it in the decision latency)")
 
     epoch_interval_s: float = Field(5.0, gt=0)
     recovery_dir: str | None = None

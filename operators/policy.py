@@ -8,7 +8,9 @@ one round trip for all missing ones and cached for ``cache_s`` seconds per proce
 (``operators.store_tools.CachedRows``); the agent's tools read item and category rows
 through the same cache, which the candidate step warms per chunk of decisions
 (``prefetch``, ``prefetch_facts``): one round trip per chunk rather than several per
-decision when the store is Redis.
+decision when the store is Redis. With ``stale_s`` (``tool_cache_stale_s``), rows seen
+lately are served from the cache while a background thread reads them again, so the
+worker waits for the store only for rows it has not seen in ``cache_s + stale_s``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class PolicyGate:
 
     def __init__(self, pack_files: list[tuple[str, str]], active: str | None,
                  store_factory: Callable[[], OnlineStore], cache_s: float = 1.0,
-                 native: bool = True) -> None:
+                 native: bool = True, stale_s: float = 0.0) -> None:
         packs = {}
         for text, source in pack_files:
             try:
@@ -53,6 +55,7 @@ class PolicyGate:
         self._rows: CachedRows | None = None
         self._facts_cache: CachedRows | None = None
         self._cache_s = cache_s
+        self._stale_s = stale_s
         self._native = native
         self._lock = threading.Lock()
         self._runtime: ToolRuntime | None = None
@@ -102,7 +105,8 @@ class PolicyGate:
                 if self._store is None:
                     self._store = self._store_factory()
                 if self._rows is None:
-                    self._rows = CachedRows(self._store, self._cache_s, max_keys=200_000)
+                    self._rows = CachedRows(self._store, self._cache_s, max_keys=200_000,
+                                            stale_s=self._stale_s)
                 if self._facts_cache is None:
                     self._facts_cache = CachedRows(self._rows, self._cache_s,
                                                    max_keys=200_000,
