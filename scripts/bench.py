@@ -389,11 +389,20 @@ def _cpu_s(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _runqueue_wait_s(pid: int) -> float | None:
+    """Seconds a process's main thread has spent runnable but waiting for a CPU."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int,
                  rate: float, load_s: float, warmup_s: float = 3.0) -> tuple:
     """One flow process tailing a fresh topic while traffic is produced at ``rate`` for
     ``load_s``: (latencies after the warm-up, during it, per-trigger series, events sent,
-    CPU cores used by the flow and the broker while producing)."""
+    CPU cores used by the flow and the broker while producing, and the share of that time
+    the flow's worker thread was ready to run but waited for a CPU)."""
     import signal
     import subprocess
 
@@ -428,7 +437,7 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
         # the trigger ids are parsed before the clock starts: the traffic producer shares
         # the machine's two cores with the flow and the broker, so it does little else
         ids = [None if r.malformed else json.loads(r.value)["event_id"] for r in traffic]
-        cpu0 = (_cpu_s(proc.pid), _cpu_s(BROKER_PIDS.get(brokers)))
+        cpu0 = (_cpu_s(proc.pid), _cpu_s(BROKER_PIDS.get(brokers)), _runqueue_wait_s(proc.pid))
         t_start = time.time()
         i = 0
         while i < len(traffic) and time.time() - t_start < load_s:
@@ -442,7 +451,7 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
             p.produce(topic, r.value, r.key.encode())
             p.poll(0)
             i += 1
-        cpu1 = (_cpu_s(proc.pid), _cpu_s(BROKER_PIDS.get(brokers)))
+        cpu1 = (_cpu_s(proc.pid), _cpu_s(BROKER_PIDS.get(brokers)), _runqueue_wait_s(proc.pid))
         cores = tuple(None if a is None or b is None else (b - a) / (time.time() - t_start)
                       for a, b in zip(cpu0, cpu1, strict=True))
         p.flush(30)
@@ -504,7 +513,8 @@ def _kafka_figures(delivery: str, n_events: int, kafka_max: float, runs: list, l
                f"maximum) for {load_s:.0f} s to real Kafka on loopback (4 partitions), Redis "
                f"store, one worker, {mode}: decision record CreateTime minus the trigger's "
                f"produce time; CPU while producing: flow {_cores(runs, 0)}, broker "
-               f"{_cores(runs, 1)} cores (median), the traffic's producer at linger.ms "
+               f"{_cores(runs, 1)} cores (median; the flow's worker thread waited for a CPU "
+               f"{_cores(runs, 2)} of the time), the traffic's producer at linger.ms "
                f"{producer_config('')['linger.ms']}; during the warm-up p99 was "
                f"{warm[int(len(warm) * 0.99)] * 1000 if warm else float('nan'):.0f} ms; "
                f"per-second series of the last run in out/latency_series{suffix}.json")
