@@ -54,24 +54,17 @@ def test_a_stale_row_is_served_at_once_then_refreshed_in_one_round_trip():
     assert c.refresh_pending() == 0
 
 
-def test_a_row_past_the_stale_window_is_read_while_the_caller_waits():
+@pytest.mark.parametrize(("stale_s", "at"), [(0.5, 1.6), (0.0, 1.01)],
+                         ids=["past-the-stale-window", "no-stale-window"])
+def test_an_expired_row_beyond_the_stale_window_is_read_while_the_caller_waits(stale_s, at):
     store = CountingStore({"A": {"v": 1}})
-    c, now = _cache(store, stale_s=0.5)
+    c, now = _cache(store, stale_s=stale_s)
     c.read_many("item", ["A"])
     store.rows["A"] = {"v": 2}
-    now[0] = 1.6  # ttl 1.0 + stale 0.5 passed
+    now[0] = at  # ttl 1.0 + stale_s passed
     assert c.read_many("item", ["A"]) == [{"v": 2}]
     assert len(store.calls) == 2
     assert c.refresh_pending() == 0
-
-
-def test_without_a_stale_window_an_expired_row_is_read_at_once():
-    store = CountingStore({"A": {"v": 1}})
-    c, now = _cache(store, stale_s=0.0)
-    c.read_many("item", ["A"])
-    store.rows["A"] = {"v": 2}
-    now[0] = 1.01
-    assert c.read_many("item", ["A"]) == [{"v": 2}]
 
 
 def test_a_row_gone_from_the_store_is_not_served_stale_again():
