@@ -4,7 +4,8 @@ Its items are *chunks* (lists of operations, see ``operators.chunks``): a batch 
 reaches the store as it is, without passing Bytewax one operation at a time.
 
 With ``delivery="pipelined"`` a writer thread applies the batches, in order, while the
-worker computes the next ones (Redis I/O releases the GIL); at most ``max_pending``
+worker computes the next ones (Redis I/O releases the GIL); the batches that queued up while
+it wrote go to the store together, in order, in one round trip; at most ``max_pending``
 batches wait, so a slow store still slows the flow down, and a failed write raises at the
 next batch or at close. The default, ``batch``, applies each batch before going on.
 """
@@ -46,7 +47,21 @@ class _PipelinedStorePartition(StatelessSinkPartition[list[StoreOp]]):
         self._thread.start()
 
     def _run(self) -> None:
-        while (ops := self._q.get()) is not None:
+        done = False
+        while not done:
+            ops = self._q.get()
+            if ops is None:
+                break
+            # what queued up meanwhile goes in the same round trip, in order
+            while True:
+                try:
+                    more = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                    break
+                ops = ops + more
             try:
                 self._store.apply(ops)
             except BaseException as e:  # noqa: BLE001 - raised in the worker, next batch
