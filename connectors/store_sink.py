@@ -100,12 +100,19 @@ class StoreSink(DynamicSink[list[StoreOp]]):
         return _StorePartition(self._factory())
 
 
+def _memory_name(url: str) -> str | None:
+    """The in-process store's name when ``url`` is ``memory`` or ``memory://name``."""
+    if url == "memory":
+        return "default"
+    return url.removeprefix("memory://") if url.startswith("memory://") else None
+
+
 def store_factory(url: str) -> Callable[[], OnlineStore]:
     """``memory`` (or ``memory://name``) for the in-process store, ``redis://...`` for Redis."""
-    if url == "memory" or url.startswith("memory://"):
+    name = _memory_name(url)
+    if name is not None:
         from connectors.memory_store import MemoryStore
 
-        name = url.removeprefix("memory://") if url.startswith("memory://") else "default"
         return lambda: MemoryStore.shared(name)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from connectors.redis_store import RedisStore
@@ -116,4 +123,4 @@ def store_factory(url: str) -> Callable[[], OnlineStore]:
 
 def is_remote(url: str) -> bool:
     """Whether reads of the store ``url`` names wait for another process (Redis)."""
-    return not (url == "memory" or url.startswith("memory://"))
+    return _memory_name(url) is None
