@@ -130,7 +130,6 @@ class DecisionFold:
     def _feed(self, st, f: UserFeatures, ranked, found: Retrieval, eng: PolicyEngine,
               user) -> list:
         skus = [s for s, _ in ranked]
-        score = dict(ranked)
         cands = self.gate.candidates(skus)
         outcome = eng.evaluate(user, "recommend", cands, f.ts)
         r = outcome.result
@@ -138,7 +137,7 @@ class DecisionFold:
             chosen: list[int] = []  # the app shows its non-personalized default
         else:
             chosen = eng.packs[f"{r.pack}@{r.version}"].select(r, r.allowed, cands, self.k)
-        picked = tuple(skus[i] for i in chosen)
+        picked = tuple([skus[i] for i in chosen])
         model = MODEL_VERSION if r.personalized else NON_PERSONALIZED
         if not r.suppressed and (picked == st.last or (not picked and r.personalized)):
             return []  # nothing new to say
@@ -148,12 +147,17 @@ class DecisionFold:
         if not r.suppressed:
             # built from our own, already validated values: no re-validation on the hot path
             # (tests validate every emitted event against the contracts)
-            items = [{"sku": skus[i], "score": round(score[skus[i]], 6),
-                      "reason": found.sources.get(skus[i], "interest")} for i in chosen]
+            sources = found.sources
+            items, parts = [], []
+            for i in chosen:
+                sku, sc = ranked[i]
+                sc = round(sc, 6)
+                items.append({"sku": sku, "score": sc, "reason": sources.get(sku, "interest")})
+                parts.append(f"{sku}:{sc:.4f}")
             fu = event_doc(FeedUpdate, id=fid, ts=f.ts, user_id=f.user_id, items=items,
                            trigger_event_id=f.event_id, model_version=model,
                            policy_version=f"{r.pack}@{r.version}")
-            encoded = ",".join(f"{i['sku']}:{i['score']:.4f}" for i in items)
+            encoded = ",".join(parts)
             out += [outgoing_doc(FEED_CHANNEL, f.user_id, fu),
                     StoreWrite("feed", f.user_id, FEED_VIEW,
                                {"items": encoded, "id": fid, "model_version": model,
