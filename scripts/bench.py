@@ -10,9 +10,11 @@ Figures are medians of several runs on a shared 2-core machine: read them as rou
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -40,6 +42,7 @@ def _median_runs(fn: Callable[[], float], runs: int) -> tuple[float, list[float]
 
 def _generated(events: int) -> tuple[Path, int]:
     tmp = Path(tempfile.mkdtemp(prefix="bespoke-bench-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the events and every run's outputs (~0.5 GB)
     path = tmp / "events.jsonl"
     counts = write_jsonl(str(path), Generator(GenConfig(seed=1, users=20_000, items=5_000,
                                                         events=events)).records())
@@ -292,7 +295,7 @@ def bench_policy(runs: int = 5, decisions: int = 2000, n_cands: int = 50) -> Fig
 
 
 def bench_decisions(events: int = 60_000, load_s: float = 12.0, runs: int = 3,
-                    max_runs_n: int = 3) -> Figure:
+                    max_runs_n: int = 3, lat_runs: int = 3, warmup_s: float = 3.0) -> Figure:
     """Decisions/s (embedded) and trigger→decision latency through Kafka at half load."""
     from connectors.file_sink import read_channel
     from tests.infra import kafka_server, redis_server
@@ -349,13 +352,14 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0, runs: int = 3,
                 max_runs[d].append(_kafka_max(brokers, redis_url, recs, d,
                                               path.parent / f"karchive-{d}{k}"))
         maxima = {d: statistics.median(v) for d, v in max_runs.items()}
-        runs: dict[str, list] = {d: [] for d in modes}
-        for k in range(3):
+        latency_runs: dict[str, list] = {d: [] for d in modes}
+        for k in range(lat_runs):
             for d in modes:
-                runs[d].append(_latency_run(brokers, redis_url, recs, d, k,
-                                            max(100.0, maxima[d] / 2), load_s))
+                latency_runs[d].append(_latency_run(brokers, redis_url, recs, d, k,
+                                                    max(100.0, maxima[d] / 2), load_s,
+                                                    warmup_s))
     for d in modes:
-        figs.update(_kafka_figures(d, len(recs), max_runs[d], runs[d], load_s))
+        figs.update(_kafka_figures(d, len(recs), max_runs[d], latency_runs[d], load_s, warmup_s))
     return figs
 
 
