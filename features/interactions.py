@@ -64,8 +64,11 @@ class AffinityHint(NamedTuple):
     attrs: tuple[str, ...]
 
 
+_VIEWS = (PageView, Click)
+
+
 def item_inputs(ev: Inbound) -> list[tuple]:
-    if isinstance(ev, PageView | Click):
+    if isinstance(ev, _VIEWS):
         return [(ev.sku, ev.type, ev.ts, ev.user_id, ev.event_id, ev.session_id, 1, 0.0)]
     if isinstance(ev, AddToCart):
         return [(ev.sku, ev.type, ev.ts, ev.user_id, ev.event_id, ev.session_id, ev.quantity,
@@ -89,7 +92,7 @@ def item_inputs(ev: Inbound) -> list[tuple]:
 
 def user_inputs(ev: Inbound) -> list[tuple]:
     """User-keyed inputs straight from the validated stream."""
-    if isinstance(ev, PageView | Click):
+    if isinstance(ev, _VIEWS):
         return [UserEvent(ev.user_id, ev.type, ev.ts, ev.event_id, ev.session_id,
                           ((ev.sku, 1, 0.0),), "")]
     if isinstance(ev, AddToCart):

@@ -173,14 +173,17 @@ class PolicyEngine:
         return Outcome(result, is_canary, diffs)
 
 
+_ATOMS = (str, int, float, bool)  # a tuple: an X | Y union is built on every call
+
+
 def record_fields(outcome: Outcome, skus: list[str], max_verdicts: int = 1024) -> dict:
     """The policy part of a decision record (``features.events.DecisionRecord`` fields)."""
     r = outcome.result
 
     def to_event(v: V, prefix: str = "") -> dict:
         # the fields of features.events.Verdict; our own values, validated by the tests
-        inputs = {k: (val if isinstance(val, str | int | float | bool) or val is None
-                      else str(val)) for k, val in v.inputs}
+        inputs = {k: (val if val is None or isinstance(val, _ATOMS) else str(val))
+                  for k, val in v.inputs}
         d = {"rule": v.rule, "rule_version": r.version, "effect": v.effect,
              "reason": (prefix + render(v))[:512], "inputs": inputs}
         if v.subject >= 0:
