@@ -16,7 +16,7 @@ not stalled by the archive:
   for 50,000 rows: a stall that every decision behind it waited for).
 - **Write in the background.** A full file is encoded and written by a thread (Parquet
   encoding runs without the GIL), then its journal is deleted. One write at a time: a slow
-  disk slows the flow down; a failed write stops it at the next batch.
+  disk slows the flow down; a failed write stops it at the first batch after the failure.
 """
 
 from __future__ import annotations

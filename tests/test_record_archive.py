@@ -113,6 +113,7 @@ def test_a_failed_background_write_stops_the_flow(tmp_path, monkeypatch):
     part = _ArchivePartition(tmp_path, worker=0, rows_per_file=10)
     monkeypatch.setattr(record_archive.pq, "write_table", broken)
     part.write_batch([_record(i) for i in range(10)])  # a full file: a background write
+    part._writer.join()  # it has failed by now
     with pytest.raises(ArchiveWriteFailed, match="disk full"):
         part.write_batch([_record(10)])  # not taken: the flow stops, recovery replays it
     # the records of the failed file are still in their journal, for the next start
