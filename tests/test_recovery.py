@@ -1,7 +1,8 @@
 """Kill the flow mid-stream (SIGKILL) and restart it from its recovery store.
 
-No valid event may be lost or counted twice in the features, and every output is either
-unique or a replay carrying the same deterministic id (and content) as its duplicate.
+No valid event may be lost or counted twice in the features, every output is either
+unique or a replay carrying the same deterministic id (and content) as its duplicate, and
+the record archive holds every decision record of the topic.
 """
 
 import json
@@ -18,6 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from connectors.generator import GenConfig, Generator
 from connectors.kafka_admin import ensure_topics, produce_all
+from connectors.record_archive import read_archive
 from connectors.redis_store import RedisStore
 from tests.flow_checks import (
     ITEM_COUNT,
@@ -43,10 +45,12 @@ def _written(bootstrap: str, topic: str, parts: int) -> int:
 
 def test_kill_and_resume_loses_nothing(kafka_bootstrap, redis_url, redis_client, topic_prefix,
                                        tmp_path):
-    in_topic, feed_topic, dlq_topic = (f"{topic_prefix}{n}" for n in
-                                       ("events", "feed_updates", "dead_letters"))
+    in_topic, feed_topic, dlq_topic, rec_topic = (
+        f"{topic_prefix}{n}" for n in ("events", "feed_updates", "dead_letters",
+                                       "decision_records"))
     parts = 2
-    ensure_topics(kafka_bootstrap, {in_topic: parts, feed_topic: parts, dlq_topic: parts})
+    ensure_topics(kafka_bootstrap, {in_topic: parts, feed_topic: parts, dlq_topic: parts,
+                                    rec_topic: parts})
     recs = list(Generator(GenConfig(seed=5, users=2000, items=400, events=60_000,
                                     malformed_rate=0.01)).records())
     produce_all(kafka_bootstrap, in_topic, ((r.key, r.value) for r in recs))
@@ -54,7 +58,7 @@ def test_kill_and_resume_loses_nothing(kafka_bootstrap, redis_url, redis_client,
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
            "BESPOKE_TOPIC_PREFIX": topic_prefix, "BESPOKE_INPUT_TOPICS": json.dumps([in_topic]),
            "BESPOKE_TOPIC_PARTITIONS": str(parts), "BESPOKE_PROGRESS_EVERY_S": "0",
-           "PYTHONPATH": str(ROOT)}
+           "BESPOKE_RECORD_ARCHIVE_DIR": str(tmp_path / "archive"), "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "flows", "run", "--input", "kafka", "--output", "kafka",
            "--store", redis_url, "--workers", "2", "--recovery-dir", str(tmp_path / "rec"),
            "--epoch-interval", "0.2"]
@@ -94,3 +98,10 @@ def test_kill_and_resume_loses_nothing(kafka_bootstrap, redis_url, redis_client,
     assert len(by_id) == malformed  # each malformed event dead-lettered, replays share ids
     for d in dead:
         assert d["error"]
+
+    # the Parquet archive holds every decision record that reached its topic (its journal
+    # survived the kill; what the kill cut short was replayed), and nothing stays journaled
+    records = {json.loads(m.value())["id"] for m in consume_all(kafka_bootstrap, rec_topic)}
+    archived = read_archive(tmp_path / "archive").column("id").to_pylist()
+    assert records and set(archived) == records
+    assert not list((tmp_path / "archive").glob(".journal-*"))
