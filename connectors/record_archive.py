@@ -30,10 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from features.events import Outgoing
-
-# the channel of operators.decision.RECORD_CHANNEL (connectors do not import operators)
-RECORD_CHANNEL = "decision_records"
+from features.events import RECORD_CHANNEL, Outgoing
 
 SCHEMA = pa.schema([
     ("id", pa.string()), ("ts", pa.int64()), ("decision_id", pa.string()),
@@ -93,10 +90,14 @@ class _ArchivePartition(StatelessSinkPartition[Outgoing]):
         for journal in self._journals():  # a crash left them: their records go first
             self._write(self._recovered(journal), journal)
             self._seq = max(self._seq, _journal_seq(journal) + 1)
-        self._journal_path = self._root / f".journal-{worker}-{self._seq:06d}.jsonl"
-        self._journal = open(self._journal_path, "ab")  # noqa: SIM115 - closed at rotation
+        self._open_journal()
 
     # ------------------------------------------------------------- journals
+    def _open_journal(self) -> None:
+        self._journal_path = self._root / f".journal-{self._worker}-{self._seq:06d}.jsonl"
+        self._journal = open(self._journal_path, "ab")  # noqa: SIM115 - closed with its file
+        self._seq += 1
+
     def _journals(self) -> list[Path]:
         return sorted(self._root.glob(f".journal-{self._worker}-*.jsonl"), key=_journal_seq)
 
@@ -153,21 +154,13 @@ class _ArchivePartition(StatelessSinkPartition[Outgoing]):
             self._in_batches += len(self._buf)
             self._buf = []
 
-    def _rotate(self, background: bool) -> None:
-        """The records so far become the next part; a new journal starts."""
+    def _take_file(self) -> tuple[pa.Table, Path]:
+        """The records so far as one table, and the journal that holds them (closed)."""
         self._convert()
         table = pa.Table.from_batches(self._batches, schema=SCHEMA)
         self._batches, self._in_batches = [], 0
         self._journal.close()
-        journal = self._journal_path
-        if background:
-            self._write_in_background(table, journal)
-        else:
-            self._wait()
-            self._write(table, journal)
-        self._seq += 1
-        self._journal_path = self._root / f".journal-{self._worker}-{self._seq:06d}.jsonl"
-        self._journal = open(self._journal_path, "ab")  # noqa: SIM115
+        return table, self._journal_path
 
     def write_batch(self, items: list[Outgoing]) -> None:
         if self._failed is not None:
@@ -183,12 +176,13 @@ class _ArchivePartition(StatelessSinkPartition[Outgoing]):
         if len(buf) >= self._chunk:
             self._convert()
         if self._in_batches + len(self._buf) >= self._rows:
-            self._rotate(background=True)
+            self._write_in_background(*self._take_file())
+            self._open_journal()
 
     def close(self) -> None:
-        self._rotate(background=False)
-        self._journal.close()
-        self._journal_path.unlink(missing_ok=True)
+        table, journal = self._take_file()
+        self._wait()
+        self._write(table, journal)
 
 
 def _journal_seq(path: Path) -> int:

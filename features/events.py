@@ -280,6 +280,9 @@ class ToolCall(BaseModel):
     idempotency_key: Id | None = None
 
 
+RECORD_CHANNEL = "decision_records"  # where decision records go (topic, files, archive)
+
+
 class DecisionRecord(_Out):
     type: Literal["decision_record"] = "decision_record"
     decision_id: Id

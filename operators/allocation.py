@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from features.events import DecisionRecord, Offer, event_doc, outgoing_doc
+from features.events import RECORD_CHANNEL, DecisionRecord, Offer, event_doc, outgoing_doc
 
 OFFER_CHANNEL = "offers"
-RECORD_CHANNEL = "decision_records"
 
 
 class Proposal(NamedTuple):

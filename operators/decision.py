@@ -26,6 +26,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 
 from features.events import (
+    RECORD_CHANNEL,
     Configuration,
     Control,
     DecisionRecord,
@@ -48,7 +49,6 @@ from policies.lifecycle import PolicyEngine, record_fields
 from policies.privacy import pseudonymize
 
 FEED_CHANNEL = "feed_updates"
-RECORD_CHANNEL = "decision_records"
 CONFIG_CHANNEL = "configurations"
 FEED_VIEW = "feed_v1"
 NON_PERSONALIZED = "non-personalized"

@@ -54,16 +54,7 @@ def _flow_figures(name: str, decisions: bool, what: str, runs: int, events: int)
     path, n = _generated(events)
 
     def once(workers: int) -> float:
-        out = path.parent / uuid.uuid4().hex
-        cfg = RunConfig(inputs=[str(path)], output=str(out), store=f"memory://{out.name}",
-                        decisions=decisions,
-                        settings=Settings(_env_file=None, progress_every_s=0))
-        gc.collect()
-        t0 = time.perf_counter()
-        run(cfg, workers=workers)
-        rate = n / (time.perf_counter() - t0)
-        MemoryStore.drop(out.name)
-        return rate
+        return n / _embedded_run(path, path.parent / uuid.uuid4().hex, decisions, workers)
 
     figs: Figure = {}
     res = {}
@@ -363,13 +354,13 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0, runs: int = 3,
     return figs
 
 
-def _embedded_run(path: Path, out: Path, decisions: bool) -> float:
+def _embedded_run(path: Path, out: Path, decisions: bool, workers: int = 1) -> float:
     """Wall seconds of one embedded run of the main flow (or the feature flow alone)."""
     cfg = RunConfig(inputs=[str(path)], output=str(out), store=f"memory://{out.name}",
                     decisions=decisions, settings=Settings(_env_file=None, progress_every_s=0))
     gc.collect()
     t0 = time.perf_counter()
-    run(cfg, workers=1)
+    run(cfg, workers=workers)
     secs = time.perf_counter() - t0
     MemoryStore.drop(out.name)
     return secs
