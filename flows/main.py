@@ -120,7 +120,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     archive = s.record_archive_dir or (
         None if cfg.output == "kafka" else str(Path(cfg.output) / "archive"))
     if cfg.decisions and archive:
-        op.output("record_archive", out, RecordArchiveSink(archive))
+        op.output("record_archive", out, RecordArchiveSink(archive, native=s.native_kernels))
     if cfg.output == "kafka":
         topics = {ch: s.topic(ch) for ch in CHANNELS}
         op.output("sink", out, CheckedKafkaSink(s.kafka_bootstrap_servers or "", topics,

@@ -8,9 +8,17 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors import record_archive
-from connectors.record_archive import ArchiveWriteFailed, _ArchivePartition, read_archive
+from connectors.record_archive import (
+    SCHEMA,
+    ArchiveWriteFailed,
+    _ArchivePartition,
+    journal_table,
+    read_archive,
+)
 from features.events import DecisionRecord, Outgoing, event_doc, outgoing_doc
 from operators.decision import RECORD_CHANNEL
 
@@ -39,8 +47,12 @@ def test_the_archive_takes_the_decision_record_channel():
     assert record_archive.RECORD_CHANNEL == RECORD_CHANNEL
 
 
-def test_files_rotate_in_order_and_journals_go_when_written(tmp_path):
-    part = _ArchivePartition(tmp_path, worker=0, rows_per_file=100, chunk_rows=16)
+NATIVE = [True, pytest.param(False, id="python")] if record_archive._native else [False]
+
+
+@pytest.mark.parametrize("native", NATIVE)
+def test_files_rotate_in_order_and_journals_go_when_written(tmp_path, native):
+    part = _ArchivePartition(tmp_path, worker=0, rows_per_file=100, native=native)
     sent = [_record(i) for i in range(350)]
     for i in range(0, 350, 7):  # batches of 7 records with other channels between
         part.write_batch([x for r in sent[i:i + 7] for x in (r, _other(i))])
@@ -93,11 +105,12 @@ def test_a_killed_worker_loses_no_record(tmp_path):
     assert not list(tmp_path.glob(".journal-*"))
 
 
-def test_a_line_cut_short_by_a_kill_is_skipped(tmp_path):
+@pytest.mark.parametrize("native", NATIVE)
+def test_a_line_cut_short_by_a_kill_is_skipped(tmp_path, native):
     journal = tmp_path / ".journal-0-000004.jsonl"
     journal.write_bytes(_record(1).value + b"\n" + _record(2).value + b"\n"
                         + _record(3).value[:40])
-    part = _ArchivePartition(tmp_path, worker=0, rows_per_file=100)
+    part = _ArchivePartition(tmp_path, worker=0, rows_per_file=100, native=native)
     assert [r["id"] for r in read_archive(tmp_path).to_pylist()] == [_record(1).id,
                                                                     _record(2).id]
     part.write_batch([_record(9)])
@@ -123,3 +136,41 @@ def test_a_failed_background_write_stops_the_flow(tmp_path, monkeypatch):
     monkeypatch.undo()
     _ArchivePartition(tmp_path, worker=0, rows_per_file=10).close()  # the next start
     assert read_archive(tmp_path).num_rows == 10
+
+
+# ------------------------------------------------------------------ native = reference
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53) | _text
+                     | st.floats(allow_nan=False, allow_infinity=False),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(_text, c, max_size=3),
+                     max_leaves=8)
+_FIELD = {"str": st.none() | _text, "int": st.none() | st.integers(-2**63, 2**63 - 1),
+          "bool": st.none() | st.booleans(), "json": _json}
+_docs = st.fixed_dictionaries({}, optional={
+    f.name: _FIELD["json" if f.name in record_archive._JSON else
+                   "int" if f.name == "ts" else "bool" if f.name == "suppressed" else "str"]
+    for f in SCHEMA})
+
+
+@pytest.mark.skipif(not record_archive._native, reason="bespoke_native is not built")
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_docs, max_size=8), st.booleans())
+def test_the_native_journal_conversion_equals_the_reference(docs, cut):
+    """Any record shape (missing fields, nulls, escapes, non-ASCII text, nested values of
+    every JSON type): the same table, field for field, with or without a cut last line."""
+    data = b"".join(orjson.dumps(d) + b"\n" for d in docs)
+    if cut:
+        data += b'{"id": "cut sh'
+    native, ref = journal_table(data, native=True), journal_table(data, native=False)
+    assert native.num_rows == ref.num_rows == len(docs)
+    assert native.to_pylist() == ref.to_pylist()
+    assert native.equals(ref)
+
+
+@pytest.mark.skipif(not record_archive._native, reason="bespoke_native is not built")
+def test_real_records_convert_alike_and_wrong_types_go_to_the_reference():
+    data = b"".join(_record(i).value + b"\n" for i in range(300))
+    assert journal_table(data, native=True).equals(journal_table(data, native=False))
+    bad = b'{"id": "rec:x", "ts": "not a number"}\n'
+    with pytest.raises((TypeError, ValueError)):  # the reference's own error (pyarrow's)
+        journal_table(bad, native=True)

@@ -1,10 +1,12 @@
 //! Bespoke's native fold kernels: the feature folds of `features/`, in Rust, each behind a
 //! shard object that `operators.sharded_fold` drives batch by batch. The Python folds stay
 //! the reference: tests feed both the same inputs and compare every output. The candidate
-//! retrieval arithmetic of the decision path (`features/retrieval.py`) is here too.
+//! retrieval arithmetic of the decision path (`features/retrieval.py`) is here too, and
+//! the record archive's journal-to-columns conversion (`connectors/record_archive.py`).
 
 use pyo3::prelude::*;
 
+pub mod archive;
 pub mod batch;
 pub mod codec;
 pub mod covis;
@@ -32,6 +34,7 @@ fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(retrieval::neighbours, m)?)?;
     m.add_function(wrap_pyfunction!(retrieval::merged_lists, m)?)?;
     m.add_function(wrap_pyfunction!(retrieval::merge_sources, m)?)?;
+    m.add_function(wrap_pyfunction!(archive::archive_columns, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
