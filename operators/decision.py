@@ -225,7 +225,7 @@ class DecisionFold:
         cands = Candidates(skus=[sku], categories=base.categories, brands=base.brands,
                            prices=[quote["price"]], available=[available],
                            discounts=[OFFER_DISCOUNT_PCT], min_ages=base.min_ages,
-                           regions=base.regions)
+                           regions=base.regions, tops=base.tops)
         outcome = eng.evaluate(user, "offer", cands, f.ts)
         r = outcome.result
         if r.suppressed or not r.allowed:

@@ -22,7 +22,7 @@ from features.events import Control, PolicyChange, outgoing
 from features.store import OnlineStore
 from operators.store_tools import CachedRows, store_tools
 from operators.tools import ToolRuntime
-from policies.evaluate import Candidates, CompiledPack
+from policies.evaluate import Candidates, CompiledPack, top_category
 from policies.lifecycle import PolicyEngine
 from policies.pack import PackError, load_pack
 
@@ -90,13 +90,14 @@ class PolicyGate:
     # -------------------------------------------------------------- candidates
     @staticmethod
     def _facts(r: dict) -> tuple:
-        """(category, brand, price, available, min_age, regions, configurable) of an item's
-        store row."""
-        return (r.get("item_catalog_v2.category", ""), r.get("item_catalog_v2.brand", ""),
+        """(category, brand, price, available, min_age, regions, configurable, top-level
+        category) of an item's store row."""
+        cat = r.get("item_catalog_v2.category", "")
+        return (cat, r.get("item_catalog_v2.brand", ""),
                 float(r.get("item_price_v1.price", r.get("item_catalog_v2.catalog_price", 0.0))),
                 r.get("item_stock_v1.available"), int(r.get("item_catalog_v2.min_age", 0)),
                 tuple(x for x in str(r.get("item_catalog_v2.regions", "")).split(",") if x),
-                bool(r.get("item_catalog_v2.options")))
+                bool(r.get("item_catalog_v2.options")), top_category(cat))
 
     def _caches(self) -> tuple[CachedRows, CachedRows]:
         """(store rows, item facts derived from them), built on first use."""
@@ -155,7 +156,7 @@ class PolicyGate:
         facts = self._item_facts(skus)
         if not facts:
             return Candidates([], [], [], [], [])
-        cats, brands, prices, avail, ages, regions, _ = (list(col) for col in zip(*facts,
-                                                                                  strict=True))
+        cats, brands, prices, avail, ages, regions, _, tops = (
+            list(col) for col in zip(*facts, strict=True))
         return Candidates(skus=list(skus), categories=cats, brands=brands, prices=prices,
-                          available=avail, min_ages=ages, regions=regions)
+                          available=avail, min_ages=ages, regions=regions, tops=tops)

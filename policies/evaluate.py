@@ -72,9 +72,12 @@ class Candidates:
     min_ages: list[int] = field(default_factory=list)
     regions: list[tuple[str, ...]] = field(default_factory=list)
     config_problems: list[tuple[str, ...]] = field(default_factory=list)  # for "configure"
+    tops: list[str] = field(default_factory=list)  # top-level categories ("bikes/road": "bikes")
 
     def __post_init__(self) -> None:
         n = len(self.skus)
+        if not self.tops:
+            self.tops = [top_category(c) for c in self.categories]
         if not self.unit_costs:
             self.unit_costs = [None] * n
         if not self.discounts:
@@ -154,6 +157,10 @@ class PolicyResult:
 
     def verdict_set(self) -> set[tuple]:
         return {(v.rule, v.effect, v.subject, v.reason) for v in self.verdicts}
+
+
+def top_category(category: str) -> str:
+    return category.partition("/")[0]
 
 
 def _prefixes(category: str) -> list[str]:
@@ -339,7 +346,7 @@ class CompiledPack:
                     if probs:
                         deny(i, new(V, (r.id, r.priority, "deny", i, "invalid_configuration",
                                         (("problems", "; ".join(probs)),))))
-        allowed = [i for i in range(n) if i not in denied]
+        allowed = [i for i in range(n) if i not in denied] if denied else list(range(n))
         return PolicyResult(self.pack.pack, self.pack.version, action, personalized, False,
                             allowed, denied, verdicts, discounts)
 
@@ -382,17 +389,20 @@ class CompiledPack:
             if len(chosen) == k:
                 break
         if min_cats:
-            cats = c.categories
+            tops = c.tops
             counts: dict[str, int] = {}
             for i in chosen:
-                t = cats[i].partition("/")[0]
+                t = tops[i]
                 counts[t] = counts.get(t, 0) + 1
-            if len(counts) < min_cats:
-                tops = {i: cats[i].partition("/")[0] for i in ranked}
+            # another category to bring in? (the chosen ones are among the ranked ones)
+            if len(counts) < min_cats and len({tops[i] for i in ranked}) > len(counts):
                 taken = set(chosen)
-                for cand in [i for i in ranked if i not in taken]:
+                swapped = False
+                for cand in ranked:
                     if len(counts) >= min_cats:
                         break
+                    if cand in taken:
+                        continue
                     t = tops[cand]
                     if t in counts:
                         continue
@@ -404,11 +414,13 @@ class CompiledPack:
                             counts[tj] -= 1
                             counts[t] = 1
                             chosen[j] = cand
+                            swapped = True
                             break
                     else:
                         break
-                rank_of = {i: pos for pos, i in enumerate(ranked)}
-                chosen.sort(key=rank_of.__getitem__)
+                if swapped:
+                    rank_of = {i: pos for pos, i in enumerate(ranked)}
+                    chosen.sort(key=rank_of.__getitem__)
         return chosen
 
 
