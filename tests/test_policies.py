@@ -148,6 +148,34 @@ def test_exposure_brand_share_and_category_diversity():
     assert any(v.reason == "brand_share" for v in r.verdicts)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["bikes/a", "bikes/b", "home/x", "garden", "toys/y"]),
+                          st.sampled_from(["b1", "b2", "b3", "b4"])), max_size=30),
+       st.integers(1, 12))
+def test_select_keeps_rank_order_brand_caps_and_brings_in_categories(items, k):
+    """Properties of the exposure selection (brand share 30%, at least 3 top-level
+    categories): at most k distinct allowed items in rank order, and fewer than 3
+    categories only when no other category is left among the candidates or no chosen
+    category has an item to spare."""
+    cp = compile_pack(load_pack(DEFAULT))
+    c = Candidates.of([item(f"S{i}", category=cat, brand=b) for i, (cat, b) in enumerate(items)])
+    r = cp.evaluate(USER, "recommend", c, NOW)
+    chosen = cp.select(r, r.allowed, c, k)
+    assert len(chosen) <= k and len(set(chosen)) == len(chosen)
+    assert set(chosen) <= set(r.allowed) and chosen == sorted(chosen)  # rank = index here
+    tops = [cat.split("/")[0] for cat in c.categories]
+    picked = [tops[i] for i in chosen]
+    if len(set(picked)) < 3:
+        others = {tops[i] for i in r.allowed} - set(picked)
+        assert not others or all(picked.count(t) == 1 for t in picked)
+    greedy: list[int] = []  # the brand-capped list before any diversity swap
+    for i in r.allowed:
+        if [c.brands[j] for j in greedy].count(c.brands[i]) < max(1, int(0.3 * k)):
+            greedy.append(i)
+    if {tops[i] for i in r.allowed} == {tops[i] for i in greedy[:k]}:  # nothing to bring in
+        assert chosen == greedy[:k]
+
+
 def test_configuration_validity():
     groups = {"frame": ["alu", "carbon"], "size": ["M", "XL"]}
     rules = [{"when": "size:XL", "requires": ["frame:alu"]}]
