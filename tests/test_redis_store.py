@@ -7,7 +7,7 @@ import pytest
 
 from connectors.memory_store import MemoryStore
 from connectors.redis_store import RedisStore, redis_key
-from features.store import StorePurge, StoreWrite
+from features.store import StorePurge, StoreWrite, latest_only
 
 pytestmark = pytest.mark.redis
 
@@ -83,6 +83,40 @@ def test_memory_and_redis_stores_agree(redis_url, redis_client):
     red.apply(ops)
     keys = [f"S{i}" for i in range(8)]
     assert mem.read_many("item", keys) == red.read_many("item", keys)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_keys_views_in_one_call_act_as_one_call_each(redis_url, redis_client, seed):
+    """Several views of one key go in one script call: per view newest-wins, the TTL only
+    extended, purges between writes kept in place; the same rows and TTLs as one write per
+    call, and as the in-process store."""
+    import random
+
+    rnd = random.Random(seed)
+    batches = [[StorePurge("user", f"g{seed}u{rnd.randrange(3)}") if rnd.random() < 0.05 else
+                W("user", f"g{seed}u{rnd.randrange(3)}", f"v{rnd.randrange(4)}_v1",
+                  {"n": rnd.randrange(100), "t": rnd.choice(["", "x", "a,b"])},
+                  rnd.randrange(50), rnd.choice([0, 30, 60, 90]))
+                for _ in range(rnd.randrange(1, 30))] for _ in range(6)]
+    grouped, mem = RedisStore(redis_url), MemoryStore()
+    before = redis_client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    for b in batches:
+        grouped.apply(b)
+        mem.apply(b)
+    calls = redis_client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0) - before
+    keys = [f"g{seed}u{i}" for i in range(3)]
+    grouped_rows = grouped.read_many("user", keys)
+    grouped_ttls = [redis_client.ttl(redis_key("user", k)) for k in keys]
+    redis_client.delete(*[redis_key("user", k) for k in keys])
+    single = RedisStore(redis_url)
+    for b in batches:
+        for op in latest_only(b):  # what a batch keeps, then one op per call: the reference
+            single.apply([op])
+    assert single.read_many("user", keys) == grouped_rows == mem.read_many("user", keys)
+    ttls = [redis_client.ttl(redis_key("user", k)) for k in keys]
+    assert all(abs(a - b) <= 1 for a, b in zip(ttls, grouped_ttls, strict=True))
+    writes = sum(1 for b in batches for op in b if isinstance(op, StoreWrite))
+    assert calls < writes  # fewer script calls than writes (purges split a key's group)
 
 
 def test_prefix_purge_removes_every_session_of_a_user_and_nothing_else(redis_url, redis_client):
