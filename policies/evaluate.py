@@ -354,7 +354,9 @@ class CompiledPack:
     def select(self, result: PolicyResult, ranked: list[int], c: Candidates, k: int) -> list[int]:
         """Top ``k`` of ``ranked`` (allowed indices, best first) under exposure rules:
         at most ``max_brand_share`` of the list per brand, and at least ``min_categories``
-        distinct categories when the candidates allow it. Skips are recorded as verdicts."""
+        distinct top-level categories when the candidates allow it without going over a
+        brand's share (the brand share is a deny, so it wins). Skips are recorded as
+        verdicts; an item refused for its brand's share is never brought back."""
         plan = self._exposure.get(result.action)
         if plan is None:
             exposure = [r for r in self.by_action[result.action]
@@ -374,6 +376,7 @@ class CompiledPack:
         verdicts = result.verdicts
         new = tuple.__new__
         share = None
+        capped: set[int] = set()  # refused for their brand's share: never brought back
         for i in ranked:
             b = brands[i]
             n = per_brand.get(b, 0)
@@ -383,6 +386,7 @@ class CompiledPack:
                 verdicts.append(new(V, (rule.id, rule.priority, "deny", i, "brand_share",
                                         (("brand", b), ("share", share),
                                          ("max_share", max_share)))))
+                capped.add(i)
                 continue
             chosen.append(i)
             per_brand[b] = n + 1
@@ -401,23 +405,28 @@ class CompiledPack:
                 for cand in ranked:
                     if len(counts) >= min_cats:
                         break
-                    if cand in taken:
+                    if cand in taken or cand in capped:
                         continue
                     t = tops[cand]
                     if t in counts:
                         continue
                     # the lowest-ranked chosen item whose category is represented twice
-                    # makes room
+                    # makes room, unless the newcomer's brand would go over its share
                     for j in range(len(chosen) - 1, -1, -1):
                         tj = tops[chosen[j]]
                         if counts[tj] > 1:
-                            counts[tj] -= 1
-                            counts[t] = 1
-                            chosen[j] = cand
-                            swapped = True
                             break
                     else:
-                        break
+                        break  # no category to spare: the list stays as it is
+                    b, bj = brands[cand], brands[chosen[j]]
+                    if b != bj and per_brand.get(b, 0) >= cap:
+                        continue
+                    counts[tj] -= 1
+                    counts[t] = 1
+                    per_brand[bj] -= 1
+                    per_brand[b] = per_brand.get(b, 0) + 1
+                    chosen[j] = cand
+                    swapped = True
                 if swapped:
                     rank_of = {i: pos for pos, i in enumerate(ranked)}
                     chosen.sort(key=rank_of.__getitem__)

@@ -154,23 +154,30 @@ def test_exposure_brand_share_and_category_diversity():
        st.integers(1, 12))
 def test_select_keeps_rank_order_brand_caps_and_brings_in_categories(items, k):
     """Properties of the exposure selection (brand share 30%, at least 3 top-level
-    categories): at most k distinct allowed items in rank order, and fewer than 3
-    categories only when no other category is left among the candidates or no chosen
-    category has an item to spare."""
+    categories): at most k distinct allowed items in rank order, never more of a brand than
+    its share (a deny wins over diversity), no item refused for its brand in the list, and
+    fewer than 3 categories only when no other category can come in: none left among the
+    candidates, no chosen category with an item to spare, or every newcomer's brand full."""
     cp = compile_pack(load_pack(DEFAULT))
     c = Candidates.of([item(f"S{i}", category=cat, brand=b) for i, (cat, b) in enumerate(items)])
     r = cp.evaluate(USER, "recommend", c, NOW)
     chosen = cp.select(r, r.allowed, c, k)
+    cap = max(1, int(0.3 * k))
     assert len(chosen) <= k and len(set(chosen)) == len(chosen)
     assert set(chosen) <= set(r.allowed) and chosen == sorted(chosen)  # rank = index here
+    brands = [c.brands[i] for i in chosen]
+    assert all(brands.count(b) <= cap for b in brands)
+    refused = {v.subject for v in r.verdicts if v.reason == "brand_share"}
+    assert not refused & set(chosen)
     tops = [cat.split("/")[0] for cat in c.categories]
     picked = [tops[i] for i in chosen]
     if len(set(picked)) < 3:
-        others = {tops[i] for i in r.allowed} - set(picked)
-        assert not others or all(picked.count(t) == 1 for t in picked)
+        newcomers = [i for i in r.allowed if tops[i] not in picked and i not in refused]
+        assert (not newcomers or all(picked.count(t) == 1 for t in picked)
+                or all(brands.count(c.brands[i]) >= cap for i in newcomers))
     greedy: list[int] = []  # the brand-capped list before any diversity swap
     for i in r.allowed:
-        if [c.brands[j] for j in greedy].count(c.brands[i]) < max(1, int(0.3 * k)):
+        if [c.brands[j] for j in greedy].count(c.brands[i]) < cap:
             greedy.append(i)
     if {tops[i] for i in r.allowed} == {tops[i] for i in greedy[:k]}:  # nothing to bring in
         assert chosen == greedy[:k]
