@@ -8,7 +8,9 @@ after recovery never rolls a value back. The key's TTL is the longest TTL of its
 
 The writes of a batch to one key (a user's activity, affinity, recency and cart views, say)
 go in one script call, view after view in batch order, with the same effect as one call
-each: ~40% fewer commands to pack, send, run and answer for the feature mirrors.
+each. Measured in one process, alternating with the previous code (medians of 6): 80.4k
+against 67.6k writes/s for users with 2-4 views each in batches of 40; 74.3k against 78.6k
+for batches whose keys all differ (one view each: the grouping's own cost).
 """
 
 from __future__ import annotations
@@ -18,9 +20,22 @@ import redis
 from features.store import Fields, StoreOp, StorePurge, StoreWrite, latest_only
 
 KEY_PREFIX = "bsp:v1"
-# ARGV, per view written: view-ts field, ts, ttl, n, then n field/value pairs. Returns how
-# many views were applied (an older one than stored is refused).
+# ARGV: view-ts field, ts, ttl, then field/value pairs
 _WRITE_IF_NEWER = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and tonumber(cur) > tonumber(ARGV[2]) then return 0 end
+local old_ttl = redis.call('TTL', KEYS[1])  -- -2: no key, -1: no expiry
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], unpack(ARGV, 4))
+local ttl = tonumber(ARGV[3])
+if ttl == 0 then redis.call('PERSIST', KEYS[1])
+elseif old_ttl == -2 or (old_ttl >= 0 and old_ttl < ttl) then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
+# The same for several views of one key, in order. ARGV, per view: view-ts field, ts, ttl,
+# n, then n field/value pairs. Returns how many views were applied.
+_WRITE_VIEWS_IF_NEWER = """
 local i, applied = 1, 0
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 3])
@@ -81,9 +96,13 @@ def _decode(h: dict[bytes, bytes]) -> Fields:
 class RedisStore:
     def __init__(self, url: str) -> None:
         self._r = redis.Redis.from_url(url)
-        # EVALSHA of a script loaded once: redis-py's registered scripts would ask the server
+        # EVALSHA of scripts loaded once: redis-py's registered scripts would ask the server
         # whether the script exists (one more round trip) before every pipeline
+        self._load_scripts()
+
+    def _load_scripts(self) -> None:
         self._sha = self._r.script_load(_WRITE_IF_NEWER)
+        self._sha_views = self._r.script_load(_WRITE_VIEWS_IF_NEWER)
 
     @property
     def client(self) -> redis.Redis:
@@ -101,11 +120,11 @@ class RedisStore:
                     raise
                 # the server lost its scripts (restart, SCRIPT FLUSH): load it, write again
                 # (writes are newest-wins and deletes idempotent, so a repeat is harmless)
-                self._sha = self._r.script_load(_WRITE_IF_NEWER)
+                self._load_scripts()
 
     def _pipeline(self, ops: list[StoreOp]) -> redis.client.Pipeline:
         pipe = self._r.pipeline(transaction=False)
-        by_key: dict[str, list] = {}  # redis key -> script arguments, views in order
+        by_key: dict[str, list[list]] = {}  # redis key -> each view's arguments, in order
         for op in latest_only(ops):  # fewer writes on the wire; same result
             if isinstance(op, StorePurge):
                 self._send(pipe, by_key)  # the writes before a purge go before it
@@ -117,20 +136,28 @@ class RedisStore:
                     pipe.delete(redis_key(op.entity, op.key))
                 continue
             assert isinstance(op, StoreWrite)
-            rkey = f"{KEY_PREFIX}:{op.entity}:{op.key}"
-            args = by_key.get(rkey)
-            if args is None:
-                args = by_key[rkey] = []
-            args += (f"_ts:{op.view}", op.ts, op.ttl_s, len(op.fields))
+            args: list = [f"_ts:{op.view}", op.ts, op.ttl_s]
             prefix = op.view + "."
             for k, v in op.fields.items():
                 args += (prefix + k, v)
+            rkey = f"{KEY_PREFIX}:{op.entity}:{op.key}"
+            views = by_key.get(rkey)
+            if views is None:
+                by_key[rkey] = [args]
+            else:
+                views.append(args)
         self._send(pipe, by_key)
         return pipe
 
-    def _send(self, pipe: redis.client.Pipeline, by_key: dict[str, list]) -> None:
-        for rkey, args in by_key.items():
-            pipe.evalsha(self._sha, 1, rkey, *args)
+    def _send(self, pipe: redis.client.Pipeline, by_key: dict[str, list[list]]) -> None:
+        for rkey, views in by_key.items():
+            if len(views) == 1:
+                pipe.evalsha(self._sha, 1, rkey, *views[0])
+            else:
+                args: list = []
+                for v in views:
+                    args += (v[0], v[1], v[2], (len(v) - 3) // 2, *v[3:])
+                pipe.evalsha(self._sha_views, 1, rkey, *args)
         by_key.clear()
 
     def read_many(self, entity: str, keys: list[str]) -> list[Fields | None]:
