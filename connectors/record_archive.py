@@ -23,6 +23,7 @@ not stalled by the archive:
 
 from __future__ import annotations
 
+import logging
 import threading
 from operator import itemgetter
 from pathlib import Path
@@ -33,6 +34,8 @@ import pyarrow.parquet as pq
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from features.events import RECORD_CHANNEL, Outgoing
+
+log = logging.getLogger(__name__)
 
 try:
     import bespoke_native as _native
@@ -119,7 +122,10 @@ class _ArchivePartition(StatelessSinkPartition[Outgoing]):
 
     def _write(self, journal: Path) -> None:
         """Write the records of ``journal`` as the next part (if any), then delete it."""
-        table = journal_table(journal.read_bytes(), self._native)
+        table, skipped = _journal_rows(journal.read_bytes(), self._native)
+        if skipped:  # the last line of a killed process; anything else is worth a look
+            log.warning("record archive: %d line(s) of %s are not JSON and were skipped "
+                        "(%d records kept)", skipped, journal.name, table.num_rows)
         if table.num_rows:
             path = self._next_path()
             tmp = path.with_name("." + path.name + ".tmp")
@@ -181,23 +187,28 @@ def journal_table(data: bytes, native: bool = True) -> pa.Table:
     >>> t.num_rows, t.column("output").to_pylist(), t.column("plan").to_pylist()
     (1, ['{"items":["A"]}'], [None])
     """
+    return _journal_rows(data, native)[0]
+
+
+def _journal_rows(data: bytes, native: bool) -> tuple[pa.Table, int]:
+    """``journal_table`` and how many lines it skipped."""
     if native and _native is not None:
         try:
-            rows, _, cols = _native.archive_columns(data, _SPEC)
+            rows, skipped, cols = _native.archive_columns(data, _SPEC)
         except ValueError:
             pass  # a field of an unexpected type: the reference says which, its own way
         else:
             return pa.Table.from_arrays(
                 [_array(f.type, rows, c) for f, c in zip(SCHEMA, cols, strict=True)],
-                schema=SCHEMA)
-    out = []
+                schema=SCHEMA), skipped
+    out, skipped = [], 0
     for line in data.splitlines():
         if line.strip():
             try:
                 out.append(_row(orjson.loads(line)))
             except orjson.JSONDecodeError:
-                continue
-    return _table(out)
+                skipped += 1
+    return _table(out), skipped
 
 
 def _array(typ: pa.DataType, rows: int, col: tuple) -> pa.Array:

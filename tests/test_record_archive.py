@@ -106,15 +106,19 @@ def test_a_killed_worker_loses_no_record(tmp_path):
 
 
 @pytest.mark.parametrize("native", NATIVE)
-def test_a_line_cut_short_by_a_kill_is_skipped(tmp_path, native):
+def test_a_line_cut_short_by_a_kill_is_skipped_and_said(tmp_path, native, caplog):
     journal = tmp_path / ".journal-0-000004.jsonl"
     journal.write_bytes(_record(1).value + b"\n" + _record(2).value + b"\n"
                         + _record(3).value[:40])
-    part = _ArchivePartition(tmp_path, worker=0, rows_per_file=100, native=native)
+    with caplog.at_level("WARNING", logger="connectors.record_archive"):
+        part = _ArchivePartition(tmp_path, worker=0, rows_per_file=100, native=native)
     assert [r["id"] for r in read_archive(tmp_path).to_pylist()] == [_record(1).id,
                                                                     _record(2).id]
+    assert "1 line(s) of .journal-0-000004.jsonl are not JSON" in caplog.text
+    caplog.clear()
     part.write_batch([_record(9)])
     part.close()
+    assert "not JSON" not in caplog.text  # a whole journal: nothing to say
     assert read_archive(tmp_path).num_rows == 3
     assert not list(tmp_path.glob(".journal-0-000004.jsonl"))  # the next journal is 5
 
