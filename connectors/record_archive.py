@@ -220,14 +220,13 @@ def _array(typ: pa.DataType, rows: int, col: tuple) -> pa.Array:
     return pa.Array.from_buffers(typ, rows, bufs, null_count=nulls)
 
 
-def _batch(rows: list[tuple]) -> pa.RecordBatch:
-    cols = zip(*rows, strict=True)
-    return pa.RecordBatch.from_arrays(
-        [pa.array(c, type=f.type) for c, f in zip(cols, SCHEMA, strict=True)], schema=SCHEMA)
-
-
 def _table(rows: list[tuple]) -> pa.Table:
-    return pa.Table.from_batches([_batch(rows)] if rows else [], schema=SCHEMA)
+    """The reference's table of ``_row`` tuples."""
+    if not rows:
+        return SCHEMA.empty_table()
+    cols = zip(*rows, strict=True)
+    return pa.Table.from_arrays(
+        [pa.array(c, type=f.type) for c, f in zip(cols, SCHEMA, strict=True)], schema=SCHEMA)
 
 
 class RecordArchiveSink(DynamicSink[Outgoing]):

@@ -140,7 +140,7 @@ class RedisStore:
             prefix = op.view + "."
             for k, v in op.fields.items():
                 args += (prefix + k, v)
-            rkey = f"{KEY_PREFIX}:{op.entity}:{op.key}"
+            rkey = redis_key(op.entity, op.key)
             views = by_key.get(rkey)
             if views is None:
                 by_key[rkey] = [args]
