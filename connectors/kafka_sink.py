@@ -2,11 +2,15 @@
 
 Messages carry their deterministic id in the ``bsp-id`` header; keys are partitioned with
 murmur2 (the Java client's partitioner), so other Kafka clients agree on placement. Any
-failed delivery raises: the flow stops rather than drop an event. Two delivery modes:
+failed delivery raises: the flow stops rather than drop an event. Three delivery modes:
 
 - ``batch`` (default): each batch is flushed before ``write_batch`` returns, so an epoch
   is committed only after the broker acknowledged all of its events; a crash at any
   moment loses nothing (recovery replays the unfinished epoch).
+- ``epoch``: like ``pipelined`` while an epoch runs, and everything written is acknowledged
+  when Bytewax snapshots the sink at the epoch's end, before it can commit the epoch
+  (``epoch_kafka_sink``, ``connectors.epoch_sink``): nothing is lost in a crash, and the
+  worker does not wait for the broker per batch.
 - ``pipelined``: batches are acknowledged while the flow computes the next ones; at most
   ``max_in_flight`` messages are unacknowledged (beyond that ``write_batch`` waits, so a
   slow broker still slows the flow down), failed deliveries raise at the next
@@ -21,6 +25,7 @@ from __future__ import annotations
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from connectors.epoch_sink import EpochConfirmedSink
 from features.events import Outgoing
 
 
@@ -44,16 +49,18 @@ class DeliveryFailed(RuntimeError):
     pass
 
 
-DELIVERY_MODES = ("batch", "pipelined")
+DELIVERY_MODES = ("batch", "pipelined", "epoch")
 
 
 class _CheckedPartition(StatelessSinkPartition[Outgoing]):
     def __init__(self, config: dict, topics: dict[str, str], flush_timeout_s: float,
-                 delivery: str = "batch", max_in_flight: int = 10_000) -> None:
+                 delivery: str = "batch", max_in_flight: int = 10_000,
+                 chunked: bool = False) -> None:
         self._producer = Producer(config)
         self._topics = topics
         self._timeout = flush_timeout_s
-        self._pipelined = delivery == "pipelined"
+        self._pipelined = delivery != "batch"  # epoch: confirmed by the epoch's snapshot
+        self._chunked = chunked  # items are lists of Outgoing
         self._max_in_flight = max_in_flight
         self._errors: list[str] = []
 
@@ -68,16 +75,18 @@ class _CheckedPartition(StatelessSinkPartition[Outgoing]):
             raise DeliveryFailed(f"not delivered: {remaining} still queued after "
                                  f"{self._timeout}s; delivery errors: {errs}")
 
-    def _confirm(self) -> None:
+    def confirm(self) -> None:
         """Wait for every message produced so far; raise if any was not delivered."""
         self._raise_failures(self._producer.flush(self._timeout))
 
     def write_batch(self, items: list[Outgoing]) -> None:
+        if self._chunked:
+            items = items[0] if len(items) == 1 else [x for c in items for x in c]
         p = self._producer
         if self._pipelined:
             p.poll(0)  # delivery reports of earlier batches
             if len(p) + len(items) > self._max_in_flight:
-                self._confirm()
+                self.confirm()
             else:
                 self._raise_failures()
         for it in items:
@@ -94,10 +103,10 @@ class _CheckedPartition(StatelessSinkPartition[Outgoing]):
         if self._pipelined:
             p.poll(0)  # hand the batch to librdkafka's sender now
         else:
-            self._confirm()
+            self.confirm()
 
     def close(self) -> None:
-        self._confirm()
+        self.confirm()
 
 
 class CheckedKafkaSink(DynamicSink[Outgoing]):
@@ -105,8 +114,9 @@ class CheckedKafkaSink(DynamicSink[Outgoing]):
 
     def __init__(self, brokers: str, topics: dict[str, str], extra_config: dict | None = None,
                  flush_timeout_s: float = 30.0, delivery: str = "batch") -> None:
-        if delivery not in DELIVERY_MODES:
-            raise ValueError(f"delivery must be one of {DELIVERY_MODES}")
+        if delivery not in ("batch", "pipelined"):
+            raise ValueError("delivery must be 'batch' or 'pipelined' (for 'epoch' use "
+                             "epoch_kafka_sink)")
         self._config = producer_config(brokers, extra_config)
         self._topics = topics
         self._timeout = flush_timeout_s
@@ -115,3 +125,12 @@ class CheckedKafkaSink(DynamicSink[Outgoing]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CheckedPartition:
         return _CheckedPartition(dict(self._config), self._topics, self._timeout,
                                  self._delivery)
+
+
+def epoch_kafka_sink(brokers: str, topics: dict[str, str], extra_config: dict | None = None,
+                     flush_timeout_s: float = 30.0) -> EpochConfirmedSink:
+    """``delivery="epoch"``: items are ``(worker partition, chunk of Outgoing)`` from
+    ``connectors.epoch_sink.key_by_worker``."""
+    config = producer_config(brokers, extra_config)
+    return EpochConfirmedSink(lambda: _CheckedPartition(dict(config), topics, flush_timeout_s,
+                                                        "epoch", chunked=True))

@@ -7,7 +7,10 @@ With ``delivery="pipelined"`` a writer thread applies the batches, in order, whi
 worker computes the next ones (Redis I/O releases the GIL); the batches that queued up while
 it wrote go to the store together, in order, in one round trip; at most ``max_pending``
 batches wait, so a slow store still slows the flow down, and a failed write raises at the
-next batch or at close. The default, ``batch``, applies each batch before going on.
+next batch or at close. The default, ``batch``, applies each batch before going on. With
+``delivery="epoch"`` (``epoch_store_sink``) the writer thread works as in ``pipelined`` and
+the sink waits for it to have applied everything when Bytewax snapshots it at the end of an
+epoch, before the epoch can commit (``connectors.epoch_sink``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors.epoch_sink import EpochConfirmedSink
 from features.store import OnlineStore, StoreOp
 
 
@@ -42,6 +46,8 @@ class _PipelinedStorePartition(StatelessSinkPartition[list[StoreOp]]):
         self._store = store
         self._q: queue.Queue[list[StoreOp] | None] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
+        self._queued = self._applied = 0  # batches handed to the writer, batches it applied
+        self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="bespoke-store-writer",
                                         daemon=True)
         self._thread.start()
@@ -52,6 +58,7 @@ class _PipelinedStorePartition(StatelessSinkPartition[list[StoreOp]]):
             ops = self._q.get()
             if ops is None:
                 break
+            n = 1
             # what queued up meanwhile goes in the same round trip, in order
             while True:
                 try:
@@ -62,10 +69,15 @@ class _PipelinedStorePartition(StatelessSinkPartition[list[StoreOp]]):
                     done = True
                     break
                 ops = ops + more
+                n += 1
             try:
                 self._store.apply(ops)
             except BaseException as e:  # noqa: BLE001 - raised in the worker, next batch
                 self._error = self._error or e
+            finally:
+                with self._idle:
+                    self._applied += n
+                    self._idle.notify_all()
 
     def _check(self) -> None:
         if self._error is not None:
@@ -75,6 +87,13 @@ class _PipelinedStorePartition(StatelessSinkPartition[list[StoreOp]]):
     def write_batch(self, items: list[list[StoreOp]]) -> None:
         self._check()
         self._q.put(items[0] if len(items) == 1 else [op for chunk in items for op in chunk])
+        self._queued += 1
+
+    def confirm(self) -> None:
+        """Wait until every batch written so far is applied; raise if a write failed."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._applied >= self._queued)
+        self._check()
 
     def close(self) -> None:
         self._q.put(None)
@@ -89,6 +108,7 @@ class StoreSink(DynamicSink[list[StoreOp]]):
     """``store_factory`` is called once per worker (Redis clients are not shared)."""
 
     def __init__(self, store_factory: Callable[[], OnlineStore], delivery: str = "batch") -> None:
+        """``delivery`` ``batch`` or ``pipelined``; for ``epoch`` see ``epoch_store_sink``."""
         if delivery not in ("batch", "pipelined"):
             raise ValueError("delivery must be 'batch' or 'pipelined'")
         self._factory, self._delivery = store_factory, delivery
@@ -98,6 +118,12 @@ class StoreSink(DynamicSink[list[StoreOp]]):
         if self._delivery == "pipelined":
             return _PipelinedStorePartition(self._factory())
         return _StorePartition(self._factory())
+
+
+def epoch_store_sink(store_factory: Callable[[], OnlineStore]) -> EpochConfirmedSink:
+    """``delivery="epoch"``: items are ``(worker partition, chunk of StoreOp)`` from
+    ``connectors.epoch_sink.key_by_worker``."""
+    return EpochConfirmedSink(lambda: _PipelinedStorePartition(store_factory()))
 
 
 def _memory_name(url: str) -> str | None:

@@ -21,14 +21,15 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from pydantic import BaseModel, Field
 
+from connectors.epoch_sink import key_by_worker, worker_index_probe
 from connectors.file_sink import JsonlDirSink
 from connectors.file_source import FileSource
-from connectors.kafka_sink import CheckedKafkaSink
+from connectors.kafka_sink import CheckedKafkaSink, epoch_kafka_sink
 from connectors.kafka_source import kafka_raw_input
 from connectors.parquet_sink import ParquetFeatureSink
 from connectors.policy_packs import read_pack_files
 from connectors.record_archive import RecordArchiveSink
-from connectors.store_sink import StoreSink, is_remote, store_factory
+from connectors.store_sink import StoreSink, epoch_store_sink, is_remote, store_factory
 from features.definitions import REGISTRY
 from features.events import outgoing
 from features.formats import FORMATS
@@ -86,6 +87,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                               tail=cfg.tail)
     else:
         raw = op.input("in", flow, FileSource(cfg.inputs))
+    if s.delivery == "epoch":
+        worker_index_probe("worker_index", raw)  # built before the sinks that need it
     raw = progress("progress", raw, s.progress_every_s)
 
     # inside the flow, steps pass chunks (lists of items): see operators.chunks
@@ -116,20 +119,30 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)
 
-    out = flatten("outgoing", op.merge("outgoing_chunks", *outs))
+    out_chunks = op.merge("outgoing_chunks", *outs)
+    out = flatten("outgoing", out_chunks)
     archive = s.record_archive_dir or (
         None if cfg.output == "kafka" else str(Path(cfg.output) / "archive"))
     if cfg.decisions and archive:
         op.output("record_archive", out, RecordArchiveSink(archive, native=s.native_kernels))
+    epoch = s.delivery == "epoch"  # confirmed at each epoch's snapshot: connectors.epoch_sink
     if cfg.output == "kafka":
         topics = {ch: s.topic(ch) for ch in CHANNELS}
-        op.output("sink", out, CheckedKafkaSink(s.kafka_bootstrap_servers or "", topics,
-                                                   delivery=s.delivery))
+        brokers = s.kafka_bootstrap_servers or ""
+        if epoch:
+            op.output("sink", key_by_worker("sink_key", out_chunks),
+                      epoch_kafka_sink(brokers, topics))
+        else:
+            op.output("sink", out, CheckedKafkaSink(brokers, topics, delivery=s.delivery))
     else:
         op.output("sink", out, JsonlDirSink(cfg.output))
 
     store_ops = op.merge("store_ops_chunks", *store_streams)
-    op.output("store", store_ops, StoreSink(store_factory(cfg.store), s.delivery))
+    if epoch:
+        op.output("store", key_by_worker("store_key", store_ops),
+                  epoch_store_sink(store_factory(cfg.store)))
+    else:
+        op.output("store", store_ops, StoreSink(store_factory(cfg.store), s.delivery))
     if cfg.features_parquet:
         op.output("features_parquet", flatten("features_rows", feats.store_ops),
                   ParquetFeatureSink(cfg.features_parquet, REGISTRY))

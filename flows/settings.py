@@ -46,11 +46,13 @@ class Settings(BaseSettings):
     allowed_lateness_s: float = Field(3600.0, ge=0, description="per-key, event time")
     mirror_every_s: float = Field(1.0, ge=0, description="store mirror period per key; 0 = "
                                                          "every event")
-    delivery: Literal["batch", "pipelined"] = Field(
+    delivery: Literal["batch", "epoch", "pipelined"] = Field(
         "batch", description="how outputs with I/O (Kafka topics, the Redis store) are "
         "confirmed. batch: each output batch is acknowledged before the flow goes on "
-        "(nothing is lost in a crash); pipelined: batches are acknowledged while the flow "
-        "computes the next ones, a bounded number in flight (lower latency; a crash right "
+        "(nothing is lost in a crash); epoch: outputs are acknowledged at the end of each "
+        "epoch, before it commits (nothing is lost in a crash, no wait per batch); "
+        "pipelined: batches are acknowledged while the flow computes the next ones, a "
+        "bounded number in flight (lower latency; a crash right "
         "after an epoch commit can lose what was still in flight)")
     tool_cache_s: float = Field(1.0, ge=0, description="how long the agent's tools and the "
                                 "policy gate reuse item, co-visitation and category rows "

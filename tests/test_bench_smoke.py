@@ -27,16 +27,17 @@ def test_decision_bench_reports_every_figure(kafka_bootstrap, redis_url, monkeyp
 
     expected = {"decisions_per_s_embedded_1w", "events_per_s_embedded_1w_main_flow",
                 "decision_path_us_per_decision"} | {
-        f + suffix for f in KAFKA_FIGURES for suffix in ("", "_pipelined")}
+        f + suffix for f in KAFKA_FIGURES for suffix in ("", "_epoch", "_pipelined")}
     assert expected <= figs.keys()
     for name in expected:
         assert figs[name]["how"] and figs[name]["unit"]
         assert isinstance(figs[name]["value"], int | float)
     for name in ("decisions_per_s_embedded_1w", "events_per_s_embedded_1w_main_flow",
-                 "events_per_s_kafka_1w_main_flow", "events_per_s_kafka_1w_main_flow_pipelined"):
+                 "events_per_s_kafka_1w_main_flow", "events_per_s_kafka_1w_main_flow_epoch",
+                 "events_per_s_kafka_1w_main_flow_pipelined"):
         assert figs[name]["value"] > 0
     assert "median of 2 runs" in figs["decisions_per_s_embedded_1w"]["how"]
-    for suffix in ("", "_pipelined"):
+    for suffix in ("", "_epoch", "_pipelined"):
         p50 = figs[f"decision_latency_p50_ms_kafka{suffix}"]["value"]
         p99 = figs[f"decision_latency_p99_ms_kafka{suffix}"]["value"]
         assert 0 < p50 <= p99

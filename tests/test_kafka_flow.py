@@ -81,9 +81,11 @@ def test_kafka_to_kafka_and_redis(kafka_bootstrap, redis_url, redis_client, topi
     assert read_archive(tmp_path / "archive").num_rows == len(records)
 
 
+@pytest.mark.parametrize("delivery", ["batch", "epoch"])
 def test_two_processes_over_kafka_partitions(kafka_bootstrap, redis_url, redis_client,
-                                             topic_prefix, tmp_path):
-    """The same flow as a 2-process Bytewax cluster (-i/-a on loopback) over 4 partitions."""
+                                             topic_prefix, tmp_path, delivery):
+    """The same flow as a 2-process Bytewax cluster (-i/-a on loopback) over 4 partitions
+    (with ``epoch`` each worker of each process confirms its own outputs)."""
     import os
     import subprocess
     from pathlib import Path
@@ -96,7 +98,8 @@ def test_two_processes_over_kafka_partitions(kafka_bootstrap, redis_url, redis_c
     produce_all(kafka_bootstrap, in_topic, ((r.key, r.value) for r in recs))
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
            "BESPOKE_TOPIC_PREFIX": topic_prefix, "BESPOKE_INPUT_TOPICS": json.dumps([in_topic]),
-           "BESPOKE_PROGRESS_EVERY_S": "0", "PY": __import__("sys").executable}
+           "BESPOKE_PROGRESS_EVERY_S": "0", "BESPOKE_DELIVERY": delivery,
+           "PY": __import__("sys").executable}
     out = subprocess.run([str(root / "scripts/run-cluster.sh"), "2", "1", "--input", "kafka",
                           "--output", "kafka", "--store", redis_url,
                           "--recovery-dir", str(tmp_path / "rec"), "--epoch-interval", "0.5"],

@@ -7,9 +7,10 @@ import os
 import time
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from connectors.kafka_admin import ensure_topics, produce_all
-from connectors.kafka_sink import CheckedKafkaSink, DeliveryFailed
+from connectors.kafka_sink import CheckedKafkaSink, DeliveryFailed, epoch_kafka_sink
 from connectors.kafka_source import KafkaRawSource
 from features.events import Outgoing
 from tests.kafka_util import consume_all
@@ -140,3 +141,28 @@ def test_pipelined_sink_raises_on_a_failed_delivery(kafka_bootstrap, topic_prefi
             part.write_batch(_outgoing(1))
             time.sleep(0.05)
     part.close()  # the rest was delivered
+
+
+def test_epoch_sink_has_everything_acknowledged_when_it_snapshots(kafka_bootstrap, topic_prefix):
+    """``delivery=epoch``: writes do not wait; the epoch's snapshot returns only when every
+    message written is acknowledged, and raises for one the broker refused."""
+    topic = topic_prefix + "epoch"
+    ensure_topics(kafka_bootstrap, {topic: 2})
+    part = epoch_kafka_sink(kafka_bootstrap, {"feed_updates": topic},
+                            extra_config={"message.max.bytes": 8_000_000,
+                                          "compression.type": "none"}
+                            ).build_part("sink", "w00000", None)
+    sent = _outgoing(300)
+    for i in range(0, 300, 30):
+        part.write_batch([sent[i:i + 20], sent[i + 20:i + 30]])  # chunks of Outgoing
+    part.snapshot()
+    c = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "probe"})
+    try:  # acknowledged means on the broker: the high watermarks count all 300
+        assert sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                   for p in range(2)) == 300
+    finally:
+        c.close()
+    part.write_batch([_outgoing(1, size=3_000_000)])  # over the broker's default 1 MB
+    with pytest.raises(DeliveryFailed, match="not delivered"):
+        part.snapshot()
+    part.close()

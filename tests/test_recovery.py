@@ -43,8 +43,9 @@ def _written(bootstrap: str, topic: str, parts: int) -> int:
         c.close()
 
 
+@pytest.mark.parametrize("delivery", ["batch", "epoch"])
 def test_kill_and_resume_loses_nothing(kafka_bootstrap, redis_url, redis_client, topic_prefix,
-                                       tmp_path):
+                                       tmp_path, delivery):
     in_topic, feed_topic, dlq_topic, rec_topic = (
         f"{topic_prefix}{n}" for n in ("events", "feed_updates", "dead_letters",
                                        "decision_records"))
@@ -58,7 +59,8 @@ def test_kill_and_resume_loses_nothing(kafka_bootstrap, redis_url, redis_client,
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
            "BESPOKE_TOPIC_PREFIX": topic_prefix, "BESPOKE_INPUT_TOPICS": json.dumps([in_topic]),
            "BESPOKE_TOPIC_PARTITIONS": str(parts), "BESPOKE_PROGRESS_EVERY_S": "0",
-           "BESPOKE_RECORD_ARCHIVE_DIR": str(tmp_path / "archive"), "PYTHONPATH": str(ROOT)}
+           "BESPOKE_RECORD_ARCHIVE_DIR": str(tmp_path / "archive"), "BESPOKE_DELIVERY": delivery,
+           "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "flows", "run", "--input", "kafka", "--output", "kafka",
            "--store", redis_url, "--workers", "2", "--recovery-dir", str(tmp_path / "rec"),
            "--epoch-interval", "0.2"]

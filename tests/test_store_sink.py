@@ -2,7 +2,9 @@
 
 import threading
 
-from connectors.store_sink import StoreSink
+import pytest
+
+from connectors.store_sink import StoreSink, StoreWriteFailed, epoch_store_sink
 from features.store import StoreWrite
 
 
@@ -37,3 +39,35 @@ def test_batches_queued_while_the_writer_is_busy_go_in_one_apply_in_order():
     store.release.set()
     part.close()
     assert store.calls == [[_w(1)], [_w(i) for i in range(2, 7)]]
+
+
+class FailingStore(SlowStore):
+    def apply(self, ops):
+        super().apply(ops)
+        raise ConnectionError("store down")
+
+
+def test_epoch_store_sink_snapshot_waits_until_every_batch_is_applied():
+    store = SlowStore()
+    part = epoch_store_sink(lambda: store).build_part("store", "w00000", None)
+    part.write_batch([[_w(1)]])
+    assert store.entered.wait(10)  # the writer is busy with batch 1
+    part.write_batch([[_w(2)], [_w(3)]])
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (part.snapshot(), done.set()))
+    t.start()
+    assert not done.wait(0.2)  # the snapshot waits for the writer
+    store.release.set()
+    assert done.wait(10)
+    assert [op for call in store.calls for op in call] == [_w(1), _w(2), _w(3)]
+    part.close()
+
+
+def test_epoch_store_sink_snapshot_raises_a_failed_write():
+    store = FailingStore()
+    store.release.set()
+    part = epoch_store_sink(lambda: store).build_part("store", "w00000", None)
+    part.write_batch([[_w(1)]])
+    with pytest.raises(StoreWriteFailed, match="store down"):
+        part.snapshot()
+    part.close()
