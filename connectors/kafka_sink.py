@@ -4,10 +4,10 @@ Messages carry their deterministic id in the ``bsp-id`` header; keys are partiti
 murmur2 (the Java client's partitioner), so other Kafka clients agree on placement. Any
 failed delivery raises: the flow stops rather than drop an event. Three delivery modes:
 
-- ``batch`` (default): each batch is flushed before ``write_batch`` returns, so an epoch
+- ``batch``: each batch is flushed before ``write_batch`` returns, so an epoch
   is committed only after the broker acknowledged all of its events; a crash at any
   moment loses nothing (recovery replays the unfinished epoch).
-- ``epoch``: like ``pipelined`` while an epoch runs, and everything written is acknowledged
+- ``epoch`` (the flow's default): like ``pipelined`` while an epoch runs, and everything written is acknowledged
   when Bytewax snapshots the sink at the epoch's end, before it can commit the epoch
   (``epoch_kafka_sink``, ``connectors.epoch_sink``): nothing is lost in a crash, and the
   worker does not wait for the broker per batch.

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     mirror_every_s: float = Field(1.0, ge=0, description="store mirror period per key; 0 = "
                                                          "every event")
     delivery: Literal["batch", "epoch", "pipelined"] = Field(
-        "batch", description="how outputs with I/O (Kafka topics, the Redis store) are "
+        "epoch", description="how outputs with I/O (Kafka topics, the Redis store) are "
         "confirmed. batch: each output batch is acknowledged before the flow goes on "
         "(nothing is lost in a crash); epoch: outputs are acknowledged at the end of each "
         "epoch, before it commits (nothing is lost in a crash, no wait per batch); "
