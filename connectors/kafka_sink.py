@@ -7,10 +7,10 @@ failed delivery raises: the flow stops rather than drop an event. Three delivery
 - ``batch``: each batch is flushed before ``write_batch`` returns, so an epoch
   is committed only after the broker acknowledged all of its events; a crash at any
   moment loses nothing (recovery replays the unfinished epoch).
-- ``epoch`` (the flow's default): like ``pipelined`` while an epoch runs, and everything written is acknowledged
-  when Bytewax snapshots the sink at the epoch's end, before it can commit the epoch
-  (``epoch_kafka_sink``, ``connectors.epoch_sink``): nothing is lost in a crash, and the
-  worker does not wait for the broker per batch.
+- ``epoch`` (the flow's default): like ``pipelined`` while an epoch runs, and everything
+  written is acknowledged when Bytewax snapshots the sink at the epoch's end, before it can
+  commit the epoch (``epoch_kafka_sink``, ``connectors.epoch_sink``): nothing is lost in a
+  crash, and the worker does not wait for the broker per batch.
 - ``pipelined``: batches are acknowledged while the flow computes the next ones; at most
   ``max_in_flight`` messages are unacknowledged (beyond that ``write_batch`` waits, so a
   slow broker still slows the flow down), failed deliveries raise at the next
@@ -49,7 +49,7 @@ class DeliveryFailed(RuntimeError):
     pass
 
 
-DELIVERY_MODES = ("batch", "pipelined", "epoch")
+DELIVERY_MODES = ("batch", "epoch", "pipelined")
 
 
 class _CheckedPartition(StatelessSinkPartition[Outgoing]):

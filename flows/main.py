@@ -119,13 +119,16 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)
 
+    epoch = s.delivery == "epoch"  # confirmed at each epoch's snapshot: connectors.epoch_sink
     out_chunks = op.merge("outgoing_chunks", *outs)
-    out = flatten("outgoing", out_chunks)
     archive = s.record_archive_dir or (
         None if cfg.output == "kafka" else str(Path(cfg.output) / "archive"))
-    if cfg.decisions and archive:
+    archived = cfg.decisions and archive
+    # single items for the sinks that take them (the epoch Kafka sink takes chunks)
+    out = flatten("outgoing", out_chunks) if (
+        archived or cfg.output != "kafka" or not epoch) else out_chunks
+    if archived:
         op.output("record_archive", out, RecordArchiveSink(archive, native=s.native_kernels))
-    epoch = s.delivery == "epoch"  # confirmed at each epoch's snapshot: connectors.epoch_sink
     if cfg.output == "kafka":
         topics = {ch: s.topic(ch) for ch in CHANNELS}
         brokers = s.kafka_bootstrap_servers or ""
