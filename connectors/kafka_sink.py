@@ -49,9 +49,6 @@ class DeliveryFailed(RuntimeError):
     pass
 
 
-DELIVERY_MODES = ("batch", "epoch", "pipelined")
-
-
 class _CheckedPartition(StatelessSinkPartition[Outgoing]):
     def __init__(self, config: dict, topics: dict[str, str], flush_timeout_s: float,
                  delivery: str = "batch", max_in_flight: int = 10_000,

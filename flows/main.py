@@ -123,10 +123,10 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     out_chunks = op.merge("outgoing_chunks", *outs)
     archive = s.record_archive_dir or (
         None if cfg.output == "kafka" else str(Path(cfg.output) / "archive"))
-    archived = cfg.decisions and archive
-    # single items for the sinks that take them (the epoch Kafka sink takes chunks)
-    out = flatten("outgoing", out_chunks) if (
-        archived or cfg.output != "kafka" or not epoch) else out_chunks
+    archived = bool(cfg.decisions and archive)
+    # single items, for the sinks that take them (the epoch Kafka sink takes the chunks)
+    takes_items = archived or cfg.output != "kafka" or not epoch
+    out = flatten("outgoing", out_chunks) if takes_items else None
     if archived:
         op.output("record_archive", out, RecordArchiveSink(archive, native=s.native_kernels))
     if cfg.output == "kafka":
