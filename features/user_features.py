@@ -54,6 +54,21 @@ COVIS_LOOKBACK = 3
 MAX_CATEGORIES, COVIS_SEEDS = 3, 3
 
 
+
+def session_prefix(user_id: str) -> str:
+    """The start of every session key of ``user_id``, and of no other user's: ``/`` and
+    ``%`` in the user id are escaped, so erasing ``alice`` never touches ``alice/x``'s
+    sessions (``native/src/user.rs`` builds the same keys).
+
+    >>> session_prefix("alice"), session_prefix("alice/x"), session_key("a%/b", "s1")
+    ('alice/', 'alice%2Fx/', 'a%25%2Fb/s1')
+    """
+    return user_id.replace("%", "%25").replace("/", "%2F") + "/"
+
+
+def session_key(user_id: str, session_id: str) -> str:
+    return session_prefix(user_id) + session_id
+
 class UserFeatures(NamedTuple):
     """What the decision path needs after one event (emitted per event when asked)."""
 
@@ -159,7 +174,7 @@ class UserFold:
         if kind == "erase":
             s.erased = True
             out: list = [StorePurge("user", x[0]), StorePurge("feed", x[0]),
-                         StorePurge("session", x[0] + "/", prefix=True)]
+                         StorePurge("session", session_prefix(x[0]), prefix=True)]
             if self.decision_inputs:
                 out.append(UserFeatures(x[0], x[3], x[2], [], (), None, erased=True))
             return out
@@ -296,7 +311,7 @@ class UserFold:
         row = {"user_id": user_id, "items_seen": len(sess[3]),
                "dwell_s": (sess[2] - sess[1]) / 1000, "cart_adds": sess[4],
                "intent_stage": _stage(sess), "start_ts": sess[1], "last_ts": sess[2]}
-        return StoreWrite("session", f"{user_id}/{sess[0]}", prefix, row, sess[2], ttl)
+        return StoreWrite("session", session_key(user_id, sess[0]), prefix, row, sess[2], ttl)
 
     @staticmethod
     def _row(view: str, s: UserState, t: int) -> dict:

@@ -59,10 +59,19 @@ def dead_letter(rec: RawRecord, error: str, step: str = STEP) -> DeadLetter:
 
 def validate_record(rec: RawRecord, fmt: str = "native") -> tuple[list[Inbound], list[DeadLetter]]:
     """Turn one raw record into valid events and dead letters (never raises)."""
+    try:
+        return _validate(rec, fmt)
+    except Exception as e:  # a bug here must cost one record, never the flow
+        return [], [dead_letter(rec, f"undecodable: {type(e).__name__}: {e}")]
+
+
+def _validate(rec: RawRecord, fmt: str) -> tuple[list[Inbound], list[DeadLetter]]:
     if rec.error is not None:
         return [], [dead_letter(rec, f"source_error: {rec.error}")]
     if rec.value is None:
         return [], [dead_letter(rec, "empty: record has no value")]
+    if not rec.value.strip():
+        return [], [dead_letter(rec, "blank: the record holds only whitespace")]
     if fmt == "native":
         try:
             return [parse_inbound(rec.value)], []

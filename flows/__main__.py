@@ -10,11 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from connectors.generator import GenConfig, Generator, write_jsonl
 from features.formats import FORMATS
 from flows.main import CHANNELS, RunConfig, run
 from flows.report import print_report, summarize
-from flows.settings import Settings
+from flows.settings import DEMO_PSEUDONYM_KEY, Settings
 
 log = logging.getLogger("bespoke")
 
@@ -54,6 +56,11 @@ def cmd_run(a: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("recovery_dir", a.recovery_dir),
                                    ("epoch_interval_s", a.epoch_interval)) if v is not None}
     s = Settings(**overrides)
+    try:
+        s.pseudonym_key_bytes()
+    except ValueError as e:
+        print(f"refusing to start: {e}", file=sys.stderr)
+        return 2
     cfg = _run_config(a, s)
     log.info("settings: %s", s.safe_dump())
     if cfg.output == "kafka" or cfg.inputs == ["kafka"]:
@@ -98,6 +105,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     events = out / "events.jsonl"
     counts = write_jsonl(str(events), Generator(_gen_config(a)).records())
     s = Settings(progress_every_s=2.0)
+    if s.pseudonym_key is None:  # the demo's own key: its records are not for production
+        s = s.model_copy(update={"pseudonym_key": SecretStr(DEMO_PSEUDONYM_KEY)})
     cfg = RunConfig(inputs=[str(events)], output=str(out), store="memory://demo", settings=s)
     t0 = time.perf_counter()
     run(cfg, workers=a.workers)

@@ -74,6 +74,8 @@ class RunConfig(BaseModel):
     def model_post_init(self, _ctx) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}")
+        if self.decisions:
+            self.settings.pseudonym_key_bytes()  # refuse to start without a real key
         uses_kafka = self.inputs == ["kafka"] or self.output == "kafka"
         if uses_kafka and not self.settings.kafka_bootstrap_servers:
             raise ValueError("kafka input/output needs KAFKA_BOOTSTRAP_SERVERS")
@@ -113,7 +115,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                            s.candidates_scored, native=s.native_kernels, prefetch=gate)
         ranked = score("score", cands, s.candidates_scored)
         fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s,
-                            s.pseudonym_key.get_secret_value().encode())
+                            s.pseudonym_key_bytes())
         feed = feed_decision("decision", ranked, valid.controls, fold, s.state_shards,
                              snapshots=s.recovery_dir is not None)
         outs.append(feed.outgoing)

@@ -18,6 +18,10 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+WELL_KNOWN_KEYS = frozenset({"change-me", "changeme", "secret", "demo"})
+DEMO_PSEUDONYM_KEY = "bespoke-demo-only-pseudonym-key"  # `python -m flows demo`, never a service
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BESPOKE_", env_file=".env", extra="ignore")
 
@@ -91,7 +95,29 @@ class Settings(BaseSettings):
     epoch_interval_s: float = Field(5.0, gt=0)
     recovery_dir: str | None = None
     progress_every_s: float = 5.0
-    pseudonym_key: SecretStr = SecretStr("change-me")
+    pseudonym_key: SecretStr | None = Field(None, description="HMAC key of the users' "
+                                            "pseudonyms in decision records, ids and logs "
+                                            "(at least 16 characters; required by every "
+                                            "decision flow but the demo)")
+
+    def pseudonym_key_bytes(self) -> bytes:
+        """The pseudonym key; a missing, well-known or short key refuses to start.
+
+        >>> Settings(_env_file=None, pseudonym_key="change-me").pseudonym_key_bytes()
+        Traceback (most recent call last):
+        ...
+        ValueError: BESPOKE_PSEUDONYM_KEY is the well-known default: set a secret of 16+ characters
+        """
+        key = self.pseudonym_key.get_secret_value() if self.pseudonym_key else ""
+        if not key:
+            raise ValueError("BESPOKE_PSEUDONYM_KEY is not set: decisions need a secret of "
+                             "16+ characters to pseudonymize users (the demo sets its own)")
+        if key in WELL_KNOWN_KEYS:
+            raise ValueError("BESPOKE_PSEUDONYM_KEY is the well-known default: set a secret "
+                             "of 16+ characters")
+        if len(key) < 16:
+            raise ValueError("BESPOKE_PSEUDONYM_KEY is shorter than 16 characters")
+        return key.encode()
 
     def topic(self, channel: str) -> str:
         return f"{self.topic_prefix}{channel}"

@@ -3,7 +3,8 @@
 Offer proposals are re-keyed by SKU (sharded state); each SKU keeps its active grants
 (until their offers expire, in event time). A proposal is granted while the active grants
 stay below the units available, otherwise it is refused; either way a decision record goes
-out. Granted offers are emitted keyed by user, so they land on the user's partition.
+out. Granted offers are emitted keyed by user, so they land on the user's partition; decision
+records are keyed by the user's pseudonym (records never carry the raw id).
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ class AllocationFold:
             rec["explanation"] = (rec["explanation"] + f"; unit {active + 1} of {p.available} "
                                   f"available reserved for this offer")[:2048]
             return [outgoing_doc(OFFER_CHANNEL, p.user_id, offer),
-                    outgoing_doc(RECORD_CHANNEL, p.user_id, event_doc(DecisionRecord, **rec))]
+                    outgoing_doc(RECORD_CHANNEL, rec["user_ref"], event_doc(DecisionRecord, **rec))]
         rec["suppressed"] = True
         rec["fallbacks"] = [*rec.get("fallbacks", []), "allocation_refused"]
         rec["output"] = {"sku": p.sku, "available": p.available, "active_grants": active}
         rec["explanation"] = (f"offer of {p.sku} not sent: all {p.available} available units "
                               f"are already promised to {active} active offers")
-        return [outgoing_doc(RECORD_CHANNEL, p.user_id, event_doc(DecisionRecord, **rec))]
+        return [outgoing_doc(RECORD_CHANNEL, rec["user_ref"], event_doc(DecisionRecord, **rec))]

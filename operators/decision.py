@@ -14,7 +14,8 @@ goals (``operators.plans.plan_goals``):
   valid, in-stock option combination the user's attribute affinities like most.
 
 Every decision, suppressed ones too, has a ``decision_record``. Ids are deterministic
-(``<kind>:<user>:<trigger event id>``); decisions read item facts from the online store,
+(``<kind>:<user ref>:<trigger event id>``, the user's pseudonym, never the raw id, which
+appears only in the feed, offer and configuration payloads that need it); decisions read item facts from the online store,
 so a replay after recovery repeats an id but may see newer facts.
 """
 
@@ -46,7 +47,7 @@ from operators.policy import POLICY_ACTIONS, PolicyGate
 from operators.sharded_fold import broadcast, sharded_fold, sharded_fold_keyed
 from policies.evaluate import Candidates, UserContext
 from policies.lifecycle import PolicyEngine, record_fields
-from policies.privacy import pseudonymize
+from policies.privacy import decision_id, pseudonymize
 
 FEED_CHANNEL = "feed_updates"
 CONFIG_CHANNEL = "configurations"
@@ -142,7 +143,8 @@ class DecisionFold:
         if not r.suppressed and (picked == st.last or (not picked and r.personalized)):
             return []  # nothing new to say
         st.last = picked
-        fid = f"feed:{f.user_id}:{f.event_id}"
+        ref = pseudonymize(f.user_id, self.key)
+        fid = decision_id("feed", ref, f.event_id)
         out: list = []
         if not r.suppressed:
             # built from our own, already validated values: no re-validation on the hot path
@@ -178,7 +180,7 @@ class DecisionFold:
         fallbacks = list(found.fallbacks)
         if not r.personalized:
             fallbacks.append("non_personalized")
-        out.append(outgoing_doc(RECORD_CHANNEL, f.user_id, event_doc(
+        out.append(outgoing_doc(RECORD_CHANNEL, ref, event_doc(
             DecisionRecord,
             **self._record_base(fid, "feed_update", f, FEED_PLAN.goal, FEED_PLAN.name,
                                 FEED_PLAN.version, model, r.suppressed, found.calls, outcome,
@@ -203,7 +205,7 @@ class DecisionFold:
                     "shadow_differences": []})}
 
     def _suppressed(self, did, dtype, f, plan: Plan, calls, outcome, skus, why, fallbacks):
-        return outgoing_doc(RECORD_CHANNEL, f.user_id, event_doc(
+        return outgoing_doc(RECORD_CHANNEL, pseudonymize(f.user_id, self.key), event_doc(
             DecisionRecord,
             **self._record_base(did, dtype, f, plan.goal, plan.name, plan.version,
                                 MODEL_VERSION, True, calls, outcome, skus),
@@ -211,7 +213,7 @@ class DecisionFold:
 
     # ------------------------------------------------------------------ offer
     def _offer(self, st, f: UserFeatures, sku: str, eng: PolicyEngine, user) -> list:
-        did = f"offer:{f.user_id}:{f.event_id}"
+        did = decision_id("offer", pseudonymize(f.user_id, self.key), f.event_id)
         run = run_plan(OFFER_PLAN, self.gate.runtime, AGENT_SCOPES,
                        {"sku": sku, "skus": [sku], "event_id": f.event_id}, {})
         if not run.ok:
@@ -246,7 +248,7 @@ class DecisionFold:
 
     # ------------------------------------------------------------------ configuration
     def _configure(self, st, f: UserFeatures, sku: str, eng: PolicyEngine, user) -> list:
-        did = f"config:{f.user_id}:{f.event_id}"
+        did = decision_id("config", pseudonymize(f.user_id, self.key), f.event_id)
         run = run_plan(CONFIG_PLAN, self.gate.runtime, AGENT_SCOPES,
                        {"sku": sku, "event_id": f.event_id}, {"attributes": f.attributes})
         if not run.ok:
@@ -277,7 +279,7 @@ class DecisionFold:
                                 [sku])
         liked = f.attributes.split(",")[0].rsplit(":", 1)[0] if f.attributes else "your taste"
         return [outgoing_doc(CONFIG_CHANNEL, f.user_id, conf),
-                outgoing_doc(RECORD_CHANNEL, f.user_id, event_doc(
+                outgoing_doc(RECORD_CHANNEL, rec["user_ref"], event_doc(
                     DecisionRecord, **rec, fallbacks=run.fallbacks,
                     output={"sku": sku, "choices": [f"{g}:{o}" for g, o in choices]},
                     explanation=f"because you viewed {sku}: options matching {liked}, "

@@ -556,6 +556,8 @@ BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows r
 
 
 def main() -> int:
+    # benchmark runs are not a service: their decision records use a throwaway key
+    os.environ.setdefault("BESPOKE_PSEUDONYM_KEY", "bespoke-bench-pseudonym-key")
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", choices=list(BENCHES))
     ap.add_argument("--in-process", action="store_true",

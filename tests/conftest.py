@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
+
+# decision flows refuse to start without a real pseudonym key; the suite (and the processes
+# it starts, which inherit the environment) uses this one
+os.environ.setdefault("BESPOKE_PSEUDONYM_KEY", "bespoke-test-suite-pseudonym-key")
 
 from tests.infra import kafka_server, redis_server
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 from connectors.generator import GenRecord
+from policies.privacy import decision_id, pseudonymize
 
 BEHAVIOUR = ("page_view", "click", "add_to_cart", "order")
 
@@ -37,7 +39,10 @@ def check_feed_ids(feeds: list[dict]) -> None:
     items: consumers keep the first of an id)."""
     by_id: dict[str, dict] = {}
     for f in feeds:
-        assert f["id"] == f"feed:{f['user_id']}:{f['trigger_event_id']}"
+        key = os.environ["BESPOKE_PSEUDONYM_KEY"].encode()
+        assert f["id"] == decision_id("feed", pseudonymize(f["user_id"], key),
+                                      f["trigger_event_id"])
+        assert f["user_id"] not in f["id"]
         prev = by_id.setdefault(f["id"], f)
         assert (prev["user_id"], prev["trigger_event_id"]) == (f["user_id"],
                                                               f["trigger_event_id"])

@@ -11,10 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 OTTO = ROOT.parent / "shared" / "data" / "otto-sample" / "train-excerpt.jsonl"
 
 
-def _flows(*args: str) -> subprocess.CompletedProcess:
+KEY = {"BESPOKE_PSEUDONYM_KEY": "cli-test-pseudonym-key"}
+
+
+def _flows(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = KEY if env is None else env
     return subprocess.run([sys.executable, "-m", "flows", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env={"PATH": "/usr/bin:/bin",
-                                                       "PYTHONPATH": str(ROOT)})
+                                                       "PYTHONPATH": str(ROOT), **env})
 
 
 def test_demo_writes_outputs_and_report(tmp_path):
@@ -54,8 +58,18 @@ def test_secrets_are_not_logged(tmp_path):
                         str(tmp_path / "o"), "--store", "memory"], cwd=ROOT, capture_output=True,
                        text=True, timeout=120,
                        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
-                            "BESPOKE_PSEUDONYM_KEY": "s3cr3t-key",
+                            "BESPOKE_PSEUDONYM_KEY": "s3cr3t-key-0123456789",
                             "REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert "settings:" in r.stderr
     assert "s3cr3t-key" not in r.stdout + r.stderr and "hunter2" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("key", [None, "change-me", "short"])
+def test_run_refuses_a_missing_or_default_pseudonym_key(tmp_path, key):
+    events = tmp_path / "e.jsonl"
+    assert _flows("generate", "--out", str(events), "--events", "20").returncode == 0
+    r = _flows("run", "--input", str(events), "--output", str(tmp_path / "o"), "--store",
+               "memory", env={} if key is None else {"BESPOKE_PSEUDONYM_KEY": key})
+    assert r.returncode == 2 and "BESPOKE_PSEUDONYM_KEY" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()

@@ -61,7 +61,7 @@ def policy_run(tmp_path_factory):
     run(RunConfig(inputs=[str(src)], output=str(d / "out"), store=f"memory://{name}",
                   settings=Settings(_env_file=None, progress_every_s=0, policy_dir=str(packs),
                                     policy_active="default@2026.11.1",
-                                    pseudonym_key="test-key")))
+                                    pseudonym_key="test-key-of-16-chars+")))
     catalog = {json.loads(r.value)["sku"]: json.loads(r.value)["category_path"][0]
                for r in recs if r.type == "catalog"}
     line_of = {json.loads(v)["event_id"]: i for i, v in enumerate(lines)}

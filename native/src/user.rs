@@ -171,7 +171,7 @@ impl UserFold {
         row.set_item(intern!(py, "intent_stage"), stage(sess))?;
         row.set_item(intern!(py, "start_ts"), sess.start)?;
         row.set_item(intern!(py, "last_ts"), sess.last)?;
-        self.store_write(py, intern!(py, "session"), &format!("{}/{}", user_id, sess.id), 0, row, sess.last)
+        self.store_write(py, intern!(py, "session"), &format!("{}{}", session_prefix(user_id), sess.id), 0, row, sess.last)
     }
 
     /// An `AffinityHint` tuple: the same as a `HintBatch` record.
@@ -445,7 +445,7 @@ impl NativeFold for UserFold {
             let uid = x.get_item(0)?;
             out.append(self.cls.store_purge.call1(py, ("user", &uid, false))?)?;
             out.append(self.cls.store_purge.call1(py, ("feed", &uid, false))?)?;
-            let prefix = format!("{}/", uid.extract::<String>()?);
+            let prefix = session_prefix(&uid.extract::<String>()?);
             out.append(self.cls.store_purge.call1(py, ("session", prefix, true))?)?;
             if self.decision_inputs {
                 let empty = PyTuple::empty(py);
@@ -541,4 +541,10 @@ impl UserShard {
             shard: crate::shard::Shard::new(),
         })
     }
+}
+
+/// The start of every session key of `user_id` and of no other user's (`/` and `%` escaped),
+/// as `features.user_features.session_prefix` builds it.
+fn session_prefix(user_id: &str) -> String {
+    format!("{}/", user_id.replace('%', "%25").replace('/', "%2F"))
 }
