@@ -17,7 +17,6 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 WELL_KNOWN_KEYS = frozenset({"change-me", "changeme", "secret", "demo"})
 DEMO_PSEUDONYM_KEY = "bespoke-demo-only-pseudonym-key"  # `python -m flows demo`, never a service
 

@@ -15,8 +15,8 @@ goals (``operators.plans.plan_goals``):
 
 Every decision, suppressed ones too, has a ``decision_record``. Ids are deterministic
 (``<kind>:<user ref>:<trigger event id>``, the user's pseudonym, never the raw id, which
-appears only in the feed, offer and configuration payloads that need it); decisions read item facts from the online store,
-so a replay after recovery repeats an id but may see newer facts.
+appears only in the feed, offer and configuration payloads that need it); decisions read
+item facts from the online store, so a replay after recovery repeats an id but may see newer facts.
 """
 
 from __future__ import annotations
