@@ -177,6 +177,10 @@ class Control(_Event):
     )
     percent: Annotated[float, Field(ge=0, le=100)] | None = Field(None, description="canary share")
     issued_by: Annotated[str, Field(max_length=128)] = "unknown"
+    key_id: Annotated[str, Field(max_length=64)] | None = Field(
+        None, description="the control key that signed it (policies.control_auth)")
+    signature: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="hex HMAC-SHA256 of the canonical event under the key")
 
 
 Inbound: TypeAlias = Annotated[
@@ -434,5 +438,24 @@ class PolicyChange(_Out):
     trigger_event_id: Id
 
 
-OUTBOUND_MODELS = (*OUTBOUND_MODELS, LateEvent, FeatureQuality, PolicyChange)
+CONTROL_AUDIT_CHANNEL = "control_audit"
+
+
+class ControlAudit(_Out):
+    """The audit record of one control event read from the control topic: accepted (signed
+    by a key allowed to take its action, not a replay) or refused, with the reason. An
+    erasure names the user by pseudonym only (``user_ref``), never by the raw id."""
+
+    type: Literal["control_audit"] = "control_audit"
+    control_event_id: Id
+    action: Annotated[str, Field(max_length=32)]
+    outcome: Literal["accepted", "refused"]
+    reason: Annotated[str, Field(max_length=512)] = ""
+    key_id: Annotated[str, Field(max_length=64)] | None = None
+    issued_by: Annotated[str, Field(max_length=128)]
+    user_ref: Id | None = Field(None, description="erasures: the user's pseudonym")
+    version: Annotated[str, Field(max_length=64)] | None = None
+
+
+OUTBOUND_MODELS = (*OUTBOUND_MODELS, LateEvent, FeatureQuality, PolicyChange, ControlAudit)
 ALL_MODELS = tuple(INBOUND_TYPES.values()) + OUTBOUND_MODELS

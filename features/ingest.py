@@ -21,23 +21,28 @@ from __future__ import annotations
 from features.events import Control, DeadLetter
 from features.interactions import UserEvent, item_inputs, user_inputs
 from features.native import bespoke_native
-from features.validate import RawRecord, validate_record
+from features.validate import RawRecord, dead_letter, validate_record
 
 Ingested = tuple[list[tuple], list[tuple], list[Control], list[DeadLetter]]
 
 
+CONTROL_REFUSED = ("control_refused: control events are accepted only on the control topic, "
+                   "signed (see policies.control_auth)")
+
+
 def ingest_record(rec: RawRecord, fmt: str = "native") -> Ingested:
-    """One record through pydantic validation (the reference path)."""
+    """One record through pydantic validation (the reference path). A control event here,
+    on an input of events, is a dead letter: the control plane has its own topic
+    (``operators.control``), where each one is authenticated."""
     events, dead = validate_record(rec, fmt)
     items: list[tuple] = []
     users: list[tuple] = []
-    controls: list[Control] = []
     for ev in events:
+        if type(ev) is Control:
+            return [], [], [], [dead_letter(rec, CONTROL_REFUSED)]
         items += item_inputs(ev)
         users += user_inputs(ev)
-        if type(ev) is Control:
-            controls.append(ev)
-    return items, users, controls, dead
+    return items, users, [], dead
 
 
 def ingest(records: list[RawRecord], fmt: str = "native", native: bool = True) -> Ingested:

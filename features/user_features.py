@@ -54,6 +54,8 @@ COVIS_LOOKBACK = 3
 MAX_CATEGORIES, COVIS_SEEDS = 3, 3
 
 
+ERASED_REASON = "at or before the user's erasure: dropped"
+
 
 def session_prefix(user_id: str) -> str:
     """The start of every session key of ``user_id``, and of no other user's: ``/`` and
@@ -90,7 +92,7 @@ class UserFeatures(NamedTuple):
 class UserState:
     __slots__ = ("last_ts", "n_events", "win", "aff", "interest", "last", "cart", "cart_ts",
                  "orders",
-                 "bought", "consent", "sess", "dirty", "erased")
+                 "bought", "consent", "sess", "dirty", "erased", "erased_until")
 
     def __init__(self, lateness_ms: int = H) -> None:
         self.last_ts = 0
@@ -108,6 +110,7 @@ class UserState:
         self.sess: list | None = None
         self.dirty: set[str] = set()
         self.erased = False
+        self.erased_until = -1  # the last erasure's event time: older inputs are dropped
 
     def __getstate__(self):
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -169,10 +172,15 @@ class UserFold:
     def apply(self, s: UserState, x: tuple) -> list:
         kind = x[1]
         if kind == "consent":
-            s.consent = x[4]
+            if x[2] > s.erased_until:
+                s.consent = x[4]
             return []
         if kind == "erase":
-            s.erased = True
+            # the state goes; a tombstone stays: inputs up to the erasure's event time are
+            # dropped whenever they arrive, so erasure does not depend on arrival order
+            until = max(s.erased_until, x[2])
+            s.__init__(self.lateness)  # type: ignore[misc]
+            s.erased_until = until
             out: list = [StorePurge("user", x[0]), StorePurge("feed", x[0]),
                          StorePurge("session", session_prefix(x[0]), prefix=True)]
             if self.decision_inputs:
@@ -182,6 +190,11 @@ class UserFold:
             return self._affinity(s, x)
         e: UserEvent = x  # type: ignore[assignment]
         ts = e.ts
+        if ts <= s.erased_until:
+            return [LateEvent(id=f"late:user:{e.user_id}:{e.event_id}", ts=ts,
+                              entity="user", key=e.user_id, event_id=e.event_id, event_ts=ts,
+                              watermark=s.erased_until, lateness_ms=s.erased_until - ts,
+                              reason=ERASED_REASON)]
         if ts < s.last_ts - self.lateness:
             return [LateEvent(id=f"late:user:{e.user_id}:{e.event_id}", ts=ts,
                               entity="user", key=e.user_id, event_id=e.event_id, event_ts=ts,
@@ -189,9 +202,9 @@ class UserFold:
                               reason=f"older than the user's watermark minus the allowed "
                                      f"lateness ({self.lateness} ms)")]
         if s.n_events and ts - s.last_ts > self.idle_reset_ms:  # expired in event time
-            consent = s.consent
+            consent, until = s.consent, s.erased_until
             s.__init__(self.lateness)  # type: ignore[misc]
-            s.consent = consent
+            s.consent, s.erased_until = consent, until
         out = []
         w = WEIGHT[kind]
         s.n_events += 1
@@ -238,7 +251,7 @@ class UserFold:
         return out
 
     def _affinity(self, s: UserState, h: AffinityHint) -> list:
-        if h.ts < s.last_ts - self.lateness:
+        if h.ts <= s.erased_until or h.ts < s.last_ts - self.lateness:
             return []  # its event is late for this user: recorded as a LateEvent there
         keys = ["p:" + h.price_band] if h.price_band else []
         if h.category:

@@ -31,13 +31,14 @@ from connectors.policy_packs import read_pack_files
 from connectors.record_archive import RecordArchiveSink
 from connectors.store_sink import StoreSink, epoch_store_sink, is_remote, store_factory
 from features.definitions import REGISTRY
-from features.events import outgoing
+from features.events import CONTROL_AUDIT_CHANNEL, outgoing
 from features.formats import FORMATS
 from flows.gc_tuning import FreezeEvery, set_thresholds
 from flows.settings import Settings
 from operators.allocation import OFFER_CHANNEL
 from operators.candidates import candidates
 from operators.chunks import chunk_map, flatten
+from operators.control import ControlStreams, control_plane
 from operators.decision import (
     CONFIG_CHANNEL,
     FEED_CHANNEL,
@@ -56,7 +57,7 @@ DLQ_CHANNEL = "dead_letters"
 LATE_CHANNEL = "late_events"
 QUALITY_CHANNEL = "feature_quality"
 CHANNELS = (FEED_CHANNEL, OFFER_CHANNEL, CONFIG_CHANNEL, DLQ_CHANNEL, LATE_CHANNEL,
-            QUALITY_CHANNEL, RECORD_CHANNEL, POLICY_CHANNEL)
+            QUALITY_CHANNEL, RECORD_CHANNEL, POLICY_CHANNEL, CONTROL_AUDIT_CHANNEL)
 
 
 class RunConfig(BaseModel):
@@ -69,6 +70,8 @@ class RunConfig(BaseModel):
     tail: bool = False  # Kafka: keep waiting for new events at the end of the topics
     decisions: bool = True  # False: the feature flow alone (features, late events, DLQ)
     features_parquet: str | None = None  # replay: also write every feature row to Parquet
+    controls: list[str] = Field(default_factory=list, description="files of signed control "
+                                "events (with Kafka input the control topic is read)")
     settings: Settings = Field(default_factory=Settings)
 
     def model_post_init(self, _ctx) -> None:
@@ -95,9 +98,14 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
 
     # inside the flow, steps pass chunks (lists of items): see operators.chunks
     valid = validate("validate", raw, cfg.format, s.native_kernels)
-    feats = feature_pipeline("features", valid.item_inputs, valid.user_inputs,
-                             feature_config(cfg))
-    dlq = chunk_map("dlq_out", valid.dead_letters,
+    ctl = control_input(flow, cfg)
+    user_in, dead, outs = valid.user_inputs, valid.dead_letters, []
+    if ctl is not None:
+        user_in = op.merge("user_inputs", user_in, ctl.erasures)
+        dead = op.merge("dead_letters", dead, ctl.dead_letters)
+        outs.append(ctl.audit)
+    feats = feature_pipeline("features", valid.item_inputs, user_in, feature_config(cfg))
+    dlq = chunk_map("dlq_out", dead,
                     lambda d: outgoing(DLQ_CHANNEL, f"{d.source}:{d.partition}", d))
     late = chunk_map("late_out", feats.late, lambda e: outgoing(LATE_CHANNEL, e.key, e))
     quality = chunk_map("quality_out", feature_quality("quality", feats.store_ops, REGISTRY,
@@ -105,7 +113,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                                                        s.quality_report_every,
                                                        snapshots=s.recovery_dir is not None),
                         lambda q: outgoing(QUALITY_CHANNEL, q.view, q))
-    outs, store_streams = [dlq, late, quality], [feats.store_ops]
+    outs, store_streams = [*outs, dlq, late, quality], [feats.store_ops]
     if cfg.decisions:
         gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
                           store_factory(cfg.store), cache_s=s.tool_cache_s,
@@ -116,7 +124,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         ranked = score("score", cands, s.candidates_scored)
         fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s,
                             s.pseudonym_key_bytes())
-        feed = feed_decision("decision", ranked, valid.controls, fold, s.state_shards,
+        feed = feed_decision("decision", ranked, ctl.accepted if ctl else None, fold,
+                             s.state_shards,
                              snapshots=s.recovery_dir is not None)
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)
@@ -152,6 +161,24 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         op.output("features_parquet", flatten("features_rows", feats.store_ops),
                   ParquetFeatureSink(cfg.features_parquet, REGISTRY))
     return flow
+
+
+def control_input(flow: Dataflow, cfg: RunConfig) -> ControlStreams | None:
+    """The control plane: the control topic with Kafka input, else the control files."""
+    s = cfg.settings
+    if cfg.inputs == ["kafka"]:
+        from connectors.kafka_admin import ensure_topics
+
+        brokers, topic = s.kafka_bootstrap_servers or "", s.control_topic_name()
+        ensure_topics(brokers, {topic: 1})  # read even when nobody has written to it yet
+        raw = kafka_raw_input("control_in", flow, brokers, [topic], tail=cfg.tail)
+    elif cfg.controls:
+        raw = op.input("control_in", flow, FileSource(cfg.controls))
+    else:
+        return None
+    return control_plane("control", raw, s.control_keys,
+                         int(s.control_replay_window_s * 1000),
+                         s.pseudonym_key_bytes() if s.pseudonym_key else b"")
 
 
 def feature_config(cfg: RunConfig) -> FeatureConfig:

@@ -17,6 +17,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from policies.control_auth import ControlKey
+
 WELL_KNOWN_KEYS = frozenset({"change-me", "changeme", "secret", "demo"})
 DEMO_PSEUDONYM_KEY = "bespoke-demo-only-pseudonym-key"  # `python -m flows demo`, never a service
 
@@ -32,6 +34,16 @@ class Settings(BaseSettings):
     topic_prefix: str = "bespoke."
     input_topics: list[str] = ["bespoke.events"]
     topic_partitions: int = Field(4, ge=1, le=1024)
+    control_topic: str | None = Field(None, description="the only input of control events "
+                                      "(policy switches, erasures; one partition); default: "
+                                      "<topic_prefix>control")
+    control_keys: dict[str, ControlKey] = Field(
+        default_factory=dict, description="signing keys of control events, JSON: {key id: "
+        "{secret, issuer, actions, not_before_ts, not_after_ts}} (policies.control_auth); "
+        "without keys every control event is refused")
+    control_replay_window_s: float = Field(86400.0, gt=0, description="a control event older "
+                                           "than its key's newest accepted one by more than "
+                                           "this is refused (event time)")
 
     feed_size: int = Field(10, ge=1, le=200)
     candidates_scored: int = Field(50, ge=1, le=500, description="ranked candidates judged "
@@ -121,7 +133,16 @@ class Settings(BaseSettings):
     def topic(self, channel: str) -> str:
         return f"{self.topic_prefix}{channel}"
 
+    def control_topic_name(self) -> str:
+        return self.control_topic or self.topic("control")
+
     def safe_dump(self) -> dict:
         """Settings fit for a log line: secrets masked, URL passwords removed."""
-        return {k: ("**********" if isinstance(v, SecretStr) else v)
-                for k, v in ((k, getattr(self, k)) for k in type(self).model_fields)}
+        def safe(k: str, v):
+            if isinstance(v, SecretStr):
+                return "**********"
+            if k == "control_keys":  # who may do what, never the secrets
+                return {kid: {"issuer": c.issuer, "actions": list(c.actions)}
+                        for kid, c in v.items()}
+            return v
+        return {k: safe(k, getattr(self, k)) for k in type(self).model_fields}

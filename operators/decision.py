@@ -37,7 +37,7 @@ from features.events import (
     outgoing_doc,
 )
 from features.score import MODEL_VERSION
-from features.store import StoreOp, StoreWrite
+from features.store import StoreOp, StorePurge, StoreWrite
 from features.user_features import UserFeatures
 from operators.allocation import AllocationFold, Proposal
 from operators.candidates import FEED_PLAN, Retrieval
@@ -99,7 +99,24 @@ class DecisionFold:
         return self.gate.new_engine()
 
     def apply_shared(self, eng: PolicyEngine, b) -> list:
-        return self.gate.control(eng, b.payload, emit=b.shard == 0)
+        """A policy control reaches this shard: it takes effect in event time, for the
+        decisions whose trigger is at or after its ``ts`` (queued until one comes), so which
+        pack decides does not depend on when the control topic was read."""
+        eng.shard = b.shard  # type: ignore[attr-defined]
+        pending = getattr(eng, "pending", None)
+        if pending is None:
+            pending = eng.pending = []  # type: ignore[attr-defined]
+        pending.append(b.payload)
+        pending.sort(key=lambda c: (c.ts, c.event_id))
+        return []
+
+    def _due(self, eng: PolicyEngine, ts: int) -> list:
+        """Apply the queued controls up to event time ``ts`` (shard 0 logs the changes)."""
+        pending = getattr(eng, "pending", None)
+        out: list = []
+        while pending and pending[0].ts <= ts:
+            out += self.gate.control(eng, pending.pop(0), emit=getattr(eng, "shard", 0) == 0)
+        return out
 
     def rows(self, state, key: str) -> list:
         return []
@@ -110,11 +127,13 @@ class DecisionFold:
         found: Retrieval
         if f.erased:
             st.__init__()  # type: ignore[misc]
-            return []
+            # after this shard's earlier feed writes for the user (same path, in order)
+            return [StorePurge("feed", f.user_id)]
         self.gate.ensure(eng)
+        changes = self._due(eng, f.ts)
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
                            sent={"push": st.sent})
-        out = self._feed(st, f, ranked, found, eng, user)
+        out = changes + self._feed(st, f, ranked, found, eng, user)
         sku = f.skus[0] if f.skus else None
         trigger = Trigger(f.kind, f.user_id, f.event_id, f.ts, sku)
         marketing = f.consent is not None and "marketing" in f.consent
@@ -308,13 +327,17 @@ def _controls(ev) -> list:
     return [ev] if type(ev) is Control and ev.action in POLICY_ACTIONS else []
 
 
-def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list], fold: DecisionFold,
-                  shards: int, snapshots: bool) -> FeedStreams:
+def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | None,
+                  fold: DecisionFold, shards: int, snapshots: bool) -> FeedStreams:
     """``ranked``: chunks of (UserFeatures, [(sku, score)]) best first; ``events``: chunks of
-    control events (the policy controls among them are broadcast to every decision
-    shard). Returns chunk streams."""
-    controls = chunk_flat_map(f"{step_id}_controls", events, _controls)
-    both = op.merge(f"{step_id}_in", ranked, broadcast(f"{step_id}_bcast", controls, shards))
+    authenticated control events (``operators.control``; the policy controls among them are
+    broadcast to every decision shard), or None without a control input. Returns chunk
+    streams."""
+    both = ranked
+    if events is not None:
+        controls = chunk_flat_map(f"{step_id}_controls", events, _controls)
+        both = op.merge(f"{step_id}_in", ranked,
+                        broadcast(f"{step_id}_bcast", controls, shards))
     out = sharded_fold_keyed(step_id, both, fold, lambda x: x[0].user_id, shards=shards,
                              mirror_every_s=0, snapshots=snapshots)
     sent, proposals, store_ops = split_by_type(f"{step_id}_split", out, (Outgoing, Proposal),

@@ -1,5 +1,6 @@
-"""Validate step: raw records → the feature steps' inputs, control events and dead letters
-(the flow never stops on bad input). See ``features.ingest``."""
+"""Validate step: raw records → the feature steps' inputs and dead letters (the flow never
+stops on bad input; a control event here is a dead letter: controls have their own topic,
+``operators.control``). See ``features.ingest``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import NamedTuple
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
-from features.events import Control, DeadLetter
+from features.events import DeadLetter
 from features.ingest import ingest
 from features.validate import RawRecord
 
@@ -18,7 +19,6 @@ class Validated(NamedTuple):
 
     item_inputs: Stream[list[tuple]]
     user_inputs: Stream[list[tuple]]
-    controls: Stream[list[Control]]
     dead_letters: Stream[list[DeadLetter]]
 
 
@@ -34,5 +34,4 @@ def validate(step_id: str, up: Stream[RawRecord], fmt: str = "native",
         return op.flat_map_batch(f"{step_id}_{name}", bundles,
                                  lambda bs: [b[i] for b in bs if b[i]])
 
-    return Validated(part(0, "items"), part(1, "users"), part(2, "controls"),
-                     part(3, "dead"))
+    return Validated(part(0, "items"), part(1, "users"), part(3, "dead"))

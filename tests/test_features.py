@@ -146,7 +146,23 @@ def test_erasure_purges_user_sessions_and_feed():
     out = f.apply(s, ("u1", "erase", 50 * 60_000, "erase-1"))
     purges = {(p.entity, p.key) for p in out if isinstance(p, StorePurge)}
     assert purges == {("user", "u1"), ("feed", "u1"), ("session", "u1/")}  # all its sessions
-    assert s.erased and f.rows(s, "u1") == []
+    assert f.rows(s, "u1") == [] and s.n_events == 0  # only the tombstone is left
+    # an event from before the erasure, arriving after it, is dropped (and accounted for)
+    late = f.apply(s, _ev("page_view", "C", 45 * 60_000, session="s2"))
+    assert [type(x).__name__ for x in late] == ["LateEvent"] and "erasure" in late[0].reason
+    assert f.apply(s, AffinityHint("u1", "page_view", 45 * 60_000, "h", "bikes", "acme", "<10",
+                                   ()))\
+        == [] and f.rows(s, "u1") == []
+    f.apply(s, _ev("page_view", "D", 51 * 60_000, session="s3"))  # a new start is kept
+    assert _rows(f, s)["user_recency_v1"]["n_events"] == 1
+
+
+def test_erasure_does_not_touch_a_user_whose_id_extends_the_erased_one():
+    from features.user_features import session_key, session_prefix
+
+    assert not session_key("alice/x", "s1").startswith(session_prefix("alice"))
+    assert not session_key("alice%2Fx", "s1").startswith(session_prefix("alice/x"))
+    assert session_key("alice", "s1").startswith(session_prefix("alice"))
 
 
 def test_item_stock_price_popularity_and_lateness():

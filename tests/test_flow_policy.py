@@ -1,5 +1,6 @@
-"""Policy in the running flow: control events switch packs, refusals are logged, decisions
-carry pseudonymized records, and erasure purges a user's stored traces."""
+"""Policy in the running flow: signed control events (on their own input) switch packs in
+event time, refusals are logged, every control event is audited, decisions carry
+pseudonymized records, and erasure purges a user's stored traces."""
 
 import json
 import uuid
@@ -13,6 +14,7 @@ from connectors.policy_packs import DEFAULT_DIR
 from features.events import DecisionRecord, FeedUpdate, PolicyChange
 from flows.main import RunConfig, run
 from flows.settings import Settings
+from policies.control_auth import ControlKey, sign_control
 
 STRICT = '''pack = "default"
 version = "strict-1"
@@ -28,9 +30,16 @@ params = { min_available = 1 }
 '''
 
 
-def _control(event_id, ts, action, **kw):
-    return json.dumps({"type": "control", "event_id": event_id, "ts": ts, "action": action,
-                       "issued_by": "test", **kw}).encode()
+OPS_SECRET, PRIVACY_SECRET = "ops-secret-0123456789", "privacy-secret-0123456789"
+KEYS = {"ops-1": ControlKey(secret=OPS_SECRET, issuer="ops", actions=[
+            "switch_policy", "shadow_policy", "canary_policy", "rollback_policy"]),
+        "privacy-1": ControlKey(secret=PRIVACY_SECRET, issuer="dpo", actions=["erase_user"])}
+
+
+def _control(event_id, ts, action, key="ops-1", secret=OPS_SECRET, issuer="ops", **kw):
+    doc = {"type": "control", "event_id": event_id, "ts": ts, "action": action,
+           "issued_by": issuer, **kw}
+    return json.dumps(sign_control(doc, key, secret) if key else doc).encode()
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +58,29 @@ def policy_run(tmp_path_factory):
     half = len(lines) // 2
     ts_half = json.loads(lines[half])["ts"]
     erased = json.loads(next(v for v in lines[:half] if b'"page_view"' in v))["user_id"]
-    lines = (lines[:half]
-             + [_control("c1", ts_half, "switch_policy", version="strict-1"),
+    end = json.loads(lines[-1])["ts"] + 1
+    erase = _control("c4", end, "erase_user", "privacy-1", PRIVACY_SECRET, "dpo",
+                     user_id=erased)
+    # in the clickstream a control event is only a dead letter, signed or not
+    lines = lines[:half] + [erase] + lines[half:]
+    controls = [_control("c1", ts_half, "switch_policy", version="strict-1"),
                 _control("c2", ts_half, "switch_policy", version="broken-1"),
-                _control("c3", ts_half, "shadow_policy", version="2026.11.1")]
-             + lines[half:]
-             + [_control("c4", 2 * ts_half, "erase_user", user_id=erased)])
-    src = d / "events.jsonl"
+                _control("c3", ts_half, "shadow_policy", version="2026.11.1"),
+                erase,
+                _control("r1", ts_half, "switch_policy", key=None, version="strict-1"),
+                _control("r2", ts_half, "switch_policy", secret="wrong-secret-0123456",
+                         version="strict-1"),
+                _control("r3", ts_half, "erase_user", user_id=erased),  # ops may not erase
+                _control("r4", ts_half, "switch_policy", issuer="mallory", version="strict-1"),
+                _control("c1", ts_half, "switch_policy", version="strict-1")]  # a replay
+    src, ctl = d / "events.jsonl", d / "controls.jsonl"
     src.write_bytes(b"\n".join(lines) + b"\n")
+    ctl.write_bytes(b"\n".join(controls) + b"\n")
     name = uuid.uuid4().hex
-    run(RunConfig(inputs=[str(src)], output=str(d / "out"), store=f"memory://{name}",
+    run(RunConfig(inputs=[str(src)], controls=[str(ctl)], output=str(d / "out"),
+                  store=f"memory://{name}",
                   settings=Settings(_env_file=None, progress_every_s=0, policy_dir=str(packs),
-                                    policy_active="default@2026.11.1",
+                                    policy_active="default@2026.11.1", control_keys=KEYS,
                                     pseudonym_key="test-key-of-16-chars+")))
     catalog = {json.loads(r.value)["sku"]: json.loads(r.value)["category_path"][0]
                for r in recs if r.type == "catalog"}
@@ -81,13 +101,34 @@ def test_control_events_switch_packs_and_every_change_is_logged_once(policy_run)
     assert len(changes) == len({c["id"] for c in changes}) == 4  # once, not once per shard
 
 
+def test_every_control_event_is_audited_and_forgeries_are_refused(policy_run):
+    out = policy_run[0]
+    audit = {a["control_event_id"] + ":" + a["outcome"]: a
+             for a in map(json.loads, read_channel(out, "control_audit"))}
+    assert sorted(audit) == ["c1:accepted", "c1:refused", "c2:accepted", "c3:accepted",
+                             "c4:accepted", "r1:refused", "r2:refused", "r3:refused",
+                             "r4:refused"]
+    reasons = {k: a["reason"].split(":")[0] for k, a in audit.items() if "refused" in k}
+    assert reasons == {"c1:refused": "replayed", "r1:refused": "unsigned",
+                       "r2:refused": "bad_signature", "r3:refused": "action_not_allowed",
+                       "r4:refused": "wrong_issuer"}
+    erased = policy_run[4]
+    assert audit["c4:accepted"]["user_ref"] and erased not in json.dumps(audit)
+    dead = [json.loads(b) for b in read_channel(out, "dead_letters")]
+    assert sorted(d["error"].split(":")[0] for d in dead) == [
+        "action_not_allowed", "bad_signature", "control_refused", "replayed", "unsigned",
+        "wrong_issuer"]  # the one in the clickstream: control_refused
+    assert erased not in json.dumps([{k: v for k, v in d.items() if k != "original"}
+                                     for d in dead])
+
+
 def test_feeds_follow_the_active_pack(policy_run):
-    """A control event takes effect at each decision shard when it gets there: within the
-    source batch (1000 lines) it was read in. Away from that batch the pack is certain."""
+    """A policy control takes effect in event time: decisions triggered before its ``ts``
+    use the old pack, those at or after it the new one, wherever the control was read."""
     out, _, catalog, (half, line_of), _, _ = policy_run
     feeds = [json.loads(b) for b in read_channel(out, "feed_updates")]
-    early = [f for f in feeds if line_of[f["trigger_event_id"]] < half - 1000]
-    late = [f for f in feeds if line_of[f["trigger_event_id"]] > half + 1000]
+    early = [f for f in feeds if line_of[f["trigger_event_id"]] < half]
+    late = [f for f in feeds if line_of[f["trigger_event_id"]] > half + 1]
     assert early and late
     assert {f["policy_version"] for f in early} == {"default@2026.11.1"}
     assert {f["policy_version"] for f in late} == {"default@strict-1"}
@@ -112,7 +153,7 @@ def test_decision_records_are_pseudonymized_and_carry_shadow_differences(policy_
     users = {json.loads(r.value)["user_id"] for r in recs if r.type == "page_view"}
     assert records and not [u for u in users if f'"{u}"'.encode() in raw]
     assert all(len(r["user_ref"]) == 32 for r in records)
-    late = [r for r in records if line_of[r["trigger_event_id"]] > half + 1000]
+    late = [r for r in records if line_of[r["trigger_event_id"]] > half + 1]
     assert any(r["shadow_differences"] for r in late)  # the old pack, shadowing the new one
     assert all(r.get("policy_version") for r in records if r["decision_type"] == "feed_update")
     assert all(r["explanation"] for r in records)

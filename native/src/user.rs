@@ -83,6 +83,8 @@ pub struct UserState {
     sess: Option<Session>,
     dirty: u8,
     erased: bool,
+    /// event time of the user's last erasure: older events and hints are dropped (tombstone)
+    erased_until: i64,
 }
 
 impl UserState {
@@ -92,7 +94,7 @@ impl UserState {
             aff: DecayedMap::new(AFFINITY_HL), interest: DecayedMap::new(INTEREST_HL),
             last: Vec::new(), cart: Vec::new(), cart_ts: 0, n_orders: 0, spent: 0.0,
             last_order_ts: 0, bought: Vec::new(), consent: None, sess: None, dirty: 0,
-            erased: false,
+            erased: false, erased_until: -1,
         }
     }
 }
@@ -252,6 +254,20 @@ impl UserFold {
     fn event(&self, py: Python<'_>, s: &mut UserState, e: Ev<'_>, out: &Bound<'_, PyList>,
              side: &mut Side) -> PyResult<()> {
         let (user_id, kind, ts, event_id) = (e.user, e.kind, e.ts, e.event_id);
+        if ts <= s.erased_until {
+            let kw = PyDict::new(py);
+            kw.set_item(intern!(py, "id"), format!("late:user:{user_id}:{event_id}"))?;
+            kw.set_item(intern!(py, "ts"), ts)?;
+            kw.set_item(intern!(py, "entity"), "user")?;
+            kw.set_item(intern!(py, "key"), &user_id)?;
+            kw.set_item(intern!(py, "event_id"), &event_id)?;
+            kw.set_item(intern!(py, "event_ts"), ts)?;
+            kw.set_item(intern!(py, "watermark"), s.erased_until)?;
+            kw.set_item(intern!(py, "lateness_ms"), s.erased_until - ts)?;
+            kw.set_item(intern!(py, "reason"), ERASED_REASON)?;
+            out.append(self.cls.late_event.call(py, (), Some(&kw))?)?;
+            return Ok(());
+        }
         if ts < s.last_ts - self.lateness {
             let kw = PyDict::new(py);
             kw.set_item(intern!(py, "id"), format!("late:user:{user_id}:{event_id}"))?;
@@ -269,8 +285,10 @@ impl UserFold {
         }
         if s.n_events != 0 && ts - s.last_ts > self.idle_reset_ms {
             let consent = s.consent.take();
+            let until = s.erased_until;
             *s = UserState::new(self.lateness);
             s.consent = consent;
+            s.erased_until = until;
         }
         let session_id = e.session;
         let w = weight(kind);
@@ -422,7 +440,7 @@ impl NativeFold for UserFold {
     }
 
     fn apply_hint(&self, s: &mut UserState, h: &Hint) -> PyResult<()> {
-        if h.ts < s.last_ts - self.lateness {
+        if h.ts <= s.erased_until || h.ts < s.last_ts - self.lateness {
             return Ok(()); // its event is late for this user: recorded as a LateEvent there
         }
         s.aff.add_all(h.facts.keys.iter().map(|k| k.as_str()), weight(&h.kind), h.ts);
@@ -436,12 +454,19 @@ impl NativeFold for UserFold {
         let kind_obj = x.get_item(1)?;
         let kind: &str = kind_obj.cast::<PyString>()?.to_str()?;
         if kind == "consent" {
-            let purposes: Vec<String> = x.get_item(4)?.extract()?;
-            s.consent = Some(purposes);
+            let ts: i64 = x.get_item(2)?.extract()?;
+            if ts > s.erased_until {
+                s.consent = Some(x.get_item(4)?.extract()?);
+            }
             return Ok(());
         }
         if kind == "erase" {
-            s.erased = true;
+            // the state goes; a tombstone stays: events up to the erasure's time are dropped
+            // whenever they arrive (erasure is the same whatever the order of arrival)
+            let ts: i64 = x.get_item(2)?.extract()?;
+            let until = s.erased_until.max(ts);
+            *s = UserState::new(self.lateness);
+            s.erased_until = until;
             let uid = x.get_item(0)?;
             out.append(self.cls.store_purge.call1(py, ("user", &uid, false))?)?;
             out.append(self.cls.store_purge.call1(py, ("feed", &uid, false))?)?;
@@ -475,8 +500,10 @@ impl NativeFold for UserFold {
     fn apply_user(&self, py: Python<'_>, s: &mut UserState, x: &UserIn, out: &Bound<'_, PyList>,
                   side: &mut Side) -> PyResult<()> {
         match x {
-            UserIn::Consent { purposes, .. } => {
-                s.consent = Some(purposes.clone());
+            UserIn::Consent { purposes, ts, .. } => {
+                if *ts > s.erased_until {
+                    s.consent = Some(purposes.clone());
+                }
                 Ok(())
             }
             UserIn::Event { user, kind, ts, event_id, session, lines, .. } =>
@@ -548,3 +575,5 @@ impl UserShard {
 fn session_prefix(user_id: &str) -> String {
     format!("{}/", user_id.replace('%', "%25").replace('/', "%2F"))
 }
+
+const ERASED_REASON: &str = "at or before the user's erasure: dropped";
