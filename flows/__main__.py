@@ -1,4 +1,5 @@
-"""Command line: ``python -m flows demo|run|generate`` (see ``--help`` of each)."""
+"""Command line: ``python -m flows demo|run|replay|generate|sign-control`` (see ``--help``
+of each)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
 def _run_config(a: argparse.Namespace, s: Settings) -> RunConfig:
     store = a.store or (s.redis_url.get_secret_value() if s.redis_url else "memory")
     return RunConfig(inputs=a.input, format=a.format, output=a.output, store=store,
-                     tail=a.tail, settings=s)
+                     tail=a.tail, controls=a.controls or [], settings=s)
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -67,6 +68,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         from connectors.kafka_admin import ensure_topics
 
         topics = {s.topic(ch): s.topic_partitions for ch in CHANNELS}
+        topics[s.control_topic_name()] = 1
         if cfg.inputs == ["kafka"]:
             topics.update({t: s.topic_partitions for t in s.input_topics})
         ensure_topics(s.kafka_bootstrap_servers or "", topics)
@@ -119,6 +121,22 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sign_control(a: argparse.Namespace) -> int:
+    """Sign control events (JSON lines on stdin) with a key of ``BESPOKE_CONTROL_KEYS``."""
+    from policies.control_auth import sign_control
+
+    key = Settings().control_keys.get(a.key_id)
+    if key is None:
+        print(f"no control key {a.key_id!r} in BESPOKE_CONTROL_KEYS", file=sys.stderr)
+        return 2
+    for line in sys.stdin:
+        if line.strip():
+            doc = {"issued_by": key.issuer, **json.loads(line)}
+            signed = sign_control(doc, a.key_id, key.secret.get_secret_value())
+            print(json.dumps(signed, separators=(",", ":")))
+    return 0
+
+
 def _add_gen_args(p: argparse.ArgumentParser, events: int) -> None:
     p.add_argument("--events", type=int, default=events)
     p.add_argument("--users", type=int, default=2000)
@@ -150,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--recovery-dir", default=None)
     r.add_argument("--epoch-interval", type=float, default=None, help="seconds")
     r.add_argument("--tail", action="store_true", help="keep reading Kafka at its end")
+    r.add_argument("--controls", nargs="+", default=None,
+                   help="files of signed control events (with --input kafka the control "
+                        "topic is read instead)")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("replay", help="feature flow over history → Parquet feature tables")
@@ -164,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", required=True, help="a .jsonl(.gz) path or 'kafka'")
     _add_gen_args(g, 10_000)
     g.set_defaults(func=cmd_generate)
+
+    sc = sub.add_parser("sign-control", help="sign control events: JSON lines on stdin → "
+                                             "signed lines on stdout")
+    sc.add_argument("--key-id", required=True, help="a key of BESPOKE_CONTROL_KEYS")
+    sc.set_defaults(func=cmd_sign_control)
 
     a = ap.parse_args(argv)
     return a.func(a)

@@ -36,6 +36,7 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         "offers": len(read_channel(out, "offers")),
         "configurations": len(read_channel(out, "configurations")),
         "suppressed_decisions": sum(r["suppressed"] for r in records),
+        "unchanged_decisions": sum(bool(r["output"].get("unchanged")) for r in records),
         "non_personalized_feeds": sum(f["model_version"] == "non-personalized" for f in feeds),
         "policy_denials_by_rule": dict(denials.most_common(8)),
         "policy_changes": len(read_channel(out, "policy_changes")),

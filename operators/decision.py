@@ -159,13 +159,15 @@ class DecisionFold:
             chosen = eng.packs[f"{r.pack}@{r.version}"].select(r, r.allowed, cands, self.k)
         picked = tuple([skus[i] for i in chosen])
         model = MODEL_VERSION if r.personalized else NON_PERSONALIZED
-        if not r.suppressed and (picked == st.last or (not picked and r.personalized)):
-            return []  # nothing new to say
-        st.last = picked
+        # nothing new to say (the same feed, or every candidate denied): no feed update, yet
+        # the decision is recorded like every other
+        unchanged = not r.suppressed and (picked == st.last or (not picked and r.personalized))
+        if not unchanged:
+            st.last = picked
         ref = pseudonymize(f.user_id, self.key)
         fid = decision_id("feed", ref, f.event_id)
         out: list = []
-        if not r.suppressed:
+        if not r.suppressed and not unchanged:
             # built from our own, already validated values: no re-validation on the hot path
             # (tests validate every emitted event against the contracts)
             sources = found.sources
@@ -186,6 +188,11 @@ class DecisionFold:
         if r.suppressed:
             why = "suppressed by policy: " + "; ".join(
                 v.reason for v in r.verdicts if v.subject < 0)
+        elif unchanged and not picked:
+            why = (f"no feed update: all {len(skus)} candidates were denied by "
+                   f"{r.pack}@{r.version}; the user keeps the current feed")
+        elif unchanged:
+            why = "no feed update: the ranked, policy-checked feed is the one already sent"
         elif not r.personalized:
             why = "no personalization consent: the non-personalized default applies"
         else:
@@ -205,7 +212,8 @@ class DecisionFold:
                                 FEED_PLAN.version, model, r.suppressed, found.calls, outcome,
                                 skus),
             fallbacks=fallbacks,
-            output={"items": list(picked)}, explanation=why[:2048])))
+            output={"items": list(picked), **({"unchanged": True} if unchanged else {})},
+            explanation=why[:2048])))
         return out
 
     def _record_base(self, did, dtype, f, goal, plan, plan_version, model, suppressed, calls,
@@ -277,8 +285,16 @@ class DecisionFold:
                                      run.fallbacks)]
         cfg = run.outputs["config"]
         choices = tuple(sorted(cfg["choices"].items()))
-        if st.configs.get(sku) == choices:
-            return []  # proposed already
+        if st.configs.get(sku) == choices:  # proposed already: recorded, not sent again
+            rec = self._record_base(did, "configuration", f, CONFIG_PLAN.goal,
+                                    CONFIG_PLAN.name, CONFIG_PLAN.version, MODEL_VERSION,
+                                    False, run.calls, None, [sku])
+            return [outgoing_doc(RECORD_CHANNEL, rec["user_ref"], event_doc(
+                DecisionRecord, **rec, fallbacks=run.fallbacks,
+                output={"sku": sku, "choices": [f"{g}:{o}" for g, o in choices],
+                        "unchanged": True},
+                explanation=f"no configuration sent: the same choices for {sku} were "
+                            f"proposed already"))]
         base = self.gate.candidates([sku])
         outcome = eng.evaluate(user, "configure", base, f.ts)
         r = outcome.result

@@ -31,7 +31,9 @@ def test_demo_writes_outputs_and_report(tmp_path):
     assert report["store"]["user"] >= report["users_with_feeds"] > 0
     assert report["decision_records"] == (report["feed_updates"] + report["offers"]
                                           + report["configurations"]
-                                          + report["suppressed_decisions"])
+                                          + report["suppressed_decisions"]
+                                          + report["unchanged_decisions"])
+    assert report["unchanged_decisions"] > 0  # recorded too: one record per decision
     assert report["offers"] > 0 and report["configurations"] > 0
     from connectors.record_archive import read_archive
 
@@ -73,3 +75,29 @@ def test_run_refuses_a_missing_or_default_pseudonym_key(tmp_path, key):
                "memory", env={} if key is None else {"BESPOKE_PSEUDONYM_KEY": key})
     assert r.returncode == 2 and "BESPOKE_PSEUDONYM_KEY" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_sign_control_then_run_applies_it_and_audits(tmp_path):
+    keys = json.dumps({"ops-1": {"secret": "ops-secret-0123456789", "issuer": "ops",
+                                 "actions": ["erase_user"]}})
+    env = {**KEY, "BESPOKE_CONTROL_KEYS": keys}
+    events = tmp_path / "e.jsonl"
+    assert _flows("generate", "--out", str(events), "--events", "300").returncode == 0
+    user = next(json.loads(x)["user_id"] for x in events.read_text().splitlines()
+                if '"page_view"' in x)
+    req = json.dumps({"type": "control", "event_id": "c1", "ts": 1, "action": "erase_user",
+                      "user_id": user})
+    signed = subprocess.run([sys.executable, "-m", "flows", "sign-control", "--key-id",
+                             "ops-1"], input=req + "\n", cwd=ROOT, capture_output=True,
+                            text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **env})
+    assert signed.returncode == 0, signed.stderr
+    ctl = tmp_path / "controls.jsonl"
+    ctl.write_text(signed.stdout)
+    r = _flows("run", "--input", str(events), "--controls", str(ctl), "--output",
+               str(tmp_path / "o"), "--store", "memory", env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    audit = [json.loads(x) for x in (tmp_path / "o" / "control_audit").glob("*.jsonl")
+             for x in x.read_text().splitlines()]
+    assert [(a["control_event_id"], a["outcome"]) for a in audit] == [("c1", "accepted")]
+    assert "ops-secret" not in r.stderr + r.stdout
