@@ -94,8 +94,10 @@ def _decode(h: dict[bytes, bytes]) -> Fields:
 
 
 class RedisStore:
-    def __init__(self, url: str) -> None:
-        self._r = redis.Redis.from_url(url)
+    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+        # every call has a deadline: a silent partition fails the call, it never hangs
+        self._r = redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                       socket_connect_timeout=timeout_s)
         # EVALSHA of scripts loaded once: redis-py's registered scripts would ask the server
         # whether the script exists (one more round trip) before every pipeline
         self._load_scripts()

@@ -133,17 +133,22 @@ def _memory_name(url: str) -> str | None:
     return url.removeprefix("memory://") if url.startswith("memory://") else None
 
 
-def store_factory(url: str) -> Callable[[], OnlineStore]:
-    """``memory`` (or ``memory://name``) for the in-process store, ``redis://...`` for Redis."""
+def store_factory(url: str, timeout_s: float = 2.0) -> Callable[[], OnlineStore]:
+    """``memory`` (or ``memory://name``) for the in-process store, ``redis://...`` for Redis
+    (behind ``connectors.resilient_store``: an outage degrades, never stops the flow)."""
     name = _memory_name(url)
     if name is not None:
         from connectors.memory_store import MemoryStore
 
         return lambda: MemoryStore.shared(name)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from connectors.redis_store import RedisStore
+        import redis
 
-        return lambda: RedisStore(url)
+        from connectors.redis_store import RedisStore
+        from connectors.resilient_store import ResilientStore
+
+        errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+        return lambda: ResilientStore(lambda: RedisStore(url, timeout_s), errors)
     raise ValueError("store must be 'memory' or a redis:// URL")
 
 

@@ -114,9 +114,10 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                                                        snapshots=s.recovery_dir is not None),
                         lambda q: outgoing(QUALITY_CHANNEL, q.view, q))
     outs, store_streams = [*outs, dlq, late, quality], [feats.store_ops]
+    stores = store_factory(cfg.store, s.redis_timeout_s)
     if cfg.decisions:
         gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
-                          store_factory(cfg.store), cache_s=s.tool_cache_s,
+                          stores, cache_s=s.tool_cache_s,
                           native=s.native_kernels,
                           stale_s=s.tool_cache_stale_s if is_remote(cfg.store) else 0.0)
         cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
@@ -154,9 +155,9 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     store_ops = op.merge("store_ops_chunks", *store_streams)
     if epoch:
         op.output("store", key_by_worker("store_key", store_ops),
-                  epoch_store_sink(store_factory(cfg.store)))
+                  epoch_store_sink(stores))
     else:
-        op.output("store", store_ops, StoreSink(store_factory(cfg.store), s.delivery))
+        op.output("store", store_ops, StoreSink(stores, s.delivery))
     if cfg.features_parquet:
         op.output("features_parquet", flatten("features_rows", feats.store_ops),
                   ParquetFeatureSink(cfg.features_parquet, REGISTRY))

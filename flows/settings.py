@@ -31,6 +31,9 @@ class Settings(BaseSettings):
                                             "KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"))
     redis_url: SecretStr | None = Field(
         None, validation_alias=AliasChoices("BESPOKE_REDIS_URL", "REDIS_URL", "redis_url"))
+    redis_timeout_s: float = Field(2.0, gt=0, le=60, description="deadline of every Redis "
+                                   "call (connect, read, write); a failed call degrades the "
+                                   "decision, never stops the flow")
     topic_prefix: str = "bespoke."
     input_topics: list[str] = ["bespoke.events"]
     topic_partitions: int = Field(4, ge=1, le=1024)

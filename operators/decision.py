@@ -204,6 +204,8 @@ class DecisionFold:
                    f"({len(r.denied)} of {len(skus)} candidates filtered by "
                    f"{r.pack}@{r.version})")
         fallbacks = list(found.fallbacks)
+        if self.gate.store_degraded:
+            fallbacks.append("store_unavailable")
         if not r.personalized:
             fallbacks.append("non_personalized")
         out.append(outgoing_doc(RECORD_CHANNEL, ref, event_doc(

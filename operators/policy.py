@@ -138,6 +138,11 @@ class PolicyGate:
         if skus:
             self._item_facts(list(dict.fromkeys(skus)))
 
+    @property
+    def store_degraded(self) -> bool:
+        """The store's last read failed (an outage): facts are the declared defaults."""
+        return bool(getattr(self._store, "degraded", False))
+
     def configurable(self, sku: str) -> bool:
         return bool(self._item_facts([sku])[0][6])
 

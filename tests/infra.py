@@ -84,12 +84,20 @@ def redis_server():
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
+    with redis_process() as (url, _):
+        yield url
+
+
+@contextmanager
+def redis_process(port: int | None = None):
+    """Yields (url, process) of a private Redis server on 127.0.0.1 (``port``: a given one,
+    e.g. to restart a server where its clients expect it); stopped by PID."""
     import redis
 
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server not found: run 'make deps' (apt-get install redis-server)")
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--daemonize", "no", "--loglevel", "warning"],
@@ -108,6 +116,8 @@ def redis_server():
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.05)
         client.close()
-        yield url
+        yield url, proc
     finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)  # a stopped server cannot take SIGTERM
         _stop(proc)

@@ -1,0 +1,154 @@
+"""An online store that an outage of its server degrades but never stops.
+
+``ResilientStore`` wraps a remote store (Redis) behind a circuit breaker (pybreaker):
+
+- **reads** that fail (connection refused, reset, a timeout: every call has one) or meet an
+  open breaker return "absent" rows at once, so decisions fall back to their declared
+  defaults and say so (``degraded`` is true until a read succeeds again);
+- **writes** that fail are retained in memory, collapsed newest-wins per (entity, key,
+  view) with purges kept in order (``features.store.latest_only``: the store's own rule,
+  so applying them late is safe), and applied before the next batch once the server is
+  back; at most ``max_retained`` operations are kept (the oldest go first, counted in
+  ``dropped`` and logged);
+- connecting is lazy and retried: a server that is down when the flow starts is a degraded
+  start, not a crash.
+
+What is not covered: retained writes live in the worker's memory, so a crash *during* an
+outage loses them (the keys are written again when their entities next change).
+
+>>> class Down:
+...     def apply(self, ops): raise ConnectionError("down")
+...     def read_many(self, entity, keys): raise ConnectionError("down")
+...     def close(self): pass
+>>> from features.store import StoreWrite
+>>> s = ResilientStore(lambda: Down(), errors=(ConnectionError,))
+>>> s.apply([StoreWrite("user", "u1", "v1", {"n": 1}, 5, 0)])
+>>> s.read_many("user", ["u1"]), s.degraded, s.retained
+([None], True, 1)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pybreaker
+
+from features.store import OnlineStore, StoreOp, latest_only
+
+log = logging.getLogger("bespoke.store")
+
+
+class ResilientStore:
+    def __init__(self, connect: Callable[[], OnlineStore], errors: tuple[type, ...],
+                 fail_max: int = 3, reset_s: float = 2.0, max_retained: int = 1_000_000,
+                 name: str = "store") -> None:
+        self._connect = connect
+        self._errors = errors
+        self._store: OnlineStore | None = None
+        self._breaker = pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_s,
+                                                 name=name)
+        self._retained: list[StoreOp] = []
+        self._lock = threading.Lock()  # the writer thread and the workers' reads share it
+        self.max_retained = max_retained
+        self.degraded = False
+        self.read_failures = 0
+        self.write_failures = 0
+        self.dropped = 0
+
+    # ------------------------------------------------------------------ plumbing
+    def _call(self, fn: Callable[[OnlineStore], object]):
+        def attempt():
+            if self._store is None:
+                self._store = self._connect()
+            return fn(self._store)
+        return self._breaker.call(attempt)
+
+    def _failed(self, e: BaseException) -> bool:
+        return isinstance(e, (pybreaker.CircuitBreakerError, *self._errors))
+
+    @property
+    def breaker_state(self) -> str:
+        return str(self._breaker.current_state)
+
+    @property
+    def retained(self) -> int:
+        return len(self._retained)
+
+    # ------------------------------------------------------------------ reads
+    def read_many(self, entity: str, keys: list[str]) -> list:
+        try:
+            rows = self._call(lambda s: s.read_many(entity, keys))
+        except Exception as e:
+            if not self._failed(e):
+                raise
+            self.read_failures += 1
+            self.degraded = True
+            return [None] * len(keys)
+        self.degraded = False
+        return rows  # type: ignore[return-value]
+
+    def read_groups(self, requests: list[tuple[str, list[str]]]) -> list[list]:
+        from features.store import read_groups
+
+        try:
+            rows = self._call(lambda s: read_groups(s, requests))
+        except Exception as e:
+            if not self._failed(e):
+                raise
+            self.read_failures += 1
+            self.degraded = True
+            return [[None] * len(keys) for _, keys in requests]
+        self.degraded = False
+        return rows  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ writes
+    def apply(self, ops: list[StoreOp]) -> None:
+        with self._lock:
+            pending = self._retained + list(ops) if self._retained else list(ops)
+            if not pending:
+                return
+            try:
+                self._call(lambda s: s.apply(pending))
+            except Exception as e:
+                if not self._failed(e):
+                    raise
+                self.write_failures += 1
+                if not self._retained:
+                    log.warning("store unavailable (%s): retaining writes until it is back",
+                                type(e).__name__)
+                self._retain(pending)
+                return
+            if self._retained:
+                log.warning("store back: %d retained operations applied", len(self._retained))
+                self._retained = []
+
+    def _retain(self, ops: list[StoreOp]) -> None:
+        kept = latest_only(ops)
+        over = len(kept) - self.max_retained
+        if over > 0:
+            self.dropped += over
+            log.error("store unavailable: %d retained operations dropped (oldest first)", over)
+            kept = kept[over:]
+        self._retained = kept
+
+    def flush(self, deadline_s: float = 5.0) -> bool:
+        """Try to apply what is retained until ``deadline_s`` passes; True when none is left."""
+        end = time.monotonic() + deadline_s
+        while self._retained and time.monotonic() < end:
+            self.apply([])
+            if self._retained:
+                time.sleep(0.2)
+        return not self._retained
+
+    def close(self) -> None:
+        if self._retained and not self.flush():
+            log.error("store unavailable at close: %d retained operations not applied",
+                      len(self._retained))
+        if self._store is not None:
+            try:
+                self._store.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection
+                pass

@@ -1,0 +1,83 @@
+"""A Redis outage degrades the flow and never stops it: reads answer "absent" within their
+timeout, writes are retained and applied when the server is back, and a flow whose Redis is
+down from the start runs to its end with every decision recorded as degraded. Real
+redis-server processes on loopback, killed with SIGKILL and paused with SIGSTOP by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from connectors.file_sink import read_channel
+from connectors.generator import GenConfig, Generator, write_jsonl
+from connectors.store_sink import store_factory
+from features.store import StorePurge, StoreWrite
+from flows.main import RunConfig, run
+from flows.settings import Settings
+from tests.infra import free_port, redis_process
+
+pytestmark = pytest.mark.redis
+
+
+def _w(key: str, n: int, ts: int) -> StoreWrite:
+    return StoreWrite("user", key, "t_v1", {"n": n}, ts, 0)
+
+
+def test_kill_and_restart_writes_are_retained_then_applied():
+    port = free_port()
+    with redis_process(port) as (url, proc):
+        store = store_factory(url, timeout_s=0.5)()
+        store.apply([_w("a", 1, 1), _w("b", 1, 1)])
+        assert store.read_many("user", ["a"]) == [{"t_v1.n": 1}]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    t0 = time.monotonic()
+    store.apply([_w("a", 2, 2), _w("a", 3, 3), StorePurge("user", "b"), _w("c", 1, 1)])
+    assert store.read_many("user", ["a", "c"]) == [None, None]  # absent, not an exception
+    assert time.monotonic() - t0 < 5
+    assert store.degraded and store.retained == 3  # newest-wins: a=3, the purge, c=1
+    with redis_process(port):  # back, empty (no persistence): the retained writes land
+        time.sleep(2.5)  # the breaker's reset timeout
+        store.apply([_w("d", 1, 1)])
+        assert store.retained == 0
+        assert store.read_many("user", ["a", "b", "c", "d"]) == [
+            {"t_v1.n": 3}, None, {"t_v1.n": 1}, {"t_v1.n": 1}]
+        assert not store.degraded
+        store.close()
+
+
+def test_a_paused_server_costs_a_timeout_not_a_hang():
+    with redis_process() as (url, proc):
+        store = store_factory(url, timeout_s=0.5)()
+        store.apply([_w("a", 1, 1)])
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            for _ in range(5):  # the breaker opens after 3 failures: the rest are instant
+                assert store.read_many("user", ["a"]) == [None]
+            store.apply([_w("a", 2, 2)])
+            assert time.monotonic() - t0 < 4 and store.retained == 1
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(2.5)
+        store.apply([])
+        assert store.retained == 0 and store.read_many("user", ["a"]) == [{"t_v1.n": 2}]
+        store.close()
+
+
+def test_flow_runs_to_its_end_with_redis_down_and_records_the_fallback(tmp_path):
+    events = tmp_path / "events.jsonl"
+    write_jsonl(str(events), Generator(GenConfig(seed=3, users=100, items=80, events=1500,
+                                                 malformed_rate=0.0)).records())
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    t0 = time.monotonic()
+    run(RunConfig(inputs=[str(events)], output=str(tmp_path / "out"), store=url,
+                  settings=Settings(_env_file=None, progress_every_s=0, redis_timeout_s=0.5)))
+    assert time.monotonic() - t0 < 120
+    records = [json.loads(b) for b in read_channel(tmp_path / "out", "decision_records")]
+    feeds = [r for r in records if r["decision_type"] == "feed_update"]
+    assert feeds and all("store_unavailable" in r["fallbacks"] for r in feeds)
