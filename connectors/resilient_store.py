@@ -29,6 +29,7 @@ outage loses them (the keys are written again when their entities next change).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -148,7 +149,5 @@ class ResilientStore:
             log.error("store unavailable at close: %d retained operations not applied",
                       len(self._retained))
         if self._store is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dead connection
                 self._store.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection
-                pass
