@@ -60,6 +60,7 @@ class GenRecord(NamedTuple):
     value: bytes
     malformed: bool
     type: str  # event type ("malformed" for broken ones)
+    ts: int = 0  # its event time (for a malformed one, the time it was made at)
 
 
 class _Item(NamedTuple):
@@ -88,7 +89,8 @@ class Generator:
     def _ev(self, type_: str, key: str, **fields) -> GenRecord:
         body = {"type": type_, "schema_version": 1, "event_id": self._id("ev"), "ts": self.ts,
                 **fields}
-        return GenRecord(key, json.dumps(body, separators=(",", ":")).encode(), False, type_)
+        return GenRecord(key, json.dumps(body, separators=(",", ":")).encode(), False, type_,
+                         self.ts)
 
     def _catalog(self) -> Iterator[GenRecord]:
         rng = self.rng
@@ -151,7 +153,7 @@ class Generator:
             raw = json.dumps(body).encode()
         else:
             raw = b"\xff\xfe" + good.value[2:]
-        return GenRecord(good.key, raw, True, "malformed")
+        return GenRecord(good.key, raw, True, "malformed", good.ts)
 
     # ------------------------------------------------------------------ traffic
     def records(self) -> Iterator[GenRecord]:

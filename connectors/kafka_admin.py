@@ -26,9 +26,11 @@ def ensure_topics(brokers: str, topics: dict[str, int], timeout_s: float = 30.0)
                 raise RuntimeError(f"creating topic {topic}: {e}") from e
 
 
-def produce_all(brokers: str, topic: str, records: Iterable[tuple[str | None, bytes]],
+def produce_all(brokers: str, topic: str, records: Iterable[tuple],
                 timeout_s: float = 60.0) -> int:
-    """Produce (key, value) pairs and wait until every one is acknowledged; returns count."""
+    """Produce (key, value) or (key, value, event time ms) tuples and wait until every one
+    is acknowledged; returns the count. The event time becomes the record's timestamp (the
+    Kafka source aligns partitions by it)."""
     errors: list[str] = []
 
     def on_delivery(err, msg) -> None:
@@ -37,10 +39,13 @@ def produce_all(brokers: str, topic: str, records: Iterable[tuple[str | None, by
 
     p = Producer(producer_config(brokers, {"linger.ms": 20}))
     n = 0
-    for key, value in records:
+    for rec in records:
+        key, value = rec[0], rec[1]
+        ts = {"timestamp": rec[2]} if len(rec) > 2 and rec[2] else {}
         while True:
             try:
-                p.produce(topic, value, key.encode() if key else None, on_delivery=on_delivery)
+                p.produce(topic, value, key.encode() if key else None, on_delivery=on_delivery,
+                          **ts)
                 break
             except BufferError:
                 p.poll(0.1)

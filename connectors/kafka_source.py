@@ -17,11 +17,28 @@ enters the flow as one batch per worker loop rather than one small batch per par
 batch that fixed cost was most of the work). Offsets are still kept per partition: each
 partition's snapshot is the position after the last record of it that went out, whichever
 partition's call emitted it, and all of them go out in the same worker and epoch.
+
+Event-time alignment (on by default): the partitions one worker reads are merged by their
+records' Kafka timestamps, as a stream processor merges inputs by watermark. A record goes
+out only when every other partition of the worker has a later record waiting, or has
+nothing left to read right now (at its end, caught up with its high watermark, or idle for
+``idle_s``). On catch-up after downtime (a backlog, a pre-filled topic) a fast partition
+therefore cannot run hours ahead of a slow one and push entities' watermarks past the slow
+one's events (which would then be "late"); a pre-filled topic is read in the same order on
+every run. Live, partitions are caught up and nothing waits. Producers should set the
+record timestamp to the event time (``produce_all`` and ``generate --out kafka`` do; a live
+producer's create time is close to it). At most ``max_buffered`` records wait per worker; past
+that the oldest goes out anyway (a partition that cannot be fetched does not stop the flow).
+The alignment is per worker: workers of a cluster read their partitions independently.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import threading
+import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
@@ -36,23 +53,51 @@ from features.validate import RawRecord
 class _WorkerConsumer:
     """One consumer for every partition one worker reads, with their positions."""
 
-    def __init__(self, config: dict, owner: int) -> None:
+    def __init__(self, config: dict, owner: int, align: bool = True, idle_s: float = 1.0,
+                 max_buffered: int = 200_000) -> None:
         self.owner = owner  # the worker thread it serves
         self.consumer = Consumer(config)
-        self.offsets: dict[tuple[str, int], int] = {}  # next offset to read, per partition
+        self.offsets: dict[tuple[str, int], int] = {}  # next offset to emit, per partition
         self.ended: set[tuple[str, int]] = set()  # partitions at their end (not tailing)
         self.first_topic = ""  # names the source of a consumer error without a topic
+        # event-time alignment: records fetched but not yet emitted, per partition
+        self.align, self.idle_s, self.max_buffered = align, idle_s, max_buffered
+        self.buffers: dict[tuple[str, int], deque[RawRecord]] = {}
+        self.fetched: dict[tuple[str, int], int] = {}  # next offset to fetch
+        self.heard: dict[tuple[str, int], float] = {}  # monotonic time of its last record
+        self.backlog_end: dict[tuple[str, int], int] = {}  # high watermark when assigned
+        self.buffered = 0
+        self.overflows = 0  # records emitted out of alignment because the buffer was full
 
     def add(self, topic: str, part: int, offset: int) -> None:
         self.consumer.incremental_assign([TopicPartition(topic, part, offset)])
         self.offsets[(topic, part)] = offset
+        self.buffers[(topic, part)] = deque()
+        self.fetched[(topic, part)] = offset
+        self.heard[(topic, part)] = time.monotonic()
+        self.backlog_end[(topic, part)] = -1
+        if self.align:  # what is there to read now: a partition with a backlog is never idle
+            try:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, part),
+                                                              timeout=10, cached=False)
+                self.backlog_end[(topic, part)] = high
+            except Exception:  # noqa: BLE001 - unknown: the idle timeout decides
+                pass
         self.first_topic = self.first_topic or topic
+
+    def drained(self, key: tuple[str, int]) -> bool:
+        """At its end and every record of it emitted."""
+        return key in self.ended and not self.buffers.get(key)
 
     def remove(self, topic: str, part: int) -> bool:
         """Stop reading a partition; True when none is left (the consumer is closed)."""
         if (topic, part) not in self.ended:
             self.consumer.incremental_unassign([TopicPartition(topic, part)])
         del self.offsets[(topic, part)]
+        self.buffered -= len(self.buffers.pop((topic, part), ()))
+        self.fetched.pop((topic, part), None)
+        self.heard.pop((topic, part), None)
+        self.backlog_end.pop((topic, part), None)
         self.ended.discard((topic, part))
         if not self.offsets:
             self.consumer.close()
@@ -80,8 +125,59 @@ class _WorkerConsumer:
             if key in ended or key not in offsets:
                 continue  # fetched before the partition stopped: read again on resume
             off = m.offset()
-            out.append(RawRecord(topic, part, off, m.value(), max(0, m.timestamp()[1])))
+            rec = RawRecord(topic, part, off, m.value(), max(0, m.timestamp()[1]))
+            if self.align:
+                self.buffers[key].append(rec)
+                self.fetched[key] = off + 1
+                self.buffered += 1
+                continue
+            out.append(rec)
             offsets[key] = off + 1  # resume after it, not at it
+        if self.align:
+            now = time.monotonic()
+            for m in msgs:
+                if m.error() is None:
+                    self.heard[(m.topic() or self.first_topic, m.partition())] = now
+            out += self._merge(n)
+        return out
+
+    def _settled(self, key: tuple[str, int], now: float) -> bool:
+        """Nothing more of ``key`` to wait for now: at its end, or caught up with its high
+        watermark (as known when it was assigned and from fetches since), or, with no
+        backlog known, silent for ``idle_s``."""
+        if key in self.ended:
+            return True
+        high = self.backlog_end[key]
+        with contextlib.suppress(Exception):  # not fetched yet: what was known at the start
+            high = max(high, self.consumer.get_watermark_offsets(TopicPartition(*key),
+                                                                 cached=True)[1])
+        if self.fetched[key] < high:
+            return False  # records are there to read: wait for them
+        return high >= 0 or now - self.heard[key] > self.idle_s
+
+    def _merge(self, n: int) -> list[RawRecord]:
+        """Up to ``n`` buffered records in timestamp order, as far as every partition of
+        the worker allows (see the module's docstring)."""
+        buffers, now = self.buffers, time.monotonic()
+        heap = [(b[0].received_ts, k) for k, b in buffers.items() if b]
+        heapq.heapify(heap)
+        waiting = {k for k, b in buffers.items() if not b and not self._settled(k, now)}
+        out: list[RawRecord] = []
+        while heap and len(out) < n:
+            if waiting and self.buffered < self.max_buffered:
+                break  # a partition may still bring an earlier record
+            if waiting:
+                self.overflows += 1
+            _, key = heapq.heappop(heap)
+            buf = buffers[key]
+            rec = buf.popleft()
+            self.buffered -= 1
+            self.offsets[key] = rec.offset + 1  # resume after it, not at it
+            out.append(rec)
+            if buf:
+                heapq.heappush(heap, (buf[0].received_ts, key))
+            elif not self._settled(key, now):
+                waiting.add(key)
         return out
 
 
@@ -96,7 +192,7 @@ class _Partition(StatefulSourcePartition[RawRecord, int]):
         self._closed = False
 
     def next_batch(self) -> list[RawRecord]:
-        if self._key in self._shared.ended:
+        if self._shared.drained(self._key):
             raise StopIteration()  # its records went out in earlier batches
         out = self._shared.take(self._batch)
         self._awake = None if out else datetime.now(UTC) + self._idle
@@ -120,8 +216,10 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
 
     def __init__(self, brokers: str, topics: list[str], tail: bool = True,
                  batch_size: int = 1000, idle_wait_s: float = 0.001,
-                 extra_config: dict | None = None) -> None:
+                 extra_config: dict | None = None, align: bool = True,
+                 partition_idle_s: float = 1.0) -> None:
         self._brokers, self._topics, self._tail = brokers, list(topics), tail
+        self._align, self._partition_idle_s = align, partition_idle_s
         self._batch, self._idle = batch_size, idle_wait_s
         self._extra = extra_config or {}
         self._consumers: dict[int, _WorkerConsumer] = {}  # per worker thread
@@ -153,13 +251,15 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
                 shared = self._consumers[owner] = _WorkerConsumer({
                     "bootstrap.servers": self._brokers, "group.id": "bespoke-unused",
                     "enable.auto.commit": False, "enable.partition.eof": not self._tail,
-                    **self._extra}, owner)
+                    **self._extra}, owner, self._align, self._partition_idle_s)
         return _Partition(shared, self._release, topic, int(idx),
                           OFFSET_BEGINNING if resume_state is None else resume_state,
                           self._batch, self._idle)
 
 
 def kafka_raw_input(step_id: str, flow: Dataflow, brokers: str, topics: list[str],
-                    tail: bool = True, batch_size: int = 1000) -> Stream[RawRecord]:
+                    tail: bool = True, batch_size: int = 1000, align: bool = True,
+                    partition_idle_s: float = 1.0) -> Stream[RawRecord]:
     """Read ``topics`` from the beginning (or the recovered offsets) as ``RawRecord``s."""
-    return op.input(f"{step_id}_kafka", flow, KafkaRawSource(brokers, topics, tail, batch_size))
+    return op.input(f"{step_id}_kafka", flow, KafkaRawSource(
+        brokers, topics, tail, batch_size, align=align, partition_idle_s=partition_idle_s))

@@ -165,6 +165,8 @@ class UserFold:
         self.decision_inputs = decision_inputs
         self.max_interests = max_interests
 
+    ordered_input = AffinityHint  # applied in event-time order per batch (sharded_fold)
+
     def new(self) -> UserState:
         return UserState(self.lateness)
 
@@ -251,8 +253,12 @@ class UserFold:
         return out
 
     def _affinity(self, s: UserState, h: AffinityHint) -> list:
-        if h.ts <= s.erased_until or h.ts < s.last_ts - self.lateness:
-            return []  # its event is late for this user: recorded as a LateEvent there
+        # a hint is judged by arrival only against the erasure: the item step sends hints of
+        # the events it took in, and they reach this step after other inputs by a path whose
+        # timing depends on batching (judging them against the user's watermark made
+        # affinities depend on batch boundaries); decayed sums do not depend on order
+        if h.ts <= s.erased_until:
+            return []
         keys = ["p:" + h.price_band] if h.price_band else []
         if h.category:
             keys += ("c:" + h.category, "b:" + h.brand, *("a:" + a for a in h.attrs))

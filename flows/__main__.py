@@ -39,7 +39,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
         topic = s.input_topics[0]
         ensure_topics(s.kafka_bootstrap_servers, {topic: s.topic_partitions})
         n = produce_all(s.kafka_bootstrap_servers, topic,
-                        ((r.key, r.value) for r in gen.records()))
+                        ((r.key, r.value, r.ts) for r in gen.records()))
         print(json.dumps({"produced": n, "topic": topic}))
     else:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     flow = Dataflow(flow_id)
     if cfg.inputs == ["kafka"]:
         raw = kafka_raw_input("in", flow, s.kafka_bootstrap_servers or "", s.input_topics,
-                              tail=cfg.tail)
+                              tail=cfg.tail, align=s.align_partitions,
+                              partition_idle_s=s.partition_idle_s)
     else:
         raw = op.input("in", flow, FileSource(cfg.inputs))
     if s.delivery == "epoch":

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     topic_prefix: str = "bespoke."
     input_topics: list[str] = ["bespoke.events"]
     topic_partitions: int = Field(4, ge=1, le=1024)
+    align_partitions: bool = Field(True, description="merge the input partitions a worker "
+                                   "reads by record timestamp (event-time alignment on "
+                                   "catch-up; connectors/kafka_source.py)")
+    partition_idle_s: float = Field(1.0, gt=0, description="an input partition silent this "
+                                    "long no longer holds the others back")
     control_topic: str | None = Field(None, description="the only input of control events "
                                       "(policy switches, erasures; one partition); default: "
                                       "<topic_prefix>control")

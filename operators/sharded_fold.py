@@ -61,6 +61,24 @@ class Broadcast(NamedTuple):
     payload: Any
 
 
+def _in_event_order(items: list, kind: type) -> list:
+    """``items`` with those of type ``kind`` (fields ``ts``, ``event_id``) gathered at the
+    first one's place in event-time order: they come from several upstream shards in an
+    order that depends on batching (native shards do the same, ``native/src/shard.rs``)."""
+    picked = [x for x in items if type(x) is kind]
+    if len(picked) < 2:
+        return items
+    picked.sort(key=lambda h: (h.ts, h.event_id, h[0]))
+    out: list = []
+    for x in items:
+        if type(x) is kind:
+            out += picked
+            picked = []
+        else:
+            out.append(x)
+    return out
+
+
 def broadcast(step_id: str, up: Stream[list], shards: int) -> Stream[list]:
     """Chunks with one ``Broadcast`` copy of every item for each of ``shards`` shards."""
     def copies(chunks: list) -> list:
@@ -95,8 +113,10 @@ class _ShardLogic(StatefulBatchLogic):
         per_event = self.mirror is None
         touched = self.dirty
         shared = self.shared
+        ordered = getattr(fold, "ordered_input", None)
         for group in groups:
-            for x in group[1]:
+            items = group[1] if ordered is None else _in_event_order(group[1], ordered)
+            for x in items:
                 if type(x) is Broadcast:
                     out.extend(fold.apply_shared(shared, x))  # type: ignore[attr-defined]
                     continue

@@ -57,6 +57,21 @@ impl<S: Serialize + DeserializeOwned> Shard<S> {
                                            -> PyResult<Py<PyList>> {
         let out = PyList::empty(py);
         let mut side = Side::default();
+        // the hints of this call, from every upstream batch, in event-time order: they come
+        // from several shards of the item step, in an order that depends on batching, and a
+        // bounded fold (the user's affinities) must see them in an order that does not
+        let mut hints: Vec<Hint> = Vec::new();
+        let mut n_hint_batches = 0;
+        for item in items.iter() {
+            if let Ok(batch) = item.cast::<HintBatch>() {
+                hints.extend(batch.borrow().items.iter().cloned());
+                n_hint_batches += 1;
+            }
+        }
+        if n_hint_batches > 1 {
+            hints.sort_by(|a, b| (a.ts, &a.event_id, &a.user).cmp(&(b.ts, &b.event_id, &b.user)));
+        }
+        let mut hints = Some(hints);
         for item in items.iter() {
             if let Ok(batch) = item.cast::<PairBatch>() {
                 for p in &batch.borrow().items {
@@ -82,8 +97,8 @@ impl<S: Serialize + DeserializeOwned> Shard<S> {
                 }
                 continue;
             }
-            if let Ok(batch) = item.cast::<HintBatch>() {
-                for h in &batch.borrow().items {
+            if item.cast::<HintBatch>().is_ok() {
+                for h in hints.take().unwrap_or_default().iter() {  // all, at the first batch
                     let st = self.state(fold, &h.user);
                     fold.apply_hint(st, h)?;
                     self.done(fold, py, &h.user, per_event, &out)?;

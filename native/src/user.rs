@@ -440,8 +440,8 @@ impl NativeFold for UserFold {
     }
 
     fn apply_hint(&self, s: &mut UserState, h: &Hint) -> PyResult<()> {
-        if h.ts <= s.erased_until || h.ts < s.last_ts - self.lateness {
-            return Ok(()); // its event is late for this user: recorded as a LateEvent there
+        if h.ts <= s.erased_until {
+            return Ok(()); // before the user's erasure (see UserFold._affinity)
         }
         s.aff.add_all(h.facts.keys.iter().map(|k| k.as_str()), weight(&h.kind), h.ts);
         s.aff.bound(MAX_AFFINITY, 4);
