@@ -30,11 +30,12 @@ CONTROL_REFUSED = ("control_refused: control events are accepted only on the con
                    "signed (see policies.control_auth)")
 
 
-def ingest_record(rec: RawRecord, fmt: str = "native") -> Ingested:
+def ingest_record(rec: RawRecord, fmt: str = "native", max_future_ms: int | None = None
+                  ) -> Ingested:
     """One record through pydantic validation (the reference path). A control event here,
     on an input of events, is a dead letter: the control plane has its own topic
     (``operators.control``), where each one is authenticated."""
-    events, dead = validate_record(rec, fmt)
+    events, dead = validate_record(rec, fmt, max_future_ms)
     items: list[tuple] = []
     users: list[tuple] = []
     for ev in events:
@@ -45,16 +46,21 @@ def ingest_record(rec: RawRecord, fmt: str = "native") -> Ingested:
     return items, users, [], dead
 
 
-def ingest(records: list[RawRecord], fmt: str = "native", native: bool = True) -> Ingested:
-    """A batch of records; ``native``: use the native fast path where it is built."""
+def ingest(records: list[RawRecord], fmt: str = "native", native: bool = True,
+           max_future_ms: int | None = None) -> Ingested:
+    """A batch of records; ``native``: use the native fast path where it is built;
+    ``max_future_ms``: see ``features.validate.validate_record``."""
     if native and fmt == "native" and bespoke_native is not None:
-        return bespoke_native.ingest(records, ingest_record)
+        if max_future_ms is None:
+            return bespoke_native.ingest(records, ingest_record)
+        return bespoke_native.ingest(records, lambda r: ingest_record(r, fmt, max_future_ms),
+                                     max_future_ms)
     items: list[tuple] = []
     users: list[tuple] = []
     controls: list[Control] = []
     dead: list[DeadLetter] = []
     for rec in records:
-        i, u, c, d = ingest_record(rec, fmt)
+        i, u, c, d = ingest_record(rec, fmt, max_future_ms)
         items += i
         users += u
         controls += c

@@ -57,12 +57,32 @@ def dead_letter(rec: RawRecord, error: str, step: str = STEP) -> DeadLetter:
     )
 
 
-def validate_record(rec: RawRecord, fmt: str = "native") -> tuple[list[Inbound], list[DeadLetter]]:
-    """Turn one raw record into valid events and dead letters (never raises)."""
+def validate_record(rec: RawRecord, fmt: str = "native", max_future_ms: int | None = None
+                    ) -> tuple[list[Inbound], list[DeadLetter]]:
+    """Turn one raw record into valid events and dead letters (never raises).
+
+    ``max_future_ms``: an event whose time is more than this after its record's received
+    time (the Kafka record timestamp, a file's modification time; when known) is a dead
+    letter: one far-future event would otherwise move its entities' watermarks years ahead.
+
+    >>> rec = RawRecord("t", 0, 9, b'{"type":"page_view","event_id":"e","ts":4102444000000,'
+    ...                 b'"user_id":"u","session_id":"s","sku":"A"}', 1_700_000_000_000)
+    >>> validate_record(rec, max_future_ms=3_600_000)[1][0].error.split(":")[0]
+    'future'
+    """
     try:
-        return _validate(rec, fmt)
+        events, dead = _validate(rec, fmt)
     except Exception as e:  # a bug here must cost one record, never the flow
         return [], [dead_letter(rec, f"undecodable: {type(e).__name__}: {e}")]
+    if events and max_future_ms is not None and rec.received_ts > 0:
+        limit = rec.received_ts + max_future_ms
+        ahead = max(ev.ts for ev in events)
+        if ahead > limit:
+            return [], [dead_letter(rec, f"future: event time {ahead} is "
+                                         f"{(ahead - rec.received_ts) // 1000} s after the "
+                                         f"record's time {rec.received_ts} (at most "
+                                         f"{max_future_ms // 1000} s)")]
+    return events, dead
 
 
 def _validate(rec: RawRecord, fmt: str) -> tuple[list[Inbound], list[DeadLetter]]:

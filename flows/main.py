@@ -98,7 +98,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     raw = progress("progress", raw, s.progress_every_s)
 
     # inside the flow, steps pass chunks (lists of items): see operators.chunks
-    valid = validate("validate", raw, cfg.format, s.native_kernels)
+    valid = validate("validate", raw, cfg.format, s.native_kernels,
+                     max_future_ms=int(s.max_future_s * 1000))
     ctl = control_input(flow, cfg)
     user_in, dead, outs = valid.user_inputs, valid.dead_letters, []
     if ctl is not None:

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     feed_ttl_s: int = Field(7 * 86400, ge=0)
 
     allowed_lateness_s: float = Field(3600.0, ge=0, description="per-key, event time")
+    max_future_s: float = Field(3600.0, ge=0, description="an event more than this after its "
+                                "record's time (Kafka record timestamp, file modification "
+                                "time) is a dead letter")
     mirror_every_s: float = Field(1.0, ge=0, description="store mirror period per key; 0 = "
                                                          "every event")
     delivery: Literal["batch", "epoch", "pipelined"] = Field(

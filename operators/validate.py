@@ -23,10 +23,10 @@ class Validated(NamedTuple):
 
 
 def validate(step_id: str, up: Stream[RawRecord], fmt: str = "native",
-             native: bool = True) -> Validated:
+             native: bool = True, max_future_ms: int | None = None) -> Validated:
     """One Bytewax batch of raw records → one chunk of each output (where not empty)."""
     def check(batch: list[RawRecord]) -> list[tuple]:
-        return [ingest(batch, fmt, native)]
+        return [ingest(batch, fmt, native, max_future_ms)]
 
     bundles = op.flat_map_batch(f"{step_id}_check", up, check)
 

@@ -16,10 +16,11 @@ from connectors.file_sink import read_channel
 from connectors.generator import GenConfig, Generator, write_jsonl
 from connectors.kafka_admin import ensure_topics, produce_all
 from connectors.memory_store import MemoryStore
+from features.ingest import expand, ingest
+from features.native import available
+from features.validate import RawRecord
 from flows.main import CHANNELS, RunConfig, run
 from flows.settings import Settings
-
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 ENTITIES = ("item", "category", "item_pair", "user", "session")
 
@@ -42,6 +43,8 @@ def _run(tmp, inputs, settings) -> tuple[list[dict], dict]:
     return late, _store(name)
 
 
+@pytest.mark.kafka
+@pytest.mark.slow
 def test_backlog_catch_up_matches_the_file_run(kafka_bootstrap, topic_prefix, tmp_path):
     recs = list(Generator(GenConfig(seed=8, users=300, items=150, events=20_000,
                                     malformed_rate=0.0)).records())
@@ -69,3 +72,41 @@ def test_backlog_catch_up_matches_the_file_run(kafka_bootstrap, topic_prefix, tm
 def _diff(a: dict, b: dict) -> list:
     return [(k, f, a[k].get(f), (b.get(k) or {}).get(f)) for k in a for f in a[k]
             if a[k].get(f) != (b.get(k) or {}).get(f)][:4]
+
+
+YEAR_2099 = 4_070_908_800_000
+
+
+def test_a_far_future_event_is_a_dead_letter_and_moves_no_watermark(tmp_path):
+    recs = list(Generator(GenConfig(seed=5, users=50, items=30, events=3000,
+                                    malformed_rate=0.0)).records())
+    mid = next(i for i, r in enumerate(recs[len(recs) // 2:], len(recs) // 2)
+               if r.type == "page_view")
+    doc = json.loads(recs[mid].value)
+    doc.update(ts=YEAR_2099, event_id="from-the-future")
+    lines = [r.value for r in recs]
+    lines.insert(mid, json.dumps(doc).encode())
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    unbounded, _ = _run(tmp_path / "unbounded", [str(events)],
+                        Settings(_env_file=None, progress_every_s=0, max_future_s=10**10))
+    assert len(unbounded) > 10  # the item's and the user's later events, all "late"
+    late, _ = _run(tmp_path, [str(events)], Settings(_env_file=None, progress_every_s=0))
+    assert late == []
+    out = next(d for d in tmp_path.iterdir() if (d / "dead_letters").exists())
+    dead = [json.loads(b) for b in read_channel(out, "dead_letters")]
+    assert [d["error"].split(":")[0] for d in dead] == ["future"]
+
+
+@pytest.mark.skipif(not available(), reason="bespoke_native is not built")
+def test_the_future_bound_is_the_same_on_the_native_path():
+    now = 1_700_000_000_000
+    recs = [RawRecord("t", 0, i, json.dumps(
+        {"type": "page_view", "event_id": f"e{i}", "ts": now + d, "user_id": "u",
+         "session_id": "s", "sku": "A"}).encode(), received)
+        for i, (d, received) in enumerate([(0, now), (3_600_001, now), (3_600_000, now),
+                                           (10**12, 0), (10**9, now)])]
+    native = expand(ingest(recs, native=True, max_future_ms=3_600_000))
+    python = expand(ingest(recs, native=False, max_future_ms=3_600_000))
+    assert [d.offset for d in native[3]] == [d.offset for d in python[3]] == [1, 4]
+    assert len(native[1]) == len(python[1]) == 3

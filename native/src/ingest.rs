@@ -172,7 +172,8 @@ fn or_zero(v: Option<f64>) -> f64 {
 }
 
 /// The input tuples of one record, or `None` when the fallback must decide.
-fn fast(value: &[u8], items: &mut Vec<ItemIn>, users: &mut Vec<UserIn>) -> PyResult<bool> {
+fn fast(value: &[u8], max_ts: i64, items: &mut Vec<ItemIn>, users: &mut Vec<UserIn>)
+        -> PyResult<bool> {
     if value.len() > MAX_EVENT_BYTES {
         return Ok(false);
     }
@@ -184,7 +185,7 @@ fn fast(value: &[u8], items: &mut Vec<ItemIn>, users: &mut Vec<UserIn>) -> PyRes
         F::Absent | F::Val(1) => {}
         _ => return Ok(false),
     }
-    let (Some(event_id), Some(ts)) = (id(&r.event_id), int_in(&r.ts, 0, MAX_TS)) else {
+    let (Some(event_id), Some(ts)) = (id(&r.event_id), int_in(&r.ts, 0, max_ts)) else {
         return Ok(false);
     };
     let ty = r.ty.as_str();
@@ -383,9 +384,12 @@ fn fast(value: &[u8], items: &mut Vec<ItemIn>, users: &mut Vec<UserIn>) -> PyRes
 /// dead letters)`, in record order. What the fast path takes arrives as `ItemInBatch` /
 /// `UserInBatch` objects (runs of consecutive records); `fallback(record)` returns the four
 /// lists (tuples, events, dead letters) for a record the fast path leaves to Python.
+/// `max_future_ms` (>= 0): an event more than this after its record's received time (when
+/// known) is left to the fallback, which makes it a dead letter.
 #[pyfunction]
-pub fn ingest<'py>(py: Python<'py>, records: &Bound<'py, PyList>, fallback: &Bound<'py, PyAny>)
-                   -> PyResult<Bound<'py, PyTuple>> {
+#[pyo3(signature = (records, fallback, max_future_ms=-1))]
+pub fn ingest<'py>(py: Python<'py>, records: &Bound<'py, PyList>, fallback: &Bound<'py, PyAny>,
+                   max_future_ms: i64) -> PyResult<Bound<'py, PyTuple>> {
     let items = PyList::empty(py);
     let users = PyList::empty(py);
     let controls = PyList::empty(py);
@@ -403,8 +407,14 @@ pub fn ingest<'py>(py: Python<'py>, records: &Bound<'py, PyList>, fallback: &Bou
     for rec in records.iter() {
         let t = rec.cast::<PyTuple>()?;
         let value = t.get_item(3)?;
+        let received: i64 = t.get_item(4)?.extract().unwrap_or(0);
+        let max_ts = if max_future_ms >= 0 && received > 0 {
+            MAX_TS.min(received.saturating_add(max_future_ms))
+        } else {
+            MAX_TS
+        };
         let handled = match (value.cast::<pyo3::types::PyBytes>(), t.get_item(5)?.is_none()) {
-            (Ok(b), true) => fast(b.as_bytes(), &mut item_run, &mut user_run)?,
+            (Ok(b), true) => fast(b.as_bytes(), max_ts, &mut item_run, &mut user_run)?,
             _ => false,
         };
         if !handled {
