@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors.dedup import RecentIds, mark_duplicates, split_resume
 from features.validate import RawRecord
 
 
@@ -33,13 +34,15 @@ def _lines(path: Path) -> Iterator[bytes]:
             yield line.rstrip(b"\r\n")
 
 
-class _FilePartition(StatefulSourcePartition[RawRecord, int]):
-    def __init__(self, path: Path, resume_at: int | None, batch_size: int) -> None:
+class _FilePartition(StatefulSourcePartition[RawRecord, object]):
+    def __init__(self, path: Path, resume_at: int | None, batch_size: int,
+                 recent: RecentIds | None = None) -> None:
         self._path = path
         self._name = path.name
         self._it = _lines(path)
         self._offset = 0
         self._batch = batch_size
+        self._recent = recent
         # "received" = the file's modification time: the same file gives the same bytes out
         self._received = int(path.stat().st_mtime * 1000)
         for _ in range(resume_at or 0):
@@ -53,27 +56,34 @@ class _FilePartition(StatefulSourcePartition[RawRecord, int]):
             out.append(RawRecord(self._name, 0, self._offset, line, self._received))
             self._offset += 1
             if len(out) >= self._batch:
-                return out
+                break
         if not out:
             raise StopIteration
-        return out
+        return out if self._recent is None else mark_duplicates(out, self._recent)
 
-    def snapshot(self) -> int:
-        return self._offset
+    def snapshot(self):
+        if self._recent is None:
+            return self._offset
+        return (self._offset, self._recent.snapshot())
 
 
-class FileSource(FixedPartitionedSource[RawRecord, int]):
-    """Reads each of ``paths`` to its end (a finite source)."""
+class FileSource(FixedPartitionedSource[RawRecord, object]):
+    """Reads each of ``paths`` to its end (a finite source); with ``dedup_ids``, marks
+    repeated event ids (``connectors.dedup``)."""
 
-    def __init__(self, paths: list[str | Path], batch_size: int = 1000) -> None:
+    def __init__(self, paths: list[str | Path], batch_size: int = 1000,
+                 dedup_ids: int = 0) -> None:
         self._paths = {str(Path(p)): Path(p) for p in paths}
         missing = [p for p in self._paths.values() if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"input files not found: {missing}")
         self._batch = batch_size
+        self._dedup_ids = dedup_ids
 
     def list_parts(self) -> list[str]:
         return list(self._paths)
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
-        return _FilePartition(self._paths[for_part], resume_state, self._batch)
+    def build_part(self, step_id: str, for_part: str, resume_state) -> _FilePartition:
+        offset, ids = split_resume(resume_state)
+        recent = RecentIds(self._dedup_ids, ids) if self._dedup_ids else None
+        return _FilePartition(self._paths[for_part], offset, self._batch, recent)

@@ -30,6 +30,9 @@ record timestamp to the event time (``produce_all`` and ``generate --out kafka``
 producer's create time is close to it). At most ``max_buffered`` records wait per worker; past
 that the oldest goes out anyway (a partition that cannot be fetched does not stop the flow).
 The alignment is per worker: workers of a cluster read their partitions independently.
+
+Duplicates: with ``dedup_ids`` each partition remembers its last event ids (in its
+snapshot) and marks a repeated one (``connectors.dedup``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from connectors.dedup import RecentIds, mark_duplicates, split_resume
 from features.validate import RawRecord
 
 
@@ -54,7 +58,7 @@ class _WorkerConsumer:
     """One consumer for every partition one worker reads, with their positions."""
 
     def __init__(self, config: dict, owner: int, align: bool = True, idle_s: float = 1.0,
-                 max_buffered: int = 200_000) -> None:
+                 max_buffered: int = 200_000, dedup_ids: int = 0) -> None:
         self.owner = owner  # the worker thread it serves
         self.consumer = Consumer(config)
         self.offsets: dict[tuple[str, int], int] = {}  # next offset to emit, per partition
@@ -68,9 +72,13 @@ class _WorkerConsumer:
         self.backlog_end: dict[tuple[str, int], int] = {}  # high watermark when assigned
         self.buffered = 0
         self.overflows = 0  # records emitted out of alignment because the buffer was full
+        self.dedup_ids = dedup_ids
+        self.recent: dict[tuple[str, int], RecentIds] = {}
 
-    def add(self, topic: str, part: int, offset: int) -> None:
+    def add(self, topic: str, part: int, offset: int, ids: list[str] | None = None) -> None:
         self.consumer.incremental_assign([TopicPartition(topic, part, offset)])
+        if self.dedup_ids:
+            self.recent[(topic, part)] = RecentIds(self.dedup_ids, ids)
         self.offsets[(topic, part)] = offset
         self.buffers[(topic, part)] = deque()
         self.fetched[(topic, part)] = offset
@@ -98,6 +106,7 @@ class _WorkerConsumer:
         self.fetched.pop((topic, part), None)
         self.heard.pop((topic, part), None)
         self.backlog_end.pop((topic, part), None)
+        self.recent.pop((topic, part), None)
         self.ended.discard((topic, part))
         if not self.offsets:
             self.consumer.close()
@@ -139,7 +148,22 @@ class _WorkerConsumer:
                 if m.error() is None:
                     self.heard[(m.topic() or self.first_topic, m.partition())] = now
             out += self._merge(n)
+        if self.dedup_ids and out:
+            out = self._dedup(out)
         return out
+
+    def _dedup(self, records: list[RawRecord]) -> list[RawRecord]:
+        out: list[RawRecord] = []
+        for rec in records:
+            recent = self.recent.get((rec.source, rec.partition))
+            out += mark_duplicates([rec], recent) if recent is not None else [rec]
+        return out
+
+    def snapshot(self, key: tuple[str, int]):
+        """A partition's resume state: its offset, with its recent event ids if deduping."""
+        recent = self.recent.get(key)
+        off = self.offsets[key]
+        return off if recent is None else (off, recent.snapshot())
 
     def _settled(self, key: tuple[str, int], now: float) -> bool:
         """Nothing more of ``key`` to wait for now: at its end, or caught up with its high
@@ -183,10 +207,10 @@ class _WorkerConsumer:
 
 class _Partition(StatefulSourcePartition[RawRecord, int]):
     def __init__(self, shared: _WorkerConsumer, release, topic: str, part: int, offset: int,
-                 batch_size: int, idle_wait_s: float) -> None:
+                 batch_size: int, idle_wait_s: float, ids: list[str] | None = None) -> None:
         self._shared, self._release = shared, release
         self._key = (topic, part)
-        shared.add(topic, part, offset)
+        shared.add(topic, part, offset, ids)
         self._batch, self._idle = batch_size, timedelta(seconds=idle_wait_s)
         self._awake: datetime | None = None
         self._closed = False
@@ -201,8 +225,8 @@ class _Partition(StatefulSourcePartition[RawRecord, int]):
     def next_awake(self) -> datetime | None:
         return self._awake
 
-    def snapshot(self) -> int:
-        return self._shared.offsets[self._key]
+    def snapshot(self):
+        return self._shared.snapshot(self._key)
 
     def close(self) -> None:
         if not self._closed:
@@ -217,9 +241,10 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
     def __init__(self, brokers: str, topics: list[str], tail: bool = True,
                  batch_size: int = 1000, idle_wait_s: float = 0.001,
                  extra_config: dict | None = None, align: bool = True,
-                 partition_idle_s: float = 1.0) -> None:
+                 partition_idle_s: float = 1.0, dedup_ids: int = 0) -> None:
         self._brokers, self._topics, self._tail = brokers, list(topics), tail
         self._align, self._partition_idle_s = align, partition_idle_s
+        self._dedup_ids = dedup_ids
         self._batch, self._idle = batch_size, idle_wait_s
         self._extra = extra_config or {}
         self._consumers: dict[int, _WorkerConsumer] = {}  # per worker thread
@@ -251,15 +276,18 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
                 shared = self._consumers[owner] = _WorkerConsumer({
                     "bootstrap.servers": self._brokers, "group.id": "bespoke-unused",
                     "enable.auto.commit": False, "enable.partition.eof": not self._tail,
-                    **self._extra}, owner, self._align, self._partition_idle_s)
+                    **self._extra}, owner, self._align, self._partition_idle_s,
+                    dedup_ids=self._dedup_ids)
+        offset, ids = split_resume(resume_state)
         return _Partition(shared, self._release, topic, int(idx),
-                          OFFSET_BEGINNING if resume_state is None else resume_state,
-                          self._batch, self._idle)
+                          OFFSET_BEGINNING if offset is None else offset,
+                          self._batch, self._idle, ids)
 
 
 def kafka_raw_input(step_id: str, flow: Dataflow, brokers: str, topics: list[str],
                     tail: bool = True, batch_size: int = 1000, align: bool = True,
-                    partition_idle_s: float = 1.0) -> Stream[RawRecord]:
+                    partition_idle_s: float = 1.0, dedup_ids: int = 0) -> Stream[RawRecord]:
     """Read ``topics`` from the beginning (or the recovered offsets) as ``RawRecord``s."""
     return op.input(f"{step_id}_kafka", flow, KafkaRawSource(
-        brokers, topics, tail, batch_size, align=align, partition_idle_s=partition_idle_s))
+        brokers, topics, tail, batch_size, align=align, partition_idle_s=partition_idle_s,
+        dedup_ids=dedup_ids))

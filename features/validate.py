@@ -87,6 +87,8 @@ def validate_record(rec: RawRecord, fmt: str = "native", max_future_ms: int | No
 
 def _validate(rec: RawRecord, fmt: str) -> tuple[list[Inbound], list[DeadLetter]]:
     if rec.error is not None:
+        if rec.error.startswith("duplicate:"):  # connectors.dedup
+            return [], [dead_letter(rec, rec.error)]
         return [], [dead_letter(rec, f"source_error: {rec.error}")]
     if rec.value is None:
         return [], [dead_letter(rec, "empty: record has no value")]

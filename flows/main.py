@@ -87,12 +87,13 @@ class RunConfig(BaseModel):
 def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     s = cfg.settings
     flow = Dataflow(flow_id)
+    dedup = s.dedup_ids if cfg.format == "native" else 0  # datasets' ids are positions
     if cfg.inputs == ["kafka"]:
         raw = kafka_raw_input("in", flow, s.kafka_bootstrap_servers or "", s.input_topics,
                               tail=cfg.tail, align=s.align_partitions,
-                              partition_idle_s=s.partition_idle_s)
+                              partition_idle_s=s.partition_idle_s, dedup_ids=dedup)
     else:
-        raw = op.input("in", flow, FileSource(cfg.inputs))
+        raw = op.input("in", flow, FileSource(cfg.inputs, dedup_ids=dedup))
     if s.delivery == "epoch":
         worker_index_probe("worker_index", raw)  # built before the sinks that need it
     raw = progress("progress", raw, s.progress_every_s)

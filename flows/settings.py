@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     feed_ttl_s: int = Field(7 * 86400, ge=0)
 
     allowed_lateness_s: float = Field(3600.0, ge=0, description="per-key, event time")
+    dedup_ids: int = Field(10_000, ge=0, le=10_000_000, description="event ids remembered "
+                           "per input partition: a repeated one is a dead letter "
+                           "('duplicate'), not counted twice; 0 = off (native format only)")
     max_future_s: float = Field(3600.0, ge=0, description="an event more than this after its "
                                 "record's time (Kafka record timestamp, file modification "
                                 "time) is a dead letter")
