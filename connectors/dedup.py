@@ -6,7 +6,9 @@ events; a record whose event id is among them is marked (``RawRecord.error`` =
 features twice. The remembered ids are part of the partition's snapshot, so a resumed run
 skips exactly what an uninterrupted one does. Producers retry into the same partition (same
 key), so per-partition memory catches their duplicates. Only Bespoke's own event format
-carries producer ids (the dataset formats derive theirs from positions).
+carries producer ids (the dataset formats derive theirs from positions). The ids are
+remembered before validation: a record that repeats the id of an earlier, invalid one is a
+duplicate too (ids are unique per event, valid or not).
 
 >>> from features.validate import RawRecord
 >>> recent = RecentIds(capacity=2)
@@ -57,7 +59,9 @@ def event_id_of(value: bytes | None) -> str | None:
     except orjson.JSONDecodeError:
         return None  # not JSON: validation makes it a dead letter
     eid = doc.get("event_id") if isinstance(doc, dict) else None
-    return eid if isinstance(eid, str) and eid else None
+    # only an id the contract accepts (1-128 characters) is a dedup key; a record without
+    # one is a dead letter anyway, for its own reason
+    return eid if isinstance(eid, str) and 0 < len(eid) <= 128 else None
 
 
 def mark_duplicates(records: list[RawRecord], recent: RecentIds) -> list[RawRecord]:
@@ -65,7 +69,7 @@ def mark_duplicates(records: list[RawRecord], recent: RecentIds) -> list[RawReco
     for rec in records:
         eid = event_id_of(rec.value) if rec.error is None else None
         if eid is not None and recent.seen(eid):
-            rec = rec._replace(error=f"duplicate: event id {eid[:128]} was read before in "
+            rec = rec._replace(error=f"duplicate: event id {eid} was read before in "
                                      f"this partition")
         out.append(rec)
     return out

@@ -31,7 +31,7 @@ from connectors.policy_packs import read_pack_files
 from connectors.record_archive import RecordArchiveSink
 from connectors.store_sink import StoreSink, epoch_store_sink, is_remote, store_factory
 from features.definitions import REGISTRY
-from features.events import CONTROL_AUDIT_CHANNEL, outgoing
+from features.events import CONTROL_AUDIT_CHANNEL, LateEvent, outgoing
 from features.formats import FORMATS
 from flows.gc_tuning import FreezeEvery, set_thresholds
 from flows.settings import Settings
@@ -52,6 +52,7 @@ from operators.progress import progress
 from operators.quality import feature_quality
 from operators.score import score
 from operators.validate import validate
+from policies.privacy import decision_id, pseudonymize
 
 DLQ_CHANNEL = "dead_letters"
 LATE_CHANNEL = "late_events"
@@ -110,7 +111,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     feats = feature_pipeline("features", valid.item_inputs, user_in, feature_config(cfg))
     dlq = chunk_map("dlq_out", dead,
                     lambda d: outgoing(DLQ_CHANNEL, f"{d.source}:{d.partition}", d))
-    late = chunk_map("late_out", feats.late, lambda e: outgoing(LATE_CHANNEL, e.key, e))
+    late = chunk_map("late_out", feats.late, late_event_out(
+        s.pseudonym_key_bytes() if s.pseudonym_key else None))
     quality = chunk_map("quality_out", feature_quality("quality", feats.store_ops, REGISTRY,
                                                        s.quality_sample_every,
                                                        s.quality_report_every,
@@ -165,6 +167,19 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         op.output("features_parquet", flatten("features_rows", feats.store_ops),
                   ParquetFeatureSink(cfg.features_parquet, REGISTRY))
     return flow
+
+
+def late_event_out(pseudonym_key: bytes | None):
+    """Late events as they go out: a user's or session's is named by the user's pseudonym
+    (its id too), never by the raw id (feature-only flows without a key: by an unkeyed hash,
+    which hides the id from a reader but not from a guess)."""
+    def out(e: LateEvent):
+        if e.entity != "item":
+            ref = pseudonymize(e.key, pseudonym_key or b"bespoke-late-events")
+            e = e.model_copy(update={"key": ref,
+                                     "id": decision_id(f"late:{e.entity}", ref, e.event_id)})
+        return outgoing(LATE_CHANNEL, e.key, e)
+    return out
 
 
 def control_input(flow: Dataflow, cfg: RunConfig) -> ControlStreams | None:
