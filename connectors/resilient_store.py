@@ -14,7 +14,8 @@
   start, not a crash.
 
 What is not covered: retained writes live in the worker's memory, so a crash *during* an
-outage loses them (the keys are written again when their entities next change).
+outage loses them (the keys are written again when their entities next change); at the end
+of a finite run, ``close`` waits up to ``close_wait_s`` for the server to take them.
 
 >>> class Down:
 ...     def apply(self, ops): raise ConnectionError("down")
@@ -45,7 +46,7 @@ log = logging.getLogger("bespoke.store")
 class ResilientStore:
     def __init__(self, connect: Callable[[], OnlineStore], errors: tuple[type, ...],
                  fail_max: int = 3, reset_s: float = 2.0, max_retained: int = 1_000_000,
-                 name: str = "store") -> None:
+                 name: str = "store", close_wait_s: float = 30.0) -> None:
         self._connect = connect
         self._errors = errors
         self._store: OnlineStore | None = None
@@ -54,6 +55,7 @@ class ResilientStore:
         self._retained: list[StoreOp] = []
         self._lock = threading.Lock()  # the writer thread and the workers' reads share it
         self.max_retained = max_retained
+        self.close_wait_s = close_wait_s
         self.degraded = False
         self.read_failures = 0
         self.write_failures = 0
@@ -145,7 +147,7 @@ class ResilientStore:
         return not self._retained
 
     def close(self) -> None:
-        if self._retained and not self.flush():
+        if self._retained and not self.flush(self.close_wait_s):
             log.error("store unavailable at close: %d retained operations not applied",
                       len(self._retained))
         if self._store is not None:

@@ -81,3 +81,48 @@ def test_flow_runs_to_its_end_with_redis_down_and_records_the_fallback(tmp_path)
     records = [json.loads(b) for b in read_channel(tmp_path / "out", "decision_records")]
     feeds = [r for r in records if r["decision_type"] == "feed_update"]
     assert feeds and all("store_unavailable" in r["fallbacks"] for r in feeds)
+
+
+@pytest.mark.slow
+def test_a_15s_pause_mid_run_degrades_decisions_and_loses_no_feature_write(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import redis
+
+    from connectors.redis_store import RedisStore
+    from tests.flow_checks import ITEM_COUNT, USER_COUNT, counts_in_store, expected_counts
+
+    recs = list(Generator(GenConfig(seed=9, users=400, items=200, events=40_000,
+                                    malformed_rate=0.0)).records())
+    events = tmp_path / "events.jsonl"
+    write_jsonl(str(events), recs)
+    root = Path(__file__).resolve().parents[1]
+    with redis_process() as (url, server):
+        client = redis.Redis.from_url(url)
+        env = {**os.environ, "BESPOKE_REDIS_TIMEOUT_S": "0.5", "BESPOKE_PROGRESS_EVERY_S": "0"}
+        flow = subprocess.Popen([sys.executable, "-m", "flows", "run", "--input", str(events),
+                                 "--output", str(tmp_path / "out"), "--store", url],
+                                cwd=root, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while client.dbsize() < 50 and time.monotonic() < deadline:
+                time.sleep(0.05)  # the flow is writing: pause Redis mid-run
+            os.kill(server.pid, signal.SIGSTOP)
+            time.sleep(15)
+            paused_alive = flow.poll() is None or flow.returncode == 0
+            os.kill(server.pid, signal.SIGCONT)
+            _, err = flow.communicate(timeout=180)
+        finally:
+            if flow.poll() is None:
+                flow.kill()
+        assert paused_alive and flow.returncode == 0, err.decode()[-2000:]
+        users, items, _ = expected_counts(recs)
+        store = RedisStore(url)
+        assert counts_in_store(store, "item", items, ITEM_COUNT) == dict(items)
+        assert counts_in_store(store, "user", users, USER_COUNT) == dict(users)
+    records = [json.loads(b) for b in read_channel(tmp_path / "out", "decision_records")]
+    degraded = sum("store_unavailable" in r["fallbacks"] for r in records)
+    assert 0 < degraded < len(records)
