@@ -31,9 +31,12 @@ venv: $(STAMP) $(NATIVE_STAMP)
 demo: venv
 	$(BIN)/python -m flows demo --out out
 
-## The whole suite, real Kafka and Redis included (started by the tests themselves).
-test: venv servers-deps
-	$(BIN)/python -m pytest
+## The whole suite, real Kafka and Redis included (started by the tests themselves), after
+## the static gates (lint). Where cargo exists the native extension must be built: its
+## parity tests may not be skipped.
+test: venv servers-deps lint
+	BESPOKE_REQUIRE_NATIVE=$$(command -v cargo >/dev/null && echo 1 || echo 0) \
+		$(BIN)/python -m pytest
 
 ## Pure unit tests only (no servers).
 test-unit: venv
@@ -47,9 +50,14 @@ bench: venv servers-deps
 schemas: venv
 	$(BIN)/python scripts/export_schemas.py
 
+## Static gates: ruff, import-linter contracts, mypy, and clippy on the native kernels.
 lint: venv
 	$(BIN)/ruff check flows operators connectors features policies tests scripts
 	$(BIN)/lint-imports
+	$(BIN)/mypy flows operators connectors features policies
+	@if command -v cargo >/dev/null; then \
+		cd native && cargo clippy --release -q -- -D warnings; \
+	fi
 
 ## Redis server, Java + Maven and the Kafka jars (skipped for what the env provides).
 servers-deps:

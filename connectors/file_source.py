@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -71,7 +71,7 @@ class FileSource(FixedPartitionedSource[RawRecord, object]):
     """Reads each of ``paths`` to its end (a finite source); with ``dedup_ids``, marks
     repeated event ids (``connectors.dedup``)."""
 
-    def __init__(self, paths: list[str | Path], batch_size: int = 1000,
+    def __init__(self, paths: Sequence[str | Path], batch_size: int = 1000,
                  dedup_ids: int = 0) -> None:
         self._paths = {str(Path(p)): Path(p) for p in paths}
         missing = [p for p in self._paths.values() if not p.is_file()]

@@ -78,7 +78,8 @@ class _CheckedPartition(StatelessSinkPartition[Outgoing]):
 
     def write_batch(self, items: list[Outgoing]) -> None:
         if self._chunked:
-            items = items[0] if len(items) == 1 else [x for c in items for x in c]
+            chunks: list = items
+            items = chunks[0] if len(chunks) == 1 else [x for c in chunks for x in c]
         p = self._producer
         if self._pipelined:
             p.poll(0)  # delivery reports of earlier batches

@@ -119,7 +119,7 @@ class _WorkerConsumer:
         out: list[RawRecord] = []
         offsets, ended = self.offsets, self.ended
         for m in msgs:
-            topic, part = m.topic() or self.first_topic, m.partition()
+            topic, part = m.topic() or self.first_topic, m.partition() or 0
             err = m.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
@@ -127,13 +127,13 @@ class _WorkerConsumer:
                         ended.add((topic, part))  # it stops; nothing more of it is read
                         self.consumer.incremental_unassign([TopicPartition(topic, part)])
                     continue
-                out.append(RawRecord(topic, max(0, part or 0), max(0, m.offset() or 0),
+                out.append(RawRecord(topic, max(0, part), max(0, m.offset() or 0),
                                      m.value(), max(0, m.timestamp()[1]), error=err.str()))
                 continue
             key = (topic, part)
             if key in ended or key not in offsets:
                 continue  # fetched before the partition stopped: read again on resume
-            off = m.offset()
+            off = m.offset() or 0
             rec = RawRecord(topic, part, off, m.value(), max(0, m.timestamp()[1]))
             if self.align:
                 self.buffers[key].append(rec)
@@ -146,7 +146,7 @@ class _WorkerConsumer:
             now = time.monotonic()
             for m in msgs:
                 if m.error() is None:
-                    self.heard[(m.topic() or self.first_topic, m.partition())] = now
+                    self.heard[(m.topic() or self.first_topic, m.partition() or 0)] = now
             out += self._merge(n)
         if self.dedup_ids and out:
             out = self._dedup(out)

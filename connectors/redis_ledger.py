@@ -19,7 +19,7 @@ class RedisLedger:
 
     def get(self, key: str) -> dict | None:
         raw = self._r.get(self._prefix + key)
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else json.loads(raw)  # type: ignore[arg-type]
 
     def put(self, key: str, output: dict) -> None:
         self._r.set(self._prefix + key, json.dumps(output, separators=(",", ":")), nx=True,

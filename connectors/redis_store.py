@@ -103,8 +103,9 @@ class RedisStore:
         self._load_scripts()
 
     def _load_scripts(self) -> None:
-        self._sha = self._r.script_load(_WRITE_IF_NEWER)
-        self._sha_views = self._r.script_load(_WRITE_VIEWS_IF_NEWER)
+        self._sha: str = self._r.script_load(_WRITE_IF_NEWER)  # type: ignore[assignment]
+        self._sha_views: str = self._r.script_load(  # type: ignore[assignment]
+            _WRITE_VIEWS_IF_NEWER)
 
     @property
     def client(self) -> redis.Redis:

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from features.decay import DecayedMap
 from features.definitions import CATEGORY_ITEMS
-from features.store import StoreWrite
+from features.store import Fields, StoreWrite
 
 TREND_HL = 3_600_000
 CAPACITY, NEWEST, K = 48, 20, 20
@@ -81,6 +81,6 @@ class CategoryFold:
         s.dirty = False
         t = s.last_ts
         newest = sorted(s.new.items(), key=lambda kv: (-kv[1], kv[0]))[:K]
-        row = {"trending": ",".join(f"{k}:{w:.4f}" for k, w in s.trend.top(K, t)),
-               "new_arrivals": ",".join(k for k, _ in newest), "as_of": t}
+        row: Fields = {"trending": ",".join(f"{k}:{w:.4f}" for k, w in s.trend.top(K, t)),
+                       "new_arrivals": ",".join(k for k, _ in newest), "as_of": t}
         return [StoreWrite("category", category, self.prefix, row, t, self.ttl)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from features.decay import DecayedMap
 from features.definitions import ITEM_COVISITATION
-from features.store import StoreWrite
+from features.store import Fields, StoreWrite
 
 HL = 7 * 24 * 3_600_000
 CAPACITY = 24
@@ -69,6 +69,7 @@ class CovisFold:
             return []
         s.dirty = False
         t = s.last_ts
-        row = {"view_view": ",".join(f"{k}:{w:.4f}" for k, w in s.vv.top(K, t)),
-               "view_buy": ",".join(f"{k}:{w:.4f}" for k, w in s.vb.top(K, t)), "as_of": t}
+        row: Fields = {"view_view": ",".join(f"{k}:{w:.4f}" for k, w in s.vv.top(K, t)),
+                       "view_buy": ",".join(f"{k}:{w:.4f}" for k, w in s.vb.top(K, t)),
+                       "as_of": t}
         return [StoreWrite("item", sku, self.prefix, row, t, self.ttl)]

@@ -60,9 +60,10 @@ def _ms(ts: object, where: str = "ts") -> int:
             raise ValueError(f"{where}: not a number: {ts!r:.40}") from None
     if type(ts) not in (int, float):
         raise ValueError(f"{where}: expected a number, got {ts!r:.40}")
-    if not math.isfinite(ts) or not 0 <= ts <= MAX_TS_MS:
+    x = float(ts)  # type: ignore[arg-type]  # an int or a float, checked above
+    if not math.isfinite(x) or not 0 <= x <= MAX_TS_MS:
         raise ValueError(f"{where}: time {ts!r:.40} out of range")
-    return int(ts * 1000) if ts < 1e11 else int(ts)
+    return int(x * 1000) if x < 1e11 else int(ts)  # type: ignore[call-overload]
 
 
 def _json(line: bytes) -> object:

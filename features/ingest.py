@@ -75,7 +75,7 @@ def expand(result: Ingested) -> Ingested:
     flat_items: list[tuple] = []
     flat_users: list[tuple] = []
     for x in items:
-        flat_items += x.tuples() if type(x) is not tuple else [x]
+        flat_items += x.tuples() if type(x) is not tuple else [x]  # type: ignore[attr-defined]
     for x in users:
         flat_users += x.tuples(UserEvent) if not isinstance(x, tuple) else [x]
     return flat_items, flat_users, controls, dead

@@ -319,8 +319,8 @@ class UserFold:
                 if s.sess is not None:
                     out.append(self._session_row(s.sess, user_id))
                 continue
-            vt = s.cart_ts if view == "user_cart" else s.orders[2] if view == "user_purchases" \
-                else t
+            vt = int(s.cart_ts if view == "user_cart" else s.orders[2]
+                     if view == "user_purchases" else t)
             out.append(StoreWrite("user", user_id, prefix, self._row(view, s, vt), vt, ttl))
         s.dirty = set()
         return out

@@ -145,6 +145,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     takes_items = archived or cfg.output != "kafka" or not epoch
     out = flatten("outgoing", out_chunks) if takes_items else None
     if archived:
+        assert out is not None and archive is not None
         op.output("record_archive", out, RecordArchiveSink(archive, native=s.native_kernels))
     if cfg.output == "kafka":
         topics = {ch: s.topic(ch) for ch in CHANNELS}
@@ -153,8 +154,10 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
             op.output("sink", key_by_worker("sink_key", out_chunks),
                       epoch_kafka_sink(brokers, topics))
         else:
+            assert out is not None
             op.output("sink", out, CheckedKafkaSink(brokers, topics, delivery=s.delivery))
     else:
+        assert out is not None
         op.output("sink", out, JsonlDirSink(cfg.output))
 
     store_ops = op.merge("store_ops_chunks", *store_streams)

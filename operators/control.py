@@ -13,7 +13,7 @@ resumed run refuses the same replays. Accepted policy controls go on to every de
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -41,7 +41,8 @@ class ControlStreams(NamedTuple):
     dead_letters: Stream[list[DeadLetter]]
 
 
-def _audit(ctl: Control, outcome: str, reason: str, pseudonym_key: bytes) -> Outgoing:
+def _audit(ctl: Control, outcome: Literal["accepted", "refused"], reason: str,
+           pseudonym_key: bytes) -> Outgoing:
     ref = pseudonymize(ctl.user_id, pseudonym_key) if ctl.user_id else None
     return outgoing(CONTROL_AUDIT_CHANNEL, ctl.key_id or "unsigned", ControlAudit(
         id=f"control:{ctl.event_id}", ts=ctl.ts, control_event_id=ctl.event_id,

@@ -122,9 +122,9 @@ class DecisionFold:
         return []
 
     def apply(self, st: _UserDecisions, x: tuple, eng: PolicyEngine) -> list:
-        f, ranked, found = x
         f: UserFeatures
         found: Retrieval
+        f, ranked, found = x
         if f.erased:
             st.__init__()  # type: ignore[misc]
             # after this shard's earlier feed writes for the user (same path, in order)
@@ -196,7 +196,7 @@ class DecisionFold:
         elif not r.personalized:
             why = "no personalization consent: the non-personalized default applies"
         else:
-            by = {}
+            by: dict[str, int] = {}
             for sku in picked:
                 src = found.sources.get(sku, "interest")
                 by[src] = by.get(src, 0) + 1

@@ -68,7 +68,7 @@ def _first(x: tuple) -> str:
 def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
                      cfg: FeatureConfig) -> FeatureStreams:
     """``item_in``, ``direct``: chunk streams of item and user inputs (``features.ingest``)."""
-    common = {"shards": cfg.shards, "mirror_every_s": cfg.mirror_every_s,
+    common: dict = {"shards": cfg.shards, "mirror_every_s": cfg.mirror_every_s,
               "idle_evict_s": cfg.idle_evict_s, "snapshots": cfg.snapshots}
     native = cfg.native and available()  # native shards (features.native) where built
     item_fold = (native_item_fold if native else ItemFold)(cfg.allowed_lateness_ms, cfg.ttl_s)

@@ -153,6 +153,7 @@ class PolicyGate:
             rows, _ = self._caches()
             with self._lock:
                 if self._runtime is None:
+                    assert self._store is not None  # built with the caches
                     self._runtime = ToolRuntime(store_tools(
                         self._store, self._cache_s, self._native, rows=rows))
         return self._runtime

@@ -51,7 +51,7 @@ _UTC = UTC
 class Fold(Protocol):
     def new(self) -> Any: ...
 
-    def apply(self, state: Any, item: Any) -> list: ...
+    def apply(self, state: Any, item: Any, *shared: Any) -> list: ...
 
     def rows(self, state: Any, key: str) -> list: ...
 
@@ -65,7 +65,7 @@ def _in_event_order(items: list, kind: type) -> list:
     """``items`` with those of type ``kind`` (fields ``ts``, ``event_id``) gathered at the
     first one's place in event-time order: they come from several upstream shards in an
     order that depends on batching (native shards do the same, ``native/src/shard.rs``)."""
-    picked = [x for x in items if type(x) is kind]
+    picked: list[Any] = [x for x in items if type(x) is kind]
     if len(picked) < 2:
         return items
     picked.sort(key=lambda h: (h.ts, h.event_id, h[0]))
@@ -238,7 +238,8 @@ class _NativeShardLogic(_ShardLogic):
         return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def _keys(self, items: list) -> list[str]:
-        return self.fold.native_module.entity_keys(items)  # batches hold many entities
+        # batches hold many entities
+        return self.fold.native_module.entity_keys(items)  # type: ignore[attr-defined]
 
     def _flush(self) -> list:
         return self.shard.flush()

@@ -327,8 +327,9 @@ def store_tools(store: OnlineStore, cache_s: float = 1.0, native: bool = True,
         return {"items": _category_list(merged, rows, "new_arrivals", x.get("limit", 20), False)}
 
     def configure(x: dict) -> dict:
-        (r,) = items.read_many("item", [x["sku"]])
-        text = (r or {}).get(CAT + "options") or ""
+        (found,) = items.read_many("item", [x["sku"]])
+        r = found or {}
+        text = r.get(CAT + "options") or ""
         options = _options(text)
         if not options:
             raise LookupError(f"{x['sku']} is not configurable")

@@ -335,7 +335,7 @@ class ToolRuntime:
                 if outputs is not None:
                     out = outputs[i]
                     if type(out) is _NotFound:
-                        o, out, err = "error", None, out.error
+                        o, out, err = "error", None, out.error  # type: ignore[attr-defined]
                 results.append(ToolResult(o, out, self._record(name, x, o, share), err))
             return results
 

@@ -11,7 +11,17 @@ import pytest
 # it starts, which inherit the environment) uses this one
 os.environ.setdefault("BESPOKE_PSEUDONYM_KEY", "bespoke-test-suite-pseudonym-key")
 
-from tests.infra import kafka_server, redis_server
+from tests.infra import kafka_server, redis_server  # noqa: E402
+
+
+def pytest_sessionstart(session) -> None:
+    """With BESPOKE_REQUIRE_NATIVE=1 (``make test`` where cargo exists) a missing native
+    extension fails the run instead of skipping every parity test."""
+    from features.native import available
+
+    if os.environ.get("BESPOKE_REQUIRE_NATIVE") == "1" and not available():
+        raise pytest.UsageError("bespoke_native is not built, yet cargo is here: "
+                                "`make venv` builds it; its parity tests must run")
 
 
 @pytest.fixture(scope="session")

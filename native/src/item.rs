@@ -152,7 +152,7 @@ impl NativeFold for ItemFold {
                     }
                 }
                 if !category.is_empty()
-                    && s.catalog.as_ref().map_or(true, |c| c.facts.category != *category) {
+                    && s.catalog.as_ref().is_none_or(|c| c.facts.category != *category) {
                     out.append(self.category_input(py, category, "new", ts, sku, 0.0)?)?;
                 }
                 let facts = Facts::new(category.clone(), brand.clone(),
@@ -162,14 +162,14 @@ impl NativeFold for ItemFold {
                     regions: regions.clone(), ts, options: options.clone(),
                 });
                 s.dirty |= ITEM_CATALOG;
-                if s.price.as_ref().map_or(true, |p| p.3 <= ts) {
+                if s.price.as_ref().is_none_or(|p| p.3 <= ts) {
                     s.price = Some((price, price, currency.clone(), ts));
                     s.dirty |= ITEM_PRICE;
                 }
                 return self.rows(py, s, sku, out);
             }
             ItemIn::Inventory { ts, location, on_hand, reserved, .. } => {
-                if s.stock.get(location).map_or(true, |cur| cur.2 <= *ts) {
+                if s.stock.get(location).is_none_or(|cur| cur.2 <= *ts) {
                     s.stock.insert(location.clone(), (*on_hand, *reserved, *ts));
                 }
                 s.stock_as_of = s.stock_as_of.max(*ts);
@@ -177,7 +177,7 @@ impl NativeFold for ItemFold {
                 return self.rows(py, s, sku, out);
             }
             ItemIn::Price { ts, price, list_price, currency, .. } => {
-                if s.price.as_ref().map_or(true, |p| p.3 <= *ts) {
+                if s.price.as_ref().is_none_or(|p| p.3 <= *ts) {
                     s.price = Some((*price, *list_price, currency.clone(), *ts));
                     s.dirty |= ITEM_PRICE;
                 }

@@ -46,6 +46,12 @@ pub struct Shard<S> {
     pub touched: HashSet<String>,
 }
 
+impl<S: Serialize + DeserializeOwned> Default for Shard<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<S: Serialize + DeserializeOwned> Shard<S> {
     pub fn new() -> Self {
         Shard { states: HashMap::default(), touched: HashSet::default() }
@@ -221,7 +227,7 @@ macro_rules! shard_class {
             /// Snapshot bytes (bincode) of each entity's state, as recovery stores them.
             fn state_sizes(&self) -> PyResult<Vec<u64>> {
                 self.shard.states.values()
-                    .map(|st| crate::codec::size(st)
+                    .map(|st| $crate::codec::size(st)
                         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string())))
                     .collect()
             }

@@ -259,8 +259,8 @@ impl UserFold {
             kw.set_item(intern!(py, "id"), format!("late:user:{user_id}:{event_id}"))?;
             kw.set_item(intern!(py, "ts"), ts)?;
             kw.set_item(intern!(py, "entity"), "user")?;
-            kw.set_item(intern!(py, "key"), &user_id)?;
-            kw.set_item(intern!(py, "event_id"), &event_id)?;
+            kw.set_item(intern!(py, "key"), user_id)?;
+            kw.set_item(intern!(py, "event_id"), event_id)?;
             kw.set_item(intern!(py, "event_ts"), ts)?;
             kw.set_item(intern!(py, "watermark"), s.erased_until)?;
             kw.set_item(intern!(py, "lateness_ms"), s.erased_until - ts)?;
@@ -273,8 +273,8 @@ impl UserFold {
             kw.set_item(intern!(py, "id"), format!("late:user:{user_id}:{event_id}"))?;
             kw.set_item(intern!(py, "ts"), ts)?;
             kw.set_item(intern!(py, "entity"), "user")?;
-            kw.set_item(intern!(py, "key"), &user_id)?;
-            kw.set_item(intern!(py, "event_id"), &event_id)?;
+            kw.set_item(intern!(py, "key"), user_id)?;
+            kw.set_item(intern!(py, "event_id"), event_id)?;
             kw.set_item(intern!(py, "event_ts"), ts)?;
             kw.set_item(intern!(py, "watermark"), s.last_ts)?;
             kw.set_item(intern!(py, "lateness_ms"), s.last_ts - ts)?;
