@@ -48,7 +48,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from connectors.dedup import RecentIds, mark_duplicates, split_resume
 from features.validate import RawRecord
@@ -70,12 +70,14 @@ class _WorkerConsumer:
         self.fetched: dict[tuple[str, int], int] = {}  # next offset to fetch
         self.heard: dict[tuple[str, int], float] = {}  # monotonic time of its last record
         self.backlog_end: dict[tuple[str, int], int] = {}  # high watermark when assigned
+        self.tps: dict[tuple[str, int], TopicPartition] = {}
         self.buffered = 0
         self.overflows = 0  # records emitted out of alignment because the buffer was full
         self.dedup_ids = dedup_ids
         self.recent: dict[tuple[str, int], RecentIds] = {}
 
-    def add(self, topic: str, part: int, offset: int, ids: list[str] | None = None) -> None:
+    def add(self, topic: str, part: int, offset: int, ids: list[str] | None = None,
+            backlog_end: int = -1) -> None:
         self.consumer.incremental_assign([TopicPartition(topic, part, offset)])
         if self.dedup_ids:
             self.recent[(topic, part)] = RecentIds(self.dedup_ids, ids)
@@ -83,14 +85,9 @@ class _WorkerConsumer:
         self.buffers[(topic, part)] = deque()
         self.fetched[(topic, part)] = offset
         self.heard[(topic, part)] = time.monotonic()
-        self.backlog_end[(topic, part)] = -1
-        if self.align:  # what is there to read now: a partition with a backlog is never idle
-            try:
-                _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, part),
-                                                              timeout=10, cached=False)
-                self.backlog_end[(topic, part)] = high
-            except Exception:  # noqa: BLE001 - unknown: the idle timeout decides
-                pass
+        # what there was to read at the start: a partition with a backlog is never idle
+        self.backlog_end[(topic, part)] = backlog_end
+        self.tps[(topic, part)] = TopicPartition(topic, part)
         self.first_topic = self.first_topic or topic
 
     def drained(self, key: tuple[str, int]) -> bool:
@@ -106,6 +103,7 @@ class _WorkerConsumer:
         self.fetched.pop((topic, part), None)
         self.heard.pop((topic, part), None)
         self.backlog_end.pop((topic, part), None)
+        self.tps.pop((topic, part), None)
         self.recent.pop((topic, part), None)
         self.ended.discard((topic, part))
         if not self.offsets:
@@ -142,11 +140,12 @@ class _WorkerConsumer:
                 continue
             out.append(rec)
             offsets[key] = off + 1  # resume after it, not at it
-        if self.align:
-            now = time.monotonic()
-            for m in msgs:
-                if m.error() is None:
-                    self.heard[(m.topic() or self.first_topic, m.partition() or 0)] = now
+        if self.align and self.buffered:
+            if msgs:
+                now = time.monotonic()
+                for m in msgs:
+                    if m.error() is None:
+                        self.heard[(m.topic() or self.first_topic, m.partition() or 0)] = now
             out += self._merge(n)
         if self.dedup_ids and out:
             out = self._dedup(out)
@@ -173,7 +172,7 @@ class _WorkerConsumer:
             return True
         high = self.backlog_end[key]
         with contextlib.suppress(Exception):  # not fetched yet: what was known at the start
-            high = max(high, self.consumer.get_watermark_offsets(TopicPartition(*key),
+            high = max(high, self.consumer.get_watermark_offsets(self.tps[key],
                                                                  cached=True)[1])
         if self.fetched[key] < high:
             return False  # records are there to read: wait for them
@@ -207,10 +206,11 @@ class _WorkerConsumer:
 
 class _Partition(StatefulSourcePartition[RawRecord, int]):
     def __init__(self, shared: _WorkerConsumer, release, topic: str, part: int, offset: int,
-                 batch_size: int, idle_wait_s: float, ids: list[str] | None = None) -> None:
+                 batch_size: int, idle_wait_s: float, ids: list[str] | None = None,
+                 backlog_end: int = -1) -> None:
         self._shared, self._release = shared, release
         self._key = (topic, part)
-        shared.add(topic, part, offset, ids)
+        shared.add(topic, part, offset, ids, backlog_end)
         self._batch, self._idle = batch_size, timedelta(seconds=idle_wait_s)
         self._awake: datetime | None = None
         self._closed = False
@@ -245,6 +245,7 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
         self._brokers, self._topics, self._tail = brokers, list(topics), tail
         self._align, self._partition_idle_s = align, partition_idle_s
         self._dedup_ids = dedup_ids
+        self._ends: dict[tuple[str, int], int] | None = None  # high watermarks at the start
         self._batch, self._idle = batch_size, idle_wait_s
         self._extra = extra_config or {}
         self._consumers: dict[int, _WorkerConsumer] = {}  # per worker thread
@@ -279,15 +280,41 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
                     **self._extra}, owner, self._align, self._partition_idle_s,
                     dedup_ids=self._dedup_ids)
         offset, ids = split_resume(resume_state)
+        end = self._backlog_ends().get((topic, int(idx)), -1) if self._align else -1
         return _Partition(shared, self._release, topic, int(idx),
                           OFFSET_BEGINNING if offset is None else offset,
-                          self._batch, self._idle, ids)
+                          self._batch, self._idle, ids, end)
+
+    def _backlog_ends(self) -> dict[tuple[str, int], int]:
+        """Every partition's high watermark, asked once (by an admin client: a synchronous
+        watermark query on the reading consumer left it costing 0.1-0.2 of a core while
+        idle); unknown (-1) if the broker does not answer."""
+        with self._lock:
+            if self._ends is None:
+                self._ends = {}
+                try:
+                    client = AdminClient({"bootstrap.servers": self._brokers, **self._extra})
+                    parts = []
+                    for topic in self._topics:
+                        meta = client.list_topics(topic, timeout=10).topics[topic]
+                        parts += [TopicPartition(topic, i) for i in meta.partitions]
+                    futures = client.list_offsets({tp: OffsetSpec.latest() for tp in parts},
+                                                  request_timeout=10)
+                    for tp, fut in futures.items():
+                        self._ends[(tp.topic, tp.partition)] = fut.result(timeout=10).offset
+                except Exception:  # noqa: BLE001 - unknown: the idle timeout decides
+                    pass
+            return self._ends
 
 
 def kafka_raw_input(step_id: str, flow: Dataflow, brokers: str, topics: list[str],
                     tail: bool = True, batch_size: int = 1000, align: bool = True,
-                    partition_idle_s: float = 1.0, dedup_ids: int = 0) -> Stream[RawRecord]:
-    """Read ``topics`` from the beginning (or the recovered offsets) as ``RawRecord``s."""
+                    partition_idle_s: float = 1.0, dedup_ids: int = 0,
+                    idle_wait_s: float = 0.001) -> Stream[RawRecord]:
+    """Read ``topics`` from the beginning (or the recovered offsets) as ``RawRecord``s.
+    ``idle_wait_s``: how long Bytewax waits before asking an idle partition again (each
+    ask wakes the worker: a rarely written topic, like the control topic, should wait
+    longer than the event topics' 1 ms)."""
     return op.input(f"{step_id}_kafka", flow, KafkaRawSource(
-        brokers, topics, tail, batch_size, align=align, partition_idle_s=partition_idle_s,
-        dedup_ids=dedup_ids))
+        brokers, topics, tail, batch_size, idle_wait_s, align=align,
+        partition_idle_s=partition_idle_s, dedup_ids=dedup_ids))

@@ -193,7 +193,8 @@ def control_input(flow: Dataflow, cfg: RunConfig) -> ControlStreams | None:
 
         brokers, topic = s.kafka_bootstrap_servers or "", s.control_topic_name()
         ensure_topics(brokers, {topic: 1})  # read even when nobody has written to it yet
-        raw = kafka_raw_input("control_in", flow, brokers, [topic], tail=cfg.tail)
+        raw = kafka_raw_input("control_in", flow, brokers, [topic], tail=cfg.tail,
+                              idle_wait_s=0.05)  # rare events: no need to ask every 1 ms
     elif cfg.controls:
         raw = op.input("control_in", flow, FileSource(cfg.controls))
     else:
