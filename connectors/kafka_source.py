@@ -18,14 +18,16 @@ batch that fixed cost was most of the work). Offsets are still kept per partitio
 partition's snapshot is the position after the last record of it that went out, whichever
 partition's call emitted it, and all of them go out in the same worker and epoch.
 
-Event-time alignment (on by default): the partitions one worker reads are merged by their
-records' Kafka timestamps, as a stream processor merges inputs by watermark. A record goes
-out only when every other partition of the worker has a later record waiting, or has
-nothing left to read right now (at its end, caught up with its high watermark, or idle for
-``idle_s``). On catch-up after downtime (a backlog, a pre-filled topic) a fast partition
-therefore cannot run hours ahead of a slow one and push entities' watermarks past the slow
-one's events (which would then be "late"); a pre-filled topic is read in the same order on
-every run. Live, partitions are caught up and nothing waits. Producers should set the
+Event-time alignment on catch-up (on by default): while the partitions one worker reads
+still hold the backlog they had when the source started (after downtime, a pre-filled
+topic), they are merged by their records' Kafka timestamps, as a stream processor merges
+inputs by watermark. A record goes out only when every other partition of the worker has a
+later record waiting or has read its backlog (or, its backlog unknown, has been silent for
+``idle_s``). A fast partition therefore cannot run hours ahead of a slow one and push
+entities' watermarks past the slow one's events (which would then be "late"), and a
+pre-filled topic is read in the same order on every run. Once every backlog is read, the
+source emits records as they come (live, nothing waits; a lag that builds up later is not
+aligned). Producers should set the
 record timestamp to the event time (``produce_all`` and ``generate --out kafka`` do; a live
 producer's create time is close to it). At most ``max_buffered`` records wait per worker; past
 that the oldest goes out anyway (a partition that cannot be fetched does not stop the flow).
@@ -37,7 +39,6 @@ snapshot) and marks a repeated one (``connectors.dedup``).
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import threading
 import time
@@ -70,6 +71,7 @@ class _WorkerConsumer:
         self.fetched: dict[tuple[str, int], int] = {}  # next offset to fetch
         self.heard: dict[tuple[str, int], float] = {}  # monotonic time of its last record
         self.backlog_end: dict[tuple[str, int], int] = {}  # high watermark when assigned
+        self.backlog_start: dict[tuple[str, int], int] = {}  # its low watermark then
         self.tps: dict[tuple[str, int], TopicPartition] = {}
         self.buffered = 0
         self.overflows = 0  # records emitted out of alignment because the buffer was full
@@ -77,7 +79,7 @@ class _WorkerConsumer:
         self.recent: dict[tuple[str, int], RecentIds] = {}
 
     def add(self, topic: str, part: int, offset: int, ids: list[str] | None = None,
-            backlog_end: int = -1) -> None:
+            backlog: tuple[int, int] = (-1, -1)) -> None:
         self.consumer.incremental_assign([TopicPartition(topic, part, offset)])
         if self.dedup_ids:
             self.recent[(topic, part)] = RecentIds(self.dedup_ids, ids)
@@ -86,7 +88,7 @@ class _WorkerConsumer:
         self.fetched[(topic, part)] = offset
         self.heard[(topic, part)] = time.monotonic()
         # what there was to read at the start: a partition with a backlog is never idle
-        self.backlog_end[(topic, part)] = backlog_end
+        self.backlog_start[(topic, part)], self.backlog_end[(topic, part)] = backlog
         self.tps[(topic, part)] = TopicPartition(topic, part)
         self.first_topic = self.first_topic or topic
 
@@ -103,6 +105,7 @@ class _WorkerConsumer:
         self.fetched.pop((topic, part), None)
         self.heard.pop((topic, part), None)
         self.backlog_end.pop((topic, part), None)
+        self.backlog_start.pop((topic, part), None)
         self.tps.pop((topic, part), None)
         self.recent.pop((topic, part), None)
         self.ended.discard((topic, part))
@@ -140,13 +143,17 @@ class _WorkerConsumer:
                 continue
             out.append(rec)
             offsets[key] = off + 1  # resume after it, not at it
-        if self.align and self.buffered:
+        if self.align:
             if msgs:
                 now = time.monotonic()
                 for m in msgs:
                     if m.error() is None:
                         self.heard[(m.topic() or self.first_topic, m.partition() or 0)] = now
-            out += self._merge(n)
+            if self._caught_up():  # live from here: what is buffered goes, in order
+                self.align = False
+                out += self._merge(self.buffered, wait=False)
+            elif self.buffered:
+                out += self._merge(n)
         if self.dedup_ids and out:
             out = self._dedup(out)
         return out
@@ -165,26 +172,30 @@ class _WorkerConsumer:
         return off if recent is None else (off, recent.snapshot())
 
     def _settled(self, key: tuple[str, int], now: float) -> bool:
-        """Nothing more of ``key`` to wait for now: at its end, or caught up with its high
-        watermark (as known when it was assigned and from fetches since), or, with no
-        backlog known, silent for ``idle_s``."""
+        """Nothing more of ``key``'s backlog to wait for: at its end, or read up to the
+        high watermark it had when the source started, or (that unknown) silent for
+        ``idle_s``. What arrives after that is live, not backlog."""
         if key in self.ended:
             return True
-        high = self.backlog_end[key]
-        with contextlib.suppress(Exception):  # not fetched yet: what was known at the start
-            high = max(high, self.consumer.get_watermark_offsets(self.tps[key],
-                                                                 cached=True)[1])
-        if self.fetched[key] < high:
-            return False  # records are there to read: wait for them
-        return high >= 0 or now - self.heard[key] > self.idle_s
+        end = self.backlog_end[key]
+        if end < 0:
+            return now - self.heard[key] > self.idle_s
+        pos = self.fetched[key]
+        return (pos if pos >= 0 else self.backlog_start[key]) >= end
 
-    def _merge(self, n: int) -> list[RawRecord]:
+    def _caught_up(self) -> bool:
+        """Every partition has read the backlog it had at the start: alignment ends."""
+        now = time.monotonic()
+        return all(self._settled(k, now) for k in self.offsets)
+
+    def _merge(self, n: int, wait: bool = True) -> list[RawRecord]:
         """Up to ``n`` buffered records in timestamp order, as far as every partition of
-        the worker allows (see the module's docstring)."""
+        the worker allows (see the module's docstring); all of them with ``wait=False``."""
         buffers, now = self.buffers, time.monotonic()
         heap = [(b[0].received_ts, k) for k, b in buffers.items() if b]
         heapq.heapify(heap)
-        waiting = {k for k, b in buffers.items() if not b and not self._settled(k, now)}
+        waiting = {k for k, b in buffers.items()
+                   if wait and not b and not self._settled(k, now)}
         out: list[RawRecord] = []
         while heap and len(out) < n:
             if waiting and self.buffered < self.max_buffered:
@@ -199,7 +210,7 @@ class _WorkerConsumer:
             out.append(rec)
             if buf:
                 heapq.heappush(heap, (buf[0].received_ts, key))
-            elif not self._settled(key, now):
+            elif wait and not self._settled(key, now):
                 waiting.add(key)
         return out
 
@@ -207,10 +218,10 @@ class _WorkerConsumer:
 class _Partition(StatefulSourcePartition[RawRecord, int]):
     def __init__(self, shared: _WorkerConsumer, release, topic: str, part: int, offset: int,
                  batch_size: int, idle_wait_s: float, ids: list[str] | None = None,
-                 backlog_end: int = -1) -> None:
+                 backlog: tuple[int, int] = (-1, -1)) -> None:
         self._shared, self._release = shared, release
         self._key = (topic, part)
-        shared.add(topic, part, offset, ids, backlog_end)
+        shared.add(topic, part, offset, ids, backlog)
         self._batch, self._idle = batch_size, timedelta(seconds=idle_wait_s)
         self._awake: datetime | None = None
         self._closed = False
@@ -245,7 +256,7 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
         self._brokers, self._topics, self._tail = brokers, list(topics), tail
         self._align, self._partition_idle_s = align, partition_idle_s
         self._dedup_ids = dedup_ids
-        self._ends: dict[tuple[str, int], int] | None = None  # high watermarks at the start
+        self._ends: dict[tuple[str, int], tuple[int, int]] | None = None  # at the start
         self._batch, self._idle = batch_size, idle_wait_s
         self._extra = extra_config or {}
         self._consumers: dict[int, _WorkerConsumer] = {}  # per worker thread
@@ -280,15 +291,16 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
                     **self._extra}, owner, self._align, self._partition_idle_s,
                     dedup_ids=self._dedup_ids)
         offset, ids = split_resume(resume_state)
-        end = self._backlog_ends().get((topic, int(idx)), -1) if self._align else -1
+        backlog = self._backlogs().get((topic, int(idx)), (-1, -1)) if self._align \
+            else (-1, -1)
         return _Partition(shared, self._release, topic, int(idx),
                           OFFSET_BEGINNING if offset is None else offset,
-                          self._batch, self._idle, ids, end)
+                          self._batch, self._idle, ids, backlog)
 
-    def _backlog_ends(self) -> dict[tuple[str, int], int]:
-        """Every partition's high watermark, asked once (by an admin client: a synchronous
-        watermark query on the reading consumer left it costing 0.1-0.2 of a core while
-        idle); unknown (-1) if the broker does not answer."""
+    def _backlogs(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """Every partition's (low, high) watermarks, asked once (by an admin client: a
+        synchronous watermark query on the reading consumer left it costing 0.1-0.2 of a
+        core while idle); (-1, -1) where the broker does not answer."""
         with self._lock:
             if self._ends is None:
                 self._ends = {}
@@ -298,10 +310,13 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
                     for topic in self._topics:
                         meta = client.list_topics(topic, timeout=10).topics[topic]
                         parts += [TopicPartition(topic, i) for i in meta.partitions]
-                    futures = client.list_offsets({tp: OffsetSpec.latest() for tp in parts},
-                                                  request_timeout=10)
-                    for tp, fut in futures.items():
-                        self._ends[(tp.topic, tp.partition)] = fut.result(timeout=10).offset
+                    ask = {"low": OffsetSpec.earliest(), "high": OffsetSpec.latest()}
+                    got = {k: client.list_offsets({tp: spec for tp in parts},
+                                                  request_timeout=10) for k, spec in ask.items()}
+                    for tp in got["high"]:
+                        self._ends[(tp.topic, tp.partition)] = (
+                            got["low"][tp].result(timeout=10).offset,
+                            got["high"][tp].result(timeout=10).offset)
                 except Exception:  # noqa: BLE001 - unknown: the idle timeout decides
                     pass
             return self._ends

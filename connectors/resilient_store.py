@@ -1,6 +1,8 @@
 """An online store that an outage of its server degrades but never stops.
 
-``ResilientStore`` wraps a remote store (Redis) behind a circuit breaker (pybreaker):
+``ResilientStore`` wraps a remote store (Redis) behind a circuit breaker (``_Breaker``; not
+pybreaker's, which holds one lock for the whole protected call, so the worker's reads
+would wait for the background cache refresher's):
 
 - **reads** that fail (connection refused, reset, a timeout: every call has one) or meet an
   open breaker return "absent" rows at once, so decisions fall back to their declared
@@ -36,8 +38,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import pybreaker
-
 from features.store import OnlineStore, StoreOp, latest_only
 
 log = logging.getLogger("bespoke.store")
@@ -50,8 +50,7 @@ class ResilientStore:
         self._connect = connect
         self._errors = errors
         self._store: OnlineStore | None = None
-        self._breaker = pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_s,
-                                                 name=name)
+        self._breaker = _Breaker(fail_max, reset_s)
         self._retained: list[StoreOp] = []
         self._lock = threading.Lock()  # the writer thread and the workers' reads share it
         self.max_retained = max_retained
@@ -63,18 +62,25 @@ class ResilientStore:
 
     # ------------------------------------------------------------------ plumbing
     def _call(self, fn: Callable[[OnlineStore], object]):
-        def attempt():
+        if not self._breaker.allow():
+            raise BreakerOpen("store breaker open")
+        try:
             if self._store is None:
                 self._store = self._connect()
-            return fn(self._store)
-        return self._breaker.call(attempt)
+            out = fn(self._store)
+        except Exception as e:
+            if isinstance(e, self._errors):
+                self._breaker.failed()
+            raise
+        self._breaker.succeeded()
+        return out
 
     def _failed(self, e: BaseException) -> bool:
-        return isinstance(e, (pybreaker.CircuitBreakerError, *self._errors))
+        return isinstance(e, (BreakerOpen, *self._errors))
 
     @property
     def breaker_state(self) -> str:
-        return str(self._breaker.current_state)
+        return self._breaker.state()
 
     @property
     def retained(self) -> int:
@@ -153,3 +159,45 @@ class ResilientStore:
         if self._store is not None:
             with contextlib.suppress(Exception):  # closing a dead connection
                 self._store.close()
+
+
+class BreakerOpen(RuntimeError):
+    pass
+
+
+class _Breaker:
+    """Closed until ``fail_max`` failures in a row; then open for ``reset_s`` seconds; then
+    one trial call at a time (half open) closes it again on success. Its lock guards only
+    its own counters, never the call it protects (several threads call the store at once).
+    """
+
+    def __init__(self, fail_max: int, reset_s: float) -> None:
+        self.fail_max, self.reset_s = fail_max, reset_s
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.trial = False
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        with self._lock:
+            if self.opened_at is None:
+                return True
+            if self.trial or time.monotonic() - self.opened_at < self.reset_s:
+                return False
+            self.trial = True  # half open: this caller tries
+            return True
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.failures, self.opened_at, self.trial = 0, None, False
+
+    def failed(self) -> None:
+        with self._lock:
+            self.failures += 1
+            if self.trial or self.failures >= self.fail_max:
+                self.opened_at, self.trial = time.monotonic(), False
+
+    def state(self) -> str:
+        with self._lock:
+            return "closed" if self.opened_at is None else (
+                "half_open" if self.trial else "open")

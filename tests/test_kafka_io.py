@@ -166,3 +166,26 @@ def test_epoch_sink_has_everything_acknowledged_when_it_snapshots(kafka_bootstra
     with pytest.raises(DeliveryFailed, match="not delivered"):
         part.snapshot()
     part.close()
+
+
+def test_aligned_source_is_not_held_back_by_an_empty_partition(kafka_bootstrap, topic_prefix):
+    """Tailing with event-time alignment: a partition with nothing to read (an empty
+    control topic, a quiet partition) must not hold the others back."""
+    import time
+
+    from connectors.kafka_source import KafkaRawSource
+
+    events, quiet = f"{topic_prefix}e", f"{topic_prefix}quiet"
+    ensure_topics(kafka_bootstrap, {events: 4, quiet: 1})
+    src = KafkaRawSource(kafka_bootstrap, [events, quiet], tail=True)
+    parts = [src.build_part("s", p, None) for p in src.list_parts()]
+    produce_all(kafka_bootstrap, events, [(f"k{i}", b"{}") for i in range(50)])
+    got: list = []
+    deadline = time.monotonic() + 0.5 + 5  # well under the 1 s idle timeout plus fetching
+    while len(got) < 50 and time.monotonic() < deadline:
+        for p in parts:
+            got += p.next_batch()
+        time.sleep(0.01)
+    for p in parts:
+        p.close()
+    assert len(got) == 50
