@@ -251,37 +251,34 @@ impl UserFold {
         Ok(())
     }
 
+    /// A `LateEvent` for a user event dropped against ``watermark`` (lateness, or erasure).
+    #[allow(clippy::too_many_arguments)]
+    fn late(&self, py: Python<'_>, out: &Bound<'_, PyList>, user_id: &str, event_id: &str,
+            ts: i64, watermark: i64, reason: &str) -> PyResult<()> {
+        let kw = PyDict::new(py);
+        kw.set_item(intern!(py, "id"), format!("late:user:{user_id}:{event_id}"))?;
+        kw.set_item(intern!(py, "ts"), ts)?;
+        kw.set_item(intern!(py, "entity"), "user")?;
+        kw.set_item(intern!(py, "key"), user_id)?;
+        kw.set_item(intern!(py, "event_id"), event_id)?;
+        kw.set_item(intern!(py, "event_ts"), ts)?;
+        kw.set_item(intern!(py, "watermark"), watermark)?;
+        kw.set_item(intern!(py, "lateness_ms"), watermark - ts)?;
+        kw.set_item(intern!(py, "reason"), reason)?;
+        out.append(self.cls.late_event.call(py, (), Some(&kw))?)?;
+        Ok(())
+    }
+
     fn event(&self, py: Python<'_>, s: &mut UserState, e: Ev<'_>, out: &Bound<'_, PyList>,
              side: &mut Side) -> PyResult<()> {
         let (user_id, kind, ts, event_id) = (e.user, e.kind, e.ts, e.event_id);
         if ts <= s.erased_until {
-            let kw = PyDict::new(py);
-            kw.set_item(intern!(py, "id"), format!("late:user:{user_id}:{event_id}"))?;
-            kw.set_item(intern!(py, "ts"), ts)?;
-            kw.set_item(intern!(py, "entity"), "user")?;
-            kw.set_item(intern!(py, "key"), user_id)?;
-            kw.set_item(intern!(py, "event_id"), event_id)?;
-            kw.set_item(intern!(py, "event_ts"), ts)?;
-            kw.set_item(intern!(py, "watermark"), s.erased_until)?;
-            kw.set_item(intern!(py, "lateness_ms"), s.erased_until - ts)?;
-            kw.set_item(intern!(py, "reason"), ERASED_REASON)?;
-            out.append(self.cls.late_event.call(py, (), Some(&kw))?)?;
-            return Ok(());
+            return self.late(py, out, user_id, event_id, ts, s.erased_until, ERASED_REASON);
         }
         if ts < s.last_ts - self.lateness {
-            let kw = PyDict::new(py);
-            kw.set_item(intern!(py, "id"), format!("late:user:{user_id}:{event_id}"))?;
-            kw.set_item(intern!(py, "ts"), ts)?;
-            kw.set_item(intern!(py, "entity"), "user")?;
-            kw.set_item(intern!(py, "key"), user_id)?;
-            kw.set_item(intern!(py, "event_id"), event_id)?;
-            kw.set_item(intern!(py, "event_ts"), ts)?;
-            kw.set_item(intern!(py, "watermark"), s.last_ts)?;
-            kw.set_item(intern!(py, "lateness_ms"), s.last_ts - ts)?;
-            kw.set_item(intern!(py, "reason"), format!("older than the user's watermark minus the allowed \
-                                           lateness ({} ms)", self.lateness))?;
-            out.append(self.cls.late_event.call(py, (), Some(&kw))?)?;
-            return Ok(());
+            let reason = format!("older than the user's watermark minus the allowed lateness \
+                                  ({} ms)", self.lateness);
+            return self.late(py, out, user_id, event_id, ts, s.last_ts, &reason);
         }
         if s.n_events != 0 && ts - s.last_ts > self.idle_reset_ms {
             let consent = s.consent.take();
