@@ -15,9 +15,12 @@ would wait for the background cache refresher's):
 - connecting is lazy and retried: a server that is down when the flow starts is a degraded
   start, not a crash.
 
-What is not covered: retained writes live in the worker's memory, so a crash *during* an
-outage loses them (the keys are written again when their entities next change); at the end
-of a finite run, ``close`` waits up to ``close_wait_s`` for the server to take them.
+The epoch-confirmed sink asks for the retained writes again before an epoch commits
+(``flush``), so a write that failed for a moment is in the store before its epoch commits.
+What is not covered: while the store stays down, epochs commit with writes retained in the
+worker's memory, so a crash *during* an outage loses them (the keys are written again when
+their entities next change); at the end of a finite run, ``close`` waits up to
+``close_wait_s`` for the server to take them.
 
 >>> class Down:
 ...     def apply(self, ops): raise ConnectionError("down")

@@ -32,6 +32,8 @@ class _StorePartition(StatelessSinkPartition[list[StoreOp]]):
     def write_batch(self, items: list[list[StoreOp]]) -> None:
         ops = items[0] if len(items) == 1 else [op for chunk in items for op in chunk]
         self._store.apply(ops)
+        if getattr(self._store, "retained", 0):  # failed for a moment: try again now
+            self._store.flush(2.0)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self._store.close()
@@ -42,8 +44,10 @@ class StoreWriteFailed(RuntimeError):
 
 
 class _PipelinedStorePartition(StatelessSinkPartition[list[StoreOp]]):
-    def __init__(self, store: OnlineStore, max_pending: int = 4) -> None:
+    def __init__(self, store: OnlineStore, max_pending: int = 4,
+                 confirm_wait_s: float = 2.0) -> None:
         self._store = store
+        self._confirm_wait_s = confirm_wait_s
         self._q: queue.Queue[list[StoreOp] | None] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._queued = self._applied = 0  # batches handed to the writer, batches it applied
@@ -90,10 +94,19 @@ class _PipelinedStorePartition(StatelessSinkPartition[list[StoreOp]]):
         self._queued += 1
 
     def confirm(self) -> None:
-        """Wait until every batch written so far is applied; raise if a write failed."""
+        """Wait until every batch written so far is applied; raise if a write failed.
+
+        A store that retains failed writes (``connectors.resilient_store``) is asked to
+        apply them now: a write that failed for a moment (a timeout on a large pipeline)
+        is applied before the epoch commits, so a committed epoch's writes are in the
+        store. Only while the store stays down (``confirm_wait_s``) does the epoch commit
+        with writes still retained."""
         with self._idle:
             self._idle.wait_for(lambda: self._applied >= self._queued)
         self._check()
+        flush = getattr(self._store, "flush", None)
+        if flush is not None and getattr(self._store, "retained", 0):
+            flush(self._confirm_wait_s)
 
     def close(self) -> None:
         self._q.put(None)
