@@ -32,7 +32,8 @@ class _StorePartition(StatelessSinkPartition[list[StoreOp]]):
     def write_batch(self, items: list[list[StoreOp]]) -> None:
         ops = items[0] if len(items) == 1 else [op for chunk in items for op in chunk]
         self._store.apply(ops)
-        if getattr(self._store, "retained", 0):  # failed for a moment: try again now
+        retained: int = getattr(self._store, "retained", 0)
+        if retained:  # failed for a moment: try again now
             self._store.flush(2.0)  # type: ignore[attr-defined]
 
     def close(self) -> None:
@@ -104,9 +105,9 @@ class _PipelinedStorePartition(StatelessSinkPartition[list[StoreOp]]):
         with self._idle:
             self._idle.wait_for(lambda: self._applied >= self._queued)
         self._check()
-        flush = getattr(self._store, "flush", None)
-        if flush is not None and getattr(self._store, "retained", 0):
-            flush(self._confirm_wait_s)
+        retained: int = getattr(self._store, "retained", 0)
+        if retained:
+            self._store.flush(self._confirm_wait_s)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self._q.put(None)
