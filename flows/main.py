@@ -92,17 +92,18 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     dedup = s.dedup_ids if cfg.format == "native" else 0  # datasets' ids are positions
     control_raw = None
     if cfg.inputs == ["kafka"]:
-        # the control topic is read by the same source (one consumer and one input step per
-        # worker: a second Kafka input step made the worker stall ≈300 ms every epoch) and
-        # split off right after it
         from connectors.kafka_admin import ensure_topics
 
         brokers, ctl_topic = s.kafka_bootstrap_servers or "", s.control_topic_name()
+        raw = kafka_raw_input("in", flow, brokers, s.input_topics,
+                              tail=cfg.tail, align=s.align_partitions,
+                              partition_idle_s=s.partition_idle_s, dedup_ids=dedup)
+        # the control topic has an input step of its own. Reading it through the events'
+        # source (split off after it) avoided a latency stall, but it lost events across a
+        # kill and resume (tests/test_recovery.py): not understood yet, so not kept
         ensure_topics(brokers, {ctl_topic: 1})  # read even when nobody has written to it yet
-        both = kafka_raw_input("in", flow, brokers, [*s.input_topics, ctl_topic],
-                               tail=cfg.tail, align=s.align_partitions,
-                               partition_idle_s=s.partition_idle_s, dedup_ids=dedup)
-        raw, control_raw = split_source("in_split", both, ctl_topic)
+        control_raw = kafka_raw_input("control_in", flow, brokers, [ctl_topic], tail=cfg.tail,
+                                      idle_wait_s=0.05)
     else:
         raw = op.input("in", flow, FileSource(cfg.inputs, dedup_ids=dedup))
     if s.delivery == "epoch":
@@ -129,7 +130,10 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                                                        snapshots=s.recovery_dir is not None),
                         lambda q: outgoing(QUALITY_CHANNEL, q.view, q))
     outs, store_streams = [*outs, dlq, late, quality], [feats.store_ops]
-    stores = store_factory(cfg.store, s.redis_timeout_s)
+    stores = store_factory(cfg.store, s.redis_timeout_s)  # reads: a short deadline
+    # writes: a large pipeline (an epoch's writes after a backlog) can take seconds; a
+    # deadline that short made them fail while Redis was up
+    sink_stores = store_factory(cfg.store, max(30.0, s.redis_timeout_s))
     if cfg.decisions:
         gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
                           stores, cache_s=s.tool_cache_s,
@@ -173,9 +177,9 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     store_ops = op.merge("store_ops_chunks", *store_streams)
     if epoch:
         op.output("store", key_by_worker("store_key", store_ops),
-                  epoch_store_sink(stores))
+                  epoch_store_sink(sink_stores))
     else:
-        op.output("store", store_ops, StoreSink(stores, s.delivery))
+        op.output("store", store_ops, StoreSink(sink_stores, s.delivery))
     if cfg.features_parquet:
         op.output("features_parquet", flatten("features_rows", feats.store_ops),
                   ParquetFeatureSink(cfg.features_parquet, REGISTRY))
@@ -193,16 +197,6 @@ def late_event_out(pseudonym_key: bytes | None):
                                      "id": decision_id(f"late:{e.entity}", ref, e.event_id)})
         return outgoing(LATE_CHANNEL, e.key, e)
     return out
-
-
-def split_source(step_id: str, up: Stream[RawRecord], control_topic: str
-                 ) -> tuple[Stream[RawRecord], Stream[RawRecord]]:
-    """(the event records, the control topic's records), each batch split in one call."""
-    events = op.flat_map_batch(f"{step_id}_events", up,
-                               lambda b: [r for r in b if r.source != control_topic])
-    controls = op.flat_map_batch(f"{step_id}_controls", up,
-                                 lambda b: [r for r in b if r.source == control_topic])
-    return events, controls
 
 
 def control_input(flow: Dataflow, cfg: RunConfig,
