@@ -72,7 +72,6 @@ class _WorkerConsumer:
         self.heard: dict[tuple[str, int], float] = {}  # monotonic time of its last record
         self.backlog_end: dict[tuple[str, int], int] = {}  # high watermark when assigned
         self.backlog_start: dict[tuple[str, int], int] = {}  # its low watermark then
-        self.tps: dict[tuple[str, int], TopicPartition] = {}
         self.buffered = 0
         self.overflows = 0  # records emitted out of alignment because the buffer was full
         self.dedup_ids = dedup_ids
@@ -89,7 +88,6 @@ class _WorkerConsumer:
         self.heard[(topic, part)] = time.monotonic()
         # what there was to read at the start: a partition with a backlog is never idle
         self.backlog_start[(topic, part)], self.backlog_end[(topic, part)] = backlog
-        self.tps[(topic, part)] = TopicPartition(topic, part)
         self.first_topic = self.first_topic or topic
 
     def drained(self, key: tuple[str, int]) -> bool:
@@ -106,7 +104,6 @@ class _WorkerConsumer:
         self.heard.pop((topic, part), None)
         self.backlog_end.pop((topic, part), None)
         self.backlog_start.pop((topic, part), None)
-        self.tps.pop((topic, part), None)
         self.recent.pop((topic, part), None)
         self.ended.discard((topic, part))
         if not self.offsets:

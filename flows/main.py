@@ -204,11 +204,9 @@ def control_input(flow: Dataflow, cfg: RunConfig,
     """The control plane: the control topic's records with Kafka input, else the control
     files."""
     s = cfg.settings
-    if raw is not None:
-        pass
-    elif cfg.controls:
+    if raw is None and cfg.controls:
         raw = op.input("control_in", flow, FileSource(cfg.controls))
-    else:
+    if raw is None:
         return None
     return control_plane("control", raw, s.control_keys,
                          int(s.control_replay_window_s * 1000),
