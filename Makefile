@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv demo test test-unit bench schemas registry lint servers-deps kafka-jars clean
+.PHONY: venv demo test test-unit bench schemas registry check lint servers-deps kafka-jars clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,6 +18,7 @@ NATIVE_SRC := native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildca
 NATIVE_STAMP := $(VENV)/.native-$(shell cat $(NATIVE_SRC) | cksum | cut -d' ' -f1)
 
 $(NATIVE_STAMP): $(STAMP) $(NATIVE_SRC)
+	@command -v cargo >/dev/null || scripts/install-server-deps.sh cargo || true
 	@if command -v cargo >/dev/null; then \
 		$(BIN)/python -m pip install -q ./native; \
 	else \
@@ -32,11 +33,10 @@ demo: venv
 	$(BIN)/python -m flows demo --out out
 
 ## The whole suite, real Kafka and Redis included (started by the tests themselves), after
-## the static gates (lint). Where cargo exists the native extension must be built: its
-## parity tests may not be skipped.
-test: venv servers-deps lint
-	BESPOKE_REQUIRE_NATIVE=$$(command -v cargo >/dev/null && echo 1 || echo 0) \
-		$(BIN)/python -m pytest
+## the static gates (check). The native extension must be built (cargo is installed where
+## it is missing): a run without it fails instead of skipping the parity tests.
+test: venv servers-deps check
+	BESPOKE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest
 
 ## Pure unit tests only (no servers).
 test-unit: venv
@@ -50,14 +50,16 @@ bench: venv servers-deps
 schemas: venv
 	$(BIN)/python scripts/export_schemas.py
 
-## Static gates: ruff, import-linter contracts, mypy, and clippy on the native kernels.
-lint: venv
-	$(BIN)/ruff check flows operators connectors features policies tests scripts
+## Static gates: ruff, import-linter contracts, mypy (the native stub included), and on
+## the native kernels clippy and their Rust unit tests.
+check: venv
+	$(BIN)/ruff check flows operators connectors agent features policies tests scripts
 	$(BIN)/lint-imports
-	$(BIN)/mypy flows operators connectors features policies
-	@if command -v cargo >/dev/null; then \
-		cd native && cargo clippy --release -q -- -D warnings; \
-	fi
+	$(BIN)/mypy flows operators connectors agent features policies
+	cd native && cargo clippy --release -q --all-targets -- -D warnings
+	cd native && PYO3_PYTHON=$(CURDIR)/$(BIN)/python cargo test --release -q
+
+lint: check
 
 ## Redis server, Java + Maven and the Kafka jars (skipped for what the env provides).
 servers-deps:

@@ -33,14 +33,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from features.events import RECORD_CHANNEL, Outgoing
+from features.channels import DECISION_RECORDS
+from features.events import Outgoing
+from features.native_ext import ext as _native
 
 log = logging.getLogger(__name__)
-
-try:
-    import bespoke_native as _native
-except ImportError:  # not built: the Python reference converts the journals
-    _native = None
 
 SCHEMA = pa.schema([
     ("id", pa.string()), ("ts", pa.int64()), ("decision_id", pa.string()),
@@ -155,7 +152,7 @@ class _ArchivePartition(StatelessSinkPartition[Outgoing]):
     def write_batch(self, items: list[Outgoing]) -> None:
         if self._failed is not None:
             self._wait()  # raises
-        recs = [it.value for it in items if it.channel == RECORD_CHANNEL]
+        recs = [it.value for it in items if it.channel == DECISION_RECORDS.name]
         if not recs:
             return
         recs.append(b"")

@@ -133,6 +133,15 @@ CATEGORY_ITEMS = FeatureView(
             F(name="as_of", dtype="int", min=0)],
 )
 
+FEED_VIEW = FeatureView(
+    name="feed", entity="feed", version=1, owner="personalization",
+    description="The feed last sent to a user (written by the decision step, not a feature "
+                "fold): 'sku:score' items in order, the decision id, model and policy versions.",
+    aggregation="last", ttl_s=7 * DAY,
+    fields=[F(name="items", dtype="list[str]"), F(name="id", dtype="str"),
+            F(name="model_version", dtype="str"), F(name="policy_version", dtype="str")],
+)
+
 REGISTRY = Registry([USER_ACTIVITY, USER_AFFINITY, USER_RECENCY, USER_CART, USER_PURCHASES,
                      SESSION_STATE, ITEM_POPULARITY, ITEM_STOCK, ITEM_PRICE, ITEM_CATALOG,
-                     ITEM_COVISITATION, CATEGORY_ITEMS])
+                     ITEM_COVISITATION, CATEGORY_ITEMS, FEED_VIEW])

@@ -284,9 +284,6 @@ class ToolCall(BaseModel):
     idempotency_key: Id | None = None
 
 
-RECORD_CHANNEL = "decision_records"  # where decision records go (topic, files, archive)
-
-
 class DecisionRecord(_Out):
     type: Literal["decision_record"] = "decision_record"
     decision_id: Id
@@ -330,12 +327,6 @@ class DeadLetter(_Out):
     )
     error: Annotated[str, Field(max_length=4096)]
     step: Annotated[str, Field(max_length=128)]
-
-
-OUTBOUND_MODELS: tuple[type[_Out], ...] = (
-    FeedUpdate, Offer, Configuration, DecisionRecord, DriftAlert, DeadLetter,
-)
-ALL_MODELS: tuple[type[BaseModel], ...] = tuple(INBOUND_TYPES.values()) + OUTBOUND_MODELS
 
 
 def to_json_bytes(model: BaseModel) -> bytes:
@@ -438,9 +429,6 @@ class PolicyChange(_Out):
     trigger_event_id: Id
 
 
-CONTROL_AUDIT_CHANNEL = "control_audit"
-
-
 class ControlAudit(_Out):
     """The audit record of one control event read from the control topic: accepted (signed
     by a key allowed to take its action, not a replay) or refused, with the reason. An
@@ -457,5 +445,8 @@ class ControlAudit(_Out):
     version: Annotated[str, Field(max_length=64)] | None = None
 
 
-OUTBOUND_MODELS = (*OUTBOUND_MODELS, LateEvent, FeatureQuality, PolicyChange, ControlAudit)
-ALL_MODELS = tuple(INBOUND_TYPES.values()) + OUTBOUND_MODELS
+OUTBOUND_MODELS: tuple[type[_Out], ...] = (
+    FeedUpdate, Offer, Configuration, DecisionRecord, DriftAlert, DeadLetter, LateEvent,
+    FeatureQuality, PolicyChange, ControlAudit,
+)
+ALL_MODELS: tuple[type[BaseModel], ...] = tuple(INBOUND_TYPES.values()) + OUTBOUND_MODELS

@@ -30,23 +30,17 @@ from features.category_features import CategoryInput
 from features.covisitation import CovisFold
 from features.events import LateEvent
 from features.item_features import ItemFold
+from features.native_ext import available
+from features.native_ext import ext as bespoke_native
 from features.store import StorePurge, StoreWrite
 from features.user_features import UserFeatures, UserFold
 
-try:
-    import bespoke_native
-    from bespoke_native import HintBatch, PairBatch
-except ImportError:  # not built: the Python folds run
-    bespoke_native = None
-    HintBatch = PairBatch = None
+HintBatch = bespoke_native.HintBatch if bespoke_native is not None else None
+PairBatch = bespoke_native.PairBatch if bespoke_native is not None else None
 
 ITEM_VIEWS = ("item_catalog", "item_popularity", "item_price", "item_stock")
 USER_VIEWS = ("session_state", "user_activity", "user_affinity", "user_cart",
               "user_purchases", "user_recency")
-
-
-def available() -> bool:
-    return bespoke_native is not None
 
 
 def _require_built() -> None:

@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Entity = Literal["user", "session", "item", "item_pair", "category"]
+Entity = Literal["user", "session", "item", "item_pair", "category", "feed"]
 DType = Literal["int", "float", "str", "list[str]"]
 
 
@@ -60,6 +60,19 @@ class FeatureView(BaseModel):
     def store_prefix(self) -> str:
         """Fields are stored as ``<name>_v<version>.<field>``: the version is in the field."""
         return f"{self.name}_v{self.version}"
+
+    def column(self, field: str) -> str:
+        """The store column of one of the view's fields: how readers name it, so a version
+        bump reaches every reader.
+
+        >>> FeatureView(name="v", entity="item", version=3, owner="o", description="d",
+        ...             aggregation="last", ttl_s=0,
+        ...             fields=[FeatureField(name="n", dtype="int")]).column("n")
+        'v_v3.n'
+        """
+        if all(f.name != field for f in self.fields):
+            raise KeyError(f"{self.name} has no field {field!r}")
+        return f"{self.store_prefix}.{field}"
 
     def fingerprint(self) -> str:
         """Hash of everything that changes meaning (not owner or description texts)."""

@@ -22,11 +22,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from features.decay import strongest
-
-try:
-    import bespoke_native as _native
-except ImportError:  # not built: the reference runs
-    _native = None
+from features.native_ext import ext as _native
 
 WEIGHTS = {"interest": 1.0, "covis": 0.6, "trending": 0.4, "new": 0.25}  # by source
 

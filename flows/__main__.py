@@ -14,8 +14,9 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from connectors.generator import GenConfig, Generator, write_jsonl
+from features.channels import NAMES as CHANNELS
 from features.formats import FORMATS
-from flows.main import CHANNELS, RunConfig, run
+from flows.main import RunConfig, run
 from flows.report import print_report, summarize
 from flows.settings import DEMO_PSEUDONYM_KEY, Settings
 

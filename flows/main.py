@@ -21,45 +21,35 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from pydantic import BaseModel, Field
 
-from connectors.epoch_sink import key_by_worker, worker_index_probe
+from agent.decide import DecisionFold
+from agent.policy_gate import PolicyGate
+from connectors.cached_store import CachedRows
+from connectors.delivery import delivery
 from connectors.file_sink import JsonlDirSink
 from connectors.file_source import FileSource
-from connectors.kafka_sink import CheckedKafkaSink, epoch_kafka_sink
 from connectors.kafka_source import kafka_raw_input
 from connectors.parquet_sink import ParquetFeatureSink
 from connectors.policy_packs import read_pack_files
 from connectors.record_archive import RecordArchiveSink
-from connectors.store_sink import StoreSink, epoch_store_sink, is_remote, store_factory
+from connectors.store_sink import is_remote, store_factory
+from features.channels import DEAD_LETTERS, FEATURE_QUALITY, LATE_EVENTS
+from features.channels import NAMES as CHANNEL_NAMES
 from features.definitions import REGISTRY
-from features.events import CONTROL_AUDIT_CHANNEL, LateEvent, outgoing
+from features.events import LateEvent, outgoing
 from features.formats import FORMATS
 from features.validate import RawRecord
 from flows.gc_tuning import FreezeEvery, set_thresholds
 from flows.settings import Settings
-from operators.allocation import OFFER_CHANNEL
 from operators.candidates import candidates
 from operators.chunks import chunk_map, flatten
 from operators.control import ControlStreams, control_plane
-from operators.decision import (
-    CONFIG_CHANNEL,
-    FEED_CHANNEL,
-    RECORD_CHANNEL,
-    DecisionFold,
-    feed_decision,
-)
+from operators.decision import feed_decision
 from operators.features import FeatureConfig, feature_pipeline
-from operators.policy import POLICY_CHANNEL, PolicyGate
 from operators.progress import progress
 from operators.quality import feature_quality
 from operators.score import score
 from operators.validate import validate
 from policies.privacy import decision_id, pseudonymize
-
-DLQ_CHANNEL = "dead_letters"
-LATE_CHANNEL = "late_events"
-QUALITY_CHANNEL = "feature_quality"
-CHANNELS = (FEED_CHANNEL, OFFER_CHANNEL, CONFIG_CHANNEL, DLQ_CHANNEL, LATE_CHANNEL,
-            QUALITY_CHANNEL, RECORD_CHANNEL, POLICY_CHANNEL, CONTROL_AUDIT_CHANNEL)
 
 
 class RunConfig(BaseModel):
@@ -105,8 +95,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         control_raw = kafka_raw_input("control_in", flow, brokers, [ctl_topic], tail=cfg.tail)
     else:
         raw = op.input("in", flow, FileSource(cfg.inputs, dedup_ids=dedup))
-    if s.delivery == "epoch":
-        worker_index_probe("worker_index", raw)  # built before the sinks that need it
+    sinks = delivery(s.delivery)
+    sinks.before_sinks(raw)
     raw = progress("progress", raw, s.progress_every_s)
 
     # inside the flow, steps pass chunks (lists of items): see operators.chunks
@@ -120,24 +110,25 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         outs.append(ctl.audit)
     feats = feature_pipeline("features", valid.item_inputs, user_in, feature_config(cfg))
     dlq = chunk_map("dlq_out", dead,
-                    lambda d: outgoing(DLQ_CHANNEL, f"{d.source}:{d.partition}", d))
+                    lambda d: outgoing(DEAD_LETTERS.name, f"{d.source}:{d.partition}", d))
     late = chunk_map("late_out", feats.late, late_event_out(
         s.pseudonym_key_bytes() if s.pseudonym_key else None))
     quality = chunk_map("quality_out", feature_quality("quality", feats.store_ops, REGISTRY,
                                                        s.quality_sample_every,
                                                        s.quality_report_every,
                                                        snapshots=s.recovery_dir is not None),
-                        lambda q: outgoing(QUALITY_CHANNEL, q.view, q))
+                        lambda q: outgoing(FEATURE_QUALITY.name, q.view, q))
     outs, store_streams = [*outs, dlq, late, quality], [feats.store_ops]
     stores = store_factory(cfg.store, s.redis_timeout_s)  # reads: a short deadline
     # writes: a large pipeline (an epoch's writes after a backlog) can take seconds; a
     # deadline that short made them fail while Redis was up
     sink_stores = store_factory(cfg.store, max(30.0, s.redis_timeout_s))
     if cfg.decisions:
+        stale_s = s.tool_cache_stale_s if is_remote(cfg.store) else 0.0
         gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
-                          stores, cache_s=s.tool_cache_s,
-                          native=s.native_kernels,
-                          stale_s=s.tool_cache_stale_s if is_remote(cfg.store) else 0.0)
+                          lambda: CachedRows(stores(), s.tool_cache_s, max_keys=200_000,
+                                             stale_s=stale_s),
+                          native=s.native_kernels)
         cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
                            s.candidates_scored, native=s.native_kernels, prefetch=gate)
         ranked = score("score", cands, s.candidates_scored)
@@ -149,36 +140,25 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)
 
-    epoch = s.delivery == "epoch"  # confirmed at each epoch's snapshot: connectors.epoch_sink
     out_chunks = op.merge("outgoing_chunks", *outs)
+    flat: list[Stream] = []
+
+    def items() -> Stream:
+        """The outgoing events one by one, for the sinks that take them (built once)."""
+        if not flat:
+            flat.append(flatten("outgoing", out_chunks))
+        return flat[0]
+
     archive = s.record_archive_dir or (
         None if cfg.output == "kafka" else str(Path(cfg.output) / "archive"))
-    archived = bool(cfg.decisions and archive)
-    # single items, for the sinks that take them (the epoch Kafka sink takes the chunks)
-    takes_items = archived or cfg.output != "kafka" or not epoch
-    out = flatten("outgoing", out_chunks) if takes_items else None
-    if archived:
-        assert out is not None and archive is not None
-        op.output("record_archive", out, RecordArchiveSink(archive, native=s.native_kernels))
+    if cfg.decisions and archive:
+        op.output("record_archive", items(), RecordArchiveSink(archive, native=s.native_kernels))
     if cfg.output == "kafka":
-        topics = {ch: s.topic(ch) for ch in CHANNELS}
-        brokers = s.kafka_bootstrap_servers or ""
-        if epoch:
-            op.output("sink", key_by_worker("sink_key", out_chunks),
-                      epoch_kafka_sink(brokers, topics))
-        else:
-            assert out is not None
-            op.output("sink", out, CheckedKafkaSink(brokers, topics, delivery=s.delivery))
+        sinks.to_kafka("sink", out_chunks, items, s.kafka_bootstrap_servers or "",
+                       {ch: s.topic(ch) for ch in CHANNEL_NAMES})
     else:
-        assert out is not None
-        op.output("sink", out, JsonlDirSink(cfg.output))
-
-    store_ops = op.merge("store_ops_chunks", *store_streams)
-    if epoch:
-        op.output("store", key_by_worker("store_key", store_ops),
-                  epoch_store_sink(sink_stores))
-    else:
-        op.output("store", store_ops, StoreSink(sink_stores, s.delivery))
+        op.output("sink", items(), JsonlDirSink(cfg.output))
+    sinks.to_store("store", op.merge("store_ops_chunks", *store_streams), sink_stores)
     if cfg.features_parquet:
         op.output("features_parquet", flatten("features_rows", feats.store_ops),
                   ParquetFeatureSink(cfg.features_parquet, REGISTRY))
@@ -194,7 +174,7 @@ def late_event_out(pseudonym_key: bytes | None):
             ref = pseudonymize(e.key, pseudonym_key or b"bespoke-late-events")
             e = e.model_copy(update={"key": ref,
                                      "id": decision_id(f"late:{e.entity}", ref, e.event_id)})
-        return outgoing(LATE_CHANNEL, e.key, e)
+        return outgoing(LATE_EVENTS.name, e.key, e)
     return out
 
 
@@ -247,6 +227,21 @@ def recovery_config(recovery_dir: str | None, partitions: int,
     return RecoveryConfig(d)
 
 
+def refuse_used_output(cfg: RunConfig) -> None:
+    """Output files are appended to (a resumed run goes on writing them), so a fresh run
+    into a directory that holds another run's files would mix the two: refused."""
+    if cfg.output == "kafka" or not Path(cfg.output).is_dir():
+        return
+    rec = cfg.settings.recovery_dir
+    resuming = bool(rec) and any(Path(rec).glob("part-*.sqlite3"))  # type: ignore[arg-type]
+    used = [p.name for p in Path(cfg.output).iterdir()
+            if p.is_dir() and any(p.glob("part-*.jsonl"))]
+    if used and not resuming:
+        raise ValueError(f"output directory {cfg.output} already holds a run's files "
+                         f"({', '.join(sorted(used)[:3])}...): give an empty or new directory "
+                         f"(a run resumed from its recovery directory goes on writing there)")
+
+
 def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
         addresses: list[str] | None = None) -> None:
     """Run the flow to completion (finite inputs) in this process."""
@@ -254,6 +249,8 @@ def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
 
     s = cfg.settings
     procs = len(addresses) if addresses else 1
+    if not process_id:
+        refuse_used_output(cfg)
     flow = build_flow(cfg)
     freezer = None
     switch = sys.getswitchinterval()
@@ -277,12 +274,10 @@ def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
 
 
 def flow_from_env() -> Dataflow:
-    """The flow described by ``BESPOKE_INPUT``/``_FORMAT``/``_OUTPUT``/``_STORE``, for
-    ``python -m bytewax.run`` (which then owns workers, processes and recovery flags)."""
-    inputs = os.environ.get("BESPOKE_INPUT", "kafka").split(",")
+    """The flow described by ``BESPOKE_INPUT``/``_FORMAT``/``_OUTPUT``/``_STORE``/``_TAIL``
+    (``flows.settings``), for ``python -m bytewax.run`` (which then owns workers, processes
+    and recovery flags)."""
     s = Settings()
-    store = os.environ.get("BESPOKE_STORE") or (
-        s.redis_url.get_secret_value() if s.redis_url else "memory")
-    return build_flow(RunConfig(inputs=inputs, format=os.environ.get("BESPOKE_FORMAT", "native"),
-                                output=os.environ.get("BESPOKE_OUTPUT", "kafka"), store=store,
-                                tail=os.environ.get("BESPOKE_TAIL", "1") == "1", settings=s))
+    store = s.store or (s.redis_url.get_secret_value() if s.redis_url else "memory")
+    return build_flow(RunConfig(inputs=s.input.split(","), format=s.format, output=s.output,
+                                store=store, tail=s.tail, settings=s))

@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(2.0, gt=0, le=60, description="deadline of every Redis "
                                    "call (connect, read, write); a failed call degrades the "
                                    "decision, never stops the flow")
+    # what ``flows.main.flow_from_env`` runs (under ``python -m bytewax.run``; the CLI
+    # takes these as options)
+    input: str = Field("kafka", description="'kafka' or comma-separated file paths")
+    format: str = Field("native", description="input format (features.formats.FORMATS)")
+    output: str = Field("kafka", description="'kafka' or a directory")
+    store: str | None = Field(None, description="'memory' or a redis:// URL; default: "
+                              "REDIS_URL, else memory")
+    tail: bool = Field(True, description="Kafka input: keep waiting for new events")
     topic_prefix: str = "bespoke."
     input_topics: list[str] = ["bespoke.events"]
     topic_partitions: int = Field(4, ge=1, le=1024)

@@ -18,8 +18,8 @@ from typing import Literal, NamedTuple
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
+from features.channels import CONTROL_AUDIT
 from features.events import (
-    CONTROL_AUDIT_CHANNEL,
     Control,
     ControlAudit,
     DeadLetter,
@@ -44,7 +44,7 @@ class ControlStreams(NamedTuple):
 def _audit(ctl: Control, outcome: Literal["accepted", "refused"], reason: str,
            pseudonym_key: bytes) -> Outgoing:
     ref = pseudonymize(ctl.user_id, pseudonym_key) if ctl.user_id else None
-    return outgoing(CONTROL_AUDIT_CHANNEL, ctl.key_id or "unsigned", ControlAudit(
+    return outgoing(CONTROL_AUDIT.name, ctl.key_id or "unsigned", ControlAudit(
         id=f"control:{ctl.event_id}", ts=ctl.ts, control_event_id=ctl.event_id,
         action=ctl.action, outcome=outcome, reason=reason[:512], key_id=ctl.key_id,
         issued_by=ctl.issued_by[:128], user_ref=ref, version=ctl.version))

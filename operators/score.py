@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bytewax.dataflow import Stream
 
+from agent.feed import Retrieved
 from features.score import rank
-from operators.candidates import Candidates
 from operators.chunks import chunk_map
 
 
@@ -13,7 +13,7 @@ def score(step_id: str, cands: Stream, k: int) -> Stream:
     """chunks of (UserFeatures, candidates, retrieval) → the same, candidates ranked and cut
     to the top ``k``."""
 
-    def top(c: Candidates) -> Candidates:
+    def top(c: Retrieved) -> Retrieved:
         f, items, found = c
         return f, rank(items, k), found
 

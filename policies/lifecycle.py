@@ -30,7 +30,7 @@ from policies.evaluate import Candidates, CompiledPack, PolicyResult, UserContex
 from policies.pack import PackError, PolicyPack, load_pack
 
 
-class PolicyChange(NamedTuple):
+class PackChange(NamedTuple):
     seq: int
     ts: int
     action: str
@@ -61,7 +61,7 @@ class PolicyEngine:
         self.history: list[str] = []
         self.shadow: str | None = None
         self.canary: tuple[str, float] | None = None
-        self.changes: list[PolicyChange] = []
+        self.changes: list[PackChange] = []
 
     @classmethod
     def from_compiled(cls, packs: dict[str, CompiledPack], active: str) -> PolicyEngine:
@@ -74,12 +74,12 @@ class PolicyEngine:
 
     # ------------------------------------------------------------------ changes
     def _log(self, ts: int, action: str, pack: str | None, detail: str, by: str,
-             ok: bool) -> PolicyChange:
-        ch = PolicyChange(len(self.changes) + 1, ts, action, pack, detail, by, ok)
+             ok: bool) -> PackChange:
+        ch = PackChange(len(self.changes) + 1, ts, action, pack, detail, by, ok)
         self.changes.append(ch)
         return ch
 
-    def register(self, text: str, source: str, ts: int = 0, by: str = "loader") -> PolicyChange:
+    def register(self, text: str, source: str, ts: int = 0, by: str = "loader") -> PackChange:
         try:
             pack = load_pack(text, source)
         except PackError as e:
@@ -102,7 +102,7 @@ class PolicyEngine:
         return ref if ref in self.packs else None
 
     def control(self, action: str, version: str | None, percent: float | None = None,
-                ts: int = 0, issued_by: str = "unknown") -> PolicyChange:
+                ts: int = 0, issued_by: str = "unknown") -> PackChange:
         """Apply a control event's policy action; unknown versions are refused and logged."""
         ref = self._resolve(version)
         if action == "rollback_policy":

@@ -382,7 +382,7 @@ def _mode(delivery: str) -> str:
 def _kafka_max(brokers: str, redis_url: str, recs: list, delivery: str, archive: Path) -> float:
     """Events/s of the whole main flow over a pre-filled topic (4 partitions), one worker."""
     from connectors.kafka_admin import ensure_topics, produce_all
-    from flows.main import CHANNELS
+    from features.channels import NAMES as CHANNELS
 
     prefix = f"max{delivery}{int(time.time())}."
     ensure_topics(brokers, {prefix + "events": 4} | {prefix + ch: 4 for ch in CHANNELS})
@@ -427,7 +427,7 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
 
     from connectors.kafka_admin import ensure_topics, produce_all
     from connectors.kafka_sink import producer_config
-    from flows.main import CHANNELS
+    from features.channels import NAMES as CHANNELS
     from tests.infra import BROKER_PIDS
     from tests.kafka_util import consume_all
 

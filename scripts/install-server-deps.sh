@@ -15,6 +15,12 @@ apt_install() {
   fi
 }
 
+if [ "${1:-}" = cargo ]; then  # the native extension's toolchain (make venv asks)
+  echo "installing cargo (Debian package)"
+  apt_install cargo
+  exit
+fi
+
 if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null; then
   echo "installing redis-server (Debian package)"
   apt_install redis-server

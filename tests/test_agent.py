@@ -5,13 +5,13 @@ import uuid
 
 import pytest
 
+from agent.allocation import AllocationFold, Proposal
 from connectors.file_sink import read_channel
 from connectors.generator import GenConfig, Generator, write_jsonl
 from connectors.record_archive import read_archive
 from features.events import Configuration, DecisionRecord, Offer
 from flows.main import RunConfig, run
 from flows.settings import Settings
-from operators.allocation import AllocationFold, Proposal
 
 
 def _proposal(user: str, ts: int, available: int, decision: str | None = None) -> Proposal:

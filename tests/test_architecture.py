@@ -1,4 +1,4 @@
-"""The dependency direction of DEVELOPERS.md, checked by import-linter contracts."""
+"""The dependency direction (docs/architecture.md), checked by import-linter contracts."""
 
 import subprocess
 import sys

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from connectors.cached_store import CachedRows
 from connectors.redis_store import RedisStore
 from features.store import StoreWrite
-from operators.store_tools import CachedRows
 
 
 class CountingStore:

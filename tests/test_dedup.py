@@ -12,7 +12,8 @@ from connectors.file_sink import read_channel
 from connectors.generator import GenConfig, Generator
 from connectors.kafka_admin import ensure_topics, produce_all
 from connectors.memory_store import MemoryStore
-from flows.main import CHANNELS, RunConfig, run
+from features.channels import NAMES as CHANNELS
+from flows.main import RunConfig, run
 from flows.settings import Settings
 from tests.flow_checks import USER_COUNT, expected_counts
 

@@ -16,10 +16,11 @@ from connectors.file_sink import read_channel
 from connectors.generator import GenConfig, Generator, write_jsonl
 from connectors.kafka_admin import ensure_topics, produce_all
 from connectors.memory_store import MemoryStore
+from features.channels import NAMES as CHANNELS
 from features.ingest import expand, ingest
 from features.native import available
 from features.validate import RawRecord
-from flows.main import CHANNELS, RunConfig, run
+from flows.main import RunConfig, run
 from flows.settings import Settings
 
 ENTITIES = ("item", "category", "item_pair", "user", "session")

@@ -8,7 +8,8 @@ import pytest
 from connectors.generator import GenConfig, Generator
 from connectors.kafka_admin import ensure_topics, produce_all
 from connectors.redis_store import RedisStore
-from flows.main import CHANNELS, RunConfig, run
+from features.channels import NAMES as CHANNELS
+from flows.main import RunConfig, run
 from flows.settings import Settings
 from tests.flow_checks import (
     ITEM_COUNT,

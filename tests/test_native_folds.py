@@ -233,3 +233,28 @@ def test_native_shard_groups_match_python():
     chunks = [[(f"k{rng.randint(0, 300)}é", i) for i in range(rng.randint(0, 50))]
               for _ in range(20)]
     assert bespoke_native.shard_groups(chunks, 64) == shard_groups(chunks, lambda x: x[0], 64)
+
+
+def test_native_rows_carry_exactly_the_registry_fields():
+    """The native shards write the views' fields as the registry defines them (their names
+    are Rust literals: a field renamed in ``features/definitions.py`` fails here)."""
+    from features.definitions import REGISTRY
+
+    views = {v.store_prefix: {f.name for f in v.fields} for v in REGISTRY}
+    items = _item_stream()
+    users = [x for x in _user_stream(seed=9) if len(x) != 8]
+    item, user, covis = native_item_fold(H).new_shard(), native_user_fold(H).new_shard(), \
+        native_covis_fold().new_shard()
+    out = item.apply(items, False) + item.flush()
+    hints = [b for b in out if isinstance(b, HintBatch)]
+    out_u = user.apply(users + hints, False) + user.flush()
+    pairs = [b for b in out_u if isinstance(b, PairBatch)]
+    writes = [w for w in out + out_u + covis.apply(pairs, False) + covis.flush()
+              if type(w) is StoreWrite]
+    seen: dict[str, set[str]] = {}
+    for w in writes:
+        assert w.view in views, w.view
+        seen.setdefault(w.view, set()).update(w.fields)
+    assert len(seen) >= 8, sorted(seen)  # item, user, session and co-visitation views
+    for view, fields in seen.items():
+        assert fields <= views[view], (view, fields - views[view])

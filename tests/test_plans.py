@@ -1,7 +1,7 @@
 """Plans as data: references, fallbacks, optional steps, idempotent replays, the planner."""
 
-from operators.plans import Plan, Step, Trigger, idempotency_key, plan_goals, run_plan
-from operators.tools import MemoryLedger, Tool, ToolRuntime, ToolSpec
+from agent.plans import Plan, Step, Trigger, idempotency_key, plan_goals, run_plan
+from agent.tools import MemoryLedger, Tool, ToolRuntime, ToolSpec
 
 S = frozenset({"read", "write"})
 
@@ -103,7 +103,7 @@ def test_a_step_with_nothing_to_start_from_is_skipped_not_called():
 def test_a_plan_run_for_many_triggers_equals_runs_one_by_one():
     """run_plans batches each step's tool calls; per trigger, outputs, records (but their
     latency), fallbacks, failures and errors are what run_plan gives for that trigger."""
-    from operators.plans import run_plans
+    from agent.plans import run_plans
 
     def make(name: str, bad: set[int]):
         def fn(x):

@@ -19,8 +19,8 @@ from connectors.record_archive import (
     journal_table,
     read_archive,
 )
+from features.channels import DECISION_RECORDS
 from features.events import DecisionRecord, Outgoing, event_doc, outgoing_doc
-from operators.decision import RECORD_CHANNEL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,15 +36,11 @@ def _record(i: int) -> Outgoing:
                                                      "breaker_state": "closed"}],
                     features={"candidates": 3}, policy_pack="default", policy_version="1",
                     verdicts=[], output={"items": ["A", "B"]}, explanation=f"because {i}")
-    return outgoing_doc(RECORD_CHANNEL, f"u{i % 7}", doc)
+    return outgoing_doc(DECISION_RECORDS.name, f"u{i % 7}", doc)
 
 
 def _other(i: int) -> Outgoing:
     return Outgoing("feed_updates", b"u", b"{}", f"feed:{i}")
-
-
-def test_the_archive_takes_the_decision_record_channel():
-    assert record_archive.RECORD_CHANNEL == RECORD_CHANNEL
 
 
 NATIVE = [True, pytest.param(False, id="python")] if record_archive._native else [False]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from features.definitions import REGISTRY, USER_ACTIVITY
+from features.definitions import FEED_VIEW, REGISTRY, USER_ACTIVITY
 from features.registry import FeatureField, Registry, RegistryError
 from scripts.export_registry import EXPORT, LOCK, render_export
 
@@ -83,4 +83,68 @@ def test_every_field_the_folds_write_is_declared():
             if hasattr(w, "view"):
                 assert set(w.fields) == by_prefix[w.view], w.view
                 seen.add(w.view)
-    assert seen == set(by_prefix)
+    # the feed view is the decision step's (agent.feed), checked by the bump test below
+    assert seen == set(by_prefix) - {FEED_VIEW.store_prefix}
+
+
+_BUMPED_RUN = r"""
+import json, sys
+import features.definitions as d
+from features.registry import Registry
+bumped = {}
+for name in ("ITEM_PRICE", "ITEM_STOCK", "ITEM_CATALOG", "ITEM_COVISITATION", "CATEGORY_ITEMS",
+             "FEED_VIEW"):
+    v = getattr(d, name)
+    bumped[name] = v.model_copy(update={"version": v.version + 1})
+    setattr(d, name, bumped[name])
+d.REGISTRY = Registry([bumped.get(n, getattr(d, n)) for n in (
+    "USER_ACTIVITY", "USER_AFFINITY", "USER_RECENCY", "USER_CART", "USER_PURCHASES",
+    "SESSION_STATE", "ITEM_POPULARITY", "ITEM_STOCK", "ITEM_PRICE", "ITEM_CATALOG",
+    "ITEM_COVISITATION", "CATEGORY_ITEMS", "FEED_VIEW")])
+
+from connectors.generator import GenConfig, Generator, write_jsonl
+from connectors.memory_store import MemoryStore
+from connectors.file_sink import read_channel
+from flows.main import RunConfig, run
+from flows.settings import Settings
+
+out = sys.argv[1]
+write_jsonl(out + "/events.jsonl", Generator(GenConfig(seed=3, users=300, items=200,
+                                                       events=6000)).records())
+run(RunConfig(inputs=[out + "/events.jsonl"], output=out + "/out", store="memory://bump",
+              settings=Settings(_env_file=None, progress_every_s=0, mirror_every_s=0)))
+store = MemoryStore.shared("bump")
+cols = set()
+for entity in ("item", "category", "feed"):
+    for row in store.read_many(entity, store.keys(entity)):
+        cols |= set(row or {})
+feeds = [json.loads(b) for b in read_channel(out + "/out", "feed_updates")]
+print(json.dumps({
+    "columns": sorted(cols),
+    "offers": len(read_channel(out + "/out", "offers")),
+    "configurations": len(read_channel(out + "/out", "configurations")),
+    "reasons": sorted({i["reason"] for f in feeds for i in f["items"]}),
+}))
+"""
+
+
+@pytest.mark.slow
+def test_a_version_bump_reaches_every_reader(tmp_path):
+    """Readers name store columns through the registry: with the item, category and feed
+    views' versions bumped, the decision flow still reads its facts (prices for offers,
+    stock and options for configurations, neighbours and category lists for the feed)."""
+    import os
+    import subprocess
+    import sys
+
+    got = subprocess.run([sys.executable, "-c", _BUMPED_RUN, str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert got.returncode == 0, got.stderr[-3000:]
+    res = json.loads(got.stdout.strip().splitlines()[-1])
+    prefixes = {c.split(".")[0] for c in res["columns"]}
+    assert {"item_price_v2", "item_stock_v2", "item_catalog_v3", "item_covisitation_v2",
+            "category_items_v2", "feed_v2"} <= prefixes
+    assert not {"item_price_v1", "item_catalog_v2", "feed_v1"} & prefixes
+    assert res["offers"] > 0 and res["configurations"] > 0
+    assert {"covis", "trending"} <= set(res["reasons"])

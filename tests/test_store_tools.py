@@ -5,13 +5,13 @@ import uuid
 
 import pytest
 
+from agent.store_tools import ALL_SCOPES, store_tools
+from agent.tools import ToolRuntime
 from connectors.generator import GenConfig, Generator, write_jsonl
 from connectors.memory_store import MemoryStore
 from features.store import StoreWrite
 from flows.main import RunConfig, run
 from flows.settings import Settings
-from operators.store_tools import ALL_SCOPES, store_tools
-from operators.tools import ToolRuntime
 from policies.configuration import config_problems
 
 
@@ -133,17 +133,18 @@ class _CountingStore:
 def test_a_warmed_chunk_of_decisions_reads_the_store_once_per_entity(filled):
     """Candidates for a chunk of users: prefetch reads the rows of all their recent items,
     triggers and categories in one store round trip; the tools then read no more."""
+    from agent.feed import FEED_PLAN
+    from agent.plans import AGENT_SCOPES, run_plan
+    from agent.policy_gate import PolicyGate
+    from connectors.cached_store import CachedRows
     from connectors.policy_packs import read_pack_files
     from features.user_features import UserFeatures
     from flows.settings import Settings
-    from operators.candidates import FEED_PLAN
-    from operators.plans import AGENT_SCOPES, run_plan
-    from operators.policy import PolicyGate
 
     store, catalog = filled
     counting = _CountingStore(store)
     gate = PolicyGate(read_pack_files(Settings(_env_file=None).policy_dir), None,
-                      lambda: counting, cache_s=60)
+                      lambda: CachedRows(counting, 60, max_keys=200_000))
     items = sorted(catalog)
     cats = store.keys("category")
     feats = [UserFeatures(f"u{i}", f"e{i}", 1, [], (), None, kind="page_view",

@@ -5,7 +5,7 @@ import time
 import pytest
 from pydantic import BaseModel
 
-from operators.tools import MemoryLedger, Tool, ToolRuntime, ToolSpec
+from agent.tools import MemoryLedger, Tool, ToolRuntime, ToolSpec
 
 READ = frozenset({"t:read", "t:write"})
 

@@ -144,3 +144,30 @@ pub fn encode_top<'a>(items: impl Iterator<Item = (&'a str, f64)>, k: usize, fac
 pub fn floor_div(a: i64, b: i64) -> i64 {
     a.div_euclid(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_weight_halves_every_half_life_and_rescaling_keeps_values() {
+        let hl = 1000.0;
+        let mut m = DecayedMap::new(hl);
+        m.add("a", 1.0, 0);
+        assert!((m.value("a", 1000) - 0.5).abs() < 1e-12);
+        assert!((m.value("a", 3000) - 0.125).abs() < 1e-12);
+        // far past the rescaling point: the landmark moves, relative weights do not
+        m.add("b", 1.0, 100_000);
+        assert!((m.value("b", 100_000) - 1.0).abs() < 1e-12);
+        assert!(m.value("a", 100_000) < 1e-20);
+        let top = m.top(1, 100_000);
+        assert_eq!(top[0].0, "b");
+    }
+
+    #[test]
+    fn floor_division_rounds_towards_negative_infinity_like_python() {
+        assert_eq!(floor_div(7, 5), 1);
+        assert_eq!(floor_div(-1, 5), -1);
+        assert_eq!(floor_div(-5, 5), -1);
+    }
+}

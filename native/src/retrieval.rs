@@ -164,3 +164,28 @@ pub fn merge_sources<'py>(py: Python<'py>, lists: &Bound<'py, PyList>, bought: &
     }
     Ok((best, found))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neighbours_skip_the_seeds_and_weigh_buys_double_and_older_seeds_less() {
+        let got = neighbours(
+            vec!["A".into(), "B".into()],
+            vec![("B:1.0,C:0.5".into(), "D:0.5".into()), ("C:1.0".into(), String::new())],
+            10,
+        )
+        .unwrap();
+        // C: 0.5 (first seed) + 1.0 / 2 (second seed) = 1.0; D: 2 * 0.5 = 1.0; ties by sku
+        assert_eq!(got, vec![("C".to_owned(), 1.0), ("D".to_owned(), 1.0)]);
+    }
+
+    #[test]
+    fn merged_lists_scale_to_the_top_and_refuse_odd_weights() {
+        let got = merged_lists(vec!["X:4,Y:2".into()], true, 10).unwrap();
+        assert_eq!(got, vec![("X".to_owned(), 1.0), ("Y".to_owned(), 0.5)]);
+        assert!(merged_lists(vec!["X:nan".into()], true, 10).is_err());
+        assert_eq!(round6(0.1234567), 0.123457);
+    }
+}

@@ -50,3 +50,25 @@ impl WindowCounts {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_cover_the_window_and_prune_drops_older_buckets() {
+        let mut w = WindowCounts::new(0);
+        let t0 = 10 * 3_600_000;
+        w.add(0, t0);
+        w.add(0, t0 + 30 * MIN);
+        w.add(1, t0 + 59 * MIN);
+        // the 1 h ring at t0 + 59 min holds all three (5 min buckets, 12 of them)
+        assert_eq!(w.counts(0, t0 + 59 * MIN), [2, 1, 0]);
+        // at t0 + 110 min the 1 h window holds buckets after t0 + 50 min: the first two have
+        // left it, not the 24 h one
+        assert_eq!(w.counts(0, t0 + 110 * MIN), [0, 1, 0]);
+        assert_eq!(w.counts(1, t0 + 110 * MIN), [2, 1, 0]);
+        w.prune(t0 + 8 * 1440 * MIN);
+        assert!(w.rings.iter().all(|r| r.is_empty()));
+    }
+}

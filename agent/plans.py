@@ -12,7 +12,7 @@ fails (error, timeout, open breaker, rate limit). References:
 The planner maps a trigger and the user's state to goals, deterministically. The runner
 calls tools through ``ToolRuntime``, records every call, and reports the fallbacks taken.
 
->>> from operators.tools import Tool, ToolRuntime, ToolSpec
+>>> from agent.tools import Tool, ToolRuntime, ToolSpec
 >>> rt = ToolRuntime([Tool(ToolSpec(name="double", description="2x", scope="s"),
 ...                        lambda x: {"y": 2 * x["x"]})])
 >>> plan = Plan(name="p", version="1", goal="refresh_feed", steps=[
@@ -32,7 +32,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from operators.tools import ToolRuntime
+from agent.tools import ToolRuntime
 
 Goal = Literal["refresh_feed", "push_offer", "propose_configuration"]
 # what the decision agent may do with its tools (read catalog, stock, quotes, configurations)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from features.events import RECORD_CHANNEL, DecisionRecord, Offer, event_doc, outgoing_doc
-
-OFFER_CHANNEL = "offers"
+from agent.records import record_out
+from features.channels import OFFERS
+from features.events import Offer, event_doc, outgoing_doc
 
 
 class Proposal(NamedTuple):
@@ -68,12 +68,11 @@ class AllocationFold:
                              "price": offer["price"], "granted_units": active + 1,
                              "available": p.available}
             rec["explanation"] = (rec["explanation"] + f"; unit {active + 1} of {p.available} "
-                                  f"available reserved for this offer")[:2048]
-            return [outgoing_doc(OFFER_CHANNEL, p.user_id, offer),
-                    outgoing_doc(RECORD_CHANNEL, rec["user_ref"], event_doc(DecisionRecord, **rec))]
+                                  f"available reserved for this offer")
+            return [outgoing_doc(OFFERS.name, p.user_id, offer), record_out(rec)]
         rec["suppressed"] = True
         rec["fallbacks"] = [*rec.get("fallbacks", []), "allocation_refused"]
         rec["output"] = {"sku": p.sku, "available": p.available, "active_grants": active}
         rec["explanation"] = (f"offer of {p.sku} not sent: all {p.available} available units "
                               f"are already promised to {active} active offers")
-        return [outgoing_doc(RECORD_CHANNEL, rec["user_ref"], event_doc(DecisionRecord, **rec))]
+        return [record_out(rec)]

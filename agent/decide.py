@@ -1,0 +1,105 @@
+"""The decision agent per user: for each trigger the planner picks goals
+(``agent.plans.plan_goals``) and each goal decides (``agent.feed``, ``agent.offer``,
+``agent.configuration``), gated by the shard's policy engine.
+
+``DecisionFold`` is a pure fold for ``operators.sharded_fold``: per user it holds the last
+feed sent, recent offer times (for frequency caps) and recent configurations; as shared
+state per shard, the policy engine that authenticated control events update in event time.
+Ids are deterministic (``<kind>:<user ref>:<trigger event id>``, the user's pseudonym, never
+the raw id, which appears only in the feed, offer and configuration payloads that need it);
+decisions read item facts from the online store, so a replay after recovery repeats an id
+but may see newer facts.
+"""
+
+from __future__ import annotations
+
+from agent.configuration import decide_configuration
+from agent.feed import Retrieval, decide_feed
+from agent.offer import decide_offer
+from agent.plans import Trigger, plan_goals
+from agent.policy_gate import PolicyGate
+from agent.records import Records
+from features.store import StorePurge
+from features.user_features import UserFeatures
+from policies.evaluate import UserContext
+from policies.lifecycle import PolicyEngine
+
+
+class UserDecisions:
+    __slots__ = ("last", "sent", "configs")
+
+    def __init__(self) -> None:
+        self.last: tuple[str, ...] | None = None
+        self.sent: tuple[int, ...] = ()  # event times of offers proposed (for caps)
+        self.configs: dict[str, tuple] = {}  # sku -> last proposed choices
+
+    def __getstate__(self):
+        return (self.last, self.sent, self.configs)  # never falsy: __setstate__ runs
+
+    def __setstate__(self, st) -> None:
+        self.last, self.sent, self.configs = st
+
+
+class DecisionFold:
+    """Inputs: (UserFeatures, ranked candidates, Retrieval) per trigger; shared inputs:
+    policy control events."""
+
+    def __init__(self, gate: PolicyGate, k: int, ttl_s: int, pseudonym_key: bytes) -> None:
+        self.gate, self.k, self.ttl = gate, k, ttl_s
+        self.records = Records(pseudonym_key)
+
+    def new(self) -> UserDecisions:
+        return UserDecisions()
+
+    def new_shared(self) -> PolicyEngine:
+        return self.gate.new_engine()
+
+    def apply_shared(self, eng: PolicyEngine, b) -> list:
+        """A policy control reaches this shard: it takes effect in event time, for the
+        decisions whose trigger is at or after its ``ts`` (queued until one comes), so which
+        pack decides does not depend on when the control topic was read."""
+        eng.shard = b.shard  # type: ignore[attr-defined]
+        pending = getattr(eng, "pending", None)
+        if pending is None:
+            pending = eng.pending = []  # type: ignore[attr-defined]
+        pending.append(b.payload)
+        pending.sort(key=lambda c: (c.ts, c.event_id))
+        return []
+
+    def _due(self, eng: PolicyEngine, ts: int) -> list:
+        """Apply the queued controls up to event time ``ts`` (shard 0 logs the changes)."""
+        pending = getattr(eng, "pending", None)
+        out: list = []
+        while pending and pending[0].ts <= ts:
+            out += self.gate.control(eng, pending.pop(0), emit=getattr(eng, "shard", 0) == 0)
+        return out
+
+    def rows(self, state, key: str) -> list:
+        return []
+
+    def apply(self, st: UserDecisions, x: tuple, eng: PolicyEngine) -> list:
+        f: UserFeatures
+        found: Retrieval
+        f, ranked, found = x
+        if f.erased:
+            st.__init__()  # type: ignore[misc]
+            # after this shard's earlier feed writes for the user (same path, in order)
+            return [StorePurge("feed", f.user_id)]
+        self.gate.ensure(eng)
+        out = self._due(eng, f.ts)
+        user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
+                           sent={"push": st.sent})
+        st.last, feed = decide_feed(self, st.last, f, ranked, found, eng, user)
+        out += feed
+        sku = f.skus[0] if f.skus else None
+        trigger = Trigger(f.kind, f.user_id, f.event_id, f.ts, sku)
+        marketing = f.consent is not None and "marketing" in f.consent
+        configurable = (sku is not None and f.kind in ("page_view", "click")
+                        and self.gate.configurable(sku))
+        for goal in plan_goals(trigger, marketing, len(f.cart), configurable):
+            if goal == "push_offer" and sku is not None:
+                st.sent, offer = decide_offer(self, st.sent, f, sku, eng, user)
+                out += offer
+            elif goal == "propose_configuration" and sku is not None:
+                out += decide_configuration(self, st.configs, f, sku, eng, user)
+        return out

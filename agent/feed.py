@@ -1,0 +1,156 @@
+"""The ``refresh_feed`` goal: retrieval plan, candidate merge, policy-checked selection.
+
+Retrieval is a plan (``FEED_PLAN``, steps over the tool runtime, each optional: a failed or
+open-breaker source is skipped and recorded, the feed goes on; a source with nothing to
+start from, no recent items or no categories yet, is not called):
+
+- the user's recent interests (decayed, from the user's features; no tool call);
+- ``covis_candidates``: items co-visited with the user's last items;
+- ``category_trending``: items trending now in the user's strongest categories;
+- ``new_arrivals``: the newest items in those categories.
+
+Scores from each source are scaled to [0, 1] and weighted (interest 1.0, co-visitation
+0.6, trending 0.4, new arrivals 0.25); an item found by several sources adds them up. Items
+the user bought are left out; at most ``limit`` candidates go on, strongest first (the
+arithmetic is ``features.retrieval``, native when built). The ranked candidates are judged
+by the policy pack and the top K selected under its exposure rules; the feed is sent when
+it changed, and every decision is recorded.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from agent.plans import AGENT_SCOPES, Plan, PlanRun, Step, run_plans
+from agent.records import Records, record_out, sources_text
+from agent.tools import ToolRuntime
+from features.channels import FEED
+from features.definitions import FEED_VIEW
+from features.events import FeedUpdate, event_doc, outgoing_doc
+from features.retrieval import kernels
+from features.score import MODEL_VERSION
+from features.store import StoreWrite
+from features.user_features import UserFeatures
+from policies.lifecycle import PolicyEngine
+from policies.privacy import decision_id
+
+NON_PERSONALIZED = "non-personalized"
+
+FEED_PLAN = Plan(name="feed-candidates", version="2", goal="refresh_feed", steps=[
+    Step(id="covis", tool="covis_candidates",
+         inputs={"items": "features.recent", "limit": "const:30"}, optional=True,
+         skip_if_empty="items"),
+    Step(id="trending", tool="category_trending",
+         inputs={"categories": "features.categories", "limit": "const:30"}, optional=True,
+         skip_if_empty="categories"),
+    Step(id="new", tool="new_arrivals",
+         inputs={"categories": "features.categories", "limit": "const:15"}, optional=True,
+         skip_if_empty="categories"),
+])
+_STEPS = [step.id for step in FEED_PLAN.steps]
+
+
+class Retrieval(NamedTuple):
+    """How the candidates were found (for the decision record)."""
+
+    calls: list[dict]
+    fallbacks: list[str]
+    sources: dict[str, str]  # sku -> the source that found it first (by weight)
+
+
+Retrieved = tuple[UserFeatures, list[tuple[str, float]], Retrieval]
+NONE_FOUND = Retrieval([], [], {})
+
+
+def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
+             native: bool = True) -> list[Retrieved]:
+    """The candidates of each user event (erasures get none). Each retrieval tool is one
+    governed call for all the users (``run_plans``), each user keeping its own records."""
+    merge = kernels(native).merge
+    live = [f for f in feats if not f.erased]
+    runs = iter(run_plans(FEED_PLAN, runtime, AGENT_SCOPES,
+                          [{"event_id": f.event_id} for f in live],
+                          [{"recent": list(f.recent), "categories": list(f.categories)}
+                           for f in live]))
+
+    def pick(f: UserFeatures, run: PlanRun) -> Retrieved:
+        found = {sid: run.outputs[sid]["items"] for sid in _STEPS if sid in run.outputs}
+        items, sources = merge(f.interests, found, set(f.purchased), limit)
+        return f, items, Retrieval(run.calls, run.fallbacks, sources)
+
+    return [(f, [], NONE_FOUND) if f.erased else pick(f, next(runs)) for f in feats]
+
+
+def decide_feed(ctx, last: tuple[str, ...] | None, f: UserFeatures,
+                ranked: list[tuple[str, float]], found: Retrieval, eng: PolicyEngine,
+                user) -> tuple[tuple[str, ...] | None, list]:
+    """The feed decision for one trigger: (the feed now sent to the user, outputs).
+    ``ctx``: the decision context (``agent.decide.DecisionFold``: gate, k, ttl, records)."""
+    records: Records = ctx.records
+    skus = [s for s, _ in ranked]
+    cands = ctx.gate.candidates(skus)
+    outcome = eng.evaluate(user, "recommend", cands, f.ts)
+    r = outcome.result
+    if r.suppressed or not r.personalized:
+        chosen: list[int] = []  # the app shows its non-personalized default
+    else:
+        chosen = eng.packs[f"{r.pack}@{r.version}"].select(r, r.allowed, cands, ctx.k)
+    picked = tuple([skus[i] for i in chosen])
+    model = MODEL_VERSION if r.personalized else NON_PERSONALIZED
+    # nothing new to say (the same feed, or every candidate denied): no feed update, yet
+    # the decision is recorded like every other
+    unchanged = not r.suppressed and (picked == last or (not picked and r.personalized))
+    if not unchanged:
+        last = picked
+    ref = records.user_ref(f.user_id)
+    fid = decision_id("feed", ref, f.event_id)
+    out: list = []
+    if not r.suppressed and not unchanged:
+        # built from our own, already validated values: no re-validation on the hot path
+        # (tests validate every emitted event against the contracts)
+        items, parts = [], []
+        for i in chosen:
+            sku, sc = ranked[i]
+            sc = round(sc, 6)
+            items.append({"sku": sku, "score": sc, "reason": found.sources.get(sku, "interest")})
+            parts.append(f"{sku}:{sc:.4f}")
+        policy = f"{r.pack}@{r.version}"
+        fu = event_doc(FeedUpdate, id=fid, ts=f.ts, user_id=f.user_id, items=items,
+                       trigger_event_id=f.event_id, model_version=model,
+                       policy_version=policy)
+        out += [outgoing_doc(FEED.name, f.user_id, fu),
+                StoreWrite("feed", f.user_id, FEED_VIEW.store_prefix,
+                           {"items": ",".join(parts), "id": fid, "model_version": model,
+                            "policy_version": policy}, f.ts, ctx.ttl)]
+    fallbacks = list(found.fallbacks)
+    if ctx.gate.store_degraded:
+        fallbacks.append("store_unavailable")
+    if not r.personalized:
+        fallbacks.append("non_personalized")
+    rec = records.base(fid, "feed_update", f, FEED_PLAN, model, r.suppressed, found.calls,
+                       outcome, skus)
+    out.append(record_out({
+        **rec, "fallbacks": fallbacks,
+        "output": {"items": list(picked), **({"unchanged": True} if unchanged else {})},
+        "explanation": _why(r, f, skus, picked, unchanged, found)}))
+    return last, out
+
+
+def _why(r, f: UserFeatures, skus: list[str], picked: tuple[str, ...], unchanged: bool,
+         found: Retrieval) -> str:
+    if r.suppressed:
+        return "suppressed by policy: " + "; ".join(
+            v.reason for v in r.verdicts if v.subject < 0)
+    if unchanged and not picked:
+        return (f"no feed update: all {len(skus)} candidates were denied by "
+                f"{r.pack}@{r.version}; the user keeps the current feed")
+    if unchanged:
+        return "no feed update: the ranked, policy-checked feed is the one already sent"
+    if not r.personalized:
+        return "no personalization consent: the non-personalized default applies"
+    by: dict[str, int] = {}
+    for sku in picked:
+        src = found.sources.get(sku, "interest")
+        by[src] = by.get(src, 0) + 1
+    return (f"because of {sources_text(by, f)}; in stock and within policy "
+            f"({len(r.denied)} of {len(skus)} candidates filtered by {r.pack}@{r.version})")

@@ -1,0 +1,65 @@
+"""The ``push_offer`` goal: a cart add, with marketing consent, may earn an offer.
+
+The plan checks inventory and quotes a price with the offer's discount; the policy pack
+judges the offer (stock, price, discount, margin, frequency caps); a granted proposal goes
+to allocation by SKU (``agent.allocation``), which promises scarce stock to no more users
+than it serves and writes the record.
+"""
+
+from __future__ import annotations
+
+from agent.allocation import Proposal
+from agent.plans import AGENT_SCOPES, Plan, Step, run_plan
+from agent.records import Records
+from features.score import MODEL_VERSION
+from features.user_features import UserFeatures
+from policies.evaluate import Candidates
+from policies.lifecycle import PolicyEngine
+from policies.privacy import decision_id
+
+OFFER_DISCOUNT_PCT = 10.0
+OFFER_TTL_MS = 24 * 3_600_000
+MAX_SENT = 10  # offer times kept per user, for the frequency caps
+
+OFFER_PLAN = Plan(name="offer-from-cart", version="1", goal="push_offer", steps=[
+    Step(id="stock", tool="inventory_check", inputs={"skus": "trigger.skus"}),
+    Step(id="quote", tool="pricing_quote",
+         inputs={"sku": "trigger.sku", "discount_pct": f"const:{OFFER_DISCOUNT_PCT}"}),
+])
+
+
+def decide_offer(ctx, sent: tuple[int, ...], f: UserFeatures, sku: str, eng: PolicyEngine,
+                 user) -> tuple[tuple[int, ...], list]:
+    """(the user's offer times now, outputs: a suppressed record or a ``Proposal``)."""
+    records: Records = ctx.records
+    did = decision_id("offer", records.user_ref(f.user_id), f.event_id)
+    run = run_plan(OFFER_PLAN, ctx.gate.runtime, AGENT_SCOPES,
+                   {"sku": sku, "skus": [sku], "event_id": f.event_id}, {})
+    if not run.ok:
+        return sent, [records.suppressed(
+            did, "offer", f, OFFER_PLAN, MODEL_VERSION, run.calls, None, [sku],
+            f"no offer: step {run.failed_step} failed "
+            f"({run.errors.get(run.failed_step or '', '')})", run.fallbacks)]
+    quote = run.outputs["quote"]
+    available = run.outputs["stock"]["available"].get(sku)
+    base = ctx.gate.candidates([sku])
+    cands = Candidates(skus=[sku], categories=base.categories, brands=base.brands,
+                       prices=[quote["price"]], available=[available],
+                       discounts=[OFFER_DISCOUNT_PCT], min_ages=base.min_ages,
+                       regions=base.regions, tops=base.tops)
+    outcome = eng.evaluate(user, "offer", cands, f.ts)
+    r = outcome.result
+    if r.suppressed or not r.allowed:
+        why = "; ".join(f"{v.rule}: {v.reason}" for v in r.verdicts if v.effect == "deny")
+        return sent, [records.suppressed(did, "offer", f, OFFER_PLAN, MODEL_VERSION, run.calls,
+                                         outcome, [sku], f"offer of {sku} refused by policy "
+                                         f"({why})", run.fallbacks)]
+    discount = r.discounts[0]
+    rec = records.base(did, "offer", f, OFFER_PLAN, MODEL_VERSION, False, run.calls, outcome,
+                       [sku])
+    rec["fallbacks"] = run.fallbacks
+    rec["explanation"] = (f"because you added {sku} to your cart; {available} in stock; "
+                          f"{discount}% within the price policy")
+    return (*sent, f.ts)[-MAX_SENT:], [Proposal(
+        sku, f.user_id, did, f.ts, f.ts + OFFER_TTL_MS, discount, quote["price"],
+        quote["currency"], int(available or 0), f.event_id, rec)]
