@@ -177,7 +177,7 @@ def _journal_seq(path: Path) -> int:
 def journal_table(data: bytes, native: bool = True) -> pa.Table:
     """The archive table of a journal's text (one record per line; a line that is not
     JSON, cut short by a kill, is skipped). Native when built and ``native``, else the
-    Python reference; both give the same table (``tests/test_record_archive.py``).
+    Python reference; both give the same table (``tests/connectors/test_record_archive.py``).
 
     >>> doc = {"id": "rec:1", "ts": 5, "suppressed": False, "output": {"items": ["A"]}}
     >>> t = journal_table(orjson.dumps(doc) + b"\\n" + b'{"id": "cut', native=False)

@@ -20,7 +20,7 @@ the same flow can replay real traffic:
 
 A header line decodes to ``[]``. Any other input, whatever its bytes, raises ``ValueError``
 with the reason (the caller turns it into a dead letter): ids must be non-empty strings or
-integers, times finite numbers, nesting and sizes bounded. ``tests/test_decoder_fuzz.py``
+integers, times finite numbers, nesting and sizes bounded. ``tests/features/test_decoder_fuzz.py``
 holds every format to that with thousands of generated inputs.
 
 >>> decode_record("otto", b'{"session":1,"events":[{"aid":null,"ts":1,"type":"clicks"}]}', 0)

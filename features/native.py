@@ -5,7 +5,7 @@ folds of ``features.user_features``, ``features.item_features`` and
 ``features.covisitation`` with one more method,
 ``new_shard()``: a native shard that holds every entity state of one shard and applies a
 whole batch in one call (``operators.sharded_fold`` uses it when present). The Python
-``apply``/``rows`` stay the reference: ``tests/test_native_folds.py`` feeds both the same
+``apply``/``rows`` stay the reference: ``tests/features/test_native_folds.py`` feeds both the same
 inputs and requires the same outputs, field for field.
 
 Between native shards, co-visitation pairs (user → co-visitation step) and affinity hints

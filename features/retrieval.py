@@ -6,7 +6,7 @@
 
 These are the reference implementations. ``kernels(native=True)`` returns the same
 functions backed by ``bespoke_native`` (Rust) when it is built: same arithmetic in the same
-order, equal results to the last bit (``tests/test_retrieval.py`` compares them on random
+order, equal results to the last bit (``tests/features/test_retrieval.py`` compares them on random
 inputs); an input the native code would read differently from Python's ``float()`` makes it
 run the reference instead.
 

@@ -210,7 +210,7 @@ def bench_redis_writes(runs: int = 3, writes: int = 50_000, batch: int = 1000) -
     """Pipelined newest-wins writes (Lua) into a real Redis on loopback."""
     from connectors.redis_store import RedisStore
     from features.store import StoreWrite
-    from tests.infra import redis_server
+    from scripts.servers import redis_server
 
     ops = [StoreWrite("user", f"U{i % 20_000}", "user_activity_v1",
                       {"views_1h": i % 7, "views_24h": i % 50, "as_of": i}, 1_000 + i, 3600)
@@ -289,7 +289,7 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0, runs: int = 3,
                     max_runs_n: int = 3, lat_runs: int = 3, warmup_s: float = 3.0) -> Figure:
     """Decisions/s (embedded) and trigger→decision latency through Kafka at half load."""
     from connectors.file_sink import read_channel
-    from tests.infra import kafka_server, redis_server
+    from scripts.servers import kafka_server, redis_server
 
     path, n = _generated(events)
     figs: Figure = {}
@@ -428,8 +428,8 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
     from connectors.kafka_admin import ensure_topics, produce_all
     from connectors.kafka_sink import producer_config
     from features.channels import NAMES as CHANNELS
-    from tests.infra import BROKER_PIDS
-    from tests.kafka_util import consume_all
+    from scripts.kafka_util import consume_all
+    from scripts.servers import BROKER_PIDS
 
     n_catalog = next(i for i, r in enumerate(recs) if r.type not in ("catalog", "inventory"))
     prefix = f"bench{delivery}{k}{int(time.time())}."

@@ -11,7 +11,7 @@ import pytest
 # it starts, which inherit the environment) uses this one
 os.environ.setdefault("BESPOKE_PSEUDONYM_KEY", "bespoke-test-suite-pseudonym-key")
 
-from tests.infra import kafka_server, redis_server  # noqa: E402
+from scripts.servers import kafka_server, redis_server  # noqa: E402
 
 
 def pytest_sessionstart(session) -> None:

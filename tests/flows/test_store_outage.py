@@ -18,7 +18,7 @@ from connectors.store_sink import store_factory
 from features.store import StorePurge, StoreWrite
 from flows.main import RunConfig, run
 from flows.settings import Settings
-from tests.infra import free_port, redis_process
+from scripts.servers import free_port, redis_process
 
 pytestmark = pytest.mark.redis
 
@@ -98,7 +98,7 @@ def test_a_15s_pause_mid_run_degrades_decisions_and_loses_no_feature_write(tmp_p
                                     malformed_rate=0.0)).records())
     events = tmp_path / "events.jsonl"
     write_jsonl(str(events), recs)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     with redis_process() as (url, server):
         client = redis.Redis.from_url(url)
         env = {**os.environ, "BESPOKE_REDIS_TIMEOUT_S": "0.5", "BESPOKE_PROGRESS_EVERY_S": "0"}

@@ -13,7 +13,7 @@ from policies.lifecycle import PolicyEngine, canary_bucket, record_fields
 from policies.pack import PackError, load_pack
 from policies.privacy import pseudonymize
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = (ROOT / "policies" / "packs" / "default.toml").read_text()
 NOW = 1_700_000_000_000
 USER = UserContext("u1", frozenset({"personalization", "marketing"}), age=30, region="FR")

@@ -11,6 +11,7 @@ from connectors.redis_store import RedisStore
 from features.channels import NAMES as CHANNELS
 from flows.main import RunConfig, run
 from flows.settings import Settings
+from scripts.kafka_util import consume_all
 from tests.flow_checks import (
     ITEM_COUNT,
     USER_COUNT,
@@ -18,7 +19,6 @@ from tests.flow_checks import (
     counts_in_store,
     expected_counts,
 )
-from tests.kafka_util import consume_all
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 
@@ -91,7 +91,7 @@ def test_two_processes_over_kafka_partitions(kafka_bootstrap, redis_url, redis_c
     import subprocess
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     in_topic = f"{topic_prefix}events"
     ensure_topics(kafka_bootstrap, {in_topic: 4} | {f"{topic_prefix}{ch}": 4 for ch in CHANNELS})
     recs = list(Generator(GenConfig(seed=33, users=300, items=100, events=3000,

@@ -21,6 +21,7 @@ from connectors.generator import GenConfig, Generator
 from connectors.kafka_admin import ensure_topics, produce_all
 from connectors.record_archive import read_archive
 from connectors.redis_store import RedisStore
+from scripts.kafka_util import consume_all
 from tests.flow_checks import (
     ITEM_COUNT,
     USER_COUNT,
@@ -28,10 +29,9 @@ from tests.flow_checks import (
     counts_in_store,
     expected_counts,
 )
-from tests.kafka_util import consume_all
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _written(bootstrap: str, topic: str, parts: int) -> int:

@@ -9,7 +9,7 @@ from features.definitions import FEED_VIEW, REGISTRY, USER_ACTIVITY
 from features.registry import FeatureField, Registry, RegistryError
 from scripts.export_registry import EXPORT, LOCK, render_export
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_definitions_match_the_released_lock():

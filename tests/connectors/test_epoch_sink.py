@@ -1,7 +1,7 @@
 """Epoch-confirmed outputs (``connectors.epoch_sink``): each worker writes what it made, and
 everything written is confirmed by the epoch's snapshot, so an abort and resume loses
 nothing that a committed epoch wrote. The writers here are fakes; the real Kafka and Redis
-writers run in tests/test_recovery.py and tests/test_kafka_flow.py."""
+writers run in tests/flows/test_recovery.py and tests/flows/test_kafka_flow.py."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import pytest
 from features.events import AddToCart, Click, Order, PageView
 from features.validate import RawRecord, validate_record
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "otto-sample"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "otto-sample"
 
 
 def _rec(line: bytes, offset: int = 0, source: str = "f") -> RawRecord:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OTTO = ROOT.parent / "shared" / "data" / "otto-sample" / "train-excerpt.jsonl"
 
 

@@ -22,7 +22,7 @@ from connectors.record_archive import (
 from features.channels import DECISION_RECORDS
 from features.events import DecisionRecord, Outgoing, event_doc, outgoing_doc
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _record(i: int) -> Outgoing:
@@ -79,7 +79,7 @@ def test_a_killed_worker_loses_no_record(tmp_path):
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
         from pathlib import Path
-        from tests.test_record_archive import _record
+        from tests.connectors.test_record_archive import _record
         from connectors.record_archive import _ArchivePartition
         part = _ArchivePartition(Path({str(tmp_path)!r}), worker=1, rows_per_file=100)
         for i in range(0, 250, 10):

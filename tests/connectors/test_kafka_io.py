@@ -13,7 +13,7 @@ from connectors.kafka_admin import ensure_topics, produce_all
 from connectors.kafka_sink import CheckedKafkaSink, DeliveryFailed, epoch_kafka_sink
 from connectors.kafka_source import KafkaRawSource
 from features.events import Outgoing
-from tests.kafka_util import consume_all
+from scripts.kafka_util import consume_all
 
 pytestmark = [pytest.mark.kafka]
 

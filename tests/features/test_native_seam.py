@@ -8,7 +8,7 @@ import pytest
 
 from features.native_ext import ext
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STUB = ROOT / "native" / "bespoke_native.pyi"
 
 

@@ -13,7 +13,7 @@ from features.events import (
     to_json_bytes,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _view(**kw):
