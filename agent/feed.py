@@ -19,7 +19,7 @@ it changed, and every decision is recorded.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from agent.plans import AGENT_SCOPES, Plan, PlanRun, Step, run_plans
 from agent.records import Records, record_out, sources_text
@@ -81,20 +81,28 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
     return [(f, [], NONE_FOUND) if f.erased else pick(f, next(runs)) for f in feats]
 
 
+def choose_feed(gate, eng: PolicyEngine, user, ts: int, ranked: list[tuple[str, float]],
+                k: int) -> tuple[list[str], list[int], Any]:
+    """The policy-checked top ``k`` of ranked candidates: (their skus, the chosen
+    positions, the engine's outcome). None are chosen when the policy suppresses the feed
+    or the user has no personalization consent (the app's default applies)."""
+    skus = [s for s, _ in ranked]
+    cands = gate.candidates(skus)
+    outcome = eng.evaluate(user, "recommend", cands, ts)
+    r = outcome.result
+    if r.suppressed or not r.personalized:
+        return skus, [], outcome
+    return skus, eng.packs[f"{r.pack}@{r.version}"].select(r, r.allowed, cands, k), outcome
+
+
 def decide_feed(ctx, last: tuple[str, ...] | None, f: UserFeatures,
                 ranked: list[tuple[str, float]], found: Retrieval, eng: PolicyEngine,
                 user) -> tuple[tuple[str, ...] | None, list]:
     """The feed decision for one trigger: (the feed now sent to the user, outputs).
     ``ctx``: the decision context (``agent.decide.DecisionFold``: gate, k, ttl, records)."""
     records: Records = ctx.records
-    skus = [s for s, _ in ranked]
-    cands = ctx.gate.candidates(skus)
-    outcome = eng.evaluate(user, "recommend", cands, f.ts)
+    skus, chosen, outcome = choose_feed(ctx.gate, eng, user, f.ts, ranked, ctx.k)
     r = outcome.result
-    if r.suppressed or not r.personalized:
-        chosen: list[int] = []  # the app shows its non-personalized default
-    else:
-        chosen = eng.packs[f"{r.pack}@{r.version}"].select(r, r.allowed, cands, ctx.k)
     picked = tuple([skus[i] for i in chosen])
     model = MODEL_VERSION if r.personalized else NON_PERSONALIZED
     # nothing new to say (the same feed, or every candidate denied): no feed update, yet

@@ -30,6 +30,11 @@ from policies.pack import PackError, load_pack
 POLICY_ACTIONS = ("switch_policy", "shadow_policy", "canary_policy", "rollback_policy")
 
 
+def _price(v) -> float | None:
+    """A known price, or None (unknown is unknown: never 0)."""
+    return None if v is None or v == "" else float(v)
+
+
 class PolicyGate:
     """Builds engines from pack files and candidates from the store (one per process)."""
 
@@ -90,7 +95,7 @@ class PolicyGate:
         category) of an item's store row."""
         cat = r.get(col.CATEGORY, "")
         return (cat, r.get(col.BRAND, ""),
-                float(r.get(col.PRICE, r.get(col.CATALOG_PRICE, 0.0))),
+                _price(r.get(col.PRICE, r.get(col.CATALOG_PRICE))),
                 r.get(col.AVAILABLE), int(r.get(col.MIN_AGE, 0)),
                 tuple(x for x in str(r.get(col.REGIONS, "")).split(",") if x),
                 bool(r.get(col.OPTIONS)), top_category(cat))

@@ -37,7 +37,7 @@ from datetime import datetime
 
 import orjson
 
-FORMATS = ("native", "otto", "yoochoose", "retailrocket", "movielens")
+FORMATS = ("native", "otto", "yoochoose", "retailrocket", "movielens", "diginetica")
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # one dataset record (an OTTO session line can be long)
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01, the contract's bound
 
@@ -179,7 +179,28 @@ def _movielens(line: bytes, offset: int) -> list[dict]:
     return out
 
 
+def _diginetica(line: bytes, offset: int) -> list[dict]:
+    """CIKM Cup 2016 (DIGINETICA) item views: ``sessionId;userId;itemId;timeframe;eventdate``
+    (time = the day plus ``timeframe`` ms); the session is the key (``userId`` is mostly
+    ``NA``)."""
+    cols = _cols(line, ";")
+    if cols[0] == "sessionId":
+        return []  # header
+    if len(cols) != 5:
+        raise ValueError(f"expected 5 columns, got {len(cols)}")
+    sess, _, item, frame, day = cols
+    sess = _id(sess, "sessionId")
+    if not frame.isdigit() or len(frame) > 12:
+        raise ValueError(f"timeframe {frame!r:.40} is not a number of ms")
+    ts = _iso_ms(day) + int(frame)
+    if ts > MAX_TS_MS:
+        raise ValueError(f"time {day!r:.20} + {frame!r:.20} out of range")
+    return [{"type": "page_view", "event_id": f"dg:{offset}", "ts": ts, "user_id": sess,
+             "session_id": sess, "sku": _id(item, "itemId")}]
+
+
 DECODERS: dict[str, Callable[[bytes, int], list[dict]]] = {
+    "diginetica": _diginetica,
     "otto": _otto,
     "yoochoose": _yoochoose,
     "retailrocket": _retailrocket,

@@ -1,5 +1,5 @@
-"""Command line: ``python -m flows demo|run|replay|generate|sign-control`` (see ``--help``
-of each)."""
+"""Command line: ``python -m flows demo|run|replay|evaluate|generate|sign-control`` (see
+``--help`` of each)."""
 
 from __future__ import annotations
 
@@ -138,6 +138,18 @@ def cmd_sign_control(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    """Prequential next-item evaluation against the baselines (``flows.evaluate``)."""
+    from flows.evaluate import evaluate, table, write
+
+    res = evaluate(a.input, a.format, tuple(a.k), Settings(), a.policy, a.exclude_seen,
+                   progress=not a.quiet)
+    print(table(res))
+    if a.out:
+        write(res, a.out)
+    return 0
+
+
 def _add_gen_args(p: argparse.ArgumentParser, events: int) -> None:
     p.add_argument("--events", type=int, default=events)
     p.add_argument("--users", type=int, default=2000)
@@ -181,6 +193,18 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--workers", "-w", type=int, default=1)
     rp.add_argument("--progress", type=float, default=5.0)
     rp.set_defaults(func=cmd_replay)
+
+    ev = sub.add_parser("evaluate", help="prequential next-item evaluation of the feed "
+                                         "against baselines, in event time")
+    ev.add_argument("--input", nargs="+", required=True)
+    ev.add_argument("--format", choices=FORMATS, default="native")
+    ev.add_argument("--k", nargs="+", type=int, default=[10, 20])
+    ev.add_argument("--policy", default="replay", help="policy pack (name or name@version)")
+    ev.add_argument("--exclude-seen", action="store_true",
+                    help="never recommend an item the key interacted with (ratings)")
+    ev.add_argument("--out", default=None, help="write the results as JSON")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_evaluate)
 
     g = sub.add_parser("generate", help="write seeded events to a file or to Kafka")
     g.add_argument("--out", required=True, help="a .jsonl(.gz) path or 'kafka'")

@@ -65,7 +65,7 @@ class Candidates:
     skus: list[str]
     categories: list[str]
     brands: list[str]
-    prices: list[float]
+    prices: list[float | None]  # None: unknown (no price or catalog event yet)
     available: list[int | None]
     unit_costs: list[float | None] = field(default_factory=list)
     discounts: list[float] = field(default_factory=list)  # proposed discount %, 0 = none
@@ -129,6 +129,7 @@ REASONS = {
     "stock_unknown": "no stock information for this item",
     "above_max_price": "price {price} is above the ceiling {max_price}",
     "below_min_price": "price {price} is below the floor {min_price}",
+    "price_unknown": "no price information for this item",
     "discount_clamped": "discount {discount_pct}% reduced to the maximum {allowed_pct}%",
     "margin_too_low": "no discount keeps the margin at {min_margin_pct}% (cost {unit_cost})",
     "blocked_category": "category {category} is blocked",
@@ -265,7 +266,9 @@ class CompiledPack:
         new = tuple.__new__  # builds a V without the NamedTuple constructor's overhead
         for r in stock_rules:
             need = r.params.min_available  # type: ignore[attr-defined]
-            for i in [i for i, a in enumerate(avail) if a is None or a < need]:
+            unknown_ok = r.params.on_unknown == "allow"  # type: ignore[attr-defined]
+            for i in [i for i, a in enumerate(avail)
+                      if (a is None and not unknown_ok) or (a is not None and a < need)]:
                 a = avail[i]
                 deny(i, new(V, (r.id, r.priority, "deny", i, "stock_unknown", ())) if a is None
                      else new(V, (r.id, r.priority, "deny", i, "out_of_stock",
@@ -291,15 +294,23 @@ class CompiledPack:
             if max_p is not None:
                 lim, r = max_p
                 for i in idx:
-                    if prices[i] > lim:
+                    price = prices[i]
+                    if price is None:
+                        if r.params.on_unknown == "deny":  # type: ignore[attr-defined]
+                            deny(i, new(V, (r.id, r.priority, "deny", i, "price_unknown", ())))
+                    elif price > lim:
                         deny(i, new(V, (r.id, r.priority, "deny", i, "above_max_price",
-                                        (("price", prices[i]), ("max_price", lim)))))
+                                        (("price", price), ("max_price", lim)))))
             if min_p is not None:
                 lim, r = min_p
                 for i in idx:
-                    if prices[i] < lim:
+                    price = prices[i]
+                    if price is None:
+                        if r.params.on_unknown == "deny":  # type: ignore[attr-defined]
+                            deny(i, new(V, (r.id, r.priority, "deny", i, "price_unknown", ())))
+                    elif price < lim:
                         deny(i, new(V, (r.id, r.priority, "deny", i, "below_min_price",
-                                        (("price", prices[i]), ("min_price", lim)))))
+                                        (("price", price), ("min_price", lim)))))
             if max_d is not None:
                 cap, r = max_d
                 for i in idx:
@@ -314,7 +325,7 @@ class CompiledPack:
                 m = 1 + margin / 100
                 for i in idx:
                     cost, price = costs[i], prices[i]
-                    if cost is None or price <= 0:
+                    if cost is None or price is None or price <= 0:
                         continue
                     floor = cost * m
                     d = discounts[i]

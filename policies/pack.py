@@ -46,6 +46,8 @@ class ConsentParams(_Params):
 
 class StockParams(_Params):
     min_available: int = Field(1, ge=0)
+    on_unknown: Literal["deny", "allow"] = Field(
+        "deny", description="an item whose stock is unknown (no inventory event yet)")
 
 
 class PriceParams(_Params):
@@ -54,6 +56,8 @@ class PriceParams(_Params):
     min_price: float | None = Field(None, ge=0)
     max_discount_pct: float | None = Field(None, ge=0, le=100)
     min_margin_pct: float | None = Field(None, ge=-100, le=100)
+    on_unknown: Literal["deny", "allow"] = Field(
+        "deny", description="an item whose price is unknown, under a price limit")
 
 
 class FrequencyCapParams(_Params):

@@ -60,12 +60,13 @@ def _native_like(draw) -> bytes:
 
 _cell = st.one_of(st.text(max_size=12), st.sampled_from(
     ["1", "0", "-1", "nan", "inf", "1e400", "2014-04-07T10:51:09.277Z", "9999-12-31T23:59:59",
+     "2016-05-09", "NA", "999999999999",
      "0001-01-01T00:00:00", "view", "addtocart", "transaction", "5", "", " "]))
 
 
 @st.composite
 def _delimited(draw) -> bytes:
-    sep = draw(st.sampled_from([",", "\t", " "]))
+    sep = draw(st.sampled_from([",", "\t", " ", ";"]))
     return sep.join(draw(st.lists(_cell, min_size=0, max_size=7))).encode(
         "utf-8", "surrogatepass")
 
@@ -113,6 +114,9 @@ CRASHERS = [
     ("yoochoose", b"1,2014-04-07T10:51:09.277Z,1,inf,1e300"),
     ("retailrocket", b"1e400,1,view,2,"),
     ("movielens", b"1 2 x 4"),
+    ("diginetica", b"1;NA;2;99999999999;9999-12-31"),
+    ("diginetica", b"1;NA;2;-5;2016-05-09"),
+    ("diginetica", b"1;NA;;5;2016-05-09"),
 ]
 
 

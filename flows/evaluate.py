@@ -1,0 +1,289 @@
+"""``python -m flows evaluate``: prequential next-item evaluation of Bespoke's feed against
+simple baselines, on the same events, in event time.
+
+The events of the input files are decoded (any format), ordered by event time (file order
+breaks ties) and replayed one by one through the live flow's own parts: the feature folds
+(item, category, user, co-visitation; every change mirrored to an in-process store at once),
+the candidate retrieval plan and its tools, the scorer, and the policy engine with its
+feed selection (the ``replay`` pack by default: consent assumed, unknown stock and price
+allowed). Before each behaviour event of a key that has an earlier one, the feed the key was
+last served and each baseline's list (``agent.baselines``) are scored against the event's
+item (``agent.prequential``); then the event is learned.
+
+Deterministic: the same input gives the same numbers. Nothing reads a wall clock (the tool
+runtime runs on a frozen clock, so no call is ever timed out or rate limited; the store is
+read directly, without the live flow's caches).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.baselines import Recommender, all_baselines
+from agent.feed import choose_feed, retrieve
+from agent.policy_gate import PolicyGate
+from agent.prequential import Scoreboard
+from agent.store_tools import store_tools
+from agent.tools import ToolRuntime
+from connectors.memory_store import MemoryStore
+from connectors.policy_packs import read_pack_files
+from features.category_features import CategoryFold, CategoryInput
+from features.covisitation import CovisFold
+from features.events import LateEvent
+from features.interactions import AffinityHint, UserEvent, item_inputs, user_inputs
+from features.item_features import ItemFold
+from features.score import MODEL_VERSION, rank
+from features.store import StoreOp, StorePurge, StoreWrite
+from features.user_features import UserFeatures, UserFold
+from features.validate import RawRecord, validate_record
+from flows.settings import Settings
+from policies.evaluate import UserContext
+
+BEHAVIOUR = ("page_view", "click", "add_to_cart", "order")
+Event = tuple[int, int, list[tuple], list[tuple]]  # (ts, order, item inputs, user inputs)
+
+
+def read_events(paths: list[str], fmt: str) -> tuple[list[Event], int]:
+    """Every valid event of the files, in event time; and the count of dead letters."""
+    events: list[Event] = []
+    dead = 0
+    seq = 0
+    for path in paths:
+        with open(path, "rb") as fh:
+            for off, line in enumerate(fh):
+                evs, bad = validate_record(RawRecord(path, 0, off, line.rstrip(b"\r\n"), 0),
+                                           fmt)
+                dead += len(bad)
+                for ev in evs:
+                    events.append((ev.ts, seq, item_inputs(ev), user_inputs(ev)))
+                    seq += 1
+    events.sort(key=lambda e: (e[0], e[1]))
+    return events, dead
+
+
+def _pack_ref(gate_files: list[tuple[str, str]], name: str) -> str:
+    """``name`` (a pack, or ``pack@version``) as the newest loaded version's ref."""
+    if "@" in name:
+        return name
+    probe = PolicyGate(gate_files, None, lambda: MemoryStore())
+    versions = sorted(ref for ref in probe.packs if ref.split("@")[0] == name)
+    if not versions:
+        raise ValueError(f"no policy pack named {name!r} (have {sorted(probe.packs)})")
+    return versions[-1]
+
+
+class _Rows:
+    """The store's rows for the agent, the same object until the row changes (so the
+    policy gate's facts of a row are parsed once): the replay invalidates what it writes."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.rows: dict[tuple[str, str], dict | None] = {}
+
+    def read_many(self, entity: str, keys: list[str]) -> list:
+        rows = self.rows
+        out = []
+        missing = [k for k in keys if (entity, k) not in rows]
+        if missing:
+            for k, r in zip(missing, self.store.read_many(entity, missing), strict=True):
+                rows[(entity, k)] = r
+        for k in keys:
+            out.append(rows[(entity, k)])
+        return out
+
+    def apply(self, ops: list[StoreOp]) -> None:
+        self.store.apply(ops)
+        for o in ops:
+            if type(o) is StorePurge and o.prefix:
+                self.rows = {k: v for k, v in self.rows.items()
+                             if not (k[0] == o.entity and k[1].startswith(o.key))}
+            else:
+                self.rows.pop((o.entity, o.key), None)
+
+
+@dataclass
+class Replay:
+    """The live flow's folds, tools, scorer and policy, driven one event at a time."""
+
+    settings: Settings
+    policy: str = "replay"
+    exclude_seen: bool = False
+    k: int = 20
+    store: MemoryStore = field(default_factory=MemoryStore)
+    late: int = 0
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        lateness = int(s.allowed_lateness_s * 1000)
+        self.item, self.cat = ItemFold(lateness), CategoryFold()
+        self.user, self.covis = UserFold(lateness, None, True), CovisFold()
+        self.states: dict[str, dict] = {"item": {}, "cat": {}, "user": {}, "covis": {}}
+        files = read_pack_files(s.policy_dir)
+        self.rows = _Rows(self.store)
+        self.gate = PolicyGate(files, _pack_ref(files, self.policy), lambda: self.rows,
+                               native=s.native_kernels)
+        self.engine = self.gate.ensure(self.gate.new_engine())
+        # a frozen clock: no call is timed out or rate limited (same input, same output)
+        self.runtime = ToolRuntime(store_tools(self.rows, s.native_kernels), clock=lambda: 0.0)
+        self.served: dict[str, list[str]] = {}
+
+    # ------------------------------------------------------------------ folds
+    def _fold(self, fold, name: str, key: str, x) -> list:
+        states = self.states[name]
+        st = states.get(key)
+        if st is None:
+            st = states[key] = fold.new()
+        out = fold.apply(st, x)
+        if getattr(st, "erased", False):
+            del states[key]
+            return out
+        return out + fold.rows(st, key)
+
+    def _route(self, outs: list, decisions: list[UserFeatures]) -> None:
+        store: list[StoreOp] = []
+        for o in outs:
+            t = type(o)
+            if t is StoreWrite or t is StorePurge:
+                store.append(o)
+            elif t is AffinityHint:
+                self._route(self._fold(self.user, "user", o.user_id, o), decisions)
+            elif t is CategoryInput:
+                store += self._fold(self.cat, "cat", o.category, o)
+            elif t is UserFeatures:
+                decisions.append(o)
+            elif t is tuple:  # a co-visitation pair
+                store += self._fold(self.covis, "covis", o[0], o)
+            elif t is LateEvent:
+                self.late += 1
+        if store:
+            self.rows.apply(store)
+
+    def learn(self, items: list[tuple], users: list[tuple]) -> list[UserFeatures]:
+        decisions: list[UserFeatures] = []
+        for x in items:
+            self._route(self._fold(self.item, "item", x[0], x), decisions)
+        for x in users:
+            self._route(self._fold(self.user, "user", x[0], x), decisions)
+        return decisions
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, f: UserFeatures, seen: set[str] | None) -> None:
+        """The feed the live flow would send after ``f``'s event (kept when unchanged or
+        when every candidate is denied, as the live flow does)."""
+        if f.erased:
+            self.served.pop(f.user_id, None)
+            return
+        if seen is not None:  # items the key interacted with are not recommended again
+            f = f._replace(purchased=tuple(seen))
+        limit = max(self.settings.candidates_scored, self.k)
+        ((_, items, _),) = retrieve([f], self.runtime, limit, self.settings.native_kernels)
+        ranked = rank(items, limit)
+        user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
+                           sent={"push": ()})
+        skus, chosen, _ = choose_feed(self.gate, self.engine, user, f.ts, ranked, self.k)
+        if chosen:
+            self.served[f.user_id] = [skus[i] for i in chosen]
+
+
+def _target(x: tuple) -> str | None:
+    return x.lines[0][0] if type(x) is UserEvent and x.kind in BEHAVIOUR and x.lines else None
+
+
+def evaluate(paths: list[str], fmt: str, ks: tuple[int, ...] = (10, 20),
+             settings: Settings | None = None, policy: str = "replay",
+             exclude_seen: bool = False, baselines: list[Recommender] | None = None,
+             progress: bool = False) -> dict:
+    """Scores of Bespoke's feed and of the baselines (see the module docstring)."""
+    s = settings or Settings(_env_file=None)
+    t0 = time.perf_counter()
+    events, dead = read_events(paths, fmt)
+    read_s = time.perf_counter() - t0
+    kmax = max(ks)
+    replay = Replay(s, policy, exclude_seen, kmax)
+    recs = all_baselines() if baselines is None else baselines
+    board = Scoreboard(ks)
+    history: dict[str, list[str]] = {}
+    seen: dict[str, set[str]] = {}
+    last: dict[str, tuple[str, int]] = {}
+    items: set[str] = set()
+    t1 = time.perf_counter()
+    for _, _, item_in, user_in in _progress(events, progress):
+        for x in item_in:
+            items.add(x[0])
+        for x in user_in:
+            sku = _target(x)
+            if sku is None:
+                continue
+            key = x[0]
+            hist = history.get(key)
+            # a record decoded as two events of one interaction (a MovieLens rating: a view,
+            # and a click when liked) is one target
+            if hist and last.get(key) != (sku, x[2]):
+                known = seen[key]
+                board.target(sku in known)
+                skip = known if exclude_seen else None
+                board.add("bespoke", replay.served.get(key, []), sku)
+                for r in recs:
+                    got = r.recommend(key, hist, kmax + (len(known) if skip else 0))
+                    board.add(r.name, [i for i in got if not skip or i not in skip][:kmax], sku)
+        for f in replay.learn(item_in, user_in):
+            replay.decide(f, seen.get(f.user_id) if exclude_seen else None)
+        for x in user_in:
+            sku = _target(x)
+            if sku is None:
+                continue
+            key = x[0]
+            history.setdefault(key, []).append(sku)
+            last[key] = (sku, x[2])
+            if len(history[key]) > 200:
+                del history[key][:100]
+            seen.setdefault(key, set()).add(sku)
+            for r in recs:
+                r.learn(key, sku, x[2])
+    secs = time.perf_counter() - t1
+    return {"input": [str(Path(p)) for p in paths], "format": fmt, "events": len(events),
+            "dead_letters": dead, "late_events": replay.late, "keys": len(history),
+            "items": len(items), "targets": board.targets, "seen_share": board.seen_share,
+            "policy": replay.gate.active, "model_version": MODEL_VERSION,
+            "exclude_seen": exclude_seen,
+            "events_per_s": round(len(events) / secs) if secs else None,
+            "read_s": round(read_s, 2), "replay_s": round(secs, 2),
+            "results": board.result(len(items))}
+
+
+def _progress(events: list[Event], on: bool) -> Iterator[Event]:
+    n, t0 = len(events), time.perf_counter()
+    for i, e in enumerate(events):
+        if on and i % 5000 == 0 and i:
+            rate = i / (time.perf_counter() - t0)
+            bar = "#" * int(30 * i / n)
+            print(f"\r[{bar:<30}] {i:,}/{n:,} events, {rate:,.0f}/s", end="", file=sys.stderr,
+                  flush=True)
+        yield e
+    if on:
+        print(f"\r[{'#' * 30}] {n:,}/{n:,} events{' ' * 20}", file=sys.stderr, flush=True)
+
+
+def table(res: dict) -> str:
+    """The results as a text table, best HR first."""
+    ks = sorted({int(k.split("@")[1]) for r in res["results"].values() for k in r
+                 if k.startswith("hr@")})
+    cols = [f"{m}@{k}" for k in ks for m in ("hr", "mrr")] + [f"coverage@{ks[0]}"]
+    rows = sorted(res["results"].items(), key=lambda kv: -kv[1][cols[0]])
+    lines = [f"{'recommender':<20}" + "".join(f"{c:>13}" for c in cols)]
+    for name, r in rows:
+        lines.append(f"{name:<20}" + "".join(f"{r[c]:>13.4f}" for c in cols))
+    lines.append(f"{res['targets']:,} targets over {res['keys']:,} keys and {res['items']:,} "
+                 f"items; {res['seen_share']:.1%} of targets seen before by their key; "
+                 f"policy {res['policy']}; {res['events_per_s']:,} events/s")
+    return "\n".join(lines)
+
+
+def write(res: dict, out: str) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
