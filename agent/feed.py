@@ -56,6 +56,7 @@ class Retrieval(NamedTuple):
     calls: list[dict]
     fallbacks: list[str]
     sources: dict[str, str]  # sku -> the source that found it first (by weight)
+    lists: dict[str, dict[str, float]] = {}  # source -> sku -> its score there (a ranker's)
 
 
 Retrieved = tuple[UserFeatures, list[tuple[str, float]], Retrieval]
@@ -63,9 +64,10 @@ NONE_FOUND = Retrieval([], [], {})
 
 
 def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
-             native: bool = True) -> list[Retrieved]:
+             native: bool = True, lists: bool = False) -> list[Retrieved]:
     """The candidates of each user event (erasures get none). Each retrieval tool is one
-    governed call for all the users (``run_plans``), each user keeping its own records."""
+    governed call for all the users (``run_plans``), each user keeping its own records.
+    ``lists``: keep each source's scores (``Retrieval.lists``, for a learned ranker)."""
     merge = kernels(native).merge
     live = [f for f in feats if not f.erased]
     runs = iter(run_plans(FEED_PLAN, runtime, AGENT_SCOPES,
@@ -76,7 +78,10 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
     def pick(f: UserFeatures, run: PlanRun) -> Retrieved:
         found = {sid: run.outputs[sid]["items"] for sid in _STEPS if sid in run.outputs}
         items, sources = merge(f.interests, found, set(f.purchased), limit)
-        return f, items, Retrieval(run.calls, run.fallbacks, sources)
+        if not lists:
+            return f, items, Retrieval(run.calls, run.fallbacks, sources)
+        return f, items, Retrieval(run.calls, run.fallbacks, sources,
+                                   {src: dict(v) for src, v in found.items()})
 
     return [(f, [], NONE_FOUND) if f.erased else pick(f, next(runs)) for f in feats]
 

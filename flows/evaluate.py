@@ -28,6 +28,7 @@ from agent.baselines import Recommender, all_baselines
 from agent.feed import choose_feed, retrieve
 from agent.policy_gate import PolicyGate
 from agent.prequential import Scoreboard
+from agent.ranker import LearnedRanker
 from agent.store_tools import store_tools
 from agent.tools import ToolRuntime
 from connectors.memory_store import MemoryStore
@@ -114,6 +115,7 @@ class Replay:
     policy: str = "replay"
     exclude_seen: bool = False
     k: int = 20
+    ranker: LearnedRanker | None = None
     store: MemoryStore = field(default_factory=MemoryStore)
     late: int = 0
 
@@ -131,6 +133,7 @@ class Replay:
         # a frozen clock: no call is timed out or rate limited (same input, same output)
         self.runtime = ToolRuntime(store_tools(self.rows, s.native_kernels), clock=lambda: 0.0)
         self.served: dict[str, list[str]] = {}
+        self.pending: dict[str, tuple[list[tuple[float, ...]], list[str]]] = {}
 
     # ------------------------------------------------------------------ folds
     def _fold(self, fold, name: str, key: str, x) -> list:
@@ -172,6 +175,13 @@ class Replay:
         return decisions
 
     # ------------------------------------------------------------------ decisions
+    def outcome(self, key: str, sku: str) -> None:
+        """The key's next item, for the ranker: learned against the candidates of the
+        decision served before it."""
+        pending = self.pending.pop(key, None)
+        if self.ranker is not None and pending is not None:
+            self.ranker.learn(pending[0], pending[1], sku)
+
     def decide(self, f: UserFeatures, seen: set[str] | None) -> None:
         """The feed the live flow would send after ``f``'s event (kept when unchanged or
         when every candidate is denied, as the live flow does)."""
@@ -181,8 +191,14 @@ class Replay:
         if seen is not None:  # items the key interacted with are not recommended again
             f = f._replace(purchased=tuple(seen))
         limit = max(self.settings.candidates_scored, self.k)
-        ((_, items, _),) = retrieve([f], self.runtime, limit, self.settings.native_kernels)
+        ((_, items, found),) = retrieve([f], self.runtime, limit,
+                                        self.settings.native_kernels, lists=bool(self.ranker))
         ranked = rank(items, limit)
+        if self.ranker is not None:
+            feats = self.ranker.features(ranked, dict(f.interests), found.lists, f.recent,
+                                         f.cart)
+            self.pending[f.user_id] = (feats, [s for s, _ in ranked])
+            ranked = self.ranker.rank(ranked, feats)
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
                            sent={"push": ()})
         skus, chosen, _ = choose_feed(self.gate, self.engine, user, f.ts, ranked, self.k)
@@ -197,14 +213,14 @@ def _target(x: tuple) -> str | None:
 def evaluate(paths: list[str], fmt: str, ks: tuple[int, ...] = (10, 20),
              settings: Settings | None = None, policy: str = "replay",
              exclude_seen: bool = False, baselines: list[Recommender] | None = None,
-             progress: bool = False) -> dict:
+             progress: bool = False, learned: bool = True) -> dict:
     """Scores of Bespoke's feed and of the baselines (see the module docstring)."""
     s = settings or Settings(_env_file=None)
     t0 = time.perf_counter()
     events, dead = read_events(paths, fmt)
     read_s = time.perf_counter() - t0
     kmax = max(ks)
-    replay = Replay(s, policy, exclude_seen, kmax)
+    replay = Replay(s, policy, exclude_seen, kmax, LearnedRanker() if learned else None)
     recs = all_baselines() if baselines is None else baselines
     board = Scoreboard(ks)
     history: dict[str, list[str]] = {}
@@ -228,6 +244,7 @@ def evaluate(paths: list[str], fmt: str, ks: tuple[int, ...] = (10, 20),
                 board.target(sku in known)
                 skip = known if exclude_seen else None
                 board.add("bespoke", replay.served.get(key, []), sku)
+                replay.outcome(key, sku)
                 for r in recs:
                     got = r.recommend(key, hist, kmax + (len(known) if skip else 0))
                     board.add(r.name, [i for i in got if not skip or i not in skip][:kmax], sku)
@@ -249,7 +266,8 @@ def evaluate(paths: list[str], fmt: str, ks: tuple[int, ...] = (10, 20),
     return {"input": [str(Path(p)) for p in paths], "format": fmt, "events": len(events),
             "dead_letters": dead, "late_events": replay.late, "keys": len(history),
             "items": len(items), "targets": board.targets, "seen_share": board.seen_share,
-            "policy": replay.gate.active, "model_version": MODEL_VERSION,
+            "policy": replay.gate.active,
+            "model_version": replay.ranker.version if replay.ranker else MODEL_VERSION,
             "exclude_seen": exclude_seen,
             "events_per_s": round(len(events) / secs) if secs else None,
             "read_s": round(read_s, 2), "replay_s": round(secs, 2),

@@ -544,6 +544,71 @@ def _kafka_figures(delivery: str, n_events: int, max_runs: list[float], runs: li
     return figs
 
 
+def bench_ranker(runs: int = 5, decisions: int = 2000, n_cands: int = 50) -> Figure:
+    """The learned ranker (agent.ranker): features + scoring of 50 candidates per decision,
+    learning per outcome; and `flows evaluate` over generated events (every baseline)."""
+    import random
+
+    from agent.ranker import LearnedRanker
+    from flows.evaluate import evaluate
+
+    rnd = random.Random(3)
+    ranker = LearnedRanker()
+    sets = []
+    for _ in range(200):
+        skus = [f"S{rnd.randrange(5000)}" for _ in range(n_cands)]
+        ranked = sorted(((s, rnd.random() * 2) for s in skus), key=lambda x: -x[1])
+        lists = {src: {s: rnd.random() * 30 for s in rnd.sample(skus, 20)}
+                 for src in ("covis", "trending", "new")}
+        sets.append((ranked, {s: rnd.random() for s in skus[:10]}, lists, tuple(skus[:8]),
+                     tuple(skus[:2])))
+    for ranked, interests, lists, recent, cart in sets[:100]:  # a model with weights
+        feats = ranker.features(ranked, interests, lists, recent, cart)
+        ranker.learn(feats, [s for s, _ in ranked], ranked[rnd.randrange(n_cands)][0])
+
+    def score_once() -> float:
+        t0 = time.perf_counter()
+        for j in range(decisions):
+            ranked, interests, lists, recent, cart = sets[j % len(sets)]
+            ranker.rank(ranked, ranker.features(ranked, interests, lists, recent, cart))
+        return (time.perf_counter() - t0) / decisions * 1e6
+
+    feats_sets = [(ranker.features(*x), [s for s, _ in x[0]], x[0][7][0]) for x in sets]
+
+    def learn_once() -> float:
+        t0 = time.perf_counter()
+        for j in range(decisions):
+            feats, skus, target = feats_sets[j % len(feats_sets)]
+            ranker.learn(feats, skus, target)
+        return (time.perf_counter() - t0) / decisions * 1e6
+
+    score, score_vals = _median_runs(score_once, runs)
+    learn, learn_vals = _median_runs(learn_once, runs)
+    path, _ = _generated(30_000)
+
+    def evaluate_once() -> float:
+        res = evaluate([str(path)], "native", (10, 20), Settings(_env_file=None))
+        return float(res["events_per_s"])
+
+    ev, ev_vals = _median_runs(evaluate_once, 3)
+    return {
+        "ranker_score_us_per_decision": {
+            "value": round(score, 1), "unit": "µs/decision",
+            "how": f"median of {runs} runs ({', '.join(f'{v:.1f}' for v in score_vals)}) of "
+                   f"{decisions} decisions of {n_cands} candidates: features, then a dot "
+                   f"product over the River model's weights and the reordering"},
+        "ranker_learn_us_per_outcome": {
+            "value": round(learn, 1), "unit": "µs/outcome",
+            "how": f"median of {runs} runs ({', '.join(f'{v:.1f}' for v in learn_vals)}): "
+                   f"one positive and 8 negatives through River's LogisticRegression"},
+        "evaluate_events_per_s": {
+            "value": round(ev), "unit": "events/s",
+            "how": f"median of 3 runs ({', '.join(f'{v:,.0f}' for v in ev_vals)}) of "
+                   f"`flows evaluate` over 30k generated events, one thread: the feature "
+                   f"folds, retrieval, learned ranker and policy per event, and 5 baselines"},
+    }
+
+
 BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows right after it
     "yardstick": bench_yardstick,
     "feature_flow": bench_feature_flow,
@@ -552,6 +617,7 @@ BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows r
     "policy": bench_policy,
     "redis_writes": bench_redis_writes,
     "decisions": bench_decisions,
+    "ranker": bench_ranker,
 }
 
 
