@@ -39,7 +39,8 @@ class PolicyGate:
     """Builds engines from pack files and candidates from the store (one per process)."""
 
     def __init__(self, pack_files: list[tuple[str, str]], active: str | None,
-                 rows_factory: Callable[[], RowReader], native: bool = True) -> None:
+                 rows_factory: Callable[[], RowReader], native: bool = True,
+                 facts_factory: Callable[[RowReader], RowReader] | None = None) -> None:
         packs = {}
         for text, source in pack_files:
             try:
@@ -56,6 +57,10 @@ class PolicyGate:
             raise ValueError(f"active pack {self.active} is not among {sorted(packs)}")
         self._rows_factory = rows_factory
         self._rows: RowReader | None = None
+        # a cache of the facts derived from the rows (``facts_reader``), when the flow gives
+        # one: the hot path then skips the per-row memo below
+        self._facts_factory = facts_factory
+        self._facts_reader: RowReader | None = None
         self._facts: dict[str, tuple[object, tuple]] = {}  # sku -> (its row, facts of it)
         self._native = native
         self._lock = threading.Lock()
@@ -108,7 +113,19 @@ class PolicyGate:
                     self._rows = self._rows_factory()
         return self._rows
 
+    @staticmethod
+    def facts_of(row: dict | None) -> tuple:
+        """The facts of a store row (for a derived cache: ``facts_factory``)."""
+        return PolicyGate._parse_facts(row or {})
+
     def _item_facts(self, skus: list[str]) -> list[tuple]:
+        if self._facts_factory is not None:
+            if self._facts_reader is None:
+                reader = self._reader()
+                with self._lock:
+                    if self._facts_reader is None:
+                        self._facts_reader = self._facts_factory(reader)
+            return self._facts_reader.read_many("item", skus)
         rows = self._reader().read_many("item", skus)
         memo = self._facts
         out = []

@@ -128,7 +128,10 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
                           lambda: CachedRows(stores(), s.tool_cache_s, max_keys=200_000,
                                              stale_s=stale_s),
-                          native=s.native_kernels)
+                          native=s.native_kernels,
+                          facts_factory=lambda rows: CachedRows(
+                              rows, s.tool_cache_s, max_keys=200_000,
+                              derive=PolicyGate.facts_of))
         cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
                            s.candidates_scored, native=s.native_kernels, prefetch=gate)
         ranked = score("score", cands, s.candidates_scored)
