@@ -5,12 +5,13 @@ open-breaker source is skipped and recorded, the feed goes on; a source with not
 start from, no recent items or no categories yet, is not called):
 
 - the user's recent interests (decayed, from the user's features; no tool call);
-- ``covis_candidates``: items co-visited with the user's last items;
+- ``covis_candidates``: items co-visited with the user's last items (damped by recency);
+- ``covis_candidates`` again, ``covis_last``: items co-visited with the last item alone;
 - ``category_trending``: items trending now in the user's strongest categories;
 - ``new_arrivals``: the newest items in those categories.
 
 Scores from each source are scaled to [0, 1] and weighted (interest 1.0, co-visitation
-0.6, trending 0.4, new arrivals 0.25); an item found by several sources adds them up. Items
+0.6, last item's co-visitation 0.3, trending 0.4, new arrivals 0.25); an item found by several sources adds them up. Items
 the user bought are left out; at most ``limit`` candidates go on, strongest first (the
 arithmetic is ``features.retrieval``, native when built). The ranked candidates are judged
 by the policy pack and the top K selected under its exposure rules; the feed is sent when
@@ -36,9 +37,12 @@ from policies.privacy import decision_id
 
 NON_PERSONALIZED = "non-personalized"
 
-FEED_PLAN = Plan(name="feed-candidates", version="2", goal="refresh_feed", steps=[
+FEED_PLAN = Plan(name="feed-candidates", version="3", goal="refresh_feed", steps=[
     Step(id="covis", tool="covis_candidates",
          inputs={"items": "features.recent", "limit": "const:30"}, optional=True,
+         skip_if_empty="items"),
+    Step(id="covis_last", tool="covis_candidates",
+         inputs={"items": "features.last", "limit": "const:20"}, optional=True,
          skip_if_empty="items"),
     Step(id="trending", tool="category_trending",
          inputs={"categories": "features.categories", "limit": "const:30"}, optional=True,
@@ -72,8 +76,8 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
     live = [f for f in feats if not f.erased]
     runs = iter(run_plans(FEED_PLAN, runtime, AGENT_SCOPES,
                           [{"event_id": f.event_id} for f in live],
-                          [{"recent": list(f.recent), "categories": list(f.categories)}
-                           for f in live]))
+                          [{"recent": list(f.recent), "last": list(f.recent[:1]),
+                            "categories": list(f.categories)} for f in live]))
 
     def pick(f: UserFeatures, run: PlanRun) -> Retrieved:
         found = {sid: run.outputs[sid]["items"] for sid in _STEPS if sid in run.outputs}

@@ -28,9 +28,9 @@ from operator import mul
 
 from river import linear_model, optim
 
-SOURCES = ("covis", "trending", "new")
+SOURCES = ("covis", "trending", "new", "covis_last")
 FEATURES = ("h", "h_rank", "interest", "covis", "trending", "new", "n_sources", "recent",
-            "last", "recent_x_covis", "new_covis", "cart")
+            "last", "recent_x_covis", "new_covis", "cart", "covis_last", "second", "third")
 
 
 def _named(row: tuple[float, ...]) -> dict[str, float]:
@@ -54,13 +54,14 @@ class LearnedRanker:
         """One row per candidate, the values of ``FEATURES`` in order."""
         top_int = max(interests.values(), default=0.0) or 1.0
         empty: dict[str, float] = {}
-        covis, trending, new = (lists.get(src, empty) for src in SOURCES)
-        tc, tt, tn = ((max(v.values(), default=0.0) or 1.0) for v in (covis, trending, new))
+        covis, trending, new, last = (lists.get(src, empty) for src in SOURCES)
+        tc, tt, tn, tl = ((max(v.values(), default=0.0) or 1.0)
+                          for v in (covis, trending, new, last))
         pos = {s: i for i, s in enumerate(recent)}
         out: list[tuple[float, ...]] = []
         for rank, (sku, h) in enumerate(ranked):
             w = interests.get(sku)
-            c, t, nw = covis.get(sku), trending.get(sku), new.get(sku)
+            c, t, nw, cl = covis.get(sku), trending.get(sku), new.get(sku), last.get(sku)
             p = pos.get(sku)
             rec = 1.0 / (1 + p) if p is not None else 0.0
             cv = c / tc if c is not None else 0.0
@@ -69,7 +70,8 @@ class LearnedRanker:
                 t / tt if t is not None else 0.0, nw / tn if nw is not None else 0.0,
                 float((w is not None) + (c is not None) + (t is not None) + (nw is not None)),
                 rec, 1.0 if p == 0 else 0.0, rec * cv, cv if p is None else 0.0,
-                1.0 if sku in cart else 0.0))
+                1.0 if sku in cart else 0.0, cl / tl if cl is not None else 0.0,
+                1.0 if p == 1 else 0.0, 1.0 if p == 2 else 0.0))
         return out
 
     def scores(self, rows: list[tuple[float, ...]]) -> list[float]:

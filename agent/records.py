@@ -61,6 +61,7 @@ def record_out(rec: dict) -> Outgoing:
 
 
 _SOURCE_TEXT = {"interest": "items you viewed", "covis": "what others viewed with them",
+                "covis_last": "what others viewed with your last item",
                 "trending": "what is trending in", "new": "what is new in"}
 
 
@@ -71,7 +72,7 @@ def sources_text(by: dict[str, int], f: UserFeatures) -> str:
     for src, n in by.items():
         if src == "interest":
             parts.append(f"items you viewed ({', '.join(f.recent[:2]) or n})")
-        elif src == "covis":
+        elif src in ("covis", "covis_last"):
             parts.append(f"{_SOURCE_TEXT[src]} ({n})")
         else:
             parts.append(f"{_SOURCE_TEXT[src]} {cat} ({n})")

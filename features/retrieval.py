@@ -24,7 +24,8 @@ from typing import NamedTuple
 from features.decay import strongest
 from features.native_ext import ext as _native
 
-WEIGHTS = {"interest": 1.0, "covis": 0.6, "trending": 0.4, "new": 0.25}  # by source
+WEIGHTS = {"interest": 1.0, "covis": 0.6, "covis_last": 0.3, "trending": 0.4,
+           "new": 0.25}  # by source
 
 Scored = tuple[tuple[str, float], ...]
 
