@@ -12,8 +12,9 @@ start from, no recent items or no categories yet, is not called):
 
 Scores from each source are scaled to [0, 1] and weighted (interest 1.0, co-visitation
 0.6, last item's co-visitation 0.3, trending 0.4, new arrivals 0.25); an item found by
-several sources adds them up. Items the user bought are left out; at most ``limit`` candidates go on, strongest first (the
-arithmetic is ``features.retrieval``, native when built). The ranked candidates are judged
+several sources adds them up. Items the user bought are left out; at most ``limit``
+candidates go on, strongest first (the arithmetic is ``features.retrieval``, native when
+built). The ranked candidates are judged
 by the policy pack and the top K selected under its exposure rules; the feed is sent when
 it changed, and every decision is recorded.
 """
