@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 
-def config_problems(choices: dict[str, str], groups: dict[str, list[str]], rules: list[dict],
+def config_problems(choices: dict[str, str], groups: dict[str, list[str]],
+                    rules: list[dict[str, Any]],
                     materials: dict[str, str], material_available: dict[str, int | None],
                     required: set[str] | None = None,
                     check_materials: bool = True) -> tuple[str, ...]:
@@ -71,7 +73,7 @@ class ConfigSpace:
     ({'color': 'black'}, 1.0)
     """
 
-    def __init__(self, groups: list[dict], compatibility: list[dict]) -> None:
+    def __init__(self, groups: list[dict[str, Any]], compatibility: list[dict[str, Any]]) -> None:
         self.compatibility = compatibility
         # per group: (group id, [(catalog index, option id, attribute keys, price delta)])
         self.groups = [(g["group_id"], [
@@ -124,7 +126,7 @@ class ConfigSpace:
         return dict(zip(self.group_ids, best[0], strict=True)), best[1]
 
 
-def best_configuration(groups: list[dict], compatibility: list[dict],
+def best_configuration(groups: list[dict[str, Any]], compatibility: list[dict[str, Any]],
                        affinity: dict[str, float], material_available: dict[str, int | None],
                        max_combinations: int = 4096,
                        ) -> tuple[dict[str, str], float] | None:

@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import json
 from collections import OrderedDict
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -52,7 +53,7 @@ class ControlKey(BaseModel):
                                                              "is not (rotation)")
 
 
-def canonical(event: dict | Control) -> bytes:
+def canonical(event: dict[str, Any] | Control) -> bytes:
     """The bytes that are signed: the validated event without its signature."""
     ctl = event if isinstance(event, Control) else Control.model_validate(
         {k: v for k, v in event.items() if k != SIGNATURE_FIELD})
@@ -60,11 +61,11 @@ def canonical(event: dict | Control) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def signature(event: dict | Control, secret: str) -> str:
+def signature(event: dict[str, Any] | Control, secret: str) -> str:
     return hmac.new(secret.encode(), canonical(event), hashlib.sha256).hexdigest()
 
 
-def sign_control(event: dict, key_id: str, secret: str) -> dict:
+def sign_control(event: dict[str, Any], key_id: str, secret: str) -> dict[str, Any]:
     """``event`` with ``key_id`` and its ``signature`` (what an operator's tool sends)."""
     doc = {**{k: v for k, v in event.items() if k != SIGNATURE_FIELD}, "key_id": key_id}
     return {**doc, SIGNATURE_FIELD: signature(doc, secret)}

@@ -35,7 +35,7 @@ The same inputs and pack always give the same verdicts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from policies.pack import (
     ComplianceParams,
@@ -90,8 +90,8 @@ class Candidates:
             self.config_problems = [()] * n
 
     @classmethod
-    def of(cls, rows: list[dict]) -> Candidates:
-        cols: dict[str, list] = {"skus": [], "categories": [], "brands": [], "prices": [],
+    def of(cls, rows: list[dict[str, Any]]) -> Candidates:
+        cols: dict[str, list[Any]] = {"skus": [], "categories": [], "brands": [], "prices": [],
                                  "available": [], "unit_costs": [], "discounts": [],
                                  "min_ages": [], "regions": [], "config_problems": []}
         for r in rows:
@@ -119,7 +119,7 @@ class V(NamedTuple):
     effect: str  # "deny" | "modify" | "allow"
     subject: int  # candidate index, -1 for the user / the whole decision
     reason: str  # reason code
-    inputs: tuple  # (name, value) pairs
+    inputs: tuple[Any, ...]  # (name, value) pairs
 
 
 REASONS = {
@@ -156,7 +156,7 @@ class PolicyResult:
     verdicts: list[V]
     discounts: list[float]
 
-    def verdict_set(self) -> set[tuple]:
+    def verdict_set(self) -> set[tuple[Any, ...]]:
         return {(v.rule, v.effect, v.subject, v.reason) for v in self.verdicts}
 
 
@@ -179,8 +179,9 @@ class CompiledPack:
         order = sorted(pack.rules, key=lambda r: (-r.priority, r.id))
         self.by_action: dict[str, list[Rule]] = {
             a: [r for r in order if a in r.actions] for a in ("recommend", "offer", "configure")}
-        self._cat_cache: dict[str, dict[str, tuple]] = {a: {} for a in self.by_action}
-        self._exposure: dict[str, tuple] = {}  # action -> (rule | None, max share, min cats)
+        self._cat_cache: dict[str, dict[str, tuple[Any, ...]]] = {a: {} for a in self.by_action}
+        # action -> (rule | None, max share, min cats)
+        self._exposure: dict[str, tuple[Any, ...]] = {}
         # per action, rules split by where they run: once per decision, or per item column
         self._split: dict[str, tuple[list[Rule], ...]] = {}
         for a, rs in self.by_action.items():
@@ -195,7 +196,7 @@ class CompiledPack:
             )
 
     # -------------------------------------------------------------- per category, cached
-    def _category_rules(self, action: str, category: str) -> tuple:
+    def _category_rules(self, action: str, category: str) -> tuple[Any, ...]:
         """(blocking compliance rule | None, price plan) for one category, cached.
 
         The price plan merges every price rule in scope into the binding limit of each
@@ -208,7 +209,7 @@ class CompiledPack:
         if hit is None:
             prefixes = _prefixes(category)
             blocked = None
-            plan: list = [None, None, None, None]
+            plan: list[Any] = [None, None, None, None]
             for r in self.by_action[action]:
                 p = r.params
                 if blocked is None and isinstance(p, ComplianceParams) and any(
@@ -296,7 +297,7 @@ class CompiledPack:
                 for i in idx:
                     price = prices[i]
                     if price is None:
-                        if r.params.on_unknown == "deny":  # type: ignore[attr-defined]
+                        if r.params.on_unknown == "deny":
                             deny(i, new(V, (r.id, r.priority, "deny", i, "price_unknown", ())))
                     elif price > lim:
                         deny(i, new(V, (r.id, r.priority, "deny", i, "above_max_price",
@@ -306,7 +307,7 @@ class CompiledPack:
                 for i in idx:
                     price = prices[i]
                     if price is None:
-                        if r.params.on_unknown == "deny":  # type: ignore[attr-defined]
+                        if r.params.on_unknown == "deny":
                             deny(i, new(V, (r.id, r.priority, "deny", i, "price_unknown", ())))
                     elif price < lim:
                         deny(i, new(V, (r.id, r.priority, "deny", i, "below_min_price",

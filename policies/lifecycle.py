@@ -24,7 +24,7 @@ True
 from __future__ import annotations
 
 import hashlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from policies.evaluate import Candidates, CompiledPack, PolicyResult, UserContext, V, render
 from policies.pack import PackError, PolicyPack, load_pack
@@ -135,11 +135,11 @@ class PolicyEngine:
         return self._log(ts, action, ref, "not a policy action", issued_by, False)
 
     # ------------------------------------------------------------------ persistence
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         """Snapshots keep the lifecycle status, not the compiled packs (see ``attach``)."""
         return {k: v for k, v in self.__dict__.items() if k != "packs"}
 
-    def __setstate__(self, st: dict) -> None:
+    def __setstate__(self, st: dict[str, Any]) -> None:
         self.__dict__.update(st)
         self.packs = {}
 
@@ -176,11 +176,11 @@ class PolicyEngine:
 _ATOMS = (str, int, float, bool)  # a tuple: an X | Y union is built on every call
 
 
-def record_fields(outcome: Outcome, skus: list[str], max_verdicts: int = 1024) -> dict:
+def record_fields(outcome: Outcome, skus: list[str], max_verdicts: int = 1024) -> dict[str, Any]:
     """The policy part of a decision record (``features.events.DecisionRecord`` fields)."""
     r = outcome.result
 
-    def to_event(v: V, prefix: str = "") -> dict:
+    def to_event(v: V, prefix: str = "") -> dict[str, Any]:
         # the fields of features.events.Verdict; our own values, validated by the tests
         inputs = {k: (val if val is None or isinstance(val, _ATOMS) else str(val))
                   for k, val in v.inputs}
