@@ -24,10 +24,12 @@ True
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
 import random
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -53,6 +55,22 @@ class GenConfig(BaseModel):
     shift_at: float = Field(0.5, ge=0, le=1, description="fraction of the run; 1 = never")
     configurable_share: float = Field(0.1, ge=0, le=1)
     currency: str = "EUR"
+    # what real session data looks like (public session datasets): the "sessions" profile
+    # sets all three; the default keeps the original traffic (tests rely on its numbers)
+    profile: Literal["default", "sessions"] = "default"
+    revisit: float = Field(0.0, ge=0, le=0.9, description="share of a session's later views "
+                           "that return to an item it viewed (recent ones likelier)")
+    zipf: float | None = Field(None, gt=1.0, le=3.0, description="an item's rank in its "
+                               "category drawn from a Zipf law with this exponent (None: "
+                               "exponential ranks)")
+    session_mean: float | None = Field(None, gt=1.0, le=50.0, description="mean views per "
+                                       "session, geometric (None: uniform 1..8)")
+
+    def model_post_init(self, _ctx: object) -> None:
+        if self.profile == "sessions":  # a third of later views revisit; median session 3
+            self.revisit = self.revisit or 0.15  # and Zipf's own repeats make up the rest
+            self.zipf = self.zipf or 1.05
+            self.session_mean = self.session_mean or 4.0
 
 
 class GenRecord(NamedTuple):
@@ -80,6 +98,7 @@ class Generator:
         self.by_top: list[list[int]] = [[] for _ in TOP_CATEGORIES]
         self.stock: dict[str, int] = {}
         self.brands = [f"brand{b:02d}" for b in range(max(3, cfg.items // 20))]
+        self._zipf_cw: dict[int, list[float]] = {}  # pool size -> cumulative Zipf weights
 
     # ------------------------------------------------------------------ helpers
     def _id(self, prefix: str) -> str:
@@ -156,6 +175,26 @@ class Generator:
         return GenRecord(good.key, raw, True, "malformed", good.ts)
 
     # ------------------------------------------------------------------ traffic
+    def _session_length(self) -> int:
+        mean = self.cfg.session_mean
+        if mean is None:
+            return self.rng.randint(1, 8)
+        u = self.rng.random()  # geometric with this mean, at most 200
+        return min(200, 1 + int(math.log(1.0 - u) / math.log(1.0 - 1.0 / mean)))
+
+    def _rank(self, n: int) -> int:
+        """An item's rank in a pool of ``n``: exponential, or Zipf (P(rank r) ∝ r^-zipf)."""
+        if self.cfg.zipf is None:
+            return min(int(self.rng.expovariate(0.15)), n - 1)
+        cw = self._zipf_cw.get(n)
+        if cw is None:
+            acc, cw = 0.0, []
+            for r in range(1, n + 1):
+                acc += r ** -self.cfg.zipf
+                cw.append(acc)
+            self._zipf_cw[n] = cw
+        return bisect.bisect_left(cw, self.rng.random() * cw[-1])
+
     def records(self) -> Iterator[GenRecord]:
         """All records in event-time order: catalog and stock first, then traffic."""
         cfg, rng = self.cfg, self.rng
@@ -186,8 +225,14 @@ class Generator:
             top = rng.choices(range(n_top), weights=tastes[u])[0]
             pool = self.by_top[top] or list(range(len(self.items)))
             cart: list[_Item] = []
-            for _ in range(rng.randint(1, 8)):
-                item = self.items[pool[min(int(rng.expovariate(0.15)), len(pool) - 1)]]
+            viewed: list[_Item] = []
+            for _ in range(self._session_length()):
+                if cfg.revisit and viewed and rng.random() < cfg.revisit:
+                    # back to an item of this session: the last one half the time
+                    item = viewed[-1] if rng.random() < 0.5 else rng.choice(viewed)
+                else:
+                    item = self.items[pool[self._rank(len(pool))]]
+                viewed.append(item)
                 self.ts += int(rng.expovariate(1 / cfg.mean_gap_ms)) + 1
                 kind = "click" if rng.random() < 0.3 else "page_view"
                 batch.append(self._ev(kind, user, user_id=user, session_id=session, sku=item.sku))

@@ -25,7 +25,7 @@ log = logging.getLogger("bespoke")
 
 def _gen_config(a: argparse.Namespace) -> GenConfig:
     return GenConfig(seed=a.seed, users=a.users, items=a.items, events=a.events,
-                     malformed_rate=a.malformed_rate, shift_at=a.shift_at)
+                     malformed_rate=a.malformed_rate, shift_at=a.shift_at, profile=a.profile)
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
@@ -157,6 +157,9 @@ def _add_gen_args(p: argparse.ArgumentParser, events: int) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--malformed-rate", type=float, default=0.01)
     p.add_argument("--shift-at", type=float, default=0.5)
+    p.add_argument("--profile", choices=["default", "sessions"], default="default",
+                   help="sessions: revisits, Zipf item popularity, short sessions (like "
+                        "public session datasets)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,3 +53,32 @@ def test_taste_shift_changes_category_mix():
 
     before, after = share(views[:half]), share(views[half:])
     assert max(abs(before[c] - after[c]) for c in before) > 0.05
+
+
+def test_the_sessions_profile_looks_like_public_session_data():
+    """Revisits (about a third of later views go back to an item of the session), short
+    sessions (median 2-4 views) and a steep item popularity (Zipf), seeded."""
+    import json
+    import statistics
+
+    from connectors.generator import GenConfig, Generator
+
+    recs = list(Generator(GenConfig(seed=4, events=20_000, malformed_rate=0,
+                                    profile="sessions")).records())
+    sessions: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
+    for r in recs:
+        if r.type in ("page_view", "click"):
+            d = json.loads(r.value)
+            sessions.setdefault(d["session_id"], []).append(d["sku"])
+            counts[d["sku"]] = counts.get(d["sku"], 0) + 1
+    later = [(s[i], s[:i]) for s in sessions.values() for i in range(1, len(s))]
+    revisits = sum(1 for sku, before in later if sku in before) / len(later)
+    assert 0.28 < revisits < 0.40, revisits
+    assert 2 <= statistics.median(len(s) for s in sessions.values()) <= 4
+    top = sorted(counts.values(), reverse=True)
+    assert sum(top[:len(top) // 20]) / sum(top) > 0.25  # the top 5% of items: over a quarter
+    default = list(Generator(GenConfig(seed=4, events=2_000, malformed_rate=0)).records())
+    again = list(Generator(GenConfig(seed=4, events=2_000, malformed_rate=0,
+                                     profile="default")).records())
+    assert default == again  # the default traffic is unchanged by the knobs
