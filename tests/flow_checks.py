@@ -7,6 +7,7 @@ import os
 from collections import Counter
 
 from connectors.generator import GenRecord
+from features.definitions import ITEM_POPULARITY, USER_RECENCY
 from policies.privacy import decision_id, pseudonymize
 
 BEHAVIOUR = ("page_view", "click", "add_to_cart", "order")
@@ -48,8 +49,8 @@ def check_feed_ids(feeds: list[dict]) -> None:
                                                               f["trigger_event_id"])
 
 
-ITEM_COUNT = "item_popularity_v1.n_events"
-USER_COUNT = "user_recency_v1.n_events"
+ITEM_COUNT = ITEM_POPULARITY.column("n_events")
+USER_COUNT = USER_RECENCY.column("n_events")
 
 
 def counts_in_store(store, entity: str, keys, field: str) -> dict:

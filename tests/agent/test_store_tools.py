@@ -9,6 +9,7 @@ from agent.store_tools import ALL_SCOPES, store_tools
 from agent.tools import ToolRuntime
 from connectors.generator import GenConfig, Generator, write_jsonl
 from connectors.memory_store import MemoryStore
+from features.definitions import ITEM_COVISITATION, ITEM_STOCK
 from features.store import StoreWrite
 from flows.main import RunConfig, run
 from flows.settings import Settings
@@ -48,7 +49,7 @@ def test_covisitation_candidates_exclude_the_seed_items(filled):
     rt = ToolRuntime(store_tools(store))
     seeds = [k for k, row in zip(store.keys("item"), store.read_many("item", store.keys("item")),
                                  strict=True)
-             if row and row.get("item_covisitation_v1.view_view")][:3]
+             if row and row.get(ITEM_COVISITATION.column("view_view"))][:3]
     assert seeds
     out = rt.call("covis_candidates", {"items": seeds, "limit": 20}, ALL_SCOPES).output
     assert out["items"] and not {s for s, _ in out["items"]} & set(seeds)
@@ -71,7 +72,8 @@ def test_configurator_respects_compatibility_affinity_and_material_stock(filled)
     assert not config_problems(r.output["choices"], groups, item["compatibility"], mats,
                                {"MAT-alu": 1, "MAT-carbon": 1})
     # no aluminium left: the configurator must move to carbon, so red is no longer possible
-    store.apply([StoreWrite("item", "MAT-alu", "item_stock_v1", {"available": 0}, 10**13, 0)])
+    store.apply([StoreWrite("item", "MAT-alu", ITEM_STOCK.store_prefix, {"available": 0},
+                            10**13, 0)])
     r = rt.call("configurator", {"sku": sku, "affinities": "color=red:3.0"}, ALL_SCOPES)
     assert r.outcome == "ok" and r.output["choices"]["frame"] == "carbon"
     assert r.output["choices"]["color"] != "red" and r.output["choices"]["size"] != "XL"

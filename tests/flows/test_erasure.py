@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from features.definitions import USER_AFFINITY, USER_RECENCY
 from features.events import LateEvent
 from features.interactions import AffinityHint, UserEvent
 from features.native import available, native_user_fold
@@ -90,10 +91,10 @@ def test_erasure_holds_whatever_the_interleaving(make_fold, case):
     assert not session_key("alice/x", "s1").startswith("alice/")
     # what alice has afterwards comes only from her inputs after the erasure's time
     alice = rows.get("alice", {})
-    assert alice.get("user_recency_v1.n_events", 0) == len(alice_after)
+    assert alice.get(USER_RECENCY.column("n_events"), 0) == len(alice_after)
     hints_after = [x for x in items[at + 1:] if type(x) is AffinityHint
                    and x.user_id == "alice" and x.ts > erase_ts]
-    assert bool(alice.get("user_affinity_v1.top_categories")) == bool(hints_after)
+    assert bool(alice.get(USER_AFFINITY.column("top_categories"))) == bool(hints_after)
     dropped = [e for e in out if isinstance(e, LateEvent) and e.key == "alice"]
     assert all("erasure" in e.reason for e in dropped)
     assert len(dropped) == sum(1 for x in items[at + 1:] if type(x) is UserEvent
@@ -101,7 +102,7 @@ def test_erasure_holds_whatever_the_interleaving(make_fold, case):
     # everyone else keeps every event
     for user in ("alice/x", "bob"):
         n = sum(1 for x in events if x.user_id == user)
-        assert rows.get(user, {}).get("user_recency_v1.n_events", 0) == n
+        assert rows.get(user, {}).get(USER_RECENCY.column("n_events"), 0) == n
 
 
 def test_late_events_name_users_by_pseudonym(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from connectors.file_sink import read_channel
 from connectors.generator import GenConfig, Generator, write_jsonl
 from connectors.memory_store import MemoryStore
+from features.definitions import FEED_VIEW
 from flows.main import RunConfig, run
 from flows.settings import Settings
 from tests.flow_checks import (
@@ -58,7 +59,7 @@ def test_embedded_flow_counts_match(generated, tmp_path, workers):
         last[f["user_id"]] = f
     for user, f in last.items():
         stored = store.read_many("feed", [user])[0]
-        assert stored is not None and stored["feed_v1.id"] == f["id"]
+        assert stored is not None and stored[FEED_VIEW.column("id")] == f["id"]
 
 
 def _store_dump(name: str) -> dict:

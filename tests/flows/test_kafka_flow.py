@@ -9,6 +9,7 @@ from connectors.generator import GenConfig, Generator
 from connectors.kafka_admin import ensure_topics, produce_all
 from connectors.redis_store import RedisStore
 from features.channels import NAMES as CHANNELS
+from features.definitions import FEED_VIEW
 from flows.main import RunConfig, run
 from flows.settings import Settings
 from scripts.kafka_util import consume_all
@@ -65,7 +66,7 @@ def test_kafka_to_kafka_and_redis(kafka_bootstrap, redis_url, redis_client, topi
     assert counts_in_store(store, "item", items, ITEM_COUNT) == dict(items)
     assert counts_in_store(store, "user", users, USER_COUNT) == dict(users)
     feed_rows = store.read_many("feed", sorted({f["user_id"] for f in feeds}))
-    assert all(r is not None and r["feed_v1.id"].startswith("feed:") for r in feed_rows)
+    assert all(r is not None and r[FEED_VIEW.column("id")].startswith("feed:") for r in feed_rows)
 
     # all three decision kinds out, every decision recorded on the topic and in the archive
     offers = consume_all(kafka_bootstrap, s.topic("offers"))

@@ -8,7 +8,7 @@ import pytest
 from connectors.generator import GenConfig, Generator, write_jsonl
 from connectors.memory_store import MemoryStore
 from connectors.parquet_sink import read_view
-from features.definitions import FEED_VIEW, REGISTRY
+from features.definitions import FEED_VIEW, REGISTRY, USER_ACTIVITY
 from features.windows import RINGS
 from flows.__main__ import main as cli
 from flows.main import RunConfig, run
@@ -61,7 +61,7 @@ def test_replayed_rows_never_see_the_future(history):
         if e["type"] in ("page_view", "click", "add_to_cart", "order"):
             by_user.setdefault(e["user_id"], []).append((e["ts"], e["type"]))
     kinds = {"views": ("page_view", "click"), "carts": ("add_to_cart",), "orders": ("order",)}
-    rows = read_view(d / "replay" / "features", "user_activity_v1").to_pylist()
+    rows = read_view(d / "replay" / "features", USER_ACTIVITY.store_prefix).to_pylist()
     assert len(rows) == sum(len(v) for v in by_user.values())  # one row per user event
     for row in rows[::7]:
         t = row["as_of"]
