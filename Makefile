@@ -56,7 +56,7 @@ check: venv
 	$(BIN)/ruff check flows operators connectors agent features policies tests scripts
 	$(BIN)/lint-imports
 	$(BIN)/mypy flows operators connectors agent features policies
-	$(BIN)/mypy --strict policies
+	$(BIN)/mypy --strict features policies agent
 	cd native && cargo clippy --release -q --all-targets -- -D warnings
 	cd native && PYO3_PYTHON=$(CURDIR)/$(BIN)/python cargo test --release -q
 

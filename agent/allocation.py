@@ -9,7 +9,7 @@ records are keyed by the user's pseudonym (records never carry the raw id).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from agent.records import record_out
 from features.channels import OFFERS
@@ -27,7 +27,7 @@ class Proposal(NamedTuple):
     currency: str
     available: int
     trigger_event_id: str
-    record: dict  # the decision record's fields so far (policy, tools, features)
+    record: dict[str, Any]  # the decision record's fields so far (policy, tools, features)
 
 
 class _SkuGrants:
@@ -36,10 +36,10 @@ class _SkuGrants:
     def __init__(self) -> None:
         self.grants: list[tuple[int, str]] = []  # (expires_ts, decision id)
 
-    def __getstate__(self):
+    def __getstate__(self) -> Any:
         return (self.grants,)
 
-    def __setstate__(self, st) -> None:
+    def __setstate__(self, st: Any) -> None:
         (self.grants,) = st
 
 
@@ -47,10 +47,10 @@ class AllocationFold:
     def new(self) -> _SkuGrants:
         return _SkuGrants()
 
-    def rows(self, state, key: str) -> list:
+    def rows(self, state: Any, key: str) -> list[Any]:
         return []
 
-    def apply(self, s: _SkuGrants, p: Proposal) -> list:
+    def apply(self, s: _SkuGrants, p: Proposal) -> list[Any]:
         if any(d == p.decision_id for _, d in s.grants):
             return []  # a replayed proposal that was already granted: nothing new
         s.grants = [(exp, d) for exp, d in s.grants if exp > p.ts]

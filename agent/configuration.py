@@ -5,12 +5,15 @@ twice (recorded as unchanged)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.plans import AGENT_SCOPES, Plan, Step, run_plan
 from agent.records import Records, record_out
 from features.channels import CONFIGURATIONS
 from features.events import Configuration, event_doc, outgoing_doc
 from features.score import MODEL_VERSION
 from features.user_features import UserFeatures
+from policies.evaluate import UserContext
 from policies.lifecycle import PolicyEngine
 from policies.privacy import decision_id
 
@@ -22,8 +25,8 @@ CONFIG_PLAN = Plan(name="configure-viewed", version="1", goal="propose_configura
 ])
 
 
-def decide_configuration(ctx, configs: dict[str, tuple], f: UserFeatures, sku: str,
-                         eng: PolicyEngine, user) -> list:
+def decide_configuration(ctx: Any, configs: dict[str, tuple[Any, ...]], f: UserFeatures,
+                         sku: str, eng: PolicyEngine, user: UserContext) -> list[Any]:
     """Outputs of one configuration decision; ``configs`` (sku → last proposed choices)
     is updated in place."""
     records: Records = ctx.records

@@ -13,6 +13,8 @@ but may see newer facts.
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.configuration import decide_configuration
 from agent.feed import Retrieval, decide_feed
 from agent.offer import decide_offer
@@ -31,12 +33,12 @@ class UserDecisions:
     def __init__(self) -> None:
         self.last: tuple[str, ...] | None = None
         self.sent: tuple[int, ...] = ()  # event times of offers proposed (for caps)
-        self.configs: dict[str, tuple] = {}  # sku -> last proposed choices
+        self.configs: dict[str, tuple[Any, ...]] = {}  # sku -> last proposed choices
 
-    def __getstate__(self):
+    def __getstate__(self) -> Any:
         return (self.last, self.sent, self.configs)  # never falsy: __setstate__ runs
 
-    def __setstate__(self, st) -> None:
+    def __setstate__(self, st: Any) -> None:
         self.last, self.sent, self.configs = st
 
 
@@ -54,7 +56,7 @@ class DecisionFold:
     def new_shared(self) -> PolicyEngine:
         return self.gate.new_engine()
 
-    def apply_shared(self, eng: PolicyEngine, b) -> list:
+    def apply_shared(self, eng: PolicyEngine, b: Any) -> list[Any]:
         """A policy control reaches this shard: it takes effect in event time, for the
         decisions whose trigger is at or after its ``ts`` (queued until one comes), so which
         pack decides does not depend on when the control topic was read."""
@@ -66,18 +68,18 @@ class DecisionFold:
         pending.sort(key=lambda c: (c.ts, c.event_id))
         return []
 
-    def _due(self, eng: PolicyEngine, ts: int) -> list:
+    def _due(self, eng: PolicyEngine, ts: int) -> list[Any]:
         """Apply the queued controls up to event time ``ts`` (shard 0 logs the changes)."""
         pending = getattr(eng, "pending", None)
-        out: list = []
+        out: list[Any] = []
         while pending and pending[0].ts <= ts:
             out += self.gate.control(eng, pending.pop(0), emit=getattr(eng, "shard", 0) == 0)
         return out
 
-    def rows(self, state, key: str) -> list:
+    def rows(self, state: Any, key: str) -> list[Any]:
         return []
 
-    def apply(self, st: UserDecisions, x: tuple, eng: PolicyEngine) -> list:
+    def apply(self, st: UserDecisions, x: tuple[Any, ...], eng: PolicyEngine) -> list[Any]:
         f: UserFeatures
         found: Retrieval
         f, ranked, found = x

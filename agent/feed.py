@@ -33,6 +33,7 @@ from features.retrieval import kernels
 from features.score import MODEL_VERSION
 from features.store import StoreWrite
 from features.user_features import UserFeatures
+from policies.evaluate import UserContext
 from policies.lifecycle import PolicyEngine
 from policies.privacy import decision_id
 
@@ -58,7 +59,7 @@ _STEPS = [step.id for step in FEED_PLAN.steps]
 class Retrieval(NamedTuple):
     """How the candidates were found (for the decision record)."""
 
-    calls: list[dict]
+    calls: list[dict[str, Any]]
     fallbacks: list[str]
     sources: dict[str, str]  # sku -> the source that found it first (by weight)
     lists: dict[str, dict[str, float]] = {}  # source -> sku -> its score there (a ranker's)
@@ -91,7 +92,8 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
     return [(f, [], NONE_FOUND) if f.erased else pick(f, next(runs)) for f in feats]
 
 
-def choose_feed(gate, eng: PolicyEngine, user, ts: int, ranked: list[tuple[str, float]],
+def choose_feed(gate: Any, eng: PolicyEngine, user: UserContext, ts: int,
+                ranked: list[tuple[str, float]],
                 k: int) -> tuple[list[str], list[int], Any]:
     """The policy-checked top ``k`` of ranked candidates: (their skus, the chosen
     positions, the engine's outcome). None are chosen when the policy suppresses the feed
@@ -105,9 +107,9 @@ def choose_feed(gate, eng: PolicyEngine, user, ts: int, ranked: list[tuple[str, 
     return skus, eng.packs[f"{r.pack}@{r.version}"].select(r, r.allowed, cands, k), outcome
 
 
-def decide_feed(ctx, last: tuple[str, ...] | None, f: UserFeatures,
+def decide_feed(ctx: Any, last: tuple[str, ...] | None, f: UserFeatures,
                 ranked: list[tuple[str, float]], found: Retrieval, eng: PolicyEngine,
-                user) -> tuple[tuple[str, ...] | None, list]:
+                user: UserContext) -> tuple[tuple[str, ...] | None, list[Any]]:
     """The feed decision for one trigger: (the feed now sent to the user, outputs).
     ``ctx``: the decision context (``agent.decide.DecisionFold``: gate, k, ttl, records)."""
     records: Records = ctx.records
@@ -122,7 +124,7 @@ def decide_feed(ctx, last: tuple[str, ...] | None, f: UserFeatures,
         last = picked
     ref = records.user_ref(f.user_id)
     fid = decision_id("feed", ref, f.event_id)
-    out: list = []
+    out: list[Any] = []
     if not r.suppressed and not unchanged:
         # built from our own, already validated values: no re-validation on the hot path
         # (tests validate every emitted event against the contracts)
@@ -154,7 +156,7 @@ def decide_feed(ctx, last: tuple[str, ...] | None, f: UserFeatures,
     return last, out
 
 
-def _why(r, f: UserFeatures, skus: list[str], picked: tuple[str, ...], unchanged: bool,
+def _why(r: Any, f: UserFeatures, skus: list[str], picked: tuple[str, ...], unchanged: bool,
          found: Retrieval) -> str:
     if r.suppressed:
         return "suppressed by policy: " + "; ".join(

@@ -8,12 +8,14 @@ than it serves and writes the record.
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.allocation import Proposal
 from agent.plans import AGENT_SCOPES, Plan, Step, run_plan
 from agent.records import Records
 from features.score import MODEL_VERSION
 from features.user_features import UserFeatures
-from policies.evaluate import Candidates
+from policies.evaluate import Candidates, UserContext
 from policies.lifecycle import PolicyEngine
 from policies.privacy import decision_id
 
@@ -28,8 +30,8 @@ OFFER_PLAN = Plan(name="offer-from-cart", version="1", goal="push_offer", steps=
 ])
 
 
-def decide_offer(ctx, sent: tuple[int, ...], f: UserFeatures, sku: str, eng: PolicyEngine,
-                 user) -> tuple[tuple[int, ...], list]:
+def decide_offer(ctx: Any, sent: tuple[int, ...], f: UserFeatures, sku: str, eng: PolicyEngine,
+                 user: UserContext) -> tuple[tuple[int, ...], list[Any]]:
     """(the user's offer times now, outputs: a suppressed record or a ``Proposal``)."""
     records: Records = ctx.records
     did = decision_id("offer", records.user_ref(f.user_id), f.event_id)

@@ -66,8 +66,8 @@ class Plan(BaseModel):
 
 class PlanRun(NamedTuple):
     ok: bool
-    outputs: dict[str, dict]
-    calls: list[dict]  # tool call records (features.events.ToolCall fields)
+    outputs: dict[str, dict[str, Any]]
+    calls: list[dict[str, Any]]  # tool call records (features.events.ToolCall fields)
     fallbacks: list[str]  # "step a failed (timeout): took fallback a_fb"
     failed_step: str | None
     errors: dict[str, str] = {}  # step id -> what went wrong
@@ -89,7 +89,8 @@ def _parse_ref(ref: str) -> tuple[str, Any, str]:
     return head, rest, ""
 
 
-def _resolve(ref: str, trigger: dict, features: dict, outputs: dict[str, dict]) -> Any:
+def _resolve(ref: str, trigger: dict[str, Any], features: dict[str, Any],
+             outputs: dict[str, dict[str, Any]]) -> Any:
     kind, key, field = _parse_ref(ref)
     try:
         if kind == "const":
@@ -105,14 +106,14 @@ def _resolve(ref: str, trigger: dict, features: dict, outputs: dict[str, dict]) 
     raise UnresolvedReference(ref)
 
 
-def idempotency_key(plan: Plan, step: Step, trigger: dict) -> str:
+def idempotency_key(plan: Plan, step: Step, trigger: dict[str, Any]) -> str:
     """Deterministic per (plan version, step, trigger event): the same after a replay."""
     raw = f"{plan.name}@{plan.version}:{step.id}:{trigger.get('event_id', '')}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def run_plan(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str], trigger: dict,
-             features: dict) -> PlanRun:
+def run_plan(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str], trigger: dict[str, Any],
+             features: dict[str, Any]) -> PlanRun:
     """Run ``plan`` for one trigger (``run_plans`` of one)."""
     return run_plans(plan, runtime, scopes, [trigger], [features])[0]
 
@@ -122,27 +123,27 @@ class _Run:
 
     __slots__ = ("trigger", "features", "outputs", "calls", "taken", "errors", "failed")
 
-    def __init__(self, trigger: dict, features: dict) -> None:
+    def __init__(self, trigger: dict[str, Any], features: dict[str, Any]) -> None:
         self.trigger, self.features = trigger, features
-        self.outputs: dict[str, dict] = {}
-        self.calls: list[dict] = []
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.calls: list[dict[str, Any]] = []
         self.taken: list[str] = []
         self.errors: dict[str, str] = {}
         self.failed: str | None = None
 
 
 def run_plans(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str],
-              triggers: list[dict], features: list[dict]) -> list[PlanRun]:
+              triggers: list[dict[str, Any]], features: list[dict[str, Any]]) -> list[PlanRun]:
     """Run ``plan`` for many triggers, step by step: each step's tool is called once for all
     the triggers that need it (``ToolRuntime.call_many``); references, skips, fallbacks,
     optional steps and idempotency keys work per trigger exactly as for one."""
     fallbacks = {s.id: s for s in plan.fallbacks}
     runs = [_Run(t, f) for t, f in zip(triggers, features, strict=True)]
 
-    def call(step: Step, todo: list[_Run]) -> list[tuple[str, dict | None]]:
-        results: list[tuple[str, dict | None]] = [("", None)] * len(todo)
+    def call(step: Step, todo: list[_Run]) -> list[tuple[str, dict[str, Any] | None]]:
+        results: list[tuple[str, dict[str, Any] | None]] = [("", None)] * len(todo)
         batch: list[int] = []
-        inputs: list[dict] = []
+        inputs: list[dict[str, Any]] = []
         for j, run in enumerate(todo):
             try:
                 x = {k: _resolve(v, run.trigger, run.features, run.outputs)

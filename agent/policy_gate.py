@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from agent import store_tools as col
 from agent.store_tools import RowReader, store_tools
@@ -30,7 +31,7 @@ from policies.pack import PackError, load_pack
 POLICY_ACTIONS = ("switch_policy", "shadow_policy", "canary_policy", "rollback_policy")
 
 
-def _price(v) -> float | None:
+def _price(v: Any) -> float | None:
     """A known price, or None (unknown is unknown: never 0)."""
     return None if v is None or v == "" else float(v)
 
@@ -61,7 +62,7 @@ class PolicyGate:
         # one: the hot path then skips the per-row memo below
         self._facts_factory = facts_factory
         self._facts_reader: RowReader | None = None
-        self._facts: dict[str, tuple[object, tuple]] = {}  # sku -> (its row, facts of it)
+        self._facts: dict[str, tuple[object, tuple[Any, ...]]] = {}  # sku -> (its row, facts of it)
         self._native = native
         self._lock = threading.Lock()
         self._runtime: ToolRuntime | None = None
@@ -74,7 +75,7 @@ class PolicyGate:
             eng.attach(self.packs)
         return eng
 
-    def control(self, eng: PolicyEngine, ctl: Control, emit: bool) -> list:
+    def control(self, eng: PolicyEngine, ctl: Control, emit: bool) -> list[Any]:
         """Apply a control event; packs named but not loaded are looked up in the files."""
         self.ensure(eng)
         before = len(eng.changes)
@@ -95,7 +96,7 @@ class PolicyGate:
 
     # -------------------------------------------------------------- candidates
     @staticmethod
-    def _parse_facts(r: dict) -> tuple:
+    def _parse_facts(r: dict[str, Any]) -> tuple[Any, ...]:
         """(category, brand, price, available, min_age, regions, configurable, top-level
         category) of an item's store row."""
         cat = r.get(col.CATEGORY, "")
@@ -114,11 +115,11 @@ class PolicyGate:
         return self._rows
 
     @staticmethod
-    def facts_of(row: dict | None) -> tuple:
+    def facts_of(row: dict[str, Any] | None) -> tuple[Any, ...]:
         """The facts of a store row (for a derived cache: ``facts_factory``)."""
         return PolicyGate._parse_facts(row or {})
 
-    def _item_facts(self, skus: list[str]) -> list[tuple]:
+    def _item_facts(self, skus: list[str]) -> list[tuple[Any, ...]]:
         if self._facts_factory is not None:
             if self._facts_reader is None:
                 reader = self._reader()
@@ -138,7 +139,7 @@ class PolicyGate:
             out.append(hit[1])
         return out
 
-    def prefetch(self, feats: list) -> None:
+    def prefetch(self, feats: list[Any]) -> None:
         """Warm the caches for a chunk of decisions in one store round trip per entity:
         the item rows of their recent items and triggers, their categories' rows."""
         items: dict[str, None] = {}

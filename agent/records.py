@@ -29,7 +29,7 @@ class Records:
         return pseudonymize(user_id, self.key)
 
     def base(self, did: str, dtype: str, f: UserFeatures, plan: Plan, model: str,
-             suppressed: bool, calls: list, outcome: Any, skus: list[str]) -> dict:
+             suppressed: bool, calls: list[Any], outcome: Any, skus: list[str]) -> dict[str, Any]:
         """The fields every record has (``outcome``: the policy engine's, or None when no
         policy was asked)."""
         return {"id": f"rec:{did}", "ts": f.ts, "decision_id": did, "decision_type": dtype,
@@ -46,14 +46,14 @@ class Records:
                     "shadow_differences": []})}
 
     def suppressed(self, did: str, dtype: str, f: UserFeatures, plan: Plan, model: str,
-                   calls: list, outcome: Any, skus: list[str], why: str,
+                   calls: list[Any], outcome: Any, skus: list[str], why: str,
                    fallbacks: list[str]) -> Outgoing:
         """The record of a decision that sends nothing."""
         return record_out({**self.base(did, dtype, f, plan, model, True, calls, outcome, skus),
                            "fallbacks": fallbacks, "output": {}, "explanation": why})
 
 
-def record_out(rec: dict) -> Outgoing:
+def record_out(rec: dict[str, Any]) -> Outgoing:
     """A finished record on its way to the decision records channel."""
     if len(rec.get("explanation", "")) > MAX_EXPLANATION:
         rec = {**rec, "explanation": rec["explanation"][:MAX_EXPLANATION]}

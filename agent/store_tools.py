@@ -59,7 +59,7 @@ class Skus(BaseModel):
 
 
 class CatalogOut(BaseModel):
-    items: dict[str, dict]
+    items: dict[str, dict[str, Any]]
 
 
 class InventoryOut(BaseModel):
@@ -104,7 +104,7 @@ class ConfigOut(BaseModel):
 
 
 @lru_cache(maxsize=4096)
-def _options(encoded: str) -> dict:
+def _options(encoded: str) -> dict[str, Any]:
     """Parsed option groups of a configurable item (cached by their JSON: rows repeat)."""
     return json.loads(encoded) if encoded else {}
 
@@ -122,7 +122,7 @@ class RowReader(Protocol):
     def read_many(self, entity: str, keys: list[str]) -> list[Any]: ...
 
 
-def _category_list(merged: Callable[..., Scored], rows: list[dict | None], field: str,
+def _category_list(merged: Callable[..., Scored], rows: list[dict[str, Any] | None], field: str,
                    limit: int, weighted: bool) -> Scored:
     return merged(tuple(str(r.get(field, "")) if r else ""
                         for r in rows), weighted, limit)
@@ -139,7 +139,7 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
     neighbours = lru_cache(maxsize=50_000)(k.neighbours)
     merged = lru_cache(maxsize=20_000)(k.merged_lists)
 
-    def catalog(x: dict) -> dict:
+    def catalog(x: dict[str, Any]) -> dict[str, Any]:
         rows = items.read_many("item", x["skus"])
         return {"items": {s: {"category": r.get(CATEGORY, ""),
                               "brand": r.get(BRAND, ""),
@@ -148,12 +148,12 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
                               "configurable": bool(r.get(OPTIONS))}
                           for s, r in zip(x["skus"], rows, strict=True) if r}}
 
-    def inventory(x: dict) -> dict:
+    def inventory(x: dict[str, Any]) -> dict[str, Any]:
         rows = items.read_many("item", x["skus"])
         return {"available": {s: (r or {}).get(AVAILABLE)
                               for s, r in zip(x["skus"], rows, strict=True)}}
 
-    def quote(x: dict) -> dict:
+    def quote(x: dict[str, Any]) -> dict[str, Any]:
         (r,) = items.read_many("item", [x["sku"]])
         if not r or PRICE not in r:
             raise LookupError(f"no price for {x['sku']}")
@@ -162,7 +162,7 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
                 "currency": r.get(CURRENCY, "EUR"),
                 "quoted": round(price * (1 - x.get("discount_pct", 0.0) / 100), 2)}
 
-    def covis(x: dict) -> dict:
+    def covis(x: dict[str, Any]) -> dict[str, Any]:
         """Neighbours of the recent items, weighted by recency rank (newest first)."""
         seeds = tuple(x["items"])
         rows = lists.read_many("item", list(seeds))
@@ -170,17 +170,17 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
                         for r in rows)
         return {"items": neighbours(seeds, encoded, x.get("limit", 50))}
 
-    def trending(x: dict) -> dict:
+    def trending(x: dict[str, Any]) -> dict[str, Any]:
         """Items trending now in the given categories (weights scaled to the top one)."""
         rows = lists.read_many("category", x["categories"])
         return {"items": _category_list(merged, rows, TRENDING, x.get("limit", 20), True)}
 
-    def arrivals(x: dict) -> dict:
+    def arrivals(x: dict[str, Any]) -> dict[str, Any]:
         """The newest items in the given categories (1.0 = newest)."""
         rows = lists.read_many("category", x["categories"])
         return {"items": _category_list(merged, rows, NEW_ARRIVALS, x.get("limit", 20), False)}
 
-    def configure(x: dict) -> dict:
+    def configure(x: dict[str, Any]) -> dict[str, Any]:
         (found,) = items.read_many("item", [x["sku"]])
         r = found or {}
         text = r.get(OPTIONS) or ""

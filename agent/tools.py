@@ -77,7 +77,7 @@ class ToolSpec(BaseModel):
 
 class Tool(NamedTuple):
     spec: ToolSpec
-    fn: Callable[[dict], dict]
+    fn: Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class _NotFound(NamedTuple):
@@ -88,8 +88,8 @@ class _NotFound(NamedTuple):
 
 class ToolResult(NamedTuple):
     outcome: Outcome
-    output: dict | None
-    record: dict  # the fields of features.events.ToolCall
+    output: dict[str, Any] | None
+    record: dict[str, Any]  # the fields of features.events.ToolCall
     error: str | None = None
 
 
@@ -97,20 +97,20 @@ class IdempotencyLedger(Protocol):
     """Where side-effecting calls remember their idempotency keys (survives restarts when
     backed by Redis: see ``connectors.redis_ledger``)."""
 
-    def get(self, key: str) -> dict | None: ...
+    def get(self, key: str) -> dict[str, Any] | None: ...
 
-    def put(self, key: str, output: dict) -> None: ...
+    def put(self, key: str, output: dict[str, Any]) -> None: ...
 
 
 class MemoryLedger:
     def __init__(self, max_keys: int = 100_000) -> None:
-        self._d: dict[str, dict] = {}
+        self._d: dict[str, dict[str, Any]] = {}
         self._max = max_keys
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> dict[str, Any] | None:
         return self._d.get(key)
 
-    def put(self, key: str, output: dict) -> None:
+    def put(self, key: str, output: dict[str, Any]) -> None:
         if len(self._d) >= self._max:
             self._d.pop(next(iter(self._d)))
         self._d[key] = output
@@ -162,7 +162,7 @@ _SCALARS = (str, int, float, bool, type(None))
 _SEQUENCES = (list, tuple)
 
 
-def _jsonable(inputs: dict) -> dict:
+def _jsonable(inputs: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, _SCALARS) else
                 list(map(str, v)) if isinstance(v, _SEQUENCES) else str(v))
             for k, v in inputs.items()}
@@ -186,7 +186,7 @@ class ToolRuntime:
         self.buckets = {n: _Bucket(t.spec.rate_per_s, t.spec.burst, clock)
                         for n, t in self.tools.items() if t.spec.rate_per_s}
 
-    def catalog(self) -> list[dict]:
+    def catalog(self) -> list[dict[str, Any]]:
         """What each tool is and how it may be called (for docs and the decision log)."""
         out = []
         for t in self.tools.values():
@@ -199,7 +199,7 @@ class ToolRuntime:
                         else None})
         return out
 
-    def _invoke(self, tool: Tool, inputs: dict) -> dict:
+    def _invoke(self, tool: Tool, inputs: dict[str, Any]) -> dict[str, Any]:
         s = tool.spec
         if s.isolation == "thread":
             fut = _POOL.submit(tool.fn, inputs)
@@ -217,20 +217,22 @@ class ToolRuntime:
             out = s.output_model.model_validate(out).model_dump()
         return out
 
-    def _record(self, name: str, inputs: dict, outcome: Outcome, latency_ms: float) -> dict:
+    def _record(self, name: str, inputs: dict[str, Any], outcome: Outcome,
+                latency_ms: float) -> dict[str, Any]:
         """A call's decision-log record (``features.events.ToolCall`` fields)."""
         return {"tool": name, "inputs": _jsonable(inputs), "outcome": outcome,
                 "latency_ms": latency_ms,
                 "breaker_state": _STATE_NAMES[self.breakers[name].current_state]}
 
-    def _done(self, name: str, inputs: dict, idempotency_key: str | None, t0: float,
-              outcome: Outcome, output: dict | None, error: str | None = None) -> ToolResult:
+    def _done(self, name: str, inputs: dict[str, Any], idempotency_key: str | None, t0: float,
+              outcome: Outcome, output: dict[str, Any] | None,
+              error: str | None = None) -> ToolResult:
         rec = self._record(name, inputs, outcome, round((self.clock() - t0) * 1000, 3))
         if idempotency_key is not None:
             rec["idempotency_key"] = idempotency_key
         return ToolResult(outcome, output, rec, error)
 
-    def call(self, name: str, inputs: dict, scopes: frozenset[str],
+    def call(self, name: str, inputs: dict[str, Any], scopes: frozenset[str],
              idempotency_key: str | None = None) -> ToolResult:
         tool = self.tools[name]
         s = tool.spec
@@ -267,7 +269,7 @@ class ToolRuntime:
         with self._lock:
             return bucket.take()
 
-    def _attempts(self, name: str, invoke: Callable, *args, propagate: bool = False,
+    def _attempts(self, name: str, invoke: Callable[..., Any], *args: Any, propagate: bool = False,
                   on_success: Callable[[Any], None] | None = None
                   ) -> tuple[Outcome, Any, str | None]:
         """``invoke(*args)`` through the tool's breaker, retried within its policy and the
@@ -302,9 +304,9 @@ class ToolRuntime:
             if not may_retry:
                 return outcome, None, last_error  # type: ignore[return-value]
 
-    def _invoke_many(self, tool: Tool, inputs: list[dict]) -> list:
+    def _invoke_many(self, tool: Tool, inputs: list[dict[str, Any]]) -> list[Any]:
         t0 = self.clock()
-        out: list = []
+        out: list[Any] = []
         for x in inputs:
             try:
                 out.append(tool.fn(x))
@@ -316,7 +318,7 @@ class ToolRuntime:
                               f"inputs (results discarded)")
         return out
 
-    def call_many(self, name: str, inputs: list[dict], scopes: frozenset[str]
+    def call_many(self, name: str, inputs: list[dict[str, Any]], scopes: frozenset[str]
                   ) -> list[ToolResult]:
         """``call`` for each of ``inputs``; one governed call when the tool is read-only,
         trusted and inline (see the module docstring)."""
@@ -326,7 +328,7 @@ class ToolRuntime:
             return [self.call(name, x, scopes) for x in inputs]
         t0 = self.clock()
 
-        def each(outcome: Outcome, outputs: list | None = None,
+        def each(outcome: Outcome, outputs: list[Any] | None = None,
                  error: str | None = None) -> list[ToolResult]:
             share = round((self.clock() - t0) * 1000 / len(inputs), 3)
             results = []
@@ -348,4 +350,4 @@ class ToolRuntime:
                                                      propagate=True)
         except Exception:  # noqa: BLE001 - which inputs failed? ask input by input
             return [self.call(name, x, scopes) for x in inputs]
-        return each(outcome, outputs if outcome == "ok" else None, error)  # type: ignore[arg-type]
+        return each(outcome, outputs if outcome == "ok" else None, error)

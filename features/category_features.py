@@ -20,7 +20,7 @@ and "new arrivals" reads them from the online store.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from features.decay import DecayedMap
 from features.definitions import CATEGORY_ITEMS
@@ -47,10 +47,10 @@ class CategoryState:
         self.last_ts = 0
         self.dirty = False
 
-    def __getstate__(self):
+    def __getstate__(self) -> Any:
         return (self.trend, self.new, self.last_ts, self.dirty)
 
-    def __setstate__(self, st) -> None:
+    def __setstate__(self, st: Any) -> None:
         self.trend, self.new, self.last_ts, self.dirty = st
 
 
@@ -62,7 +62,7 @@ class CategoryFold:
     def new(self) -> CategoryState:
         return CategoryState()
 
-    def apply(self, s: CategoryState, x: CategoryInput) -> list:
+    def apply(self, s: CategoryState, x: CategoryInput) -> list[Any]:
         if x.kind == "trend":
             s.trend.set(x.sku, x.value, x.ts)
             s.trend.bound(CAPACITY, slack=8)

@@ -14,6 +14,8 @@ O(items²); the top ``K`` are published.
 
 from __future__ import annotations
 
+from typing import Any
+
 from features.decay import DecayedMap
 from features.definitions import ITEM_COVISITATION
 from features.store import Fields, StoreWrite
@@ -42,10 +44,10 @@ class CovisState:
         self.last_ts = 0
         self.dirty = False
 
-    def __getstate__(self):
+    def __getstate__(self) -> Any:
         return (self.vv, self.vb, self.last_ts, self.dirty)
 
-    def __setstate__(self, st) -> None:
+    def __setstate__(self, st: Any) -> None:
         self.vv, self.vb, self.last_ts, self.dirty = st
 
 
@@ -57,7 +59,7 @@ class CovisFold:
     def new(self) -> CovisState:
         return CovisState()
 
-    def apply(self, s: CovisState, pair: tuple) -> list:
+    def apply(self, s: CovisState, pair: tuple[Any, ...]) -> list[Any]:
         _, b, rel, ts = pair
         add_capped(s.vv if rel == "vv" else s.vb, b, 1.0, ts, CAPACITY)
         s.last_ts = max(s.last_ts, ts)

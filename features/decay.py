@@ -21,7 +21,9 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from operator import itemgetter
+from typing import Any
 
 _VALUE = itemgetter(1)
 
@@ -49,7 +51,7 @@ class DecayedMap:
         if e > _RESCALE_AT:
             self._rebase(ts)
             e = 0.0
-        return 2.0 ** e
+        return float(2.0 ** e)
 
     def add(self, key: str, amount: float, ts: int) -> None:
         inc = amount * self._growth(ts)  # first: it may rescale every entry
@@ -59,7 +61,7 @@ class DecayedMap:
         """Make ``key``'s value as of ``ts`` equal ``value`` (a gauge, not a sum)."""
         self.w[key] = value * self._growth(ts)
 
-    def add_all(self, keys, amount: float, ts: int) -> None:
+    def add_all(self, keys: Iterable[str], amount: float, ts: int) -> None:
         """``add`` for several keys at one time (one exponent for all)."""
         inc = amount * self._growth(ts)
         w = self.w
@@ -69,7 +71,7 @@ class DecayedMap:
     def _decay(self, as_of: int) -> float:
         """Factor from stored weights to values as of ``as_of``; a read before the landmark
         is answered as of the landmark (values never grow into the past)."""
-        return 2.0 ** (-max(0, as_of - self.landmark) / self.hl)
+        return float(2.0 ** (-max(0, as_of - self.landmark) / self.hl))
 
     def value(self, key: str, as_of: int) -> float:
         g = self.w.get(key)
@@ -89,10 +91,10 @@ class DecayedMap:
         if len(self.w) > max_size + slack:
             self.w = dict(strongest(self.w, max_size))
 
-    def __getstate__(self):
+    def __getstate__(self) -> Any:
         return (self.hl, self.landmark, self.w)
 
-    def __setstate__(self, s) -> None:
+    def __setstate__(self, s: Any) -> None:
         self.hl, self.landmark, self.w = s
 
     def __eq__(self, other: object) -> bool:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -73,7 +74,7 @@ def _json(line: bytes) -> object:
         raise ValueError(f"invalid JSON: {e}") from None
 
 
-def _otto(line: bytes, offset: int) -> list[dict]:
+def _otto(line: bytes, offset: int) -> list[dict[str, Any]]:
     obj = _json(line)
     if not isinstance(obj, dict) or "session" not in obj or not isinstance(obj.get("events"), list):
         raise ValueError("expected an object with 'session' and a list 'events'")
@@ -116,7 +117,7 @@ def _cols(line: bytes, sep: str | None = ",") -> list[str]:
     return line.decode().strip().split(sep)
 
 
-def _yoochoose(line: bytes, offset: int) -> list[dict]:
+def _yoochoose(line: bytes, offset: int) -> list[dict[str, Any]]:
     cols = _cols(line)
     sess = cols[0]
     if not sess.isdigit():
@@ -146,7 +147,7 @@ def _number(text: str, where: str) -> float:
     return x
 
 
-def _retailrocket(line: bytes, offset: int) -> list[dict]:
+def _retailrocket(line: bytes, offset: int) -> list[dict[str, Any]]:
     cols = _cols(line)
     if cols[0] == "timestamp":
         return []
@@ -166,7 +167,7 @@ def _retailrocket(line: bytes, offset: int) -> list[dict]:
     raise ValueError(f"unknown event {kind!r:.40}")
 
 
-def _movielens(line: bytes, offset: int) -> list[dict]:
+def _movielens(line: bytes, offset: int) -> list[dict[str, Any]]:
     cols = _cols(line, None)
     if len(cols) != 4:
         raise ValueError(f"expected 4 columns, got {len(cols)}")
@@ -179,7 +180,7 @@ def _movielens(line: bytes, offset: int) -> list[dict]:
     return out
 
 
-def _diginetica(line: bytes, offset: int) -> list[dict]:
+def _diginetica(line: bytes, offset: int) -> list[dict[str, Any]]:
     """CIKM Cup 2016 (DIGINETICA) item views: ``sessionId;userId;itemId;timeframe;eventdate``
     (time = the day plus ``timeframe`` ms); the session is the key (``userId`` is mostly
     ``NA``)."""
@@ -199,7 +200,7 @@ def _diginetica(line: bytes, offset: int) -> list[dict]:
              "session_id": sess, "sku": _id(item, "itemId")}]
 
 
-DECODERS: dict[str, Callable[[bytes, int], list[dict]]] = {
+DECODERS: dict[str, Callable[[bytes, int], list[dict[str, Any]]]] = {
     "diginetica": _diginetica,
     "otto": _otto,
     "yoochoose": _yoochoose,
@@ -208,7 +209,7 @@ DECODERS: dict[str, Callable[[bytes, int], list[dict]]] = {
 }
 
 
-def decode_record(fmt: str, value: bytes, offset: int) -> list[dict]:
+def decode_record(fmt: str, value: bytes, offset: int) -> list[dict[str, Any]]:
     """Decode one raw record of a dataset format into Bespoke event dicts; any failure is a
     ``ValueError`` naming the format and the reason (never another exception)."""
     decoder = DECODERS.get(fmt)

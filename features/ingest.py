@@ -18,12 +18,14 @@ hold the two paths to the same inputs (``expand`` shows a batch as those tuples)
 
 from __future__ import annotations
 
+from typing import Any
+
 from features.events import Control, DeadLetter
 from features.interactions import UserEvent, item_inputs, user_inputs
 from features.native import bespoke_native
 from features.validate import RawRecord, dead_letter, validate_record
 
-Ingested = tuple[list[tuple], list[tuple], list[Control], list[DeadLetter]]
+Ingested = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[Control], list[DeadLetter]]
 
 
 CONTROL_REFUSED = ("control_refused: control events are accepted only on the control topic, "
@@ -36,8 +38,8 @@ def ingest_record(rec: RawRecord, fmt: str = "native", max_future_ms: int | None
     on an input of events, is a dead letter: the control plane has its own topic
     (``operators.control``), where each one is authenticated."""
     events, dead = validate_record(rec, fmt, max_future_ms)
-    items: list[tuple] = []
-    users: list[tuple] = []
+    items: list[tuple[Any, ...]] = []
+    users: list[tuple[Any, ...]] = []
     for ev in events:
         if type(ev) is Control:
             return [], [], [], [dead_letter(rec, CONTROL_REFUSED)]
@@ -55,8 +57,8 @@ def ingest(records: list[RawRecord], fmt: str = "native", native: bool = True,
             return bespoke_native.ingest(records, ingest_record)
         return bespoke_native.ingest(records, lambda r: ingest_record(r, fmt, max_future_ms),
                                      max_future_ms)
-    items: list[tuple] = []
-    users: list[tuple] = []
+    items: list[tuple[Any, ...]] = []
+    users: list[tuple[Any, ...]] = []
     controls: list[Control] = []
     dead: list[DeadLetter] = []
     for rec in records:
@@ -72,8 +74,8 @@ def expand(result: Ingested) -> Ingested:
     """``ingest``'s output with native input batches shown as the tuples and ``UserEvent``s
     the Python path makes (for tests and inspection)."""
     items, users, controls, dead = result
-    flat_items: list[tuple] = []
-    flat_users: list[tuple] = []
+    flat_items: list[tuple[Any, ...]] = []
+    flat_users: list[tuple[Any, ...]] = []
     for x in items:
         flat_items += x.tuples() if type(x) is not tuple else [x]  # type: ignore[attr-defined]
     for x in users:

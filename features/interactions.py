@@ -21,7 +21,7 @@ Items crossing Bytewax workers are pickled one by one, so steps exchange plain t
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from features.events import (
     AddToCart,
@@ -67,7 +67,7 @@ class AffinityHint(NamedTuple):
 _VIEWS = (PageView, Click)
 
 
-def item_inputs(ev: Inbound) -> list[tuple]:
+def item_inputs(ev: Inbound) -> list[tuple[Any, ...]]:
     if isinstance(ev, _VIEWS):
         return [(ev.sku, ev.type, ev.ts, ev.user_id, ev.event_id, ev.session_id, 1, 0.0)]
     if isinstance(ev, AddToCart):
@@ -90,7 +90,7 @@ def item_inputs(ev: Inbound) -> list[tuple]:
     return []
 
 
-def user_inputs(ev: Inbound) -> list[tuple]:
+def user_inputs(ev: Inbound) -> list[tuple[Any, ...]]:
     """User-keyed inputs straight from the validated stream."""
     if isinstance(ev, _VIEWS):
         return [UserEvent(ev.user_id, ev.type, ev.ts, ev.event_id, ev.session_id,

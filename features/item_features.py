@@ -21,6 +21,8 @@ mirrored popularity row, of its trend (``CategoryInput``, see ``features.categor
 
 from __future__ import annotations
 
+from typing import Any
+
 from features.category_features import CategoryInput
 from features.decay import DecayedMap, rate_per_day
 from features.definitions import ITEM_CATALOG, ITEM_POPULARITY, ITEM_PRICE, ITEM_STOCK
@@ -42,7 +44,7 @@ class ItemState:
 
     def __init__(self) -> None:
         # (category, brand, band, attrs, price, currency, min_age, regions, ts, options json)
-        self.catalog: tuple | None = None
+        self.catalog: tuple[Any, ...] | None = None
         self.pop = DecayedMap(POP_HL)  # "v", "c", "o"
         self.trend = DecayedMap(TREND_HL)  # "v"
         self.cover = DecayedMap(COVER_HL)  # "o" (units ordered)
@@ -53,15 +55,15 @@ class ItemState:
         self.stock_as_of = 0
         self.dirty: set[str] = set()
 
-    def __getstate__(self):
+    def __getstate__(self) -> Any:
         return tuple(getattr(self, s) for s in self.__slots__)
 
-    def __setstate__(self, st) -> None:
+    def __setstate__(self, st: Any) -> None:
         for name, v in zip(self.__slots__, st, strict=True):
             setattr(self, name, v)
 
 
-def popularity_row(s: ItemState, as_of: int) -> dict:
+def popularity_row(s: ItemState, as_of: int) -> dict[str, Any]:
     v, c, o = (s.pop.value(k, as_of) for k in ("v", "c", "o"))
     long_rate = v / POP_HL
     short_rate = s.trend.value("v", as_of) / TREND_HL
@@ -72,7 +74,7 @@ def popularity_row(s: ItemState, as_of: int) -> dict:
             "n_events": s.n_events, "as_of": as_of}
 
 
-def stock_row(s: ItemState, as_of: int) -> dict:
+def stock_row(s: ItemState, as_of: int) -> dict[str, Any]:
     on_hand = sum(v[0] for v in s.stock.values())
     reserved = sum(v[1] for v in s.stock.values())
     available = on_hand - reserved
@@ -83,7 +85,7 @@ def stock_row(s: ItemState, as_of: int) -> dict:
             "stock_ts": max((v[2] for v in s.stock.values()), default=0)}
 
 
-def price_row(s: ItemState) -> dict:
+def price_row(s: ItemState) -> dict[str, Any]:
     assert s.price is not None
     p, lp, cur, ts = s.price
     return {"price": p, "list_price": lp, "currency": cur, "price_ts": ts}
@@ -101,7 +103,7 @@ class ItemFold:
     def rows(self, s: ItemState, sku: str) -> list[StoreWrite | CategoryInput]:
         """Store rows of the views changed since the last call (and the item's trend for
         its category with its popularity row)."""
-        out: list = []
+        out: list[Any] = []
         for view in sorted(s.dirty):
             prefix, ttl = self.ttl[view]
             if view == "item_popularity":
@@ -124,9 +126,9 @@ class ItemFold:
         s.dirty = set()
         return out
 
-    def apply(self, s: ItemState, x: tuple) -> list:
+    def apply(self, s: ItemState, x: tuple[Any, ...]) -> list[Any]:
         sku, kind, ts = x[0], x[1], x[2]
-        out: list = []
+        out: list[Any] = []
         if kind == "catalog":
             _, _, _, category, brand, price, currency, attrs, min_age, regions, options = x
             if s.catalog is not None and s.catalog[8] > ts:

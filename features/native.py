@@ -26,6 +26,8 @@ B:2.0000
 
 from __future__ import annotations
 
+from typing import Any
+
 from features.category_features import CategoryInput
 from features.covisitation import CovisFold
 from features.events import LateEvent
@@ -34,6 +36,9 @@ from features.native_ext import available
 from features.native_ext import ext as bespoke_native
 from features.store import StorePurge, StoreWrite
 from features.user_features import UserFeatures, UserFold
+
+__all__ = ["HintBatch", "PairBatch", "available", "bespoke_native", "native_covis_fold",
+           "native_item_fold", "native_user_fold"]
 
 HintBatch = bespoke_native.HintBatch if bespoke_native is not None else None
 PairBatch = bespoke_native.PairBatch if bespoke_native is not None else None
@@ -56,7 +61,7 @@ class _Native:
 
 
 class _NativeUserFold(_Native, UserFold):
-    def new_shard(self):
+    def new_shard(self) -> Any:
         meta = [self.meta[v] for v in USER_VIEWS]
         return bespoke_native.UserShard(self.lateness, self.idle_reset_ms, self.decision_inputs,
                                         self.max_interests, meta,
@@ -64,13 +69,13 @@ class _NativeUserFold(_Native, UserFold):
 
 
 class _NativeItemFold(_Native, ItemFold):
-    def new_shard(self):
+    def new_shard(self) -> Any:
         return bespoke_native.ItemShard(self.lateness, [self.ttl[v] for v in ITEM_VIEWS],
                                         (StoreWrite, LateEvent, CategoryInput))
 
 
 class _NativeCovisFold(_Native, CovisFold):
-    def new_shard(self):
+    def new_shard(self) -> Any:
         return bespoke_native.CovisShard(self.prefix, self.ttl, StoreWrite)
 
 

@@ -4,6 +4,8 @@ where cargo exists). Its types are ``native/bespoke_native.pyi``."""
 
 from __future__ import annotations
 
+__all__ = ["available", "ext"]
+
 try:
     import bespoke_native as ext
 except ImportError:  # not built

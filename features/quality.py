@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from typing import Any
 
 from features.events import FeatureQuality
 from features.registry import FeatureView
@@ -33,7 +34,7 @@ def psi(reference: list[float], current: list[float], bins: int = 10) -> float:
     ref = sorted(reference)
     edges = sorted({ref[int(len(ref) * i / bins)] for i in range(1, bins)})
 
-    def hist(values) -> list[float]:
+    def hist(values: list[float]) -> list[float]:
         counts = [0] * (len(edges) + 1)
         for v in values:
             counts[bisect.bisect_right(edges, v)] += 1
@@ -61,7 +62,7 @@ class ViewMonitor:
         self.stats = {f.name: _FieldStats(window) for f in view.fields}
         self.reports = 0
 
-    def observe(self, row: dict, ts: int) -> None:
+    def observe(self, row: dict[str, Any], ts: int) -> None:
         v = self.view
         stale = False
         if v.staleness_s is not None and v.as_of_field:

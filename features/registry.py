@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,17 +102,17 @@ class Registry:
     def __getitem__(self, name: str) -> FeatureView:
         return self._views[name]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[FeatureView]:
         return iter(self._views.values())
 
     def for_entity(self, entity: str) -> list[FeatureView]:
         return [v for v in self._views.values() if v.entity == entity]
 
-    def lock(self) -> dict[str, dict]:
+    def lock(self) -> dict[str, dict[str, Any]]:
         return {v.name: {"version": v.version, "fingerprint": v.fingerprint()}
                 for v in self._views.values()}
 
-    def check_against(self, lock: dict[str, dict]) -> list[str]:
+    def check_against(self, lock: dict[str, dict[str, Any]]) -> list[str]:
         """Problems with the current definitions relative to released ones."""
         problems = []
         for v in self._views.values():
@@ -126,7 +127,7 @@ class Registry:
                                 f"{v.version} (bump it)")
         return problems
 
-    def export(self) -> dict:
+    def export(self) -> dict[str, Any]:
         return {"registry_format": 1,
                 "views": [v.model_dump() | {"fingerprint": v.fingerprint(),
                                             "store_prefix": v.store_prefix}

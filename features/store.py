@@ -6,7 +6,7 @@ overwrite a newer one, so replays after recovery and late duplicates are harmles
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 Fields = dict[str, str | int | float]
 
@@ -73,7 +73,7 @@ class OnlineStore(Protocol):
     def close(self) -> None: ...
 
 
-def read_groups(store, requests: list[tuple[str, list[str]]]) -> list[list]:
+def read_groups(store: Any, requests: list[tuple[str, list[str]]]) -> list[list[Any]]:
     """``read_many`` for several (entity, keys) requests: one round trip when the store
     offers ``read_groups`` (Redis, the tools' row cache), else one call per request.
 
@@ -84,5 +84,5 @@ def read_groups(store, requests: list[tuple[str, list[str]]]) -> list[list]:
     """
     many = getattr(store, "read_groups", None)
     if many is not None:
-        return many(requests)
+        return many(requests)  # type: ignore[no-any-return]
     return [store.read_many(entity, keys) for entity, keys in requests]

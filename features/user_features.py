@@ -28,7 +28,7 @@ mirror them per event (replay) or coalesced on a timer (online).
 from __future__ import annotations
 
 import zlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from features.decay import DecayedMap, strongest
 from features.definitions import (
@@ -107,15 +107,15 @@ class UserState:
         self.bought: list[str] = []  # newest last
         self.consent: tuple[str, ...] | None = None
         # session: [id, start_ts, last_ts, distinct item hashes, cart_adds, ordered, recent]
-        self.sess: list | None = None
+        self.sess: list[Any] | None = None
         self.dirty: set[str] = set()
         self.erased = False
         self.erased_until = -1  # the last erasure's event time: older inputs are dropped
 
-    def __getstate__(self):
+    def __getstate__(self) -> Any:
         return tuple(getattr(self, s) for s in self.__slots__)
 
-    def __setstate__(self, st) -> None:
+    def __setstate__(self, st: Any) -> None:
         for name, v in zip(self.__slots__, st, strict=True):
             setattr(self, name, v)
 
@@ -145,7 +145,7 @@ def _tops(aff: DecayedMap, k: int, as_of: int) -> dict[str, str]:
     return {p: _encode(d, k, f) for p, d in groups.items()}
 
 
-def _stage(sess: list) -> str:
+def _stage(sess: list[Any]) -> str:
     if sess[5]:
         return "purchased"
     if sess[4]:
@@ -171,7 +171,7 @@ class UserFold:
         return UserState(self.lateness)
 
     # ------------------------------------------------------------------ fold
-    def apply(self, s: UserState, x: tuple) -> list:
+    def apply(self, s: UserState, x: tuple[Any, ...]) -> list[Any]:
         kind = x[1]
         if kind == "consent":
             if x[2] > s.erased_until:
@@ -183,7 +183,7 @@ class UserFold:
             until = max(s.erased_until, x[2])
             s.__init__(self.lateness)  # type: ignore[misc]
             s.erased_until = until
-            out: list = [StorePurge("user", x[0]), StorePurge("feed", x[0]),
+            out: list[Any] = [StorePurge("user", x[0]), StorePurge("feed", x[0]),
                          StorePurge("session", session_prefix(x[0]), prefix=True)]
             if self.decision_inputs:
                 out.append(UserFeatures(x[0], x[3], x[2], [], (), None, erased=True))
@@ -252,7 +252,7 @@ class UserFold:
                                     cats, tuple(s.last[:COVIS_SEEDS])))
         return out
 
-    def _affinity(self, s: UserState, h: AffinityHint) -> list:
+    def _affinity(self, s: UserState, h: AffinityHint) -> list[Any]:
         # a hint is judged by arrival only against the erasure: the item step sends hints of
         # the events it took in, and they reach this step after other inputs by a path whose
         # timing depends on batching (judging them against the user's watermark made
@@ -278,9 +278,9 @@ class UserFold:
         elif sku not in s.last and len(s.last) < MAX_LAST:
             s.last.append(sku)
 
-    def _session(self, s: UserState, e: UserEvent, sku: str) -> list[tuple]:
+    def _session(self, s: UserState, e: UserEvent, sku: str) -> list[tuple[Any, ...]]:
         sess = s.sess
-        closing: list = []
+        closing: list[Any] = []
         if sess is None or sess[0] != e.session_id or e.ts - sess[2] > SESSION_GAP:
             if sess is not None and sess[0] != e.session_id and e.ts < sess[1]:
                 return []  # a late event of an earlier session: session state has moved on
@@ -296,7 +296,7 @@ class UserFold:
         elif e.kind == "order":
             sess[5] = True
         s.dirty.add("session_state")
-        pairs: list = []
+        pairs: list[Any] = []
         buy = e.kind in ("add_to_cart", "order")
         for a, a_ts in sess[6]:
             if a != sku and abs(e.ts - a_ts) <= SESSION_GAP:
@@ -325,7 +325,7 @@ class UserFold:
         s.dirty = set()
         return out
 
-    def _session_row(self, sess: list, user_id: str) -> StoreWrite:
+    def _session_row(self, sess: list[Any], user_id: str) -> StoreWrite:
         prefix, ttl = self.meta["session_state"]
         row = {"user_id": user_id, "items_seen": len(sess[3]),
                "dwell_s": (sess[2] - sess[1]) / 1000, "cart_adds": sess[4],
@@ -333,9 +333,9 @@ class UserFold:
         return StoreWrite("session", session_key(user_id, sess[0]), prefix, row, sess[2], ttl)
 
     @staticmethod
-    def _row(view: str, s: UserState, t: int) -> dict:
+    def _row(view: str, s: UserState, t: int) -> dict[str, Any]:
         if view == "user_activity":
-            row: dict = {}
+            row: dict[str, Any] = {}
             for w in ("1h", "24h", "7d"):
                 views, carts, orders = s.win.counts(w, t)
                 row[f"views_{w}"], row[f"carts_{w}"], row[f"orders_{w}"] = views, carts, orders

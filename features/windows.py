@@ -13,6 +13,8 @@ bucket of ``T`` (point-in-time). Late events within the retained span land in th
 
 from __future__ import annotations
 
+from typing import Any
+
 MIN = 60_000
 RINGS = {"1h": (5 * MIN, 12), "24h": (60 * MIN, 24), "7d": (1440 * MIN, 7)}
 N_TYPES = 3  # 0 = view/click, 1 = cart add, 2 = order
@@ -63,8 +65,8 @@ class WindowCounts:
                 orders += c >> (2 * _BITS)
         return views, carts, orders
 
-    def __getstate__(self):
+    def __getstate__(self) -> Any:
         return (self.rings, self.retain)
 
-    def __setstate__(self, s) -> None:
+    def __setstate__(self, s: Any) -> None:
         self.rings, self.retain = s
