@@ -55,11 +55,11 @@ pub struct Hint {
 }
 
 fn dump<T: Serialize>(v: &T) -> PyResult<Vec<u8>> {
-    crate::codec::encode(v).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+    crate::kernels::codec::encode(v).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 
 fn load<T: for<'de> Deserialize<'de>>(b: &[u8]) -> PyResult<T> {
-    crate::codec::decode(b).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+    crate::kernels::codec::decode(b).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 
 /// A picklable batch of records (`__reduce__` carries them as varint bincode).

@@ -6,7 +6,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{Pair, Side};
-use crate::decay::{fmt4, DecayedMap};
+use crate::kernels::decay::{fmt4, DecayedMap};
 use crate::py::named;
 use crate::shard::NativeFold;
 use crate::shard_class;

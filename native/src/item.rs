@@ -10,7 +10,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{Facts, Hint, ItemIn, Side};
-use crate::decay::{round_n, DecayedMap};
+use crate::kernels::decay::{round_n, DecayedMap};
 use crate::py::named;
 use crate::shard::NativeFold;
 use crate::shard_class;

@@ -8,16 +8,14 @@ use pyo3::prelude::*;
 
 pub mod archive;
 pub mod batch;
-pub mod codec;
 pub mod covis;
+pub mod ingest;
 pub mod item;
+pub mod kernels;
 pub mod py;
 pub mod retrieval;
-pub mod decay;
-pub mod ingest;
 pub mod shard;
 pub mod user;
-pub mod windows;
 
 #[pymodule]
 fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,115 +1,26 @@
-//! Candidate retrieval kernels of the decision path: the functions of
-//! `features/retrieval.py` (the reference), with the same arithmetic in the same order, so
-//! results are equal to the last bit. An input the Python functions would read differently
-//! (a weight Rust does not parse the way `float()` does) raises `ValueError`, and the
-//! caller runs the Python reference instead.
+//! Python bindings of the candidate retrieval kernels (`kernels::retrieval`): the
+//! functions of `features/retrieval.py`; an error becomes `ValueError`, and the caller runs
+//! the Python reference instead. `merge_sources` works on the caller's own Python objects.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PySet, PyString, PyTuple};
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 
-use crate::decay::round_n;
-
-/// Python's `round(x, 6)`. The common case in one multiplication and one division: when
-/// `x * 1e6` is far from a half (its rounding error cannot flip the nearest integer `n`),
-/// the result is the double nearest to `n / 10**6`, which an IEEE division of two exact
-/// values gives; near a half, the exact decimal path (`round_n`).
-pub fn round6(x: f64) -> f64 {
-    let y = x * 1e6;
-    if y.is_finite() && y.abs() < 1e12 {
-        let frac = y.abs().fract();
-        if (frac - 0.5).abs() > 1e-3 {
-            return y.round() / 1e6;
-        }
-    }
-    round_n(x, 6)
-}
-
-/// Python's `float(text)` for the plain decimals our rows hold; anything else is refused.
-fn weight(text: &str) -> PyResult<f64> {
-    let ok = !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
-    match text.parse::<f64>() {
-        Ok(v) if ok => Ok(v),
-        _ => Err(PyValueError::new_err(format!("unusual weight {text:?}"))),
-    }
-}
-
-/// `_parse_weights`: "sku:w,sku:w" as a dict would hold it (first position, last value).
-fn parse_weights(text: &str) -> PyResult<Vec<(&str, f64)>> {
-    let mut out: Vec<(&str, f64)> = Vec::new();
-    for part in text.split(',').filter(|p| !p.is_empty()) {
-        let (key, w) = part.rsplit_once(':').unwrap_or(("", part));
-        let w = weight(w)?;
-        match out.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = w,
-            None => out.push((key, w)),
-        }
-    }
-    Ok(out)
-}
-
-/// Best first, ties by sku; values rounded to 6 decimals.
-fn best(scores: HashMap<&str, f64>, limit: usize) -> Vec<(String, f64)> {
-    let mut v: Vec<(&str, f64)> = scores.into_iter().collect();
-    v.sort_unstable_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal)
-        .then_with(|| a.0.cmp(b.0)));
-    v.truncate(limit);
-    v.into_iter().map(|(k, w)| (k.to_owned(), round6(w))).collect()
-}
+use crate::kernels::retrieval::{self as kernel, round6};
 
 /// `features.retrieval.neighbours`.
 #[pyfunction]
 pub fn neighbours(seeds: Vec<String>, encoded: Vec<(String, String)>, limit: usize)
                   -> PyResult<Vec<(String, f64)>> {
-    let seen: HashSet<&str> = seeds.iter().map(String::as_str).collect();
-    let mut scores: HashMap<&str, f64> = HashMap::default();
-    for (rank, (vv, vb)) in encoded.iter().enumerate() {
-        let damp = 1.0 / (1 + rank) as f64;
-        for (text, rel) in [(vv, 1.0), (vb, 2.0)] {
-            for (sku, w) in parse_weights(text)? {
-                if !seen.contains(sku) {
-                    *scores.entry(sku).or_insert(0.0) += damp * rel * w;
-                }
-            }
-        }
-    }
-    Ok(best(scores, limit))
+    kernel::neighbours(seeds, encoded, limit).map_err(PyValueError::new_err)
 }
 
 /// `features.retrieval.merged_lists`.
 #[pyfunction]
 pub fn merged_lists(encoded: Vec<String>, weighted: bool, limit: usize)
                     -> PyResult<Vec<(String, f64)>> {
-    let mut scores: HashMap<&str, f64> = HashMap::default();
-    for (rank, text) in encoded.iter().enumerate() {
-        let entries: Vec<&str> = text.split(',').filter(|e| !e.is_empty()).collect();
-        if entries.is_empty() {
-            continue;
-        }
-        let damp = 1.0 / (1 + rank) as f64;
-        let top = if weighted {
-            weight(entries[0].rsplit_once(':').map_or(entries[0], |(_, w)| w))?
-        } else {
-            1.0
-        };
-        let n = entries.len() as f64;
-        for (pos, e) in entries.iter().enumerate() {
-            let (sku, v) = if weighted {
-                let (sku, w) = e.rsplit_once(':').unwrap_or(("", e));
-                (sku, if top > 0.0 { weight(w)? / top } else { 0.0 })
-            } else {
-                (*e, 1.0 - pos as f64 / n)
-            };
-            let slot = scores.entry(sku).or_insert(0.0);
-            let cand = damp * v;
-            if cand > *slot {
-                *slot = cand;
-            }
-        }
-    }
-    Ok(best(scores, limit))
+    kernel::merged_lists(encoded, weighted, limit).map_err(PyValueError::new_err)
 }
 
 /// `features.retrieval.merge`: `lists` are (source, source weight, items) in source order,
@@ -165,27 +76,3 @@ pub fn merge_sources<'py>(py: Python<'py>, lists: &Bound<'py, PyList>, bought: &
     Ok((best, found))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn neighbours_skip_the_seeds_and_weigh_buys_double_and_older_seeds_less() {
-        let got = neighbours(
-            vec!["A".into(), "B".into()],
-            vec![("B:1.0,C:0.5".into(), "D:0.5".into()), ("C:1.0".into(), String::new())],
-            10,
-        )
-        .unwrap();
-        // C: 0.5 (first seed) + 1.0 / 2 (second seed) = 1.0; D: 2 * 0.5 = 1.0; ties by sku
-        assert_eq!(got, vec![("C".to_owned(), 1.0), ("D".to_owned(), 1.0)]);
-    }
-
-    #[test]
-    fn merged_lists_scale_to_the_top_and_refuse_odd_weights() {
-        let got = merged_lists(vec!["X:4,Y:2".into()], true, 10).unwrap();
-        assert_eq!(got, vec![("X".to_owned(), 1.0), ("Y".to_owned(), 0.5)]);
-        assert!(merged_lists(vec!["X:nan".into()], true, 10).is_err());
-        assert_eq!(round6(0.1234567), 0.123457);
-    }
-}

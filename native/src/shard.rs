@@ -180,11 +180,11 @@ impl<S: Serialize + DeserializeOwned> Shard<S> {
     }
 
     pub fn dump(&self) -> PyResult<Vec<u8>> {
-        crate::codec::encode(self).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+        crate::kernels::codec::encode(self).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
     }
 
     pub fn load(data: &[u8]) -> PyResult<Self> {
-        crate::codec::decode(data).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+        crate::kernels::codec::decode(data).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
     }
 }
 
@@ -227,7 +227,7 @@ macro_rules! shard_class {
             /// Snapshot bytes (bincode) of each entity's state, as recovery stores them.
             fn state_sizes(&self) -> PyResult<Vec<u64>> {
                 self.shard.states.values()
-                    .map(|st| $crate::codec::size(st)
+                    .map(|st| $crate::kernels::codec::size(st)
                         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string())))
                     .collect()
             }

@@ -8,11 +8,11 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{Facts, Hint, Pair, Side, UserIn};
-use crate::decay::{encode_top, round_n, strongest, DecayedMap};
+use crate::kernels::decay::{encode_top, round_n, strongest, DecayedMap};
 use crate::py::named;
 use crate::shard::NativeFold;
 use crate::shard_class;
-use crate::windows::WindowCounts;
+use crate::kernels::windows::WindowCounts;
 
 const H: i64 = 3_600_000;
 const AFFINITY_HL: f64 = (7 * 24 * H) as f64;

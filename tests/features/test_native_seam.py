@@ -40,3 +40,14 @@ def test_the_stub_names_exactly_what_the_extension_has():
                    and not f.name.startswith("__")}
         have = {m for m in dir(getattr(ext, name)) if not m.startswith("__")}
         assert methods <= have, (name, methods - have)
+
+
+def test_pure_kernels_do_not_touch_python():
+    """``native/src/kernels/`` is plain Rust (tested by ``cargo test`` without Python): the
+    PyO3 bindings live beside it, never inside."""
+    kernels = sorted((ROOT / "native" / "src" / "kernels").glob("*.rs"))
+    assert len(kernels) >= 5
+    for p in kernels:
+        code = "\n".join(line for line in p.read_text().splitlines()
+                         if not line.lstrip().startswith("//"))
+        assert "pyo3" not in code and "Python<" not in code and "Bound<" not in code, p.name

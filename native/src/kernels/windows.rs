@@ -4,7 +4,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::decay::floor_div;
+use super::decay::floor_div;
 
 const MIN: i64 = 60_000;
 /// (bucket size, buckets per window) of the 1h, 24h and 7d windows
