@@ -30,6 +30,7 @@ from typing import Any
 
 from features.category_features import CategoryInput
 from features.covisitation import CovisFold
+from features.definitions import REGISTRY
 from features.events import LateEvent
 from features.item_features import ItemFold
 from features.native_ext import available
@@ -43,9 +44,10 @@ __all__ = ["HintBatch", "PairBatch", "available", "bespoke_native", "native_covi
 HintBatch = bespoke_native.HintBatch if bespoke_native is not None else None
 PairBatch = bespoke_native.PairBatch if bespoke_native is not None else None
 
-ITEM_VIEWS = ("item_catalog", "item_popularity", "item_price", "item_stock")
-USER_VIEWS = ("session_state", "user_activity", "user_affinity", "user_cart",
-              "user_purchases", "user_recency")
+# the views each native shard writes, in the order it numbers them (sorted names), from
+# the registry: a view added or removed there fails the shard's constructor loudly
+ITEM_VIEWS = tuple(sorted(v.name for v in REGISTRY.for_entity("item")))
+USER_VIEWS = tuple(sorted(v.name for v in REGISTRY if v.entity in ("user", "session")))
 
 
 def _require_built() -> None:
