@@ -2,11 +2,11 @@
 
 >>> from features.store import StoreWrite
 >>> s = MemoryStore()
->>> s.apply([StoreWrite("user", "u1", "a_v1", {"n": 2}, ts=20, ttl_s=0),
-...          StoreWrite("user", "u1", "a_v1", {"n": 1}, ts=10, ttl_s=0),   # older: ignored
-...          StoreWrite("user", "u1", "b_v1", {"m": 1}, ts=10, ttl_s=0)])   # other view: kept
+>>> s.apply([StoreWrite("user", "u1", "a", {"n": 2}, ts=20, ttl_s=0),
+...          StoreWrite("user", "u1", "a", {"n": 1}, ts=10, ttl_s=0),   # older: ignored
+...          StoreWrite("user", "u1", "b", {"m": 1}, ts=10, ttl_s=0)])   # other view: kept
 >>> s.read_many("user", ["u1", "u2"])
-[{'a_v1.n': 2, 'b_v1.m': 1}, None]
+[{'a.n': 2, 'b.m': 1}, None]
 """
 
 from __future__ import annotations

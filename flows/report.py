@@ -8,18 +8,19 @@ from pathlib import Path
 
 from connectors.file_sink import read_channel
 from connectors.memory_store import MemoryStore
+from features import channels as ch
 
 
 def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] | None,
               store: MemoryStore | None) -> dict:
     out = Path(out_dir)
-    feeds = [json.loads(b) for b in read_channel(out, "feed_updates")]
-    dead = [json.loads(b) for b in read_channel(out, "dead_letters")]
+    feeds = [json.loads(b) for b in read_channel(out, ch.FEED.name)]
+    dead = [json.loads(b) for b in read_channel(out, ch.DEAD_LETTERS.name)]
     reasons = Counter(d["error"].split(":")[0] for d in dead)
-    late = read_channel(out, "late_events")
-    records = [json.loads(b) for b in read_channel(out, "decision_records")]
+    late = read_channel(out, ch.LATE_EVENTS.name)
+    records = [json.loads(b) for b in read_channel(out, ch.DECISION_RECORDS.name)]
     denials = Counter(v["rule"] for r in records for v in r["verdicts"] if v["effect"] == "deny")
-    quality = [json.loads(b) for b in read_channel(out, "feature_quality")]
+    quality = [json.loads(b) for b in read_channel(out, ch.FEATURE_QUALITY.name)]
     psis = [q["psi"] for q in quality if q.get("psi") is not None]
     events_in = sum(input_counts.values()) if input_counts else None
     report: dict = {
@@ -33,13 +34,13 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         "users_with_feeds": len({f["user_id"] for f in feeds}),
         "duplicate_feed_ids": len(feeds) - len({f["id"] for f in feeds}),
         "decision_records": len(records),
-        "offers": len(read_channel(out, "offers")),
-        "configurations": len(read_channel(out, "configurations")),
+        "offers": len(read_channel(out, ch.OFFERS.name)),
+        "configurations": len(read_channel(out, ch.CONFIGURATIONS.name)),
         "suppressed_decisions": sum(r["suppressed"] for r in records),
         "unchanged_decisions": sum(bool(r["output"].get("unchanged")) for r in records),
         "non_personalized_feeds": sum(f["model_version"] == "non-personalized" for f in feeds),
         "policy_denials_by_rule": dict(denials.most_common(8)),
-        "policy_changes": len(read_channel(out, "policy_changes")),
+        "policy_changes": len(read_channel(out, ch.POLICY_CHANGES.name)),
         "late_events": len(late),
         "feature_quality": {
             "reports": len(quality),
