@@ -31,6 +31,12 @@ from policies.pack import PackError, load_pack
 POLICY_ACTIONS = ("switch_policy", "shadow_policy", "canary_policy", "rollback_policy")
 
 
+def _version_key(ref: str) -> tuple[tuple[int, str], ...]:
+    """'pack@2026.11.2' ordered by its version's parts, numbers as numbers."""
+    return tuple((int(p), "") if p.isdigit() else (-1, p)
+                 for p in ref.split("@", 1)[-1].split("."))
+
+
 def _price(v: Any) -> float | None:
     """A known price, or None (unknown is unknown: never 0)."""
     return None if v is None or v == "" else float(v)
@@ -53,6 +59,11 @@ class PolicyGate:
             raise ValueError("no valid policy pack found")
         self.packs = packs
         self.files = pack_files
+        if active and "@" not in active:  # a pack's name: its newest version
+            named = [ref for ref in packs if ref.split("@")[0] == active]
+            if not named:
+                raise ValueError(f"no policy pack named {active!r} among {sorted(packs)}")
+            active = max(named, key=_version_key)
         self.active = active or sorted(packs)[0]
         if self.active not in packs:
             raise ValueError(f"active pack {self.active} is not among {sorted(packs)}")

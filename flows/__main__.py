@@ -56,7 +56,8 @@ def _run_config(a: argparse.Namespace, s: Settings) -> RunConfig:
 
 def cmd_run(a: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("recovery_dir", a.recovery_dir),
-                                   ("epoch_interval_s", a.epoch_interval)) if v is not None}
+                                   ("epoch_interval_s", a.epoch_interval),
+                                   ("policy_active", a.policy)) if v is not None}
     s = Settings(**overrides)
     try:
         s.pseudonym_key_bytes()
@@ -184,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--recovery-dir", default=None)
     r.add_argument("--epoch-interval", type=float, default=None, help="seconds")
     r.add_argument("--tail", action="store_true", help="keep reading Kafka at its end")
+    r.add_argument("--policy", default=None, help="the active policy pack (name or "
+                   "name@version; 'replay' for public datasets: consent assumed, unknown "
+                   "stock and price allowed)")
     r.add_argument("--controls", nargs="+", default=None,
                    help="files of signed control events (with --input kafka the control "
                         "topic is read instead)")

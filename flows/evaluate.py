@@ -67,17 +67,6 @@ def read_events(paths: list[str], fmt: str) -> tuple[list[Event], int]:
     return events, dead
 
 
-def _pack_ref(gate_files: list[tuple[str, str]], name: str) -> str:
-    """``name`` (a pack, or ``pack@version``) as the newest loaded version's ref."""
-    if "@" in name:
-        return name
-    probe = PolicyGate(gate_files, None, lambda: MemoryStore())
-    versions = sorted(ref for ref in probe.packs if ref.split("@")[0] == name)
-    if not versions:
-        raise ValueError(f"no policy pack named {name!r} (have {sorted(probe.packs)})")
-    return versions[-1]
-
-
 class _Rows:
     """The store's rows for the agent, the same object until the row changes (so the
     policy gate's facts of a row are parsed once): the replay invalidates what it writes."""
@@ -127,7 +116,7 @@ class Replay:
         self.states: dict[str, dict] = {"item": {}, "cat": {}, "user": {}, "covis": {}}
         files = read_pack_files(s.policy_dir)
         self.rows = _Rows(self.store)
-        self.gate = PolicyGate(files, _pack_ref(files, self.policy), lambda: self.rows,
+        self.gate = PolicyGate(files, self.policy, lambda: self.rows,
                                native=s.native_kernels)
         self.engine = self.gate.ensure(self.gate.new_engine())
         # a frozen clock: no call is timed out or rate limited (same input, same output)

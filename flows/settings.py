@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     record_archive_dir: str | None = Field(
         None, description="Parquet archive of decision records (default: <output>/archive "
                           "for file outputs; set it for Kafka outputs)")
-    policy_active: str | None = Field(None, description="pack@version active at start")
+    policy_active: str | None = Field(None, description="pack@version (or a pack's name: "
+                                      "its newest version) active at start")
     user_ttl_s: int = Field(30 * 86400, ge=0)
     item_ttl_s: int = Field(90 * 86400, ge=0)
     feed_ttl_s: int = Field(7 * 86400, ge=0)

@@ -110,3 +110,25 @@ def test_the_learned_ranker_beats_its_heuristic_fallback(generated):
     h, lr = heuristic["results"]["bespoke"], learned["results"]["bespoke"]
     assert learned["model_version"].startswith("river-logreg-v1+")
     assert lr["hr@10"] > h["hr@10"] and lr["mrr@10"] > h["mrr@10"], (h, lr)
+
+
+def test_run_with_the_replay_policy_personalizes_a_dataset(tmp_path):
+    """`run --format movielens --policy replay`: feeds for users who never gave consent,
+    of items with no catalog or stock (the default pack sends only empty, non-personalized
+    ones)."""
+    from connectors.file_sink import read_channel
+
+    ml = _dataset_files(tmp_path)["movielens"]
+    feeds = {}
+    for policy in ("replay", "default"):
+        out = tmp_path / f"out-{policy}"
+        got = subprocess.run([sys.executable, "-m", "flows", "run", "--input", str(ml),
+                              "--format", "movielens", "--output", str(out), "--store",
+                              "memory", "--policy", policy], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+        assert got.returncode == 0, got.stderr[-2000:]
+        feeds[policy] = [json.loads(b) for b in read_channel(out, "feed_updates")]
+    assert len(feeds["replay"]) > 50 and all(f["items"] for f in feeds["replay"])
+    assert all(f["policy_version"].startswith("replay@") for f in feeds["replay"])
+    assert feeds["default"] and all(not f["items"] and f["model_version"] == "non-personalized"
+                                    for f in feeds["default"])
