@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.attribution import Attribution, Example, Impression
 from agent.configuration import decide_configuration
 from agent.feed import Retrieval, decide_feed
 from agent.offer import decide_offer
 from agent.plans import Trigger, plan_goals
 from agent.policy_gate import PolicyGate
 from agent.records import Records
+from features.channels import FEED, TRAINING_EXAMPLES
+from features.events import Outgoing, TrainingExample, event_doc, outgoing_doc
+from features.score import MODEL_VERSION
 from features.store import StorePurge
 from features.user_features import UserFeatures
 from policies.evaluate import UserContext
@@ -28,27 +32,38 @@ from policies.lifecycle import PolicyEngine
 
 
 class UserDecisions:
-    __slots__ = ("last", "sent", "configs")
+    __slots__ = ("last", "sent", "configs", "imps")
 
     def __init__(self) -> None:
         self.last: tuple[str, ...] | None = None
         self.sent: tuple[int, ...] = ()  # event times of offers proposed (for caps)
         self.configs: dict[str, tuple[Any, ...]] = {}  # sku -> last proposed choices
+        self.imps: tuple[Impression, ...] = ()  # feeds sent, awaiting outcomes
 
     def __getstate__(self) -> Any:
-        return (self.last, self.sent, self.configs)  # never falsy: __setstate__ runs
+        return (self.last, self.sent, self.configs, self.imps)  # never falsy
 
     def __setstate__(self, st: Any) -> None:
-        self.last, self.sent, self.configs = st
+        self.last, self.sent, self.configs = st[:3]
+        self.imps = st[3] if len(st) > 3 else ()  # snapshots from before attribution
+
+
+def _example_doc(ref: str, e: Example) -> dict[str, Any]:
+    return event_doc(TrainingExample, id=f"ex:{e.decision_id}:{e.position}", ts=e.ts,
+                     decision_id=e.decision_id, user_ref=ref, sku=e.sku, position=e.position,
+                     label=e.label, outcome=e.outcome, delay_ms=e.delay_ms,
+                     model_version=MODEL_VERSION)
 
 
 class DecisionFold:
     """Inputs: (UserFeatures, ranked candidates, Retrieval) per trigger; shared inputs:
     policy control events."""
 
-    def __init__(self, gate: PolicyGate, k: int, ttl_s: int, pseudonym_key: bytes) -> None:
+    def __init__(self, gate: PolicyGate, k: int, ttl_s: int, pseudonym_key: bytes,
+                 attribution: Attribution | None = None) -> None:
         self.gate, self.k, self.ttl = gate, k, ttl_s
         self.records = Records(pseudonym_key)
+        self.attribution = attribution if attribution is not None else Attribution()
 
     def new(self) -> UserDecisions:
         return UserDecisions()
@@ -76,6 +91,10 @@ class DecisionFold:
             out += self.gate.control(eng, pending.pop(0), emit=getattr(eng, "shard", 0) == 0)
         return out
 
+    def _example(self, user_id: str, e: Example) -> Outgoing:
+        ref = self.records.user_ref(user_id)
+        return outgoing_doc(TRAINING_EXAMPLES.name, ref, _example_doc(ref, e))
+
     def rows(self, state: Any, key: str) -> list[Any]:
         return []
 
@@ -89,10 +108,17 @@ class DecisionFold:
             return [StorePurge("feed", f.user_id)]
         self.gate.ensure(eng)
         out = self._due(eng, f.ts)
+        if st.imps:  # this event is the outcome of the feeds sent before it
+            st.imps, examples = self.attribution.outcome(st.imps, f.kind, f.skus, f.ts)
+            out += [self._example(f.user_id, e) for e in examples]
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
                            sent={"push": st.sent})
         st.last, feed = decide_feed(self, st.last, f, ranked, found, eng, user)
         out += feed
+        for o in feed:
+            if type(o) is Outgoing and o.channel == FEED.name and o.doc is not None:
+                st.imps = self.attribution.served(st.imps, o.doc["id"], f.ts,
+                                                  tuple(i["sku"] for i in o.doc["items"]))
         sku = f.skus[0] if f.skus else None
         trigger = Trigger(f.kind, f.user_id, f.event_id, f.ts, sku)
         marketing = f.consent is not None and "marketing" in f.consent

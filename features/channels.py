@@ -25,6 +25,7 @@ from features.events import (
     LateEvent,
     Offer,
     PolicyChange,
+    TrainingExample,
 )
 
 
@@ -43,9 +44,10 @@ FEATURE_QUALITY = Channel("feature_quality", FeatureQuality, "feature view name"
 DECISION_RECORDS = Channel("decision_records", DecisionRecord, "the user's pseudonym")
 POLICY_CHANGES = Channel("policy_changes", PolicyChange, "policy pack name")
 CONTROL_AUDIT = Channel("control_audit", ControlAudit, "id of the control's signing key")
+TRAINING_EXAMPLES = Channel("training_examples", TrainingExample, "the user's pseudonym")
 
 CHANNELS: tuple[Channel, ...] = (FEED, OFFERS, CONFIGURATIONS, DEAD_LETTERS, LATE_EVENTS,
                                  FEATURE_QUALITY, DECISION_RECORDS, POLICY_CHANGES,
-                                 CONTROL_AUDIT)
+                                 CONTROL_AUDIT, TRAINING_EXAMPLES)
 NAMES: tuple[str, ...] = tuple(c.name for c in CHANNELS)
 BY_NAME: dict[str, Channel] = {c.name: c for c in CHANNELS}

@@ -306,6 +306,22 @@ class DecisionRecord(_Out):
     explanation: Annotated[str, Field(max_length=2048)]
 
 
+class TrainingExample(_Out):
+    """An attributed outcome of a served item (``agent.attribution``): label 1 when the user
+    acted on it within its window, 0 when the window closed without."""
+
+    type: Literal["training_example"] = "training_example"
+    decision_id: Id
+    decision_type: Literal["feed_update"] = "feed_update"
+    user_ref: Id = Field(description="pseudonymized user id (keyed hash), never the raw id")
+    sku: Id
+    position: Annotated[int, Field(ge=0, le=1000)]
+    label: Literal[0, 1]
+    outcome: Literal["page_view", "click", "add_to_cart", "order", "window_closed"]
+    delay_ms: Annotated[int, Field(ge=0)]
+    model_version: Annotated[str, Field(max_length=64)]
+
+
 class DriftAlert(_Out):
     type: Literal["drift_alert"] = "drift_alert"
     monitor: Id
@@ -448,6 +464,6 @@ class ControlAudit(_Out):
 
 OUTBOUND_MODELS: tuple[type[_Out], ...] = (
     FeedUpdate, Offer, Configuration, DecisionRecord, DriftAlert, DeadLetter, LateEvent,
-    FeatureQuality, PolicyChange, ControlAudit,
+    FeatureQuality, PolicyChange, ControlAudit, TrainingExample,
 )
 ALL_MODELS: tuple[type[BaseModel], ...] = tuple(INBOUND_TYPES.values()) + OUTBOUND_MODELS

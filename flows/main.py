@@ -21,6 +21,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from pydantic import BaseModel, Field
 
+from agent.attribution import Attribution
 from agent.decide import DecisionFold
 from agent.policy_gate import PolicyGate
 from connectors.cached_store import CachedRows
@@ -135,8 +136,10 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
                            s.candidates_scored, native=s.native_kernels, prefetch=gate)
         ranked = score("score", cands, s.candidates_scored)
-        fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s,
-                            s.pseudonym_key_bytes())
+        fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s, s.pseudonym_key_bytes(),
+                            Attribution({k: int(v * 1000)
+                                         for k, v in s.attribution_windows_s.items()},
+                                        max_negatives=s.attribution_max_negatives))
         feed = feed_decision("decision", ranked, ctl.accepted if ctl else None, fold,
                              s.state_shards,
                              snapshots=s.recovery_dir is not None)

@@ -41,6 +41,9 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         "non_personalized_feeds": sum(f["model_version"] == "non-personalized" for f in feeds),
         "policy_denials_by_rule": dict(denials.most_common(8)),
         "policy_changes": len(read_channel(out, ch.POLICY_CHANGES.name)),
+        "training_examples": dict(sorted(Counter(
+            "positive" if json.loads(b)["label"] else "negative"
+            for b in read_channel(out, ch.TRAINING_EXAMPLES.name)).items())),
         "late_events": len(late),
         "feature_quality": {
             "reports": len(quality),

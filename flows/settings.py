@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     user_ttl_s: int = Field(30 * 86400, ge=0)
     item_ttl_s: int = Field(90 * 86400, ge=0)
     feed_ttl_s: int = Field(7 * 86400, ge=0)
+    attribution_windows_s: dict[str, float] = Field(
+        default_factory=lambda: {"page_view": 1800.0, "click": 1800.0, "add_to_cart": 3600.0,
+                                 "order": 86400.0},
+        description="per event type, how long after a feed an action on one of its items "
+                    "counts as its outcome (event time); the longest closes the negatives")
+    attribution_max_negatives: int = Field(5, ge=0, le=100, description="negative examples "
+                                           "per feed at most (its first positions)")
 
     allowed_lateness_s: float = Field(3600.0, ge=0, description="per-key, event time")
     dedup_ids: int = Field(10_000, ge=0, le=10_000_000, description="event ids remembered "

@@ -112,3 +112,32 @@ def test_idle_eviction_runs_and_keeps_every_key_in_the_store(generated, tmp_path
     assert set(store.keys("user")) == set(users)
     assert set(items) <= set(store.keys("item"))
     MemoryStore.drop(name)
+
+
+def test_served_feeds_are_attributed_in_event_time(generated, tmp_path):
+    """Every training example names a feed that was sent; a positive is an item of that
+    feed at its position, acted on by the same user within its type's window; negatives
+    come at the longest window's close (short windows here, so they do)."""
+    path, recs = generated
+    s = Settings(progress_every_s=0, _env_file=None,
+                 attribution_windows_s={"page_view": 20.0, "click": 20.0, "add_to_cart": 40.0,
+                                        "order": 60.0})
+    run(RunConfig(inputs=[str(path)], output=str(tmp_path), store=f"memory://{uuid.uuid4().hex}",
+                  settings=s))
+    feeds = {f["id"]: f for f in map(json.loads, read_channel(tmp_path, "feed_updates"))}
+    examples = [json.loads(b) for b in read_channel(tmp_path, "training_examples")]
+    assert len({e["id"] for e in examples}) == len(examples)
+    pos = [e for e in examples if e["label"] == 1]
+    neg = [e for e in examples if e["label"] == 0]
+    assert len(pos) > 100 and len(neg) > 100
+    raw_users = {json.loads(r.value).get("user_id") for r in recs if not r.malformed}
+    windows = {k: v * 1000 for k, v in s.attribution_windows_s.items()}
+    for e in examples:
+        feed = feeds[e["decision_id"]]
+        assert feed["items"][e["position"]]["sku"] == e["sku"]
+        assert e["user_ref"] not in raw_users and e["ts"] >= feed["ts"]
+        if e["label"]:
+            assert e["delay_ms"] <= windows[e["outcome"]] and e["ts"] - feed["ts"] == e["delay_ms"]
+        else:
+            assert e["outcome"] == "window_closed" and e["ts"] == feed["ts"] + 60_000
+    assert len(neg) <= 5 * len({e["decision_id"] for e in neg})
