@@ -5,8 +5,8 @@ open-breaker source is skipped and recorded, the feed goes on; a source with not
 start from, no recent items or no categories yet, is not called):
 
 - the user's recent interests (decayed, from the user's features; no tool call);
-- ``covis_candidates``: items co-visited with the user's last items (damped by recency);
-- ``covis_candidates`` again, ``covis_last``: items co-visited with the last item alone;
+- ``covis_candidates``: items co-visited with the user's last items (damped by recency),
+  and in the same call, ``covis_last``: items co-visited with the last item alone;
 - ``category_trending``: items trending now in the user's strongest categories;
 - ``new_arrivals``: the newest items in those categories.
 
@@ -39,13 +39,10 @@ from policies.privacy import decision_id
 
 NON_PERSONALIZED = "non-personalized"
 
-FEED_PLAN = Plan(name="feed-candidates", version="3", goal="refresh_feed", steps=[
+FEED_PLAN = Plan(name="feed-candidates", version="4", goal="refresh_feed", steps=[
     Step(id="covis", tool="covis_candidates",
-         inputs={"items": "features.recent", "limit": "const:30"}, optional=True,
-         skip_if_empty="items"),
-    Step(id="covis_last", tool="covis_candidates",
-         inputs={"items": "features.last", "limit": "const:20"}, optional=True,
-         skip_if_empty="items"),
+         inputs={"items": "features.recent", "limit": "const:30", "last_limit": "const:20"},
+         optional=True, skip_if_empty="items"),
     Step(id="trending", tool="category_trending",
          inputs={"categories": "features.categories", "limit": "const:30"}, optional=True,
          skip_if_empty="categories"),
@@ -78,11 +75,17 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
     live = [f for f in feats if not f.erased]
     runs = iter(run_plans(FEED_PLAN, runtime, AGENT_SCOPES,
                           [{"event_id": f.event_id} for f in live],
-                          [{"recent": list(f.recent), "last": list(f.recent[:1]),
-                            "categories": list(f.categories)} for f in live]))
+                          [{"recent": list(f.recent), "categories": list(f.categories)}
+                           for f in live]))
 
     def pick(f: UserFeatures, run: PlanRun) -> Retrieved:
-        found = {sid: run.outputs[sid]["items"] for sid in _STEPS if sid in run.outputs}
+        found = {}
+        for sid in _STEPS:
+            got = run.outputs.get(sid)
+            if got is not None:
+                found[sid] = got["items"]
+                if got.get("last"):  # the covis step's second list (one call, same rows)
+                    found["covis_last"] = got["last"]
         items, sources = merge(f.interests, found, set(f.purchased), limit)
         if not lists:
             return f, items, Retrieval(run.calls, run.fallbacks, sources)

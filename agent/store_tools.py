@@ -81,6 +81,13 @@ class QuoteOut(BaseModel):
 class CovisIn(BaseModel):
     items: list[str] = Field(max_length=50)
     limit: int = Field(50, ge=1, le=500)
+    last_limit: int = Field(0, ge=0, le=500, description="also the first item's own "
+                            "neighbours, this many (0: not asked)")
+
+
+class CovisOut(BaseModel):
+    items: list[tuple[str, float]]
+    last: list[tuple[str, float]] = []
 
 
 class ScoredOut(BaseModel):
@@ -168,7 +175,10 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
         rows = lists.read_many("item", list(seeds))
         encoded = tuple((str(r.get(VIEW_VIEW, "")), str(r.get(VIEW_BUY, ""))) if r else ("", "")
                         for r in rows)
-        return {"items": neighbours(seeds, encoded, x.get("limit", 50))}
+        out = {"items": neighbours(seeds, encoded, x.get("limit", 50))}
+        if x.get("last_limit") and seeds:  # the newest item's neighbours alone, same rows
+            out["last"] = neighbours(seeds[:1], encoded[:1], x["last_limit"])
+        return out
 
     def trending(x: dict[str, Any]) -> dict[str, Any]:
         """Items trending now in the given categories (weights scaled to the top one)."""
@@ -215,7 +225,7 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
                       trusted=True), quote),
         Tool(ToolSpec(name="covis_candidates", description="items co-visited with recent "
                       "ones", scope="catalog:read", input_model=CovisIn,
-                      output_model=ScoredOut, trusted=True), covis),
+                      output_model=CovisOut, trusted=True), covis),
         Tool(ToolSpec(name="category_trending", description="items trending now in the "
                       "user's top categories", scope="catalog:read", input_model=CategoriesIn,
                       output_model=ScoredOut, trusted=True), trending),
