@@ -321,7 +321,7 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0, runs: int = 3,
         "value": round(per), "unit": "µs",
         "how": f"median of {runs} alternating pairs ({', '.join(f'{v:.0f}' for v in pers)}) "
                f"of (whole flow - feature flow alone, on the same {n} events; medians "
-               f"{secs:.1f} s and {feat_secs:.1f} s) / decisions: candidates (4 sources, up "
+               f"{secs:.1f} s and {feat_secs:.1f} s) / decisions: candidates (5 sources, up "
                f"to 50), scoring, policy, allocation, records, their sinks and archive; "
                f"{1e6 / per:,.0f} decisions/s per worker for the decision path alone"}
 
