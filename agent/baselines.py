@@ -185,18 +185,8 @@ class SessionKnn:
         self.per_item, self.session_items = per_item, session_items
 
     def learn(self, key: str, sku: str, ts: int) -> None:
-        items = self.items.get(key)
-        if items is None:
-            items = self.items[key] = deque(maxlen=self.session_items)
-        if sku in items:
-            items.remove(sku)
-        items.append(sku)
-        holders = self.by_item.get(sku)
-        if holders is None:
-            holders = self.by_item[sku] = deque(maxlen=self.per_item)
-        if key in holders:
-            holders.remove(key)
-        holders.append(key)
+        _to_front(self.items, key, sku, self.session_items)
+        _to_front(self.by_item, sku, key, self.per_item)
 
     def recommend(self, key: str, history: Sequence[str], k: int) -> list[str]:
         current: list[str] = []
@@ -219,6 +209,16 @@ class SessionKnn:
             for s in self.items[o]:
                 score[s] = score.get(s, 0.0) + w
         return heapq.nsmallest(k, score, key=lambda s: (-score[s], s))
+
+
+def _to_front(recent: dict[str, deque[str]], key: str, value: str, maxlen: int) -> None:
+    """``value`` as the newest of ``recent[key]`` (distinct values, at most ``maxlen``)."""
+    d = recent.get(key)
+    if d is None:
+        d = recent[key] = deque(maxlen=maxlen)
+    elif value in d:
+        d.remove(value)
+    d.append(value)
 
 
 def all_baselines() -> list[Recommender]:

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import store_tools as col
-from agent.store_tools import RowReader, store_tools
+from agent.store_tools import store_tools
 from agent.tools import ToolRuntime
 from features.channels import POLICY_CHANGES
 from features.events import Control, PolicyChange, outgoing
-from features.store import read_groups
+from features.store import RowReader, read_groups
 from policies.evaluate import Candidates, CompiledPack, top_category
 from policies.lifecycle import PolicyEngine
 from policies.pack import PackError, load_pack

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -34,6 +34,7 @@ from features.definitions import (
     ITEM_STOCK,
 )
 from features.retrieval import Scored, kernels, parse_weights
+from features.store import RowReader
 from policies.configuration import ConfigSpace
 
 # the store columns read, named through the registry (a version bump reaches them)
@@ -122,11 +123,6 @@ def _config_space(encoded: str) -> ConfigSpace:
     options = _options(encoded)
     return ConfigSpace(options["groups"], options["compatibility"])
 
-
-class RowReader(Protocol):
-    """What the tools read: an online store, or a cache of its rows."""
-
-    def read_many(self, entity: str, keys: list[str]) -> list[Any]: ...
 
 
 def _category_list(merged: Callable[..., Scored], rows: list[dict[str, Any] | None], field: str,

@@ -11,15 +11,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from features.store import read_groups
+from features.store import RowReader, read_groups
 
 log = logging.getLogger(__name__)
-
-
-class RowReader(Protocol):
-    def read_many(self, entity: str, keys: list[str]) -> list[Any]: ...
 
 
 class CachedRows:

@@ -73,6 +73,13 @@ class OnlineStore(Protocol):
     def close(self) -> None: ...
 
 
+class RowReader(Protocol):
+    """What reads rows: an online store, or a cache of its rows
+    (``connectors.cached_store.CachedRows``)."""
+
+    def read_many(self, entity: str, keys: list[str]) -> list[Any]: ...
+
+
 def read_groups(store: Any, requests: list[tuple[str, list[str]]]) -> list[list[Any]]:
     """``read_many`` for several (entity, keys) requests: one round trip when the store
     offers ``read_groups`` (Redis, the tools' row cache), else one call per request.

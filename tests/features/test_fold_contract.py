@@ -14,7 +14,7 @@ from features.interactions import AffinityHint
 from features.item_features import ItemFold
 from features.native import available, native_covis_fold, native_item_fold, native_user_fold
 from features.user_features import UserFold
-from tests.features.test_native_folds import H, _canon, _item_stream, _user_stream
+from tests.features.test_native_folds import H, _canon, _item_stream, _python_run, _user_stream
 
 
 def _inputs() -> dict[str, list]:
@@ -44,18 +44,7 @@ NATIVE = {"item": lambda: native_item_fold(H), "user": lambda: native_user_fold(
 
 def _run(fold, items: list, states: dict) -> list:
     """Per event: each input applied, then its key's rows (as a replay mirrors)."""
-    out = []
-    for x in items:
-        k = x[0]
-        st = states.get(k)
-        if st is None:
-            st = states[k] = fold.new()
-        out += fold.apply(st, x)
-        if getattr(st, "erased", False):
-            del states[k]
-            continue
-        out += fold.rows(st, k)
-    return out
+    return _python_run(fold, items, True, states)
 
 
 @pytest.mark.parametrize("name", sorted(FOLDS))

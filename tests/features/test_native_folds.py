@@ -89,8 +89,10 @@ def _user_stream(seed: int = 7) -> list[tuple]:
     return out
 
 
-def _python_run(fold, items: list, per_event: bool) -> list:
-    states, touched, out = {}, set(), []
+def _python_run(fold, items: list, per_event: bool, states: dict | None = None) -> list:
+    """The Python fold over ``items`` (``states``: carried in and left behind, to resume)."""
+    states = {} if states is None else states
+    touched, out = set(), []
     for x in items:
         k = x[0]
         st = states.get(k)
