@@ -50,4 +50,3 @@ CHANNELS: tuple[Channel, ...] = (FEED, OFFERS, CONFIGURATIONS, DEAD_LETTERS, LAT
                                  FEATURE_QUALITY, DECISION_RECORDS, POLICY_CHANGES,
                                  CONTROL_AUDIT, TRAINING_EXAMPLES)
 NAMES: tuple[str, ...] = tuple(c.name for c in CHANNELS)
-BY_NAME: dict[str, Channel] = {c.name: c for c in CHANNELS}
