@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv demo test test-unit bench schemas registry check lint servers-deps kafka-jars clean
+.PHONY: venv demo test test-unit bench quality schemas registry check lint servers-deps kafka-jars clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 
 ## The native fold kernels (Rust, native/): rebuilt when their sources change. Without cargo
 ## the flow runs the Python folds (and says so).
-NATIVE_SRC := native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
+NATIVE_SRC := native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs) \
+              $(wildcard native/src/kernels/*.rs)
 NATIVE_STAMP := $(VENV)/.native-$(shell cat $(NATIVE_SRC) | cksum | cut -d' ' -f1)
 
 $(NATIVE_STAMP): $(STAMP) $(NATIVE_SRC)
@@ -45,6 +46,10 @@ test-unit: venv
 ## Throughput figures, printed and written to out/bench.json.
 bench: venv servers-deps
 	$(BIN)/python -m scripts.bench
+
+## Recommendation quality: `flows evaluate` on generated data and the OTTO sample (~4 min).
+quality: venv
+	$(BIN)/python -m scripts.quality
 
 ## Regenerate the JSON Schemas of the event contracts under schemas/.
 schemas: venv

@@ -3,33 +3,62 @@
 Every feed sent is a set of impressions (decision id, event time, the items in order). A
 later behaviour event of the same user on one of those items, within the window of its
 type (views and clicks 30 min, cart adds 1 h, orders 24 h by default), makes that item a
-positive example of the newest feed that showed it (last touch); once an impression's
-longest window has closed in the user's event time, its items never acted on become
-negatives (the first ``max_negatives`` positions). Windows close only when the user comes
-back (event time is per user here): a user who never returns leaves no negatives. Each
+positive example of the newest feed that showed it (last touch), and the items shown above
+it that the user passed over become negatives at once (``skipped_above``: the user saw
+them on the way to the one chosen); once an impression's longest window has closed in the
+user's event time, its items never acted on become negatives (``window_closed``). At most
+``max_negatives`` of each kind per impression, the first positions. Windows close only when
+the user comes back (event time is per user here): a user who never returns leaves no
+negatives. Each
 example is emitted once, with a deterministic id, so a replay after recovery repeats it.
 The state is the user's pending impressions (a few, bounded), kept with the user's other
-decision state, so it recovers with it.
+decision state, so it recovers with it. An impression may carry the ranker's features of its
+items as they were served (packed as half floats, 2 bytes a value); its examples then carry
+them too, for the learner (``agent.learner``): features logged at serving time, not
+recomputed from later facts.
 
 >>> a = Attribution({"click": 60_000}, max_pending=3, max_negatives=2)
 >>> pending = a.served((), "feed:u:e1", 1_000, ("A", "B", "C"))
 >>> pending, ex = a.outcome(pending, "click", ("B",), 2_000)
->>> [(e.sku, e.label, e.position, e.delay_ms) for e in ex]
-[('B', 1, 1, 1000)]
+>>> [(e.sku, e.label, e.position, e.outcome) for e in ex]
+[('B', 1, 1, 'click'), ('A', 0, 0, 'skipped_above')]
 >>> pending, ex = a.outcome(pending, "click", ("Z",), 100_000)   # the window has closed
 >>> [(e.sku, e.label, e.outcome) for e in ex], pending
-([('A', 0, 'window_closed'), ('C', 0, 'window_closed')], ())
+([('C', 0, 'window_closed')], ())
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import struct
+from typing import Any, NamedTuple
 
 DEFAULT_WINDOWS_MS = {"page_view": 1_800_000, "click": 1_800_000, "add_to_cart": 3_600_000,
                       "order": 86_400_000}
 
-# (decision id, event time, items in order, positions already attributed)
-Impression = tuple[str, int, tuple[str, ...], frozenset[int]]
+# (decision id, event time, items in order, positions already attributed[, features of the
+# items packed by ``pack_rows``])
+Impression = tuple[Any, ...]
+
+
+def pack_rows(rows: list[tuple[float, ...]]) -> bytes:
+    """Feature rows of equal length as half floats (the impression's state stays small)."""
+    flat = [v for r in rows for v in r]
+    width = len(rows[0]) if rows else 0
+    return bytes([width]) + struct.pack(f"<{len(flat)}e", *flat)
+
+
+def unpack_row(packed: bytes, i: int) -> tuple[float, ...]:
+    """The ``i``-th row of ``pack_rows``.
+
+    >>> unpack_row(pack_rows([(1.0, 0.5), (0.25, 2.0)]), 1)
+    (0.25, 2.0)
+    """
+    width = packed[0]
+    return struct.unpack_from(f"<{width}e", packed, 1 + 2 * width * i)
+
+
+def _row(packed: bytes | None, i: int) -> tuple[float, ...] | None:
+    return unpack_row(packed, i) if packed else None
 
 
 class Example(NamedTuple):
@@ -40,6 +69,7 @@ class Example(NamedTuple):
     outcome: str  # the event type that acted, or "window_closed"
     ts: int  # event time of the outcome (or of the close, for a negative)
     delay_ms: int
+    features: tuple[float, ...] | None = None  # the ranker's, as served
 
 
 class Attribution:
@@ -50,12 +80,16 @@ class Attribution:
         self.max_pending, self.max_negatives = max_pending, max_negatives
 
     def served(self, pending: tuple[Impression, ...], decision_id: str, ts: int,
-               items: tuple[str, ...]) -> tuple[Impression, ...]:
+               items: tuple[str, ...], features: bytes | None = None
+               ) -> tuple[Impression, ...]:
         """A feed sent: its impressions wait for outcomes (the oldest are dropped beyond
-        ``max_pending``, without examples: too many feeds in a row say little each)."""
+        ``max_pending``, without examples: too many feeds in a row say little each).
+        ``features``: the items' feature rows (``pack_rows``), in order."""
         if not items:
             return pending
-        return (*pending, (decision_id, ts, items, frozenset()))[-self.max_pending:]
+        imp: Impression = (decision_id, ts, items, frozenset()) if features is None else \
+            (decision_id, ts, items, frozenset(), features)
+        return (*pending, imp)[-self.max_pending:]
 
     def outcome(self, pending: tuple[Impression, ...], kind: str, skus: tuple[str, ...],
                 ts: int) -> tuple[tuple[Impression, ...], list[Example]]:
@@ -65,20 +99,32 @@ class Attribution:
         keep: list[Impression] = []
         window = self.windows.get(kind)
         credited: set[str] = set()  # last touch: the newest impression of an item gets it
-        for did, t0, items, done in reversed(pending):
+        for imp in reversed(pending):
+            did, t0, items, done = imp[:4]
+            packed = imp[4] if len(imp) > 4 else None
             if window is not None and skus and 0 <= ts - t0 <= window:
                 hit = set(done)
+                lowest = -1
                 for i, sku in enumerate(items):
                     if i not in hit and sku in skus and sku not in credited:
                         hit.add(i)
                         credited.add(sku)
-                        out.append(Example(did, sku, i, 1, kind, ts, ts - t0))
+                        lowest = i
+                        out.append(Example(did, sku, i, 1, kind, ts, ts - t0,
+                                           _row(packed, i)))
+                if lowest > 0:  # the ones passed over on the way to it
+                    skipped = [j for j in range(lowest) if j not in hit][:self.max_negatives]
+                    out += [Example(did, items[j], j, 0, "skipped_above", ts, ts - t0,
+                                    _row(packed, j)) for j in skipped]
+                    hit.update(skipped)
                 done = frozenset(hit)
             if ts - t0 > self.longest:  # every window of it has closed
                 negatives = [i for i in range(len(items)) if i not in done]
                 closed = t0 + self.longest
-                out += [Example(did, items[i], i, 0, "window_closed", closed, self.longest)
+                out += [Example(did, items[i], i, 0, "window_closed", closed, self.longest,
+                                _row(packed, i))
                         for i in negatives[:self.max_negatives]]
             else:
-                keep.append((did, t0, items, done))
+                keep.append((did, t0, items, done) if packed is None
+                            else (did, t0, items, done, packed))
         return tuple(reversed(keep)), out

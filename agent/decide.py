@@ -9,21 +9,30 @@ Ids are deterministic (``<kind>:<user ref>:<trigger event id>``, the user's pseu
 the raw id, which appears only in the feed, offer and configuration payloads that need it);
 decisions read item facts from the online store, so a replay after recovery repeats an id
 but may see newer facts.
+
+With a model slot (``agent.model_slot``), the candidates are reranked by the newest learned
+feed ranker once it has learned enough (``switch_model`` controls pin a version, in event
+time like the policy controls), and every served feed logs its items' ranker features with
+its impressions, so the attributed examples teach the learner (``agent.learner``) what was
+served, with the facts it was served with.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agent.attribution import Attribution, Example, Impression
+from agent.attribution import Attribution, Example, Impression, pack_rows
 from agent.configuration import decide_configuration
 from agent.feed import Retrieval, decide_feed
+from agent.learner import FEED_RANKER, Outcome
+from agent.model_slot import ModelSlot
 from agent.offer import decide_offer
 from agent.plans import Trigger, plan_goals
 from agent.policy_gate import PolicyGate
 from agent.records import Records
 from features.channels import FEED, TRAINING_EXAMPLES
 from features.events import Outgoing, TrainingExample, event_doc, outgoing_doc
+from features.ranking import rows_and_scores
 from features.score import MODEL_VERSION
 from features.store import StorePurge
 from features.user_features import UserFeatures
@@ -52,7 +61,8 @@ def _example_doc(ref: str, e: Example) -> dict[str, Any]:
     return event_doc(TrainingExample, id=f"ex:{e.decision_id}:{e.position}", ts=e.ts,
                      decision_id=e.decision_id, user_ref=ref, sku=e.sku, position=e.position,
                      label=e.label, outcome=e.outcome, delay_ms=e.delay_ms,
-                     model_version=MODEL_VERSION)
+                     model_version=MODEL_VERSION,
+                     features=[round(v, 4) for v in e.features] if e.features else None)
 
 
 class DecisionFold:
@@ -60,10 +70,13 @@ class DecisionFold:
     policy control events."""
 
     def __init__(self, gate: PolicyGate, k: int, ttl_s: int, pseudonym_key: bytes,
-                 attribution: Attribution | None = None) -> None:
+                 attribution: Attribution | None = None, models: ModelSlot | None = None
+                 ) -> None:
         self.gate, self.k, self.ttl = gate, k, ttl_s
         self.records = Records(pseudonym_key)
         self.attribution = attribution if attribution is not None else Attribution()
+        self.models = models
+        self.native = gate.native
 
     def new(self) -> UserDecisions:
         return UserDecisions()
@@ -88,12 +101,40 @@ class DecisionFold:
         pending = getattr(eng, "pending", None)
         out: list[Any] = []
         while pending and pending[0].ts <= ts:
-            out += self.gate.control(eng, pending.pop(0), emit=getattr(eng, "shard", 0) == 0)
+            ctl = pending.pop(0)
+            if ctl.action == "switch_model":  # pin a version (none: follow the newest)
+                eng.model_pin = ctl.version or None  # type: ignore[attr-defined]
+                continue
+            out += self.gate.control(eng, ctl, emit=getattr(eng, "shard", 0) == 0)
         return out
 
-    def _example(self, user_id: str, e: Example) -> Outgoing:
+    def _example(self, user_id: str, e: Example) -> list[Any]:
         ref = self.records.user_ref(user_id)
-        return outgoing_doc(TRAINING_EXAMPLES.name, ref, _example_doc(ref, e))
+        doc = _example_doc(ref, e)
+        out: list[Any] = [outgoing_doc(TRAINING_EXAMPLES.name, ref, doc)]
+        if e.features and self.models is not None:
+            out.append(Outcome(FEED_RANKER, e.ts, doc["id"], tuple(doc["features"]), e.label))
+        return out
+
+    def _rerank(self, f: UserFeatures, ranked: list[tuple[str, float]], found: Retrieval,
+                eng: PolicyEngine) -> tuple[list[tuple[str, float]], list[tuple[float, ...]],
+                                            str, list[Any] | None]:
+        """The candidates ranked by the learned model when one serves (else as they came),
+        their feature rows and item facts in that order, and the model version that ranked
+        them."""
+        if self.models is None or not ranked:
+            return ranked, [], MODEL_VERSION, None
+        snap = self.models.current(getattr(eng, "model_pin", None))
+        facts = self.gate.item_facts([s for s, _ in ranked])  # the policy reads them too
+        feats, sc = rows_and_scores(ranked, dict(f.interests), found.lists, f.recent, f.cart,
+                                    [x[8] for x in facts], snap.weights if snap else None,
+                                    snap.intercept if snap else 0.0, self.native)
+        if snap is None or sc is None:
+            return ranked, feats, MODEL_VERSION, facts
+        order = sorted(range(len(ranked)), key=lambda i: -sc[i])
+        # scores as they are: the feed rounds the ones it sends
+        return ([(ranked[i][0], sc[i]) for i in order], [feats[i] for i in order],
+                snap.version, [facts[i] for i in order])
 
     def rows(self, state: Any, key: str) -> list[Any]:
         return []
@@ -110,15 +151,21 @@ class DecisionFold:
         out = self._due(eng, f.ts)
         if st.imps:  # this event is the outcome of the feeds sent before it
             st.imps, examples = self.attribution.outcome(st.imps, f.kind, f.skus, f.ts)
-            out += [self._example(f.user_id, e) for e in examples]
+            for e in examples:
+                out += self._example(f.user_id, e)
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
                            sent={"push": st.sent})
-        st.last, feed = decide_feed(self, st.last, f, ranked, found, eng, user)
+        ranked, feats, model, facts = self._rerank(f, ranked, found, eng)
+        st.last, feed = decide_feed(self, st.last, f, ranked, found, eng, user, model, facts)
         out += feed
         for o in feed:
             if type(o) is Outgoing and o.channel == FEED.name and o.doc is not None:
-                st.imps = self.attribution.served(st.imps, o.doc["id"], f.ts,
-                                                  tuple(i["sku"] for i in o.doc["items"]))
+                served = tuple(i["sku"] for i in o.doc["items"])
+                packed = None
+                if feats and served:
+                    row_of = {s: r for (s, _), r in zip(ranked, feats, strict=True)}
+                    packed = pack_rows([row_of[s] for s in served])
+                st.imps = self.attribution.served(st.imps, o.doc["id"], f.ts, served, packed)
         sku = f.skus[0] if f.skus else None
         trigger = Trigger(f.kind, f.user_id, f.event_id, f.ts, sku)
         marketing = f.consent is not None and "marketing" in f.consent

@@ -97,12 +97,13 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
 
 def choose_feed(gate: Any, eng: PolicyEngine, user: UserContext, ts: int,
                 ranked: list[tuple[str, float]],
-                k: int) -> tuple[list[str], list[int], Any]:
+                k: int, facts: list[Any] | None = None) -> tuple[list[str], list[int], Any]:
     """The policy-checked top ``k`` of ranked candidates: (their skus, the chosen
     positions, the engine's outcome). None are chosen when the policy suppresses the feed
-    or the user has no personalization consent (the app's default applies)."""
+    or the user has no personalization consent (the app's default applies). ``facts``:
+    the candidates' item facts in ``ranked``'s order, when read already."""
     skus = [s for s, _ in ranked]
-    cands = gate.candidates(skus)
+    cands = gate.candidates(skus, facts)
     outcome = eng.evaluate(user, "recommend", cands, ts)
     r = outcome.result
     if r.suppressed or not r.personalized:
@@ -112,14 +113,16 @@ def choose_feed(gate: Any, eng: PolicyEngine, user: UserContext, ts: int,
 
 def decide_feed(ctx: Any, last: tuple[str, ...] | None, f: UserFeatures,
                 ranked: list[tuple[str, float]], found: Retrieval, eng: PolicyEngine,
-                user: UserContext) -> tuple[tuple[str, ...] | None, list[Any]]:
+                user: UserContext, model_version: str = MODEL_VERSION,
+                facts: list[Any] | None = None) -> tuple[tuple[str, ...] | None, list[Any]]:
     """The feed decision for one trigger: (the feed now sent to the user, outputs).
-    ``ctx``: the decision context (``agent.decide.DecisionFold``: gate, k, ttl, records)."""
+    ``ctx``: the decision context (``agent.decide.DecisionFold``: gate, k, ttl, records);
+    ``model_version``: what ranked the candidates; ``facts``: their item facts, if read."""
     records: Records = ctx.records
-    skus, chosen, outcome = choose_feed(ctx.gate, eng, user, f.ts, ranked, ctx.k)
+    skus, chosen, outcome = choose_feed(ctx.gate, eng, user, f.ts, ranked, ctx.k, facts)
     r = outcome.result
     picked = tuple([skus[i] for i in chosen])
-    model = MODEL_VERSION if r.personalized else NON_PERSONALIZED
+    model = model_version if r.personalized else NON_PERSONALIZED
     # nothing new to say (the same feed, or every candidate denied): no feed update, yet
     # the decision is recorded like every other
     unchanged = not r.suppressed and (picked == last or (not picked and r.personalized))

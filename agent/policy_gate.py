@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import store_tools as col
+from agent.ranker import item_facts
 from agent.store_tools import store_tools
 from agent.tools import ToolRuntime
 from features.channels import POLICY_CHANGES
@@ -109,13 +110,13 @@ class PolicyGate:
     @staticmethod
     def _parse_facts(r: dict[str, Any]) -> tuple[Any, ...]:
         """(category, brand, price, available, min_age, regions, configurable, top-level
-        category) of an item's store row."""
+        category, the ranker's facts) of an item's store row."""
         cat = r.get(col.CATEGORY, "")
         return (cat, r.get(col.BRAND, ""),
                 _price(r.get(col.PRICE, r.get(col.CATALOG_PRICE))),
                 r.get(col.AVAILABLE), int(r.get(col.MIN_AGE, 0)),
                 tuple(x for x in str(r.get(col.REGIONS, "")).split(",") if x),
-                bool(r.get(col.OPTIONS)), top_category(cat))
+                bool(r.get(col.OPTIONS)), top_category(cat), item_facts(r))
 
     def _reader(self) -> RowReader:
         """The store's rows, built on first use (in the worker that needs them)."""
@@ -165,6 +166,15 @@ class PolicyGate:
         if wanted:
             read_groups(self._reader(), wanted)  # one store round trip for both
 
+    @property
+    def native(self) -> bool:
+        """Whether the native kernels are asked for."""
+        return self._native
+
+    def reader(self) -> RowReader:
+        """The store's rows as this process reads them (through the flow's row cache)."""
+        return self._reader()
+
     def prefetch_facts(self, skus: list[str]) -> None:
         """Warm the item facts of a chunk's candidates (one round trip for all misses)."""
         if skus:
@@ -188,11 +198,18 @@ class PolicyGate:
                     self._runtime = ToolRuntime(store_tools(rows, self._native))
         return self._runtime
 
-    def candidates(self, skus: list[str]) -> Candidates:
-        facts = self._item_facts(skus)
+    def item_facts(self, skus: list[str]) -> list[tuple[Any, ...]]:
+        """The items' facts (``_parse_facts``), for ``candidates(skus, facts)``."""
+        return self._item_facts(skus)
+
+    def candidates(self, skus: list[str], facts: list[tuple[Any, ...]] | None = None
+                   ) -> Candidates:
+        """The policy's candidate columns of ``skus`` (``facts``: theirs, read already)."""
+        if facts is None:
+            facts = self._item_facts(skus)
         if not facts:
             return Candidates([], [], [], [], [])
-        cats, brands, prices, avail, ages, regions, _, tops = (
+        cats, brands, prices, avail, ages, regions, _, tops, _ = (
             list(col) for col in zip(*facts, strict=True))
         return Candidates(skus=list(skus), categories=cats, brands=brands, prices=prices,
                           available=avail, min_ages=ages, regions=regions, tops=tops)

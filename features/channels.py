@@ -23,6 +23,7 @@ from features.events import (
     FeatureQuality,
     FeedUpdate,
     LateEvent,
+    ModelChange,
     Offer,
     PolicyChange,
     TrainingExample,
@@ -45,8 +46,9 @@ DECISION_RECORDS = Channel("decision_records", DecisionRecord, "the user's pseud
 POLICY_CHANGES = Channel("policy_changes", PolicyChange, "policy pack name")
 CONTROL_AUDIT = Channel("control_audit", ControlAudit, "id of the control's signing key")
 TRAINING_EXAMPLES = Channel("training_examples", TrainingExample, "the user's pseudonym")
+MODEL_CHANGES = Channel("model_changes", ModelChange, "the model's name")
 
 CHANNELS: tuple[Channel, ...] = (FEED, OFFERS, CONFIGURATIONS, DEAD_LETTERS, LATE_EVENTS,
                                  FEATURE_QUALITY, DECISION_RECORDS, POLICY_CHANGES,
-                                 CONTROL_AUDIT, TRAINING_EXAMPLES)
+                                 CONTROL_AUDIT, TRAINING_EXAMPLES, MODEL_CHANGES)
 NAMES: tuple[str, ...] = tuple(c.name for c in CHANNELS)

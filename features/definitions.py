@@ -142,6 +142,19 @@ FEED_VIEW = FeatureView(
             F(name="model_version", dtype="str"), F(name="policy_version", dtype="str")],
 )
 
+MODEL_VIEW = FeatureView(
+    name="model", entity="model", version=1, owner="personalization",
+    description="A learned model's snapshot (written by the learner step, agent.learner): "
+                "under the model's name the newest version, under 'name@version' each one "
+                "(for switch_model); weights as JSON by feature.",
+    aggregation="last", ttl_s=30 * DAY,
+    fields=[F(name="version", dtype="str"), F(name="weights", dtype="str"),
+            F(name="examples", dtype="int", min=0)],
+)
+
+# written by the decision step and the learner, not by the feature folds
+DECISION_VIEWS = (FEED_VIEW, MODEL_VIEW)
+
 REGISTRY = Registry([USER_ACTIVITY, USER_AFFINITY, USER_RECENCY, USER_CART, USER_PURCHASES,
                      SESSION_STATE, ITEM_POPULARITY, ITEM_STOCK, ITEM_PRICE, ITEM_CATALOG,
-                     ITEM_COVISITATION, CATEGORY_ITEMS, FEED_VIEW])
+                     ITEM_COVISITATION, CATEGORY_ITEMS, FEED_VIEW, MODEL_VIEW])

@@ -317,9 +317,30 @@ class TrainingExample(_Out):
     sku: Id
     position: Annotated[int, Field(ge=0, le=1000)]
     label: Literal[0, 1]
-    outcome: Literal["page_view", "click", "add_to_cart", "order", "window_closed"]
+    outcome: Literal["page_view", "click", "add_to_cart", "order", "window_closed",
+                     "skipped_above"]
     delay_ms: Annotated[int, Field(ge=0)]
     model_version: Annotated[str, Field(max_length=64)]
+    features: Annotated[list[float], Field(max_length=64)] | None = Field(
+        None, description="the ranker's features of the item when it was served "
+                          "(agent.ranker.FEATURES order): what the learner learns from")
+
+
+class ModelChange(_Out):
+    """A learned model's new version (``agent.learner``): published to the online store
+    (entity ``model``), where the scorers of every worker pick it up, and to this topic."""
+
+    type: Literal["model_change"] = "model_change"
+    model: Id = Field(description="the model's name, e.g. feed_ranker")
+    version: Annotated[str, Field(max_length=64)]
+    examples: Annotated[int, Field(ge=0)] = Field(description="examples learned in all")
+    log_loss: Annotated[float, Field(ge=0, le=1000)] | None = Field(
+        None, description="mean log-loss of the examples since the previous version, each "
+                          "predicted before it was learned (prequential)")
+    positives: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None, description="share of positive examples since the previous version")
+    weights: dict[Annotated[str, Field(max_length=64)], float] = Field(
+        description="the model's weights by feature, and 'intercept'")
 
 
 class DriftAlert(_Out):
@@ -464,6 +485,6 @@ class ControlAudit(_Out):
 
 OUTBOUND_MODELS: tuple[type[_Out], ...] = (
     FeedUpdate, Offer, Configuration, DecisionRecord, DriftAlert, DeadLetter, LateEvent,
-    FeatureQuality, PolicyChange, ControlAudit, TrainingExample,
+    FeatureQuality, PolicyChange, ControlAudit, TrainingExample, ModelChange,
 )
 ALL_MODELS: tuple[type[BaseModel], ...] = tuple(INBOUND_TYPES.values()) + OUTBOUND_MODELS

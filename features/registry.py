@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Entity = Literal["user", "session", "item", "item_pair", "category", "feed"]
+Entity = Literal["user", "session", "item", "item_pair", "category", "feed", "model"]
 DType = Literal["int", "float", "str", "list[str]"]
 
 

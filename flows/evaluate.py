@@ -28,7 +28,7 @@ from agent.baselines import Recommender, all_baselines
 from agent.feed import choose_feed, retrieve
 from agent.policy_gate import PolicyGate
 from agent.prequential import Scoreboard
-from agent.ranker import LearnedRanker
+from agent.ranker import LearnedRanker, item_facts
 from agent.store_tools import store_tools
 from agent.tools import ToolRuntime
 from connectors.memory_store import MemoryStore
@@ -38,6 +38,7 @@ from features.covisitation import CovisFold
 from features.events import LateEvent
 from features.interactions import AffinityHint, UserEvent, item_inputs, user_inputs
 from features.item_features import ItemFold
+from features.ranking import rows_and_scores
 from features.score import MODEL_VERSION, rank
 from features.store import StoreOp, StorePurge, StoreWrite
 from features.user_features import UserFeatures, UserFold
@@ -184,10 +185,13 @@ class Replay:
                                         self.settings.native_kernels, lists=bool(self.ranker))
         ranked = rank(items, limit)
         if self.ranker is not None:
-            feats = self.ranker.features(ranked, dict(f.interests), found.lists, f.recent,
-                                         f.cart)
+            rows = self.rows.read_many("item", [s for s, _ in ranked])
+            vec, b = self.ranker.weights()
+            feats, sc = rows_and_scores(ranked, dict(f.interests), found.lists, f.recent,
+                                        f.cart, [item_facts(r) for r in rows], vec, b,
+                                        self.settings.native_kernels)
             self.pending[f.user_id] = (feats, [s for s, _ in ranked])
-            ranked = self.ranker.rank(ranked, feats)
+            ranked = self.ranker.reorder(ranked, sc or [])
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
                            sent={"push": ()})
         skus, chosen, _ = choose_feed(self.gate, self.engine, user, f.ts, ranked, self.k)

@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field
 
 from agent.attribution import Attribution
 from agent.decide import DecisionFold
+from agent.learner import FEED_RANKER, FeedLearner
+from agent.model_slot import ModelSlot
 from agent.policy_gate import PolicyGate
 from connectors.cached_store import CachedRows
 from connectors.delivery import delivery
@@ -134,15 +136,21 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                               rows, s.tool_cache_s, max_keys=200_000,
                               derive=PolicyGate.facts_of))
         cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
-                           s.candidates_scored, native=s.native_kernels, prefetch=gate)
+                           s.candidates_scored, native=s.native_kernels, prefetch=gate,
+                           lists=s.ranker_learning)
         ranked = score("score", cands, s.candidates_scored)
+        models = ModelSlot(FEED_RANKER, gate.reader, s.ranker_refresh_s,
+                           s.ranker_min_examples) if s.ranker_learning else None
         fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s, s.pseudonym_key_bytes(),
                             Attribution({k: int(v * 1000)
                                          for k, v in s.attribution_windows_s.items()},
-                                        max_negatives=s.attribution_max_negatives))
+                                        max_negatives=s.attribution_max_negatives),
+                            models)
         feed = feed_decision("decision", ranked, ctl.accepted if ctl else None, fold,
                              s.state_shards,
-                             snapshots=s.recovery_dir is not None)
+                             snapshots=s.recovery_dir is not None,
+                             learner=FeedLearner(s.ranker_publish_every)
+                             if s.ranker_learning else None)
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)
 

@@ -54,7 +54,7 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         },
     }
     if store is not None:
-        entities = ("user", "session", "item", "category", "feed")
+        entities = ("user", "session", "item", "category", "feed", "model")
         report["store"] = {e: len(store.keys(e)) for e in entities}
         feat_dir = out / "features"
         feat_dir.mkdir(parents=True, exist_ok=True)

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
                     "counts as its outcome (event time); the longest closes the negatives")
     attribution_max_negatives: int = Field(5, ge=0, le=100, description="negative examples "
                                            "per feed at most (its first positions)")
+    ranker_learning: bool = Field(True, description="learn a feed ranker from the attributed "
+                                  "examples and rank with it once it has learned enough")
+    ranker_publish_every: int = Field(1000, ge=1, le=10_000_000, description="examples "
+                                      "between published model versions")
+    ranker_min_examples: int = Field(5000, ge=0, description="a model serves once it has "
+                                     "learned this many examples (before: the heuristic)")
+    ranker_refresh_s: float = Field(5.0, ge=0, le=3600, description="how often a process "
+                                    "reads the newest model version from the store")
 
     allowed_lateness_s: float = Field(3600.0, ge=0, description="per-key, event time")
     dedup_ids: int = Field(10_000, ge=0, le=10_000_000, description="event ids remembered "

@@ -10,6 +10,7 @@ from bytewax.dataflow import Stream
 
 from agent.allocation import AllocationFold, Proposal
 from agent.decide import DecisionFold
+from agent.learner import FeedLearner, Outcome
 from agent.policy_gate import POLICY_ACTIONS
 from features.events import Control, Outgoing
 from features.store import StoreOp
@@ -23,15 +24,22 @@ class FeedStreams(NamedTuple):
 
 
 def _controls(ev) -> list:
-    return [ev] if type(ev) is Control and ev.action in POLICY_ACTIONS else []
+    return [ev] if type(ev) is Control and (ev.action in POLICY_ACTIONS
+                                            or ev.action == "switch_model") else []
+
+
+def _model_of(o: Outcome) -> str:
+    return o.model
 
 
 def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | None,
-                  fold: DecisionFold, shards: int, snapshots: bool) -> FeedStreams:
+                  fold: DecisionFold, shards: int, snapshots: bool,
+                  learner: FeedLearner | None = None) -> FeedStreams:
     """``ranked``: chunks of (UserFeatures, [(sku, score)]) best first; ``events``: chunks of
-    authenticated control events (``operators.control``; the policy controls among them are
-    broadcast to every decision shard), or None without a control input. Returns chunk
-    streams."""
+    authenticated control events (``operators.control``; the policy and model controls
+    among them are broadcast to every decision shard), or None without a control input;
+    ``learner``: learns from the attributed examples, one for the flow (``agent.learner``).
+    Returns chunk streams."""
     both = ranked
     if events is not None:
         controls = chunk_flat_map(f"{step_id}_controls", events, _controls)
@@ -39,10 +47,18 @@ def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | Non
                         broadcast(f"{step_id}_bcast", controls, shards))
     out = sharded_fold_keyed(step_id, both, fold, lambda x: x[0].user_id, shards=shards,
                              mirror_every_s=0, snapshots=snapshots)
-    sent, proposals, store_ops = split_by_type(f"{step_id}_split", out, (Outgoing, Proposal),
-                                               keyed=True)
+    sent, proposals, outcomes, store_ops = split_by_type(
+        f"{step_id}_split", out, (Outgoing, Proposal, Outcome), keyed=True)
     granted = sharded_fold(f"{step_id}_allocate", proposals, AllocationFold(),
                            lambda p: p.sku, shards=shards, mirror_every_s=0,
                            snapshots=snapshots)
-    outs = op.merge(f"{step_id}_out", sent, granted)
-    return FeedStreams(outs, store_ops)
+    outs = [sent, granted]
+    stores = [store_ops]
+    if learner is not None:  # one key per model: a single learner whatever the workers
+        learned = sharded_fold(f"{step_id}_learn", outcomes, learner, _model_of, shards=1,
+                               mirror_every_s=0, snapshots=snapshots)
+        changes, model_writes = split_by_type(f"{step_id}_learn_split", learned, (Outgoing,))
+        outs.append(changes)
+        stores.append(model_writes)
+    return FeedStreams(op.merge(f"{step_id}_out", *outs),
+                       op.merge(f"{step_id}_store", *stores))

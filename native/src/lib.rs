@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod item;
 pub mod kernels;
 pub mod py;
+pub mod ranking;
 pub mod retrieval;
 pub mod shard;
 pub mod user;
@@ -32,6 +33,7 @@ fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(retrieval::neighbours, m)?)?;
     m.add_function(wrap_pyfunction!(retrieval::merged_lists, m)?)?;
     m.add_function(wrap_pyfunction!(retrieval::merge_sources, m)?)?;
+    m.add_function(wrap_pyfunction!(ranking::ranker_rows, m)?)?;
     m.add_function(wrap_pyfunction!(archive::archive_columns, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

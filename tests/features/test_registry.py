@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from features.definitions import FEED_VIEW, REGISTRY, USER_ACTIVITY
+from features.definitions import DECISION_VIEWS, MODEL_VIEW, REGISTRY, USER_ACTIVITY
 from features.registry import FeatureField, Registry, RegistryError
 from scripts.export_registry import EXPORT, LOCK, render_export
 
@@ -83,8 +83,16 @@ def test_every_field_the_folds_write_is_declared():
             if hasattr(w, "view"):
                 assert set(w.fields) == by_prefix[w.view], w.view
                 seen.add(w.view)
-    # the feed view is the decision step's (agent.feed), checked by the bump test below
-    assert seen == set(by_prefix) - {FEED_VIEW.store_prefix}
+    # the feed view is the decision step's (agent.feed), checked by the bump test below; the
+    # model view the learner's (agent.learner), checked here too
+    assert seen == set(by_prefix) - {v.store_prefix for v in DECISION_VIEWS}
+    from agent.learner import FeedLearner, Outcome
+    from agent.ranker import FEATURES
+
+    learner = FeedLearner(publish_every=1)
+    writes = [w for w in learner.apply(learner.new(), Outcome("m", 1, "e", (0.0,) * len(
+        FEATURES), 1)) if hasattr(w, "view")]
+    assert writes and all(set(w.fields) == by_prefix[MODEL_VIEW.store_prefix] for w in writes)
 
 
 _BUMPED_RUN = r"""
@@ -93,14 +101,14 @@ import features.definitions as d
 from features.registry import Registry
 bumped = {}
 for name in ("ITEM_PRICE", "ITEM_STOCK", "ITEM_CATALOG", "ITEM_COVISITATION", "CATEGORY_ITEMS",
-             "FEED_VIEW"):
+             "FEED_VIEW", "MODEL_VIEW"):
     v = getattr(d, name)
     bumped[name] = v.model_copy(update={"version": v.version + 1})
     setattr(d, name, bumped[name])
 d.REGISTRY = Registry([bumped.get(n, getattr(d, n)) for n in (
     "USER_ACTIVITY", "USER_AFFINITY", "USER_RECENCY", "USER_CART", "USER_PURCHASES",
     "SESSION_STATE", "ITEM_POPULARITY", "ITEM_STOCK", "ITEM_PRICE", "ITEM_CATALOG",
-    "ITEM_COVISITATION", "CATEGORY_ITEMS", "FEED_VIEW")])
+    "ITEM_COVISITATION", "CATEGORY_ITEMS", "FEED_VIEW", "MODEL_VIEW")])
 
 from connectors.generator import GenConfig, Generator, write_jsonl
 from connectors.memory_store import MemoryStore
@@ -112,10 +120,12 @@ out = sys.argv[1]
 write_jsonl(out + "/events.jsonl", Generator(GenConfig(seed=3, users=300, items=200,
                                                        events=6000)).records())
 run(RunConfig(inputs=[out + "/events.jsonl"], output=out + "/out", store="memory://bump",
-              settings=Settings(_env_file=None, progress_every_s=0, mirror_every_s=0)))
+              settings=Settings(_env_file=None, progress_every_s=0, mirror_every_s=0,
+                                ranker_publish_every=50, ranker_min_examples=100,
+                                ranker_refresh_s=0)))
 store = MemoryStore.shared("bump")
 cols = set()
-for entity in ("item", "category", "feed"):
+for entity in ("item", "category", "feed", "model"):
     for row in store.read_many(entity, store.keys(entity)):
         cols |= set(row or {})
 feeds = [json.loads(b) for b in read_channel(out + "/out", "feed_updates")]
@@ -124,15 +134,17 @@ print(json.dumps({
     "offers": len(read_channel(out + "/out", "offers")),
     "configurations": len(read_channel(out + "/out", "configurations")),
     "reasons": sorted({i["reason"] for f in feeds for i in f["items"]}),
+    "models": sorted({f["model_version"] for f in feeds}),
 }))
 """
 
 
 @pytest.mark.slow
 def test_a_version_bump_reaches_every_reader(tmp_path):
-    """Readers name store columns through the registry: with the item, category and feed
-    views' versions bumped, the decision flow still reads its facts (prices for offers,
-    stock and options for configurations, neighbours and category lists for the feed)."""
+    """Readers name store columns through the registry: with the item, category, feed and
+    model views' versions bumped, the decision flow still reads its facts (prices for offers,
+    stock and options for configurations, neighbours and category lists for the feed) and
+    its learned ranker's versions."""
     import os
     import subprocess
     import sys
@@ -144,7 +156,8 @@ def test_a_version_bump_reaches_every_reader(tmp_path):
     res = json.loads(got.stdout.strip().splitlines()[-1])
     prefixes = {c.split(".")[0] for c in res["columns"]}
     assert {"item_price_v2", "item_stock_v2", "item_catalog_v3", "item_covisitation_v2",
-            "category_items_v2", "feed_v2"} <= prefixes
-    assert not {"item_price_v1", "item_catalog_v2", "feed_v1"} & prefixes
+            "category_items_v2", "feed_v2", "model_v2"} <= prefixes
+    assert not {"item_price_v1", "item_catalog_v2", "feed_v1", "model_v1"} & prefixes
+    assert any(m.startswith("feed-ranker-v1.") for m in res["models"])
     assert res["offers"] > 0 and res["configurations"] > 0
     assert {"covis", "trending"} <= set(res["reasons"])

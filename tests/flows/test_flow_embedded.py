@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -117,7 +118,8 @@ def test_idle_eviction_runs_and_keeps_every_key_in_the_store(generated, tmp_path
 def test_served_feeds_are_attributed_in_event_time(generated, tmp_path):
     """Every training example names a feed that was sent; a positive is an item of that
     feed at its position, acted on by the same user within its type's window; negatives
-    come at the longest window's close (short windows here, so they do)."""
+    are the items above a positive, passed over, and the rest at the longest window's
+    close (short windows here, so they do)."""
     path, recs = generated
     s = Settings(progress_every_s=0, _env_file=None,
                  attribution_windows_s={"page_view": 20.0, "click": 20.0, "add_to_cart": 40.0,
@@ -136,8 +138,17 @@ def test_served_feeds_are_attributed_in_event_time(generated, tmp_path):
         feed = feeds[e["decision_id"]]
         assert feed["items"][e["position"]]["sku"] == e["sku"]
         assert e["user_ref"] not in raw_users and e["ts"] >= feed["ts"]
+        if e["label"] or e["outcome"] == "skipped_above":
+            assert e["ts"] - feed["ts"] == e["delay_ms"]
         if e["label"]:
-            assert e["delay_ms"] <= windows[e["outcome"]] and e["ts"] - feed["ts"] == e["delay_ms"]
+            assert e["delay_ms"] <= windows[e["outcome"]]
+        elif e["outcome"] == "skipped_above":  # above a positive of the same feed and time
+            assert any(p["decision_id"] == e["decision_id"] and p["ts"] == e["ts"]
+                       and p["position"] > e["position"] for p in pos)
         else:
             assert e["outcome"] == "window_closed" and e["ts"] == feed["ts"] + 60_000
-    assert len(neg) <= 5 * len({e["decision_id"] for e in neg})
+    kinds = Counter(e["outcome"] for e in neg)
+    assert kinds["skipped_above"] > 100 and kinds["window_closed"] > 100
+    assert kinds["window_closed"] <= 5 * len({e["decision_id"] for e in neg})
+    # each served item at most one example per feed
+    assert len({(e["decision_id"], e["position"]) for e in examples}) == len(examples)

@@ -5,5 +5,6 @@
 pub mod archive;
 pub mod codec;
 pub mod decay;
+pub mod ranking;
 pub mod retrieval;
 pub mod windows;

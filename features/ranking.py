@@ -1,0 +1,81 @@
+"""The learned ranker's features of a candidate (``agent.ranker``), and its linear score:
+the Python reference, and the native kernel (``native/src/kernels/ranking.rs``) that
+computes the same values to the last bit when built (``rows_and_scores``).
+
+>>> rows = features([("A", 1.0), ("B", 0.5)], {"A": 2.0}, {"covis": {"B": 4.0}}, ("B",), ())
+>>> dict(zip(FEATURES, rows[1]))["covis"], dict(zip(FEATURES, rows[1]))["last"]
+(1.0, 1.0)
+>>> scores(rows, [1.0 if n == "last" else 0.0 for n in FEATURES], -0.5)
+[-0.5, 0.5]
+"""
+
+from __future__ import annotations
+
+from operator import mul
+
+from features.native_ext import ext as _native
+
+SOURCES = ("covis", "trending", "new", "covis_last")
+FEATURES = ("h", "h_rank", "interest", "covis", "trending", "new", "n_sources", "recent",
+            "last", "recent_x_covis", "new_covis", "cart", "covis_last", "second", "third",
+            "pop", "trend", "conv")
+
+Row = tuple[float, ...]
+
+
+def features(ranked: list[tuple[str, float]], interests: dict[str, float],
+             lists: dict[str, dict[str, float]], recent: tuple[str, ...],
+             cart: tuple[str, ...], facts: list[tuple[float, float, float]] | None = None
+             ) -> list[tuple[float, ...]]:
+    """One row per candidate, the values of ``FEATURES`` in order; ``facts``: each
+    candidate's (popularity, trending, conversion rate), in ``ranked``'s order."""
+    top_int = max(interests.values(), default=0.0) or 1.0
+    empty: dict[str, float] = {}
+    covis, trending, new, last = (lists.get(src, empty) for src in SOURCES)
+    tc, tt, tn, tl = ((max(v.values(), default=0.0) or 1.0)
+                      for v in (covis, trending, new, last))
+    pos = {s: i for i, s in enumerate(recent)}
+    if facts is None:
+        facts = [(0.0, 0.0, 0.0)] * len(ranked)
+    top_pop = max((f[0] for f in facts), default=0.0) or 1.0
+    out: list[tuple[float, ...]] = []
+    for rank, ((sku, h), (pop, trend, conv)) in enumerate(zip(ranked, facts, strict=True)):
+        w = interests.get(sku)
+        c, t, nw, cl = covis.get(sku), trending.get(sku), new.get(sku), last.get(sku)
+        p = pos.get(sku)
+        rec = 1.0 / (1 + p) if p is not None else 0.0
+        cv = c / tc if c is not None else 0.0
+        out.append((
+            h, 1.0 / (1 + rank), w / top_int if w is not None else 0.0, cv,
+            t / tt if t is not None else 0.0, nw / tn if nw is not None else 0.0,
+            float((w is not None) + (c is not None) + (t is not None) + (nw is not None)),
+            rec, 1.0 if p == 0 else 0.0, rec * cv, cv if p is None else 0.0,
+            1.0 if sku in cart else 0.0, cl / tl if cl is not None else 0.0,
+            1.0 if p == 1 else 0.0, 1.0 if p == 2 else 0.0,
+            pop / top_pop, min(trend, 10.0) / 10.0, min(conv, 1.0)))
+    return out
+
+
+def scores(rows: list[Row], weights: list[float] | tuple[float, ...],
+           intercept: float) -> list[float]:
+    """``intercept + sum(w * x)`` per row (in ``FEATURES`` order)."""
+    return [intercept + sum(map(mul, weights, row)) for row in rows]
+
+
+def rows_and_scores(ranked: list[tuple[str, float]], interests: dict[str, float],
+                    lists: dict[str, dict[str, float]], recent: tuple[str, ...],
+                    cart: tuple[str, ...], facts: list[tuple[float, float, float]] | None,
+                    weights: list[float] | tuple[float, ...] | None = None,
+                    intercept: float = 0.0, native: bool = True
+                    ) -> tuple[list[Row], list[float] | None]:
+    """``features`` and, with ``weights``, their ``scores``: natively in one call when the
+    extension is built (and asked for), else in Python; the same values either way."""
+    if native and _native is not None:
+        try:
+            return _native.ranker_rows(
+                ranked, interests, lists, recent, cart, facts,
+                list(weights) if weights is not None else None, intercept)
+        except (ValueError, TypeError):
+            pass  # an input of another shape: the reference decides
+    rows = features(ranked, interests, lists, recent, cart, facts)
+    return rows, (scores(rows, weights, intercept) if weights is not None else None)

@@ -1,0 +1,144 @@
+//! The learned ranker's candidate features and scores, as `features/ranking.py` (the
+//! reference) computes them, operation for operation, so results are equal to the last bit.
+
+use rustc_hash::FxHashMap as HashMap;
+
+/// Values per candidate (`features.ranking.FEATURES`).
+pub const WIDTH: usize = 18;
+
+/// A candidate's own inputs: sku, heuristic score, (popularity, trending, conversion).
+pub struct Candidate<'a> {
+    pub sku: &'a str,
+    pub h: f64,
+    pub facts: (f64, f64, f64),
+}
+
+/// The user's side: interests, the four sources' scores (covis, trending, new, covis_last),
+/// recent items newest first, cart.
+pub struct Context<'a> {
+    pub interests: HashMap<&'a str, f64>,
+    pub lists: [HashMap<&'a str, f64>; 4],
+    pub recent: Vec<&'a str>,
+    pub cart: Vec<&'a str>,
+}
+
+/// Python's `max(values, default=0.0) or 1.0`.
+fn top<I: Iterator<Item = f64>>(values: I) -> f64 {
+    let mut m: Option<f64> = None;
+    for v in values {
+        m = Some(match m {
+            Some(x) if v > x => v, // Python's max: a later value replaces only a smaller one
+            Some(x) => x,
+            None => v,
+        });
+    }
+    match m {
+        Some(x) if x != 0.0 => x,
+        _ => 1.0,
+    }
+}
+
+/// Python's `min(x, cap)` (the first argument unless the cap is smaller).
+fn cap(x: f64, c: f64) -> f64 {
+    if c < x { c } else { x }
+}
+
+/// One row per candidate, in order.
+pub fn rows(cands: &[Candidate], ctx: &Context) -> Vec<[f64; WIDTH]> {
+    let top_int = top(ctx.interests.values().copied());
+    let tops: Vec<f64> = ctx.lists.iter().map(|l| top(l.values().copied())).collect();
+    let mut pos: HashMap<&str, usize> = HashMap::default();
+    for (i, s) in ctx.recent.iter().enumerate() {
+        pos.insert(s, i); // a repeated item keeps its last position, as a dict would
+    }
+    let top_pop = top(cands.iter().map(|c| c.facts.0));
+    let [covis, trending, new, last] = &ctx.lists;
+    cands
+        .iter()
+        .enumerate()
+        .map(|(rank, c)| {
+            let w = ctx.interests.get(c.sku).copied();
+            let cv_raw = covis.get(c.sku).copied();
+            let t = trending.get(c.sku).copied();
+            let nw = new.get(c.sku).copied();
+            let cl = last.get(c.sku).copied();
+            let p = pos.get(c.sku).copied();
+            let rec = p.map_or(0.0, |p| 1.0 / (1 + p) as f64);
+            let cv = cv_raw.map_or(0.0, |v| v / tops[0]);
+            let n_sources = (w.is_some() as u32 + cv_raw.is_some() as u32 + t.is_some() as u32
+                + nw.is_some() as u32) as f64;
+            let (pop, trend, conv) = c.facts;
+            [
+                c.h,
+                1.0 / (1 + rank) as f64,
+                w.map_or(0.0, |v| v / top_int),
+                cv,
+                t.map_or(0.0, |v| v / tops[1]),
+                nw.map_or(0.0, |v| v / tops[2]),
+                n_sources,
+                rec,
+                if p == Some(0) { 1.0 } else { 0.0 },
+                rec * cv,
+                if p.is_none() { cv } else { 0.0 },
+                if ctx.cart.contains(&c.sku) { 1.0 } else { 0.0 },
+                cl.map_or(0.0, |v| v / tops[3]),
+                if p == Some(1) { 1.0 } else { 0.0 },
+                if p == Some(2) { 1.0 } else { 0.0 },
+                pop / top_pop,
+                cap(trend, 10.0) / 10.0,
+                cap(conv, 1.0),
+            ]
+        })
+        .collect()
+}
+
+/// `intercept + sum(w * x)` per row, summed left to right from 0 as Python's `sum` does.
+pub fn scores(rows: &[[f64; WIDTH]], weights: &[f64; WIDTH], intercept: f64) -> Vec<f64> {
+    rows.iter()
+        .map(|r| {
+            let mut s = 0.0;
+            for (w, x) in weights.iter().zip(r.iter()) {
+                s += w * x;
+            }
+            intercept + s
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map<'a>(kv: &[(&'a str, f64)]) -> HashMap<&'a str, f64> {
+        kv.iter().copied().collect()
+    }
+
+    #[test]
+    fn rows_scale_each_source_to_its_best_and_mark_recent_items() {
+        let ctx = Context {
+            interests: map(&[("A", 2.0)]),
+            lists: [map(&[("A", 4.0), ("B", 2.0)]), map(&[]), map(&[]), map(&[("B", 1.0)])],
+            recent: vec!["B", "X"],
+            cart: vec!["A"],
+        };
+        let cands = [Candidate { sku: "A", h: 1.5, facts: (10.0, 20.0, 0.5) },
+                     Candidate { sku: "B", h: 0.5, facts: (5.0, 1.0, 3.0) }];
+        let r = rows(&cands, &ctx);
+        assert_eq!(r[0][..4], [1.5, 1.0, 1.0, 1.0]);
+        assert_eq!((r[0][6], r[0][11], r[0][15], r[0][16], r[0][17]), (2.0, 1.0, 1.0, 1.0, 0.5));
+        // B: covis 2/4, the last item seen, covis_last 1/1, popularity 5/10
+        assert_eq!((r[1][1], r[1][3], r[1][7], r[1][8], r[1][9]), (0.5, 0.5, 1.0, 1.0, 0.5));
+        assert_eq!((r[1][10], r[1][12], r[1][15], r[1][17]), (0.0, 1.0, 0.5, 1.0));
+        let mut w = [0.0; WIDTH];
+        w[0] = 2.0;
+        w[7] = 1.0;
+        assert_eq!(scores(&r, &w, -1.0), vec![2.0, 1.0]);
+    }
+
+    #[test]
+    fn empty_sources_and_zero_maxima_scale_by_one() {
+        assert_eq!(top(std::iter::empty()), 1.0);
+        assert_eq!(top([0.0, 0.0].into_iter()), 1.0);
+        assert_eq!(top([-2.0, -1.0].into_iter()), -1.0);
+    }
+}

@@ -1,0 +1,79 @@
+"""The learned ranker (agent.ranker): its feature rows, prior, learning and cached weights."""
+
+import random
+
+from agent.ranker import FEATURES, PRIOR, LearnedRanker
+
+
+def _col(rows: list[tuple[float, ...]], name: str) -> list[float]:
+    i = FEATURES.index(name)
+    return [r[i] for r in rows]
+
+
+def test_item_facts_become_features_scaled_to_the_best_candidate():
+    r = LearnedRanker()
+    cands = [("A", 1.0), ("B", 0.5), ("C", 0.2)]
+    rows = r.features(cands, {}, {}, (), (), [(4.0, 30.0, 0.5), (2.0, 1.0, 3.0), (0.0, 0.0, 0)])
+    assert _col(rows, "pop") == [1.0, 0.5, 0.0]
+    assert _col(rows, "trend") == [1.0, 0.1, 0.0]  # capped at 10
+    assert _col(rows, "conv") == [0.5, 1.0, 0.0]  # capped at 1
+    # no facts given: zeros, the same row length
+    assert all(len(x) == len(FEATURES) for x in r.features(cands, {}, {}, (), ()))
+    assert _col(r.features(cands, {}, {}, (), ()), "pop") == [0.0, 0.0, 0.0]
+
+
+def test_the_prior_ranks_recent_items_first_before_any_learning():
+    r = LearnedRanker()
+    assert r.model.weights == PRIOR
+    cands = [("X", 2.0), ("OLD", 1.0), ("LAST", 0.1)]
+    rows = r.features(cands, {}, {}, ("LAST", "OLD"), ())
+    assert [s for s, _ in r.rank(cands, rows)] == ["LAST", "OLD", "X"]
+    assert r.learned == 0 and r.version == "river-logreg-v1+0"
+
+
+def test_it_learns_that_popular_items_come_next():
+    rnd = random.Random(1)
+    r = LearnedRanker(prior={})
+    for _ in range(300):
+        skus = [f"S{i}" for i in range(20)]
+        facts = [(rnd.random() * 10, 0.0, 0.0) for _ in skus]
+        cands = [(s, 1.0) for s in skus]
+        rows = r.features(cands, {}, {}, (), (), facts)
+        target = skus[max(range(20), key=lambda i: facts[i][0])]
+        assert r.learn(rows, skus, target)
+    assert r.model.weights["pop"] > 0.5
+    assert not r.learn(rows, skus, "NOT-A-CANDIDATE")  # nothing to learn from
+    assert r.learned == 300
+    cands = [("LOW", 1.0), ("HIGH", 1.0)]
+    rows = r.features(cands, {}, {}, (), (), [(1.0, 0.0, 0.0), (9.0, 0.0, 0.0)])
+    assert [s for s, _ in r.rank(cands, rows)] == ["HIGH", "LOW"]
+
+
+def test_negatives_are_the_candidates_close_to_the_next_item_and_a_few_others():
+    r = LearnedRanker(prior={"pop": 10.0}, margin=1.0, spread=2)
+    learned: list[tuple[dict, bool]] = []
+    r.model.learn_one = lambda x, y: learned.append((x, y))  # type: ignore[method-assign]
+    skus = [f"S{i}" for i in range(10)]
+    # popularity 1.0, 0.95, ... 0.55: scores 10.0, 9.5, ..., 5.5 under the prior
+    facts = [(20.0 - i, 0.0, 0.0) for i in range(10)]
+    rows = r.features([(s, 1.0) for s in skus], {}, {}, (), (), facts)
+    assert r.learn(rows, skus, "S2")  # scored 9.0: S0, S1 above it, S3 and S4 within 1.0
+    pops = [round(x.get("pop", 0.0), 2) for x, y in learned if not y]
+    assert [y for _, y in learned] == [True] + [False] * len(pops)
+    assert pops[:4] == [1.0, 0.95, 0.85, 0.8]  # the close ones: S0, S1, S3, S4
+    assert len(pops) == 6  # and 2 of the 5 below the bar
+
+
+def test_scores_follow_the_weights_after_each_learn():
+    """The weight vector is cached for scoring and dropped on every learn."""
+    r = LearnedRanker(prior={})
+    cands = [("A", 1.0), ("B", 1.0)]
+    rows = r.features(cands, {}, {}, ("B",), ())
+    before = r.scores(rows)
+    assert before[0] == before[1]
+    r.learn(rows, ["A", "B"], "B")
+    after = r.scores(rows)
+    assert after[1] > after[0]
+    assert after == [r.model.intercept + sum(r.model.weights.get(n, 0.0) * v
+                                             for n, v in zip(FEATURES, row, strict=True))
+                     for row in rows]

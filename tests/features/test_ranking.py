@@ -1,0 +1,63 @@
+"""The ranker's features and scores: the native kernel equals the Python reference to the
+last bit (``features.ranking``), on random inputs and the edge cases."""
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features import ranking
+from features.native_ext import ext
+from features.ranking import FEATURES, SOURCES, features, rows_and_scores, scores
+
+pytestmark = pytest.mark.skipif(ext is None, reason="native extension not built")
+
+SKUS = [f"S{i}" for i in range(30)] + ["é", ""]
+weight = st.floats(min_value=-50, max_value=50, allow_nan=False, width=64)
+sku = st.sampled_from(SKUS)
+
+
+@st.composite
+def inputs(draw):
+    ranked = draw(st.lists(st.tuples(sku, weight), max_size=40))
+    interests = draw(st.dictionaries(sku, weight, max_size=12))
+    lists = {src: draw(st.dictionaries(sku, weight, max_size=20))
+             for src in draw(st.lists(st.sampled_from(SOURCES), unique=True))}
+    recent = tuple(draw(st.lists(sku, max_size=10)))  # repeats allowed
+    cart = tuple(draw(st.lists(sku, max_size=5)))
+    facts = draw(st.one_of(st.none(), st.lists(
+        st.tuples(st.one_of(weight, st.integers(0, 100)), weight, weight),
+        min_size=len(ranked), max_size=len(ranked))))
+    w = draw(st.one_of(st.none(), st.lists(weight, min_size=len(FEATURES),
+                                           max_size=len(FEATURES))))
+    return ranked, interests, lists, recent, cart, facts, w, draw(weight)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(inputs())
+def test_the_native_kernel_equals_the_reference(args):
+    ranked, interests, lists, recent, cart, facts, w, b = args
+    native = rows_and_scores(ranked, interests, lists, recent, cart, facts, w, b, native=True)
+    reference = rows_and_scores(ranked, interests, lists, recent, cart, facts, w, b,
+                                native=False)
+    assert native == reference
+    assert native[0] == features(ranked, interests, lists, recent, cart, facts)
+    if w is not None:
+        assert native[1] == scores(native[0], w, b)
+
+
+def test_it_is_the_native_kernel_that_answers(monkeypatch):
+    """With the extension built, the Python reference is not called."""
+    monkeypatch.setattr(ranking, "features", lambda *a: pytest.fail("reference called"))
+    rows, sc = rows_and_scores([("A", 1.0)], {}, {}, (), (), None, [0.5] * len(FEATURES), 1.0)
+    assert len(rows[0]) == len(FEATURES) and sc == [1.0 + 0.5 * (1.0 + 1.0 + 0.0)]
+
+
+def test_an_input_of_another_shape_falls_back_to_the_reference():
+    rnd = random.Random(2)
+    ranked = [(f"S{i}", rnd.random()) for i in range(5)]
+    # weights of the wrong width: the kernel refuses, the reference raises the same way
+    # Python would (zip over the shorter)
+    rows, sc = rows_and_scores(ranked, {}, {}, (), (), None, [1.0, 2.0], 0.0)
+    assert sc == [r[0] * 1.0 + r[1] * 2.0 for r in rows]

@@ -1,0 +1,107 @@
+"""The feed ranker learns in the running flow: attributed examples carry the features the
+items were served with, one learner publishes numbered versions (store and
+``model_changes``), the decision shards rank with the newest, and a signed
+``switch_model`` control pins one, in event time."""
+
+import json
+import uuid
+
+import pytest
+
+from agent.learner import FEED_RANKER
+from agent.ranker import FEATURES, parse_snapshot
+from connectors.file_sink import read_channel
+from connectors.generator import GenConfig, Generator
+from connectors.memory_store import MemoryStore
+from features.definitions import MODEL_VIEW
+from features.events import DecisionRecord, FeedUpdate, ModelChange, TrainingExample
+from features.score import MODEL_VERSION
+from flows.main import RunConfig, run
+from flows.settings import Settings
+from policies.control_auth import ControlKey, sign_control
+
+SECRET = "ml-ops-secret-0123456789"
+PINNED = "feed-ranker-v1.2"
+
+
+@pytest.fixture(scope="module")
+def learning_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("learning")
+    recs = list(Generator(GenConfig(seed=11, users=300, items=150, events=9000,
+                                    malformed_rate=0.0)).records())
+    lines = [r.value for r in recs]
+    ts = [json.loads(v)["ts"] for v in lines]
+    pin_ts, unpin_ts = ts[int(len(ts) * 0.7)], ts[int(len(ts) * 0.85)]
+    controls = [sign_control({"type": "control", "event_id": f"m{i}", "ts": t,
+                              "action": "switch_model", "issued_by": "ml", **extra},
+                             "ml-1", SECRET)
+                for i, (t, extra) in enumerate(((pin_ts, {"version": PINNED}), (unpin_ts, {})))]
+    src, ctl = d / "events.jsonl", d / "controls.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    ctl.write_text("\n".join(json.dumps(c) for c in controls) + "\n")
+    name = uuid.uuid4().hex
+    settings = Settings(_env_file=None, progress_every_s=0, ranker_publish_every=200,
+                        ranker_min_examples=300, ranker_refresh_s=0,
+                        control_keys={"ml-1": ControlKey(secret=SECRET, issuer="ml",
+                                                         actions=["switch_model"])},
+                        attribution_windows_s={"page_view": 600.0, "click": 600.0,
+                                               "add_to_cart": 1200.0, "order": 1800.0})
+    run(RunConfig(inputs=[str(src)], controls=[str(ctl)], output=str(d / "out"),
+                  store=f"memory://{name}", settings=settings))
+    yield d / "out", MemoryStore.shared(name), (pin_ts, unpin_ts)
+    MemoryStore.drop(name)
+
+
+def _read(out, channel, model):
+    return [model.model_validate_json(b) for b in read_channel(out, channel)]
+
+
+def test_examples_carry_the_features_they_were_served_with(learning_run):
+    out, _, _ = learning_run
+    examples = _read(out, "training_examples", TrainingExample)
+    assert len(examples) > 1000
+    assert all(e.features is not None and len(e.features) == len(FEATURES) for e in examples)
+    assert {e.label for e in examples} == {0, 1}
+
+
+def test_one_learner_publishes_numbered_versions_to_the_store_and_the_topic(learning_run):
+    out, store, _ = learning_run
+    changes = _read(out, "model_changes", ModelChange)
+    assert len(changes) >= 5
+    assert [c.version for c in changes] == [f"feed-ranker-v1.{i}"
+                                            for i in range(1, len(changes) + 1)]
+    assert [c.examples for c in changes] == [200 * i for i in range(1, len(changes) + 1)]
+    assert all(c.log_loss is not None and 0 < (c.positives or 0) < 1 for c in changes)
+    (row,) = store.read_many("model", [FEED_RANKER])
+    prefix = MODEL_VIEW.store_prefix + "."
+    newest = parse_snapshot({k[len(prefix):]: v for k, v in row.items()})
+    assert newest.version == changes[-1].version
+    assert store.read_many("model", [f"{FEED_RANKER}@{PINNED}"])[0] is not None
+
+
+def test_feeds_are_ranked_by_published_versions_and_the_pin_holds_in_event_time(learning_run):
+    out, _, (pin_ts, unpin_ts) = learning_run
+    published = {c.version for c in _read(out, "model_changes", ModelChange)}
+    feeds = _read(out, "feed_updates", FeedUpdate)
+    personalized = [f for f in feeds if f.model_version != "non-personalized"]
+    versions = {f.model_version for f in personalized}
+    assert versions <= published | {MODEL_VERSION}
+    learned = [f for f in personalized if f.model_version in published]
+    assert len(learned) > len(personalized) // 3
+    pinned = [f for f in personalized if pin_ts <= f.ts < unpin_ts]
+    assert pinned and {f.model_version for f in pinned} <= {PINNED, MODEL_VERSION}
+    assert sum(f.model_version == PINNED for f in pinned) > len(pinned) // 2
+    after = [f for f in personalized if f.ts >= unpin_ts]
+    assert any(f.model_version not in (PINNED, MODEL_VERSION) for f in after)
+    # a learned ranking is what the feed shows: scores in descending order
+    for f in learned:
+        scores = [i.score for i in f.items]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_decision_records_name_the_version_that_ranked(learning_run):
+    out, _, _ = learning_run
+    feeds = {f.id: f.model_version for f in _read(out, "feed_updates", FeedUpdate)}
+    records = _read(out, "decision_records", DecisionRecord)
+    named = [r for r in records if r.decision_id in feeds]
+    assert named and all(r.model_version == feeds[r.decision_id] for r in named)
