@@ -108,12 +108,17 @@ class DecisionFold:
             out += self.gate.control(eng, ctl, emit=getattr(eng, "shard", 0) == 0)
         return out
 
-    def _example(self, user_id: str, e: Example) -> list[Any]:
+    def _example(self, user_id: str, e: Example, known_ts: int) -> list[Any]:
+        """An example's event, and its outcome for the learner, timed when it became known
+        (``known_ts``, the user event that settled it: a closed window's negative is known
+        only when the user comes back), so the learner's versions and alerts are in the
+        event time of the stream."""
         ref = self.records.user_ref(user_id)
         doc = _example_doc(ref, e)
         out: list[Any] = [outgoing_doc(TRAINING_EXAMPLES.name, ref, doc)]
         if e.features and self.models is not None:
-            out.append(Outcome(FEED_RANKER, e.ts, doc["id"], tuple(doc["features"]), e.label))
+            out.append(Outcome(FEED_RANKER, known_ts, doc["id"], tuple(doc["features"]),
+                               e.label))
         return out
 
     def _rerank(self, f: UserFeatures, ranked: list[tuple[str, float]], found: Retrieval,
@@ -124,7 +129,10 @@ class DecisionFold:
         them."""
         if self.models is None or not ranked:
             return ranked, [], MODEL_VERSION, None
-        snap = self.models.current(getattr(eng, "model_pin", None))
+        pin = getattr(eng, "model_pin", None)
+        snap = self.models.current(pin, f.ts)
+        if snap is not None and snap.fallback and not pin:  # drifted: the heuristic ranks
+            snap = None
         facts = self.gate.item_facts([s for s, _ in ranked])  # the policy reads them too
         feats, sc = rows_and_scores(ranked, dict(f.interests), found.lists, f.recent, f.cart,
                                     [x[8] for x in facts], snap.weights if snap else None,
@@ -152,10 +160,14 @@ class DecisionFold:
         if st.imps:  # this event is the outcome of the feeds sent before it
             st.imps, examples = self.attribution.outcome(st.imps, f.kind, f.skus, f.ts)
             for e in examples:
-                out += self._example(f.user_id, e)
+                out += self._example(f.user_id, e, f.ts)
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
                            sent={"push": st.sent})
         ranked, feats, model, facts = self._rerank(f, ranked, found, eng)
+        drift = self.models.drift_alert if self.models is not None else ""
+        if drift and model == MODEL_VERSION and not getattr(eng, "model_pin", None) \
+                and f.consent is not None and "personalization" in f.consent:
+            found = found._replace(fallbacks=[*found.fallbacks, f"model_drift:{drift}"])
         st.last, feed = decide_feed(self, st.last, f, ranked, found, eng, user, model, facts)
         out += feed
         for o in feed:

@@ -10,8 +10,17 @@ snapshot (``agent.ranker.ModelSnapshot``): to the online store under the model's
 (the newest) and under ``name@version`` (each version, for ``switch_model``), and as a
 ``model_change`` event with the version's loss and share of positives. Scorers on every
 worker pick the newest up from the store (``agent.model_slot``). Versions are numbered in
-order (``feed-ranker-v1.<n>``); the state (model, counts) is in the snapshot, so a resumed
-learner goes on from its last epoch and a replayed publication repeats its id.
+order (``feed-ranker-v1.<n>``); the state (model, counts, drift monitor) is in the
+snapshot, so a resumed learner goes on from its last epoch and a replayed publication
+repeats its id.
+
+Drift (``agent.drift``): each example's excess log-loss (the model's, minus the base rate's)
+feeds a ``LossMonitor``. A fallback alert is a ``drift_alert`` event and, when the learner
+acts on them (``fallback``), at once a new publication of the current version marked with
+the alert's id: scorers then rank with the
+heuristic (recorded as the ``model_drift:<alert id>`` fallback in every decision record)
+while the learner goes on learning; a recovery is another ``drift_alert`` and a publication
+without the mark.
 
 >>> learner = FeedLearner(publish_every=2)
 >>> st = learner.new()
@@ -25,12 +34,14 @@ learner goes on from its last epoch and a replayed publication repeats its id.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
-from agent.ranker import LearnedRanker
-from features.channels import MODEL_CHANGES
+from agent.drift import DriftEvent, LossMonitor
+from agent.ranker import LearnedRanker, ModelSnapshot
+from features.channels import DRIFT_ALERTS, MODEL_CHANGES
 from features.definitions import MODEL_VIEW
-from features.events import ModelChange, event_doc, outgoing_doc
+from features.events import DriftAlert, ModelChange, event_doc, outgoing_doc
 from features.store import StoreWrite
 
 FEED_RANKER = "feed_ranker"
@@ -47,14 +58,19 @@ class Outcome(NamedTuple):
 
 
 class LearnerState:
-    __slots__ = ("ranker", "versions", "n", "loss", "positives")
+    __slots__ = ("ranker", "versions", "n", "loss", "positives", "monitor", "rate", "alert",
+                 "last")
 
-    def __init__(self, ranker: LearnedRanker) -> None:
+    def __init__(self, ranker: LearnedRanker, monitor: LossMonitor) -> None:
         self.ranker = ranker
         self.versions = 0  # published so far
         self.n = 0  # examples since the last version
         self.loss = 0.0
         self.positives = 0
+        self.monitor = monitor
+        self.rate = 0.5  # the base rate of positives (a slow moving average)
+        self.alert = ""  # the drift alert the model is in fallback for
+        self.last: ModelSnapshot | None = None  # the version published last
 
 
 def version_name(model: str, n: int) -> str:
@@ -64,35 +80,77 @@ def version_name(model: str, n: int) -> str:
 class FeedLearner:
     ordered_input = Outcome  # examples come from every decision shard: event time order
 
-    def __init__(self, publish_every: int = 1000, lr: float = 0.02, l2: float = 1e-5) -> None:
+    def __init__(self, publish_every: int = 1000, lr: float = 0.02, l2: float = 1e-5,
+                 drift: dict[str, float] | None = None, fallback: bool = True) -> None:
+        """``drift``: ``agent.drift.LossMonitor`` parameters (rise, tolerance, ...);
+        ``fallback``: act on a drift alert (else only report it, with action ``none``)."""
         self.publish_every = max(1, publish_every)
         self.lr, self.l2 = lr, l2
+        self.drift = dict(drift or {})
+        self.fallback = fallback
 
     def new(self) -> LearnerState:
-        return LearnerState(LearnedRanker(lr=self.lr, l2=self.l2))
+        return LearnerState(LearnedRanker(lr=self.lr, l2=self.l2),
+                            LossMonitor(**self.drift))  # type: ignore[arg-type]
 
     def rows(self, state: Any, key: str) -> list[Any]:
         return []
 
     def apply(self, st: LearnerState, x: Outcome) -> list[Any]:
-        st.loss += st.ranker.learn_one(x.features, bool(x.label))
+        loss = st.ranker.learn_one(x.features, bool(x.label))
+        p = min(max(st.rate, 1e-4), 1 - 1e-4)  # the base rate, before this example
+        base = -math.log(p if x.label else 1 - p)
+        st.rate += 0.01 * (x.label - st.rate)
+        st.loss += loss
         st.n += 1
         st.positives += x.label
-        if st.n < self.publish_every:
-            return []
-        st.versions += 1
-        snap = st.ranker.snapshot(version_name(x.model, st.versions))
+        out: list[Any] = []
+        for ev in st.monitor.observe(loss - base):
+            out += self._alert(st, x, ev)
+        if st.n >= self.publish_every:
+            out += self._publish(st, x)
+        return out
+
+    def _alert(self, st: LearnerState, x: Outcome, ev: DriftEvent) -> list[Any]:
+        """A drift alert, and the current version published again with (or without) the
+        fallback mark, so every scorer follows."""
+        aid = f"drift:{x.model}:{st.ranker.learned}"
+        action = ev.action if self.fallback or ev.action == "recovered" else "none"
+        doc = event_doc(DriftAlert, id=aid, ts=x.ts, monitor=f"{x.model}-loss",
+                        subject=x.model, detector="adwin+confirm",
+                        statistic=round(ev.statistic, 6), threshold=round(ev.threshold, 6),
+                        action=action,
+                        model_version=st.last.version if st.last else None,
+                        reference=round(ev.reference, 6), window=ev.window,
+                        examples=st.ranker.learned)
+        out: list[Any] = [outgoing_doc(DRIFT_ALERTS.name, x.model, doc)]
+        if not self.fallback:
+            return out
+        st.alert = aid if ev.action == "fallback" else ""
+        if st.last is not None:  # the same version, marked (or no longer)
+            st.last = st.last._replace(fallback=st.alert)
+            out += self._writes(x, st.last)
+        return out
+
+    def _writes(self, x: Outcome, snap: ModelSnapshot) -> list[Any]:
         fields = snap.fields()
         ttl = MODEL_VIEW.ttl_s
+        return [StoreWrite("model", x.model, MODEL_VIEW.store_prefix, fields, x.ts, ttl),
+                StoreWrite("model", f"{x.model}@{snap.version}", MODEL_VIEW.store_prefix,
+                           fields, x.ts, ttl)]
+
+    def _publish(self, st: LearnerState, x: Outcome) -> list[Any]:
+        st.versions += 1
+        snap = st.ranker.snapshot(version_name(x.model, st.versions))._replace(
+            fallback=st.alert)
+        st.last = snap
         doc = event_doc(ModelChange, id=f"model:{x.model}:{snap.version}", ts=x.ts,
                         model=x.model, version=snap.version, examples=snap.examples,
                         log_loss=round(min(st.loss / st.n, 1000.0), 6),
                         positives=round(st.positives / st.n, 6),
                         weights={**{k: round(v, 9) for k, v in
                                     st.ranker.model.weights.items()},
-                                 "intercept": round(snap.intercept, 9)})
+                                 "intercept": round(snap.intercept, 9)},
+                        fallback=st.alert or None)
         st.n, st.loss, st.positives = 0, 0.0, 0
-        return [StoreWrite("model", x.model, MODEL_VIEW.store_prefix, fields, x.ts, ttl),
-                StoreWrite("model", f"{x.model}@{snap.version}", MODEL_VIEW.store_prefix,
-                           fields, x.ts, ttl),
-                outgoing_doc(MODEL_CHANGES.name, x.model, doc)]
+        return [*self._writes(x, snap), outgoing_doc(MODEL_CHANGES.name, x.model, doc)]

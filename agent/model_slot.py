@@ -1,24 +1,28 @@
 """The scorer's side of a learned model: the snapshot a process ranks with, hot-swapped.
 
 A ``ModelSlot`` reads the model's row from the online store (``agent.learner`` publishes
-it) at most every ``refresh_s`` seconds and keeps the newest snapshot that parses; a row
+it; directly, not through the flow's row cache, which would hold it longer) at most every
+``refresh_s`` seconds and keeps the newest snapshot that parses; a row
 that does not parse (``agent.ranker.parse_snapshot``) is refused and counted, and the last
 good snapshot stays. A pinned version (a ``switch_model`` control) is read under
 ``name@version``. A model serves only once it has learned ``min_examples`` examples;
 before that, and when nothing was ever published, ``current`` is None and the heuristic
-ranking stands (the named fallback).
+ranking stands (the named fallback). A version published with a drift alert's id
+(``agent.learner``) does not rank either, unless pinned: ``drift_alert`` names the alert.
 
-The refresh is on the wall clock (like the row caches): which version ranks a decision
-depends on when the process read the store, and the decision record names it.
+The store is read again after ``refresh_s`` seconds of wall clock *or* of the decisions'
+event time, whichever comes first: live, every few seconds; in a replay, where event time
+runs far ahead of the clock, as often in event time. Which version ranks a decision still
+depends on when the process read the store; the decision record names it.
 
->>> rows = {"feed_ranker": {"model_v1.version": "feed-ranker-v1.3", "model_v1.examples": 9,
-...                         "model_v1.weights": '{"recent": 1.0, "intercept": 0.0}'}}
+>>> rows = {"feed_ranker": {"model_v2.version": "feed-ranker-v1.3", "model_v2.examples": 9,
+...                         "model_v2.weights": '{"recent": 1.0, "intercept": 0.0}'}}
 >>> class Store:
 ...     def read_many(self, entity, keys): return [rows.get(k) for k in keys]
 >>> slot = ModelSlot("feed_ranker", lambda: Store(), refresh_s=0, min_examples=5)
 >>> slot.current(None).version
 'feed-ranker-v1.3'
->>> rows["feed_ranker"]["model_v1.weights"] = "{not json"     # a corrupt snapshot
+>>> rows["feed_ranker"]["model_v2.weights"] = "{not json"     # a corrupt snapshot
 >>> slot.current(None).version, slot.refused
 ('feed-ranker-v1.3', 1)
 """
@@ -41,33 +45,47 @@ class ModelSlot:
     def __init__(self, name: str, reader: Callable[[], RowReader], refresh_s: float = 5.0,
                  min_examples: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
         self.name, self.refresh_s, self.min_examples = name, refresh_s, min_examples
-        self._reader, self._clock = reader, clock
+        self._reader_factory, self._clock = reader, clock
+        self._store: RowReader | None = None  # built on first use, in the worker
         self._snaps: dict[str, ModelSnapshot] = {}  # row key -> last good snapshot
         self._next: dict[str, float] = {}  # row key -> when to read it again
-        self._seen: dict[str, Any] = {}  # row key -> (version, weights) last parsed
+        self._next_ts: dict[str, int] = {}  # row key -> at what event time, at the latest
+        self._seen: dict[str, Any] = {}  # row key -> (version, weights, mark) last parsed
         self.refused = 0  # rows that did not parse
         self._lock = threading.Lock()
 
-    def current(self, pinned: str | None) -> ModelSnapshot | None:
-        """The snapshot to rank with: the pinned version, else the newest published."""
+    def current(self, pinned: str | None, ts: int | None = None) -> ModelSnapshot | None:
+        """The snapshot to rank with: the pinned version, else the newest published
+        (``ts``: the decision's event time)."""
         key = f"{self.name}@{pinned}" if pinned else self.name
         now = self._clock()
-        if now >= self._next.get(key, 0.0):
+        if now >= self._next.get(key, 0.0) or (ts is not None
+                                                and ts >= self._next_ts.get(key, 0)):
             with self._lock:
-                if now >= self._next.get(key, 0.0):
-                    self._next[key] = now + self.refresh_s
-                    self._read(key)
+                self._next[key] = now + self.refresh_s
+                if ts is not None:
+                    self._next_ts[key] = ts + int(self.refresh_s * 1000)
+                self._read(key)
         snap = self._snaps.get(key)
         return snap if snap is not None and snap.examples >= self.min_examples else None
 
+    @property
+    def drift_alert(self) -> str:
+        """The drift alert the newest published version is in fallback for ("" if none)."""
+        snap = self._snaps.get(self.name)
+        return snap.fallback if snap is not None else ""
+
     def _read(self, key: str) -> None:
         try:
-            (row,) = self._reader().read_many("model", [key])
+            if self._store is None:
+                self._store = self._reader_factory()
+            (row,) = self._store.read_many("model", [key])
         except Exception:  # noqa: BLE001 - an outage: keep ranking with the last good one
             return
         if not row:
             return
-        seen = (row.get(_PREFIX + "version"), row.get(_PREFIX + "weights"))
+        seen = (row.get(_PREFIX + "version"), row.get(_PREFIX + "weights"),
+                row.get(_PREFIX + "fallback"))
         if seen == self._seen.get(key):
             return  # unchanged since the last read
         self._seen[key] = seen

@@ -171,10 +171,6 @@ class PolicyGate:
         """Whether the native kernels are asked for."""
         return self._native
 
-    def reader(self) -> RowReader:
-        """The store's rows as this process reads them (through the flow's row cache)."""
-        return self._reader()
-
     def prefetch_facts(self, skus: list[str]) -> None:
         """Warm the item facts of a chunk's candidates (one round trip for all misses)."""
         if skus:

@@ -61,6 +61,7 @@ class ModelSnapshot(NamedTuple):
     weights: tuple[float, ...]  # in FEATURES order
     intercept: float
     examples: int
+    fallback: str = ""  # a drift alert's id: the version must not rank (agent.drift)
 
     def scores(self, rows: list[tuple[float, ...]]) -> list[float]:
         vec, b = self.weights, self.intercept
@@ -75,7 +76,7 @@ class ModelSnapshot(NamedTuple):
         named = {n: w for n, w in zip(FEATURES, self.weights, strict=True) if w}
         return {"version": self.version, "examples": self.examples,
                 "weights": json.dumps({**named, "intercept": self.intercept},
-                                      sort_keys=True)}
+                                      sort_keys=True), "fallback": self.fallback}
 
 
 def parse_snapshot(fields: dict[str, Any]) -> ModelSnapshot:
@@ -113,8 +114,11 @@ def parse_snapshot(fields: dict[str, Any]) -> ModelSnapshot:
         else:
             raise ValueError(f"unknown feature {name!r}")
     examples = fields.get("examples", 0)
+    fallback = fields.get("fallback") or ""
+    if not isinstance(fallback, str) or len(fallback) > 128:
+        raise ValueError("fallback is not an alert id")
     return ModelSnapshot(version, tuple(weights), intercept,
-                         int(examples) if str(examples).isdigit() else 0)
+                         int(examples) if str(examples).isdigit() else 0, fallback)
 
 
 def _reorder(ranked: list[tuple[str, float]], sc: list[float]) -> list[tuple[str, float]]:

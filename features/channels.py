@@ -20,6 +20,7 @@ from features.events import (
     ControlAudit,
     DeadLetter,
     DecisionRecord,
+    DriftAlert,
     FeatureQuality,
     FeedUpdate,
     LateEvent,
@@ -47,8 +48,10 @@ POLICY_CHANGES = Channel("policy_changes", PolicyChange, "policy pack name")
 CONTROL_AUDIT = Channel("control_audit", ControlAudit, "id of the control's signing key")
 TRAINING_EXAMPLES = Channel("training_examples", TrainingExample, "the user's pseudonym")
 MODEL_CHANGES = Channel("model_changes", ModelChange, "the model's name")
+DRIFT_ALERTS = Channel("drift_alerts", DriftAlert, "the monitor's name")
 
 CHANNELS: tuple[Channel, ...] = (FEED, OFFERS, CONFIGURATIONS, DEAD_LETTERS, LATE_EVENTS,
                                  FEATURE_QUALITY, DECISION_RECORDS, POLICY_CHANGES,
-                                 CONTROL_AUDIT, TRAINING_EXAMPLES, MODEL_CHANGES)
+                                 CONTROL_AUDIT, TRAINING_EXAMPLES, MODEL_CHANGES,
+                                 DRIFT_ALERTS)
 NAMES: tuple[str, ...] = tuple(c.name for c in CHANNELS)

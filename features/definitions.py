@@ -143,13 +143,14 @@ FEED_VIEW = FeatureView(
 )
 
 MODEL_VIEW = FeatureView(
-    name="model", entity="model", version=1, owner="personalization",
+    name="model", entity="model", version=2, owner="personalization",
     description="A learned model's snapshot (written by the learner step, agent.learner): "
                 "under the model's name the newest version, under 'name@version' each one "
-                "(for switch_model); weights as JSON by feature.",
+                "(for switch_model); weights as JSON by feature; the drift alert that keeps "
+                "it from ranking, if any.",
     aggregation="last", ttl_s=30 * DAY,
     fields=[F(name="version", dtype="str"), F(name="weights", dtype="str"),
-            F(name="examples", dtype="int", min=0)],
+            F(name="examples", dtype="int", min=0), F(name="fallback", dtype="str")],
 )
 
 # written by the decision step and the learner, not by the feature folds

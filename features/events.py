@@ -341,6 +341,8 @@ class ModelChange(_Out):
         None, description="share of positive examples since the previous version")
     weights: dict[Annotated[str, Field(max_length=64)], float] = Field(
         description="the model's weights by feature, and 'intercept'")
+    fallback: Id | None = Field(None, description="the drift alert that keeps this version "
+                                "from ranking (the heuristic ranks meanwhile), if any")
 
 
 class DriftAlert(_Out):
@@ -352,6 +354,12 @@ class DriftAlert(_Out):
     threshold: Score
     action: Literal["none", "fallback", "recovered"] = "none"
     model_version: Annotated[str, Field(max_length=64)] | None = None
+    reference: Score | None = Field(None, description="the statistic's level before the "
+                                    "drift (what recovery is judged against)")
+    window: Annotated[int, Field(ge=0)] | None = Field(None, description="examples the "
+                                                       "statistic is computed over")
+    examples: Annotated[int, Field(ge=0)] | None = Field(None, description="examples the "
+                                                         "model had learned by then")
 
 
 class DeadLetter(_Out):

@@ -139,7 +139,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                            s.candidates_scored, native=s.native_kernels, prefetch=gate,
                            lists=s.ranker_learning)
         ranked = score("score", cands, s.candidates_scored)
-        models = ModelSlot(FEED_RANKER, gate.reader, s.ranker_refresh_s,
+        models = ModelSlot(FEED_RANKER, stores, s.ranker_refresh_s,
                            s.ranker_min_examples) if s.ranker_learning else None
         fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s, s.pseudonym_key_bytes(),
                             Attribution({k: int(v * 1000)
@@ -149,7 +149,9 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         feed = feed_decision("decision", ranked, ctl.accepted if ctl else None, fold,
                              s.state_shards,
                              snapshots=s.recovery_dir is not None,
-                             learner=FeedLearner(s.ranker_publish_every)
+                             learner=FeedLearner(s.ranker_publish_every,
+                                                 drift=s.ranker_drift,
+                                                 fallback=s.ranker_drift_fallback)
                              if s.ranker_learning else None)
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)

@@ -44,6 +44,10 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         "training_examples": dict(sorted(Counter(
             "positive" if json.loads(b)["label"] else "negative"
             for b in read_channel(out, ch.TRAINING_EXAMPLES.name)).items())),
+        "feeds_by_model": _by_model(feeds),
+        "model_versions": len(read_channel(out, ch.MODEL_CHANGES.name)),
+        "drift_alerts": dict(sorted(Counter(
+            json.loads(b)["action"] for b in read_channel(out, ch.DRIFT_ALERTS.name)).items())),
         "late_events": len(late),
         "feature_quality": {
             "reports": len(quality),
@@ -76,3 +80,12 @@ def print_report(report: dict) -> None:
             print(f"  example feed for {v['user_id']}: {items}")
         else:
             print(f"  {k}: {v}")
+
+
+def _by_model(feeds: list[dict]) -> dict[str, int]:
+    """Feeds per ranker: the heuristic, learned versions (together), non-personalized."""
+    c: Counter[str] = Counter()
+    for f in feeds:
+        m = f["model_version"]
+        c["learned" if m.startswith("feed-ranker-") else m] += 1
+    return dict(sorted(c.items()))

@@ -89,6 +89,17 @@ class Settings(BaseSettings):
                                      "learned this many examples (before: the heuristic)")
     ranker_refresh_s: float = Field(5.0, ge=0, le=3600, description="how often a process "
                                     "reads the newest model version from the store")
+    ranker_drift_fallback: bool = Field(False, description="act on the learner's drift "
+                                        "alerts (the heuristic ranks until recovery); off: "
+                                        "report them only (action 'none')")
+    ranker_drift: dict[str, float] = Field(
+        default_factory=lambda: {"rise": 0.10, "floor": 0.03, "tolerance": 0.02,
+                                 "min_examples": 2000, "min_fallback": 5000, "window": 2000,
+                                 "confirm": 2000},
+        description="the learner's drift monitor (agent.drift.LossMonitor): excess log-loss "
+                    "rise (nats) that sends the ranker to fallback, margin below 0 to return, "
+                    "examples before watching, minimum dwell in fallback, recovery window, "
+                    "examples that confirm a change")
 
     allowed_lateness_s: float = Field(3600.0, ge=0, description="per-key, event time")
     dedup_ids: int = Field(10_000, ge=0, le=10_000_000, description="event ids remembered "

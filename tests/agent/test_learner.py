@@ -128,3 +128,17 @@ def test_the_slot_swaps_to_the_newest_keeps_the_last_good_and_follows_a_pin():
 def test_snapshots_out_of_bounds_are_refused(weights):
     with pytest.raises(ValueError):
         parse_snapshot({"version": "v", "weights": weights})
+
+
+def test_the_slot_sees_a_version_marked_and_unmarked_by_the_learner():
+    """A drift mark republishes the same version and weights: the slot must still see it."""
+    store, now = _Store(), [0.0]
+    slot = ModelSlot(FEED_RANKER, lambda: store, refresh_s=5.0, clock=lambda: now[0])
+    snap = _snap("v7", 500, 1.0)
+    for mark in ("", "drift:feed_ranker:9", ""):
+        store.rows[FEED_RANKER] = _row(snap._replace(fallback=mark))
+        now[0] += 5
+        assert slot.current(None).fallback == mark and slot.drift_alert == mark
+    # event time also moves the refresh: a replay far ahead of the clock reads again
+    store.rows[FEED_RANKER] = _row(_snap("v8", 600, 1.0))
+    assert slot.current(None, ts=10_000).version == "v8"

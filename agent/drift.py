@@ -1,0 +1,94 @@
+"""Drift of a learned model's quality, and the safe fallback it triggers.
+
+A ``LossMonitor`` watches one stream of per-example values with River's ADWIN: the
+learner's *excess* log-loss, its prequential loss (each attributed example predicted before
+it is learned) minus that of the base rate (the share of positives so far, also predicted
+before each example), so a change in how often users act at all is not taken for a worse
+model. When ADWIN finds a change, the monitor waits ``confirm`` more examples and, if their
+mean is above the mean before the change by more than ``rise`` (nats) *and* above
+``floor`` (0.03: the model clearly no longer beats the base rate), raises a *fallback*
+alert (ADWIN's window right after a cut still holds mostly old examples, so its own mean
+says little yet): the model stops ranking (the heuristic does) while it keeps learning.
+It *recovers* once it has spent at least ``min_fallback`` examples in fallback and the mean
+of the last ``window`` values is below ``-tolerance`` (it beats the base rate again, by a
+margin): a second, lower threshold and a minimum dwell, so it does not flap. A drop is a
+change too, but not an alert.
+
+Everything counts examples, not wall time: the same examples in the same order give the
+same alerts. The monitor's state is plain data (River's ADWIN pickles), kept in the
+learner's state, so it recovers with it.
+
+>>> import random
+>>> rnd = random.Random(1)
+>>> m = LossMonitor(rise=0.05, tolerance=0.02, min_examples=200, min_fallback=300,
+...                 window=200, confirm=200, floor=0.0)
+>>> events = [e for i in range(3000)
+...           for e in m.observe(rnd.gauss(-0.1 if i < 1500 or i > 2200 else 0.3, 0.1))]
+>>> [(e.action, e.at > 1500) for e in events]
+[('fallback', True), ('recovered', True)]
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+from river import drift
+
+
+class DriftEvent(NamedTuple):
+    action: str  # "fallback" or "recovered"
+    at: int  # the example count when it happened
+    statistic: float  # the mean that decided it
+    threshold: float  # the bound it crossed
+    reference: float  # the mean before the drift
+    window: int  # examples the statistic is over
+
+
+class LossMonitor:
+    def __init__(self, delta: float = 0.002, rise: float = 0.10, tolerance: float = 0.02,
+                 min_examples: int = 2000, min_fallback: int = 5000, window: int = 2000,
+                 confirm: int = 2000, floor: float = 0.03) -> None:
+        self.adwin = drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
+        # counts may come as floats (settings): whole numbers of examples
+        window, confirm = max(int(window), int(confirm), 1), max(int(confirm), 1)
+        min_examples, min_fallback = int(min_examples), int(min_fallback)
+        self.rise, self.tolerance, self.confirm, self.floor = rise, tolerance, confirm, floor
+        self.suspect: tuple[int, float] | None = None  # (at, mean before) of a change seen
+        self.min_examples, self.min_fallback = min_examples, min_fallback
+        self.recent: deque[float] = deque(maxlen=window)
+        self.n = 0
+        self.reference: float | None = None  # the mean loss before the drift, in fallback
+        self.since = 0  # examples in fallback
+
+    @property
+    def in_fallback(self) -> bool:
+        return self.reference is not None
+
+    def observe(self, loss: float) -> list[DriftEvent]:
+        self.n += 1
+        self.recent.append(loss)
+        before = self.adwin.estimation
+        self.adwin.update(loss)  # type: ignore[no-untyped-call]
+        if self.reference is None:
+            if self.adwin.drift_detected and self.n >= self.min_examples \
+                    and self.suspect is None:
+                self.suspect = (self.n, before)
+            if self.suspect is not None and self.n - self.suspect[0] >= self.confirm:
+                _, ref = self.suspect
+                self.suspect = None
+                last = list(self.recent)[-self.confirm:]
+                now, bound = sum(last) / len(last), max(ref + self.rise, self.floor)
+                if now > bound:
+                    self.reference, self.since = ref, 0
+                    return [DriftEvent("fallback", self.n, now, bound, ref, len(last))]
+            return []
+        self.since += 1
+        if self.since >= self.min_fallback and len(self.recent) == self.recent.maxlen:
+            mean = sum(self.recent) / len(self.recent)
+            bound = -self.tolerance
+            if mean <= bound:
+                ref = self.reference
+                self.reference = None
+                return [DriftEvent("recovered", self.n, mean, bound, ref, len(self.recent))]
+        return []
