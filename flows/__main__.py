@@ -118,8 +118,26 @@ def cmd_demo(a: argparse.Namespace) -> int:
     report = summarize(out, seconds, counts, MemoryStore.shared("demo"))
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print_report(report)
+    from flows.dashboard import write_html
+
+    write_html(out, out / "dashboard.html")
     print(f"  files: {out}/feed_updates/, {out}/dead_letters/, {out}/features/, "
-          f"{out}/report.json")
+          f"{out}/report.json, {out}/dashboard.html")
+    return 0
+
+
+def cmd_dashboard(a: argparse.Namespace) -> int:
+    from flows.dashboard import serve, write_html
+
+    out = Path(a.input)
+    if not out.is_dir():
+        print(f"{out} is not a run's output directory", file=sys.stderr)
+        return 2
+    if a.serve is not None:
+        serve(out, a.serve)
+        return 0
+    write_html(out, Path(a.html or out / "dashboard.html"))
+    print(f"wrote {a.html or out / 'dashboard.html'}")
     return 0
 
 
@@ -212,6 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--out", default=None, help="write the results as JSON")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_evaluate)
+
+    db = sub.add_parser("dashboard", help="the drift dashboard of a run's output directory: "
+                                          "one self-contained HTML page")
+    db.add_argument("--input", required=True, help="a file run's output directory")
+    db.add_argument("--html", default=None, help="write the page here (default: "
+                                                 "INPUT/dashboard.html)")
+    db.add_argument("--serve", type=int, default=None, metavar="PORT",
+                    help="serve it on 127.0.0.1:PORT, rebuilt on each request")
+    db.set_defaults(func=cmd_dashboard)
 
     g = sub.add_parser("generate", help="write seeded events to a file or to Kafka")
     g.add_argument("--out", required=True, help="a .jsonl(.gz) path or 'kafka'")

@@ -1,0 +1,103 @@
+"""The drift dashboard (flows.dashboard): its data agree with the run's outputs, the page is
+self-contained, and ``--serve`` answers on loopback."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from connectors.file_sink import read_channel
+from connectors.generator import GenConfig, Generator
+from flows.dashboard import collect, render
+from flows.main import RunConfig, run
+from flows.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def drifted_run(tmp_path_factory):
+    """A run whose learner is made to raise drift alerts (thresholds every change passes)."""
+    d = tmp_path_factory.mktemp("dash")
+    recs = list(Generator(GenConfig(seed=5, users=300, items=150, events=12000)).records())
+    src = d / "events.jsonl"
+    src.write_bytes(b"\n".join(r.value for r in recs) + b"\n")
+    settings = Settings(_env_file=None, progress_every_s=0, ranker_publish_every=100,
+                        quality_sample_every=1, quality_report_every=300,
+                        ranker_min_examples=100, ranker_refresh_s=0,
+                        ranker_drift_fallback=True,
+                        ranker_drift={"delta": 1.0, "rise": -10.0, "floor": -10.0,
+                                      "tolerance": -10.0, "min_examples": 300,
+                                      "min_fallback": 2000, "window": 100, "confirm": 100},
+                        attribution_windows_s={"page_view": 600.0, "click": 600.0,
+                                               "add_to_cart": 1200.0, "order": 1800.0})
+    run(RunConfig(inputs=[str(src)], output=str(d / "out"),
+                  store=f"memory://{uuid.uuid4().hex}", settings=settings))
+    return d / "out"
+
+
+def test_the_dashboard_data_agree_with_the_outputs(drifted_run):
+    data = collect(drifted_run)
+    records = [json.loads(b) for b in read_channel(drifted_run, "decision_records")]
+    assert data["decisions"] == len(records)
+    assert sum(map(sum, data["kinds"].values())) == len(records)
+    feeds = [r for r in records if r["decision_type"] == "feed_update" and not r["suppressed"]]
+    assert sum(map(sum, data["ranker"].values())) == len(feeds)
+    assert sum(data["ranker"]["learned"]) > 0 and sum(data["ranker"]["heuristic"]) > 0
+    examples = [json.loads(b) for b in read_channel(drifted_run, "training_examples")]
+    assert sum(data["shown"]) == len(examples)
+    alerts = [json.loads(b) for b in read_channel(drifted_run, "drift_alerts")]
+    fallbacks = [a for a in alerts if a["action"] == "fallback"]
+    assert fallbacks and len(data["fallbacks"]) == len(fallbacks)
+    assert all(lo <= hi for lo, hi, _ in data["fallbacks"])
+    assert len(data["models"]) == len(read_channel(drifted_run, "model_changes"))
+    quality = [json.loads(b) for b in read_channel(drifted_run, "feature_quality")]
+    assert data["psi"] and set(data["psi"]) == {f"{q['view']}.{q['field']}" for q in quality
+                                                if q.get("psi") is not None}
+
+
+def test_the_page_is_self_contained(drifted_run):
+    page = render(collect(drifted_run))
+    assert "Feeds by ranker" in page and "Feature drift" in page
+    assert "cdn.bokeh.org" not in page and '<script src="http' not in page
+    assert len(page) > 100_000  # Bokeh's JavaScript is inline
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_cli_writes_and_serves_the_page(drifted_run, tmp_path):
+    html = tmp_path / "d.html"
+    got = subprocess.run([sys.executable, "-m", "flows", "dashboard", "--input",
+                          str(drifted_run), "--html", str(html)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert "Feeds by ranker" in html.read_text()
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "flows", "dashboard", "--input",
+                             str(drifted_run), "--serve", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline, body = time.monotonic() + 30, b""
+        while time.monotonic() < deadline and not body:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+                    body = r.read()
+            except OSError:
+                time.sleep(0.2)
+        assert b"Feeds by ranker" in body and b'http-equiv="refresh"' in body
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
