@@ -19,6 +19,7 @@ served, with the facts it was served with.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from agent.attribution import Attribution, Example, Impression, pack_rows
@@ -38,6 +39,14 @@ from features.store import StorePurge
 from features.user_features import UserFeatures
 from policies.evaluate import UserContext
 from policies.lifecycle import PolicyEngine
+
+
+def _probability(logit: float) -> float:
+    """The logistic function, without overflow for large negative logits."""
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    e = math.exp(logit)
+    return e / (1.0 + e)
 
 
 class UserDecisions:
@@ -140,9 +149,10 @@ class DecisionFold:
         if snap is None or sc is None:
             return ranked, feats, MODEL_VERSION, facts
         order = sorted(range(len(ranked)), key=lambda i: -sc[i])
-        # scores as they are: the feed rounds the ones it sends
-        return ([(ranked[i][0], sc[i]) for i in order], [feats[i] for i in order],
-                snap.version, [facts[i] for i in order])
+        # as probabilities (the model's logistic output; the order is the logits'): the
+        # feed rounds the ones it sends
+        return ([(ranked[i][0], _probability(sc[i])) for i in order],
+                [feats[i] for i in order], snap.version, [facts[i] for i in order])
 
     def rows(self, state: Any, key: str) -> list[Any]:
         return []
