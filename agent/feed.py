@@ -67,10 +67,12 @@ NONE_FOUND = Retrieval([], [], {})
 
 
 def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
-             native: bool = True, lists: bool = False) -> list[Retrieved]:
+             native: bool = True, lists: bool = False,
+             exclude_seen: bool = False) -> list[Retrieved]:
     """The candidates of each user event (erasures get none). Each retrieval tool is one
     governed call for all the users (``run_plans``), each user keeping its own records.
-    ``lists``: keep each source's scores (``Retrieval.lists``, for a learned ranker)."""
+    ``lists``: keep each source's scores (``Retrieval.lists``, for a learned ranker);
+    ``exclude_seen``: leave out the user's recent items too, not only purchases."""
     merge = kernels(native).merge
     live = [f for f in feats if not f.erased]
     runs = iter(run_plans(FEED_PLAN, runtime, AGENT_SCOPES,
@@ -86,7 +88,10 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
                 found[sid] = got["items"]
                 if got.get("last"):  # the covis step's second list (one call, same rows)
                     found["covis_last"] = got["last"]
-        items, sources = merge(f.interests, found, set(f.purchased), limit)
+        left_out = set(f.purchased)
+        if exclude_seen:
+            left_out.update(f.recent)
+        items, sources = merge(f.interests, found, left_out, limit)
         if not lists:
             return f, items, Retrieval(run.calls, run.fallbacks, sources)
         return f, items, Retrieval(run.calls, run.fallbacks, sources,

@@ -57,7 +57,8 @@ def _run_config(a: argparse.Namespace, s: Settings) -> RunConfig:
 def cmd_run(a: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("recovery_dir", a.recovery_dir),
                                    ("epoch_interval_s", a.epoch_interval),
-                                   ("policy_active", a.policy)) if v is not None}
+                                   ("policy_active", a.policy),
+                                   ("exclude_seen", a.exclude_seen or None)) if v is not None}
     s = Settings(**overrides)
     try:
         s.pseudonym_key_bytes()
@@ -203,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--recovery-dir", default=None)
     r.add_argument("--epoch-interval", type=float, default=None, help="seconds")
     r.add_argument("--tail", action="store_true", help="keep reading Kafka at its end")
+    r.add_argument("--exclude-seen", action="store_true",
+                   help="never recommend the user's recent items or purchases (ratings data)")
     r.add_argument("--policy", default=None, help="the active policy pack (name or "
                    "name@version; 'replay' for public datasets: consent assumed, unknown "
                    "stock and price allowed)")

@@ -137,7 +137,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                               derive=PolicyGate.facts_of))
         cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
                            s.candidates_scored, native=s.native_kernels, prefetch=gate,
-                           lists=s.ranker_learning)
+                           lists=s.ranker_learning, exclude_seen=s.exclude_seen)
         ranked = score("score", cands, s.candidates_scored)
         models = ModelSlot(FEED_RANKER, stores, s.ranker_refresh_s,
                            s.ranker_min_examples) if s.ranker_learning else None

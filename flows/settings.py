@@ -81,6 +81,9 @@ class Settings(BaseSettings):
                     "counts as its outcome (event time); the longest closes the negatives")
     attribution_max_negatives: int = Field(5, ge=0, le=100, description="negative examples "
                                            "per feed at most (its first positions)")
+    exclude_seen: bool = Field(False, description="feeds leave out the user's recent items "
+                               "(the last 10) as well as purchases: for domains where an "
+                               "item is consumed once (ratings)")
     ranker_learning: bool = Field(True, description="learn a feed ranker from the attributed "
                                   "examples and rank with it once it has learned enough")
     ranker_publish_every: int = Field(1000, ge=1, le=10_000_000, description="examples "

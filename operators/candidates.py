@@ -26,16 +26,16 @@ class Prefetch(Protocol):
 
 def candidates(step_id: str, feats: Stream, runtime: Callable[[], ToolRuntime],
                limit: int = 50, native: bool = True, prefetch: Prefetch | None = None,
-               lists: bool = False) -> Stream:
+               lists: bool = False, exclude_seen: bool = False) -> Stream:
     """chunks of UserFeatures → chunks of (UserFeatures, candidates, Retrieval); erasures
     pass through with no candidates. ``lists``: keep each source's scores (for the learned
-    ranker's features)."""
+    ranker's features); ``exclude_seen``: leave the user's recent items out too."""
 
     def run(chunks: list) -> list:
         batch = [f for c in chunks for f in c]
         if prefetch is not None:
             prefetch.prefetch(batch)
-        out = retrieve(batch, runtime(), limit, native, lists)
+        out = retrieve(batch, runtime(), limit, native, lists, exclude_seen)
         if prefetch is not None:
             prefetch.prefetch_facts([s for _, items, _ in out for s, _ in items]
                                     + [f.skus[0] for f in batch if f.skus])

@@ -132,3 +132,34 @@ def test_run_with_the_replay_policy_personalizes_a_dataset(tmp_path):
     assert all(f["policy_version"].startswith("replay@") for f in feeds["replay"])
     assert feeds["default"] and all(not f["items"] and f["model_version"] == "non-personalized"
                                     for f in feeds["default"])
+
+
+def test_run_with_exclude_seen_never_recommends_what_the_user_just_rated(tmp_path):
+    """`run --exclude-seen` (ratings data): a feed never holds the item its trigger rated,
+    nor the user's two ratings before it; without the flag, such feeds exist."""
+    from connectors.file_sink import read_channel
+
+    ml = _dataset_files(tmp_path)["movielens"]
+    lines = [line.split("\t") for line in ml.read_text().splitlines()]
+
+    def just_rated(event_id: str) -> set[str]:
+        """The item the trigger (``ml:<line>``) rated and the user's two ratings before."""
+        at = int(event_id.split(":")[1])
+        user = lines[at][0]
+        mine = [x[1] for x in lines[:at + 1] if x[0] == user]
+        return set(mine[-3:])
+    offending = {}
+    for flag in (["--exclude-seen"], []):
+        out = tmp_path / f"out{len(flag)}"
+        got = subprocess.run([sys.executable, "-m", "flows", "run", "--input", str(ml),
+                              "--format", "movielens", "--output", str(out), "--store",
+                              "memory", "--policy", "replay", *flag], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+        assert got.returncode == 0, got.stderr[-2000:]
+        feeds = [json.loads(b) for b in read_channel(out, "feed_updates")]
+        assert len(feeds) > 50
+        bad = 0
+        for f in feeds:
+            bad += bool({i["sku"] for i in f["items"]} & just_rated(f["trigger_event_id"]))
+        offending[bool(flag)] = bad
+    assert offending[True] == 0 and offending[False] > 0, offending
