@@ -59,7 +59,7 @@ class Outcome(NamedTuple):
 
 class LearnerState:
     __slots__ = ("ranker", "versions", "n", "loss", "positives", "monitor", "rate", "alert",
-                 "last")
+                 "last", "ts")
 
     def __init__(self, ranker: LearnedRanker, monitor: LossMonitor) -> None:
         self.ranker = ranker
@@ -71,6 +71,7 @@ class LearnerState:
         self.rate = 0.5  # the base rate of positives (a slow moving average)
         self.alert = ""  # the drift alert the model is in fallback for
         self.last: ModelSnapshot | None = None  # the version published last
+        self.ts = 0  # the newest event time learned: publications never go back in time
 
 
 def version_name(model: str, n: int) -> str:
@@ -97,6 +98,12 @@ class FeedLearner:
         return []
 
     def apply(self, st: LearnerState, x: Outcome) -> list[Any]:
+        # examples of several decision shards may come a little out of event time order;
+        # the store keeps the newest write of a row by its time, so a publication is timed
+        # at the newest event time learned (a later version is never refused as older)
+        if x.ts < st.ts:
+            x = x._replace(ts=st.ts)
+        st.ts = x.ts
         loss = st.ranker.learn_one(x.features, bool(x.label))
         p = min(max(st.rate, 1e-4), 1 - 1e-4)  # the base rate, before this example
         base = -math.log(p if x.label else 1 - p)

@@ -142,3 +142,17 @@ def test_the_slot_sees_a_version_marked_and_unmarked_by_the_learner():
     # event time also moves the refresh: a replay far ahead of the clock reads again
     store.rows[FEED_RANKER] = _row(_snap("v8", 600, 1.0))
     assert slot.current(None, ts=10_000).version == "v8"
+
+
+def test_publications_never_go_back_in_event_time():
+    """An example older than one already learned (another shard's, late) publishes at the
+    newest time learned: the store would refuse an older write, and lose a newer version."""
+    learner = FeedLearner(publish_every=1)
+    st = learner.new()
+    store = MemoryStore()
+    row = tuple(0.0 for _ in FEATURES)
+    for i, ts in enumerate((1000, 5000, 3000)):  # the third is late
+        store.apply([x for x in learner.apply(st, Outcome(FEED_RANKER, ts, f"e{i}", row, 1))
+                     if type(x) is StoreWrite])
+    (got,) = store.read_many("model", [FEED_RANKER])
+    assert got[MODEL_VIEW.column("version")] == "feed-ranker-v1.3"
