@@ -29,7 +29,7 @@ from agent.learner import FEED_RANKER, Outcome
 from agent.model_slot import ModelSlot
 from agent.offer import decide_offer
 from agent.plans import Trigger, plan_goals
-from agent.policy_gate import PolicyGate
+from agent.policy_gate import RANKER_FACTS, PolicyGate
 from agent.records import Records
 from features.channels import FEED, TRAINING_EXAMPLES
 from features.events import Outgoing, TrainingExample, event_doc, outgoing_doc
@@ -132,27 +132,29 @@ class DecisionFold:
 
     def _rerank(self, f: UserFeatures, ranked: list[tuple[str, float]], found: Retrieval,
                 eng: PolicyEngine) -> tuple[list[tuple[str, float]], list[tuple[float, ...]],
-                                            str, list[Any] | None]:
+                                            str, list[Any] | None, str]:
         """The candidates ranked by the learned model when one serves (else as they came),
-        their feature rows and item facts in that order, and the model version that ranked
-        them."""
+        their feature rows and item facts in that order, the model version that ranked them,
+        and the drift alert that kept the newest version from ranking ("" if none)."""
         if self.models is None or not ranked:
-            return ranked, [], MODEL_VERSION, None
+            return ranked, [], MODEL_VERSION, None, ""
         pin = getattr(eng, "model_pin", None)
         snap = self.models.current(pin, f.ts)
+        drift = ""
         if snap is not None and snap.fallback and not pin:  # drifted: the heuristic ranks
-            snap = None
+            drift, snap = snap.fallback, None
         facts = self.gate.item_facts([s for s, _ in ranked])  # the policy reads them too
         feats, sc = rows_and_scores(ranked, dict(f.interests), found.lists, f.recent, f.cart,
-                                    [x[8] for x in facts], snap.weights if snap else None,
+                                    [x[RANKER_FACTS] for x in facts],
+                                    snap.weights if snap else None,
                                     snap.intercept if snap else 0.0, self.native)
         if snap is None or sc is None:
-            return ranked, feats, MODEL_VERSION, facts
+            return ranked, feats, MODEL_VERSION, facts, drift
         order = sorted(range(len(ranked)), key=lambda i: -sc[i])
         # as probabilities (the model's logistic output; the order is the logits'): the
         # feed rounds the ones it sends
         return ([(ranked[i][0], _probability(sc[i])) for i in order],
-                [feats[i] for i in order], snap.version, [facts[i] for i in order])
+                [feats[i] for i in order], snap.version, [facts[i] for i in order], "")
 
     def rows(self, state: Any, key: str) -> list[Any]:
         return []
@@ -173,10 +175,8 @@ class DecisionFold:
                 out += self._example(f.user_id, e, f.ts)
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
                            sent={"push": st.sent})
-        ranked, feats, model, facts = self._rerank(f, ranked, found, eng)
-        drift = self.models.drift_alert if self.models is not None else ""
-        if drift and model == MODEL_VERSION and not getattr(eng, "model_pin", None) \
-                and f.consent is not None and "personalization" in f.consent:
+        ranked, feats, model, facts, drift = self._rerank(f, ranked, found, eng)
+        if drift and f.consent is not None and "personalization" in f.consent:
             found = found._replace(fallbacks=[*found.fallbacks, f"model_drift:{drift}"])
         st.last, feed = decide_feed(self, st.last, f, ranked, found, eng, user, model, facts)
         out += feed

@@ -155,9 +155,7 @@ class FeedLearner:
                         model=x.model, version=snap.version, examples=snap.examples,
                         log_loss=round(min(st.loss / st.n, 1000.0), 6),
                         positives=round(st.positives / st.n, 6),
-                        weights={**{k: round(v, 9) for k, v in
-                                    st.ranker.model.weights.items()},
-                                 "intercept": round(snap.intercept, 9)},
+                        weights={k: round(v, 9) for k, v in snap.named_weights().items()},
                         fallback=st.alert or None)
         st.n, st.loss, st.positives = 0, 0.0, 0
         return [*self._writes(x, snap), outgoing_doc(MODEL_CHANGES.name, x.model, doc)]

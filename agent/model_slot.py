@@ -8,7 +8,7 @@ good snapshot stays. A pinned version (a ``switch_model`` control) is read under
 ``name@version``. A model serves only once it has learned ``min_examples`` examples;
 before that, and when nothing was ever published, ``current`` is None and the heuristic
 ranking stands (the named fallback). A version published with a drift alert's id
-(``agent.learner``) does not rank either, unless pinned: ``drift_alert`` names the alert.
+(``agent.learner``) does not rank either, unless pinned: its ``fallback`` names the alert.
 
 The store is read again after ``refresh_s`` seconds of wall clock *or* of the decisions'
 event time, whichever comes first: live, every few seconds; in a replay, where event time
@@ -68,12 +68,6 @@ class ModelSlot:
                 self._read(key)
         snap = self._snaps.get(key)
         return snap if snap is not None and snap.examples >= self.min_examples else None
-
-    @property
-    def drift_alert(self) -> str:
-        """The drift alert the newest published version is in fallback for ("" if none)."""
-        snap = self._snaps.get(self.name)
-        return snap.fallback if snap is not None else ""
 
     def _read(self, key: str) -> None:
         try:

@@ -29,6 +29,7 @@ from policies.evaluate import Candidates, CompiledPack, top_category
 from policies.lifecycle import PolicyEngine
 from policies.pack import PackError, load_pack
 
+RANKER_FACTS = 8  # where an item's facts hold the learned ranker's (popularity, trend, conv.)
 POLICY_ACTIONS = ("switch_policy", "shadow_policy", "canary_policy", "rollback_policy")
 
 
@@ -131,7 +132,9 @@ class PolicyGate:
         """The facts of a store row (for a derived cache: ``facts_factory``)."""
         return PolicyGate._parse_facts(row or {})
 
-    def _item_facts(self, skus: list[str]) -> list[tuple[Any, ...]]:
+    def item_facts(self, skus: list[str]) -> list[tuple[Any, ...]]:
+        """The items' facts (``_parse_facts``; ``RANKER_FACTS`` indexes the ranker's), for
+        ``candidates(skus, facts)``."""
         if self._facts_factory is not None:
             if self._facts_reader is None:
                 reader = self._reader()
@@ -174,7 +177,7 @@ class PolicyGate:
     def prefetch_facts(self, skus: list[str]) -> None:
         """Warm the item facts of a chunk's candidates (one round trip for all misses)."""
         if skus:
-            self._item_facts(list(dict.fromkeys(skus)))
+            self.item_facts(list(dict.fromkeys(skus)))
 
     @property
     def store_degraded(self) -> bool:
@@ -182,7 +185,7 @@ class PolicyGate:
         return bool(getattr(self._rows, "degraded", False))
 
     def configurable(self, sku: str) -> bool:
-        return bool(self._item_facts([sku])[0][6])
+        return bool(self.item_facts([sku])[0][6])
 
     @property
     def runtime(self) -> ToolRuntime:
@@ -194,15 +197,11 @@ class PolicyGate:
                     self._runtime = ToolRuntime(store_tools(rows, self._native))
         return self._runtime
 
-    def item_facts(self, skus: list[str]) -> list[tuple[Any, ...]]:
-        """The items' facts (``_parse_facts``), for ``candidates(skus, facts)``."""
-        return self._item_facts(skus)
-
     def candidates(self, skus: list[str], facts: list[tuple[Any, ...]] | None = None
                    ) -> Candidates:
         """The policy's candidate columns of ``skus`` (``facts``: theirs, read already)."""
         if facts is None:
-            facts = self._item_facts(skus)
+            facts = self.item_facts(skus)
         if not facts:
             return Candidates([], [], [], [], [])
         cats, brands, prices, avail, ages, regions, _, tops, _ = (

@@ -31,16 +31,17 @@ from __future__ import annotations
 
 import json
 import math
-from operator import mul
 from typing import Any, NamedTuple
 
 from river import linear_model, optim
 
 from features.definitions import ITEM_POPULARITY
-from features.ranking import FEATURES, features
+from features.ranking import FEATURES, features, scores
 
 POPULARITY, TRENDING, CONVERSION = (ITEM_POPULARITY.column(c)
                                     for c in ("popularity", "trending", "conversion_rate"))
+
+
 def _named(row: tuple[float, ...]) -> dict[str, float]:
     """A row as River takes it (the zero features left out, as sparse input)."""
     return {k: v for k, v in zip(FEATURES, row, strict=True) if v}
@@ -64,19 +65,18 @@ class ModelSnapshot(NamedTuple):
     fallback: str = ""  # a drift alert's id: the version must not rank (agent.drift)
 
     def scores(self, rows: list[tuple[float, ...]]) -> list[float]:
-        vec, b = self.weights, self.intercept
-        return [b + sum(map(mul, vec, row)) for row in rows]
+        return scores(rows, self.weights, self.intercept)
 
-    def rank(self, ranked: list[tuple[str, float]], rows: list[tuple[float, ...]]
-             ) -> list[tuple[str, float]]:
-        return _reorder(ranked, self.scores(rows))
+    def named_weights(self) -> dict[str, float]:
+        """The weights by feature (the non-zero ones) and ``intercept``."""
+        named = {n: w for n, w in zip(FEATURES, self.weights, strict=True) if w}
+        return {**named, "intercept": self.intercept}
 
     def fields(self) -> dict[str, Any]:
         """The snapshot as the online store keeps it (``features.definitions.MODEL_VIEW``)."""
-        named = {n: w for n, w in zip(FEATURES, self.weights, strict=True) if w}
         return {"version": self.version, "examples": self.examples,
-                "weights": json.dumps({**named, "intercept": self.intercept},
-                                      sort_keys=True), "fallback": self.fallback}
+                "weights": json.dumps(self.named_weights(), sort_keys=True),
+                "fallback": self.fallback}
 
 
 def parse_snapshot(fields: dict[str, Any]) -> ModelSnapshot:
@@ -146,13 +146,7 @@ class LearnedRanker:
     def version(self) -> str:
         return f"river-logreg-v1+{self.learned}"
 
-    @staticmethod
-    def features(ranked: list[tuple[str, float]], interests: dict[str, float],
-                 lists: dict[str, dict[str, float]], recent: tuple[str, ...],
-                 cart: tuple[str, ...], facts: list[tuple[float, float, float]] | None = None
-                 ) -> list[tuple[float, ...]]:
-        """``features`` (the module's function)."""
-        return features(ranked, interests, lists, recent, cart, facts)
+    features = staticmethod(features)  # ``features.ranking.features``
 
     def weights(self) -> tuple[list[float], float]:
         """The weights in ``FEATURES`` order and the intercept (kept until a learn)."""
@@ -163,8 +157,7 @@ class LearnedRanker:
         return vec, self.model.intercept
 
     def scores(self, rows: list[tuple[float, ...]]) -> list[float]:
-        vec, b = self.weights()
-        return [b + sum(map(mul, vec, row)) for row in rows]
+        return scores(rows, *self.weights())
 
     def rank(self, ranked: list[tuple[str, float]], rows: list[tuple[float, ...]]
              ) -> list[tuple[str, float]]:
