@@ -22,12 +22,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from agent.allocation import Proposal
 from agent.attribution import Attribution, Example, Impression, pack_rows
 from agent.configuration import decide_configuration
 from agent.feed import Retrieval, decide_feed
 from agent.learner import FEED_RANKER, Outcome
 from agent.model_slot import ModelSlot
 from agent.offer import decide_offer
+from agent.offer_bandit import OFFER_BANDIT, OfferImpression, OfferOutcome, offer_outcomes, offered
 from agent.plans import Trigger, plan_goals
 from agent.policy_gate import RANKER_FACTS, PolicyGate
 from agent.records import Records
@@ -49,21 +51,29 @@ def _probability(logit: float) -> float:
     return e / (1.0 + e)
 
 
+def model_of_version(version: str) -> str:
+    """The model a ``switch_model`` version names: ``offer-bandit-v1.3`` the offer bandit,
+    any other the feed ranker."""
+    return OFFER_BANDIT if version.startswith("offer-bandit-") else FEED_RANKER
+
+
 class UserDecisions:
-    __slots__ = ("last", "sent", "configs", "imps")
+    __slots__ = ("last", "sent", "configs", "imps", "offers")
 
     def __init__(self) -> None:
         self.last: tuple[str, ...] | None = None
         self.sent: tuple[int, ...] = ()  # event times of offers proposed (for caps)
         self.configs: dict[str, tuple[Any, ...]] = {}  # sku -> last proposed choices
         self.imps: tuple[Impression, ...] = ()  # feeds sent, awaiting outcomes
+        self.offers: tuple[OfferImpression, ...] = ()  # offers proposed, awaiting outcomes
 
     def __getstate__(self) -> Any:
-        return (self.last, self.sent, self.configs, self.imps)  # never falsy
+        return (self.last, self.sent, self.configs, self.imps, self.offers)  # never falsy
 
     def __setstate__(self, st: Any) -> None:
         self.last, self.sent, self.configs = st[:3]
         self.imps = st[3] if len(st) > 3 else ()  # snapshots from before attribution
+        self.offers = st[4] if len(st) > 4 else ()  # ... and before the offer bandit
 
 
 def _example_doc(ref: str, e: Example) -> dict[str, Any]:
@@ -79,12 +89,17 @@ class DecisionFold:
     policy control events."""
 
     def __init__(self, gate: PolicyGate, k: int, ttl_s: int, pseudonym_key: bytes,
-                 attribution: Attribution | None = None, models: ModelSlot | None = None
+                 attribution: Attribution | None = None, models: ModelSlot | None = None,
+                 bandit: ModelSlot | None = None, offer_arms: tuple[float, ...] = ()
                  ) -> None:
+        """``bandit``: the offer bandit's published versions (``agent.offer_bandit``), which
+        choose each offer's discount among ``offer_arms``; None: the fixed discount."""
         self.gate, self.k, self.ttl = gate, k, ttl_s
         self.records = Records(pseudonym_key)
         self.attribution = attribution if attribution is not None else Attribution()
         self.models = models
+        self.bandit = bandit
+        self.offer_arms = tuple(sorted(offer_arms))
         self.native = gate.native
 
     def new(self) -> UserDecisions:
@@ -112,7 +127,13 @@ class DecisionFold:
         while pending and pending[0].ts <= ts:
             ctl = pending.pop(0)
             if ctl.action == "switch_model":  # pin a version (none: follow the newest)
-                eng.model_pin = ctl.version or None  # type: ignore[attr-defined]
+                pins = getattr(eng, "model_pins", None)
+                if pins is None:
+                    pins = eng.model_pins = {}  # type: ignore[attr-defined]
+                if not ctl.version:
+                    pins.clear()
+                else:
+                    pins[model_of_version(ctl.version)] = ctl.version
                 continue
             out += self.gate.control(eng, ctl, emit=getattr(eng, "shard", 0) == 0)
         return out
@@ -130,6 +151,17 @@ class DecisionFold:
                                e.label))
         return out
 
+    def _offer_example(self, user_id: str, o: OfferOutcome) -> list[Any]:
+        """An offer's outcome: its training example event, and the bandit's reward."""
+        ref = self.records.user_ref(user_id)
+        doc = event_doc(TrainingExample, id=f"ex:{o.decision_id}:0", ts=o.ts,
+                        decision_id=o.decision_id, decision_type="offer", user_ref=ref,
+                        sku=o.sku, position=0, label=o.reward,
+                        outcome="order" if o.reward else "expired", delay_ms=o.delay_ms,
+                        model_version=o.version or OFFER_BANDIT,
+                        discount_pct=o.arm)
+        return [outgoing_doc(TRAINING_EXAMPLES.name, ref, doc), o]
+
     def _rerank(self, f: UserFeatures, ranked: list[tuple[str, float]], found: Retrieval,
                 eng: PolicyEngine) -> tuple[list[tuple[str, float]], list[tuple[float, ...]],
                                             str, list[Any] | None, str]:
@@ -138,7 +170,7 @@ class DecisionFold:
         and the drift alert that kept the newest version from ranking ("" if none)."""
         if self.models is None or not ranked:
             return ranked, [], MODEL_VERSION, None, ""
-        pin = getattr(eng, "model_pin", None)
+        pin = getattr(eng, "model_pins", {}).get(FEED_RANKER)
         snap = self.models.current(pin, f.ts)
         drift = ""
         if snap is not None and snap.fallback and not pin:  # drifted: the heuristic ranks
@@ -173,6 +205,10 @@ class DecisionFold:
             st.imps, examples = self.attribution.outcome(st.imps, f.kind, f.skus, f.ts)
             for e in examples:
                 out += self._example(f.user_id, e, f.ts)
+        if st.offers:  # ... and may settle the offers proposed before it
+            st.offers, settled = offer_outcomes(st.offers, f.kind, f.skus, f.ts)
+            for o in settled:
+                out += self._offer_example(f.user_id, o)
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
                            sent={"push": st.sent})
         ranked, feats, model, facts, drift = self._rerank(f, ranked, found, eng)
@@ -197,6 +233,12 @@ class DecisionFold:
             if goal == "push_offer" and sku is not None:
                 st.sent, offer = decide_offer(self, st.sent, f, sku, eng, user)
                 out += offer
+                if self.bandit is not None:
+                    for p in offer:
+                        if type(p) is Proposal:
+                            st.offers = offered(st.offers, (
+                                p.decision_id, p.sku, p.discount_pct, p.ts, p.expires_ts,
+                                p.record.get("model_version", "")))
             elif goal == "propose_configuration" and sku is not None:
                 out += decide_configuration(self, st.configs, f, sku, eng, user)
         return out

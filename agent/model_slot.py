@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.ranker import ModelSnapshot, parse_snapshot
+from agent.ranker import parse_snapshot
 from features.definitions import MODEL_VIEW
 from features.store import RowReader
 
@@ -43,18 +43,22 @@ _PREFIX = MODEL_VIEW.store_prefix + "."
 
 class ModelSlot:
     def __init__(self, name: str, reader: Callable[[], RowReader], refresh_s: float = 5.0,
-                 min_examples: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+                 min_examples: int = 0, clock: Callable[[], float] = time.monotonic,
+                 parse: Callable[[dict[str, Any]], Any] = parse_snapshot) -> None:
+        """``parse``: a row's fields to a snapshot (any object with ``examples``; the feed
+        ranker's by default, ``agent.offer_bandit.parse_bandit`` for the offer bandit)."""
         self.name, self.refresh_s, self.min_examples = name, refresh_s, min_examples
+        self._parse = parse
         self._reader_factory, self._clock = reader, clock
         self._store: RowReader | None = None  # built on first use, in the worker
-        self._snaps: dict[str, ModelSnapshot] = {}  # row key -> last good snapshot
+        self._snaps: dict[str, Any] = {}  # row key -> last good snapshot
         self._next: dict[str, float] = {}  # row key -> when to read it again
         self._next_ts: dict[str, int] = {}  # row key -> at what event time, at the latest
         self._seen: dict[str, Any] = {}  # row key -> (version, weights, mark) last parsed
         self.refused = 0  # rows that did not parse
         self._lock = threading.Lock()
 
-    def current(self, pinned: str | None, ts: int | None = None) -> ModelSnapshot | None:
+    def current(self, pinned: str | None, ts: int | None = None) -> Any:
         """The snapshot to rank with: the pinned version, else the newest published
         (``ts``: the decision's event time)."""
         key = f"{self.name}@{pinned}" if pinned else self.name
@@ -84,7 +88,7 @@ class ModelSlot:
             return  # unchanged since the last read
         self._seen[key] = seen
         try:
-            self._snaps[key] = parse_snapshot({k[len(_PREFIX):]: v for k, v in row.items()
+            self._snaps[key] = self._parse({k[len(_PREFIX):]: v for k, v in row.items()
                                                if k.startswith(_PREFIX)})
         except (ValueError, TypeError):
             self.refused += 1

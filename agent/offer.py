@@ -1,9 +1,13 @@
 """The ``push_offer`` goal: a cart add, with marketing consent, may earn an offer.
 
-The plan checks inventory and quotes a price with the offer's discount; the policy pack
-judges the offer (stock, price, discount, margin, frequency caps); a granted proposal goes
-to allocation by SKU (``agent.allocation``), which promises scarce stock to no more users
-than it serves and writes the record.
+The plan checks inventory and quotes a price; the policy pack judges the offer (stock,
+price, discount, margin, frequency caps) at the largest discount on offer, and what its
+price rules leave of that bounds the discounts the offer bandit may choose from
+(``agent.offer_bandit``: Thompson sampling for revenue over the newest published
+posteriors; without a bandit the discount is ``OFFER_DISCOUNT_PCT``); a granted proposal
+goes to allocation by SKU (``agent.allocation``), which promises scarce stock to no more
+users than it serves and writes the record. The proposal waits in the user's decision state
+for its outcome (an order before it expires), which teaches the bandit.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.allocation import Proposal
+from agent.offer_bandit import allowed_arms, choose_arm
 from agent.plans import AGENT_SCOPES, Plan, Step, run_plan
 from agent.records import Records
 from features.score import MODEL_VERSION
@@ -26,7 +31,7 @@ MAX_SENT = 10  # offer times kept per user, for the frequency caps
 OFFER_PLAN = Plan(name="offer-from-cart", version="1", goal="push_offer", steps=[
     Step(id="stock", tool="inventory_check", inputs={"skus": "trigger.skus"}),
     Step(id="quote", tool="pricing_quote",
-         inputs={"sku": "trigger.sku", "discount_pct": f"const:{OFFER_DISCOUNT_PCT}"}),
+         inputs={"sku": "trigger.sku", "discount_pct": "trigger.discount_pct"}),
 ])
 
 
@@ -35,33 +40,52 @@ def decide_offer(ctx: Any, sent: tuple[int, ...], f: UserFeatures, sku: str, eng
     """(the user's offer times now, outputs: a suppressed record or a ``Proposal``)."""
     records: Records = ctx.records
     did = decision_id("offer", records.user_ref(f.user_id), f.event_id)
+    arms: tuple[float, ...] = getattr(ctx, "offer_arms", None) or (OFFER_DISCOUNT_PCT,)
+    slot = getattr(ctx, "bandit", None)
+    snap = slot.current(getattr(eng, "model_pins", {}).get("offer_bandit"), f.ts) \
+        if slot is not None else None
+    model = snap.version if snap is not None else (
+        "offer-bandit-prior" if slot is not None else MODEL_VERSION)
     run = run_plan(OFFER_PLAN, ctx.gate.runtime, AGENT_SCOPES,
-                   {"sku": sku, "skus": [sku], "event_id": f.event_id}, {})
+                   {"sku": sku, "skus": [sku], "event_id": f.event_id,
+                    "discount_pct": max(arms)}, {})
     if not run.ok:
         return sent, [records.suppressed(
-            did, "offer", f, OFFER_PLAN, MODEL_VERSION, run.calls, None, [sku],
+            did, "offer", f, OFFER_PLAN, model, run.calls, None, [sku],
             f"no offer: step {run.failed_step} failed "
             f"({run.errors.get(run.failed_step or '', '')})", run.fallbacks)]
     quote = run.outputs["quote"]
     available = run.outputs["stock"]["available"].get(sku)
     base = ctx.gate.candidates([sku])
-    cands = Candidates(skus=[sku], categories=base.categories, brands=base.brands,
-                       prices=[quote["price"]], available=[available],
-                       discounts=[OFFER_DISCOUNT_PCT], min_ages=base.min_ages,
-                       regions=base.regions, tops=base.tops)
-    outcome = eng.evaluate(user, "offer", cands, f.ts)
+
+    def judge(discount: float) -> Any:
+        cands = Candidates(skus=[sku], categories=base.categories, brands=base.brands,
+                           prices=[quote["price"]], available=[available],
+                           discounts=[discount], min_ages=base.min_ages,
+                           regions=base.regions, tops=base.tops)
+        return eng.evaluate(user, "offer", cands, f.ts)
+
+    outcome = judge(max(arms))
     r = outcome.result
     if r.suppressed or not r.allowed:
         why = "; ".join(f"{v.rule}: {v.reason}" for v in r.verdicts if v.effect == "deny")
-        return sent, [records.suppressed(did, "offer", f, OFFER_PLAN, MODEL_VERSION, run.calls,
+        return sent, [records.suppressed(did, "offer", f, OFFER_PLAN, model, run.calls,
                                          outcome, [sku], f"offer of {sku} refused by policy "
                                          f"({why})", run.fallbacks)]
     discount = r.discounts[0]
-    rec = records.base(did, "offer", f, OFFER_PLAN, MODEL_VERSION, False, run.calls, outcome,
+    how = "within the price policy"
+    if slot is not None:
+        allowed = allowed_arms(arms, discount)
+        discount = choose_arm(snap, allowed, did)
+        how = (f"chosen by {model} among {', '.join(f'{a:g}%' for a in allowed)} "
+               f"within the price policy")
+        if discount != r.discounts[0]:  # the verdicts of the offer as made
+            outcome = judge(discount)
+    rec = records.base(did, "offer", f, OFFER_PLAN, model, False, run.calls, outcome,
                        [sku])
     rec["fallbacks"] = run.fallbacks
     rec["explanation"] = (f"because you added {sku} to your cart; {available} in stock; "
-                          f"{discount}% within the price policy")
+                          f"{discount:g}% {how}")
     return (*sent, f.ts)[-MAX_SENT:], [Proposal(
         sku, f.user_id, did, f.ts, f.ts + OFFER_TTL_MS, discount, quote["price"],
         quote["currency"], int(available or 0), f.event_id, rec)]

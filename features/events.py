@@ -308,22 +308,25 @@ class DecisionRecord(_Out):
 
 class TrainingExample(_Out):
     """An attributed outcome of a served item (``agent.attribution``): label 1 when the user
-    acted on it within its window, 0 when the window closed without."""
+    acted on it within its window, 0 when the window closed without; or of an offer
+    (``agent.offer_bandit``): 1 when the user ordered it before it expired."""
 
     type: Literal["training_example"] = "training_example"
     decision_id: Id
-    decision_type: Literal["feed_update"] = "feed_update"
+    decision_type: Literal["feed_update", "offer"] = "feed_update"
     user_ref: Id = Field(description="pseudonymized user id (keyed hash), never the raw id")
     sku: Id
     position: Annotated[int, Field(ge=0, le=1000)]
     label: Literal[0, 1]
     outcome: Literal["page_view", "click", "add_to_cart", "order", "window_closed",
-                     "skipped_above"]
+                     "skipped_above", "expired"]
     delay_ms: Annotated[int, Field(ge=0)]
     model_version: Annotated[str, Field(max_length=64)]
     features: Annotated[list[float], Field(max_length=64)] | None = Field(
         None, description="the ranker's features of the item when it was served "
                           "(agent.ranker.FEATURES order): what the learner learns from")
+    discount_pct: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        None, description="an offer's discount (the offer bandit's arm)")
 
 
 class ModelChange(_Out):
@@ -340,7 +343,8 @@ class ModelChange(_Out):
     positives: Annotated[float, Field(ge=0, le=1)] | None = Field(
         None, description="share of positive examples since the previous version")
     weights: dict[Annotated[str, Field(max_length=64)], float] = Field(
-        description="the model's weights by feature, and 'intercept'")
+        description="the model's weights by feature, and 'intercept' (the offer bandit: "
+                    "each arm's Beta posterior, 'arm:<pct>:alpha' and 'arm:<pct>:beta')")
     fallback: Id | None = Field(None, description="the drift alert that keeps this version "
                                 "from ranking (the heuristic ranks meanwhile), if any")
 

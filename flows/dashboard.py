@@ -59,9 +59,11 @@ class Buckets:
 def collect(out: Path) -> dict[str, Any]:
     """Everything the page shows, as plain data (tested without Bokeh)."""
     records = list(_docs(out, ch.DECISION_RECORDS.name))
-    examples = list(_docs(out, ch.TRAINING_EXAMPLES.name))
+    examples = [e for e in _docs(out, ch.TRAINING_EXAMPLES.name)  # the feeds' (not offers')
+                if e.get("decision_type", "feed_update") == "feed_update"]
     alerts = sorted(_docs(out, ch.DRIFT_ALERTS.name), key=lambda a: (a["ts"], a["id"]))
-    models = sorted(_docs(out, ch.MODEL_CHANGES.name), key=lambda m: m["ts"])
+    models = sorted((m for m in _docs(out, ch.MODEL_CHANGES.name)
+                     if m.get("model") == "feed_ranker"), key=lambda m: m["ts"])
     quality = list(_docs(out, ch.FEATURE_QUALITY.name))
     dead = list(_docs(out, ch.DEAD_LETTERS.name))
     late = list(_docs(out, ch.LATE_EVENTS.name))

@@ -25,6 +25,7 @@ from agent.attribution import Attribution
 from agent.decide import DecisionFold
 from agent.learner import FEED_RANKER, FeedLearner
 from agent.model_slot import ModelSlot
+from agent.offer_bandit import OFFER_BANDIT, OfferLearner, parse_bandit
 from agent.policy_gate import PolicyGate
 from connectors.cached_store import CachedRows
 from connectors.delivery import delivery
@@ -141,18 +142,22 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         ranked = score("score", cands, s.candidates_scored)
         models = ModelSlot(FEED_RANKER, stores, s.ranker_refresh_s,
                            s.ranker_min_examples) if s.ranker_learning else None
+        bandit = ModelSlot(OFFER_BANDIT, stores, s.ranker_refresh_s,
+                           parse=parse_bandit) if s.offer_bandit else None
         fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s, s.pseudonym_key_bytes(),
                             Attribution({k: int(v * 1000)
                                          for k, v in s.attribution_windows_s.items()},
                                         max_negatives=s.attribution_max_negatives),
-                            models)
+                            models, bandit, tuple(s.offer_arms))
         feed = feed_decision("decision", ranked, ctl.accepted if ctl else None, fold,
                              s.state_shards,
                              snapshots=s.recovery_dir is not None,
                              learner=FeedLearner(s.ranker_publish_every,
                                                  drift=s.ranker_drift,
                                                  fallback=s.ranker_drift_fallback)
-                             if s.ranker_learning else None)
+                             if s.ranker_learning else None,
+                             bandit=OfferLearner(tuple(s.offer_arms), s.offer_publish_every)
+                             if s.offer_bandit else None)
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)
 

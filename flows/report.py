@@ -45,7 +45,11 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
             "positive" if json.loads(b)["label"] else "negative"
             for b in read_channel(out, ch.TRAINING_EXAMPLES.name)).items())),
         "feeds_by_model": _by_model(feeds),
-        "model_versions": len(read_channel(out, ch.MODEL_CHANGES.name)),
+        "model_versions": dict(sorted(Counter(
+            json.loads(b)["model"] for b in read_channel(out, ch.MODEL_CHANGES.name)).items())),
+        "offers_by_discount": dict(sorted(Counter(
+            f"{json.loads(b)['discount_pct']:g}%" for b in read_channel(out, ch.OFFERS.name)
+        ).items())),
         "drift_alerts": dict(sorted(Counter(
             json.loads(b)["action"] for b in read_channel(out, ch.DRIFT_ALERTS.name)).items())),
         "late_events": len(late),

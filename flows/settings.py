@@ -92,6 +92,15 @@ class Settings(BaseSettings):
                                      "learned this many examples (before: the heuristic)")
     ranker_refresh_s: float = Field(5.0, ge=0, le=3600, description="how often a process "
                                     "reads the newest model version from the store")
+    offer_bandit: bool = Field(True, description="offers' discounts are chosen by a bandit "
+                               "(Thompson sampling for revenue) that learns from the orders "
+                               "offers earn; off: every offer carries 10%")
+    offer_arms: list[float] = Field(default_factory=lambda: [0.0, 5.0, 10.0, 15.0, 20.0],
+                                    min_length=1, max_length=16,
+                                    description="the discounts (percent) the bandit chooses "
+                                                "from, within the price policy")
+    offer_publish_every: int = Field(50, ge=1, le=10_000_000, description="offer outcomes "
+                                     "between published bandit versions")
     ranker_drift_fallback: bool = Field(False, description="act on the learner's drift "
                                         "alerts (the heuristic ranks until recovery); off: "
                                         "report them only (action 'none')")

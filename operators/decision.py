@@ -11,6 +11,7 @@ from bytewax.dataflow import Stream
 from agent.allocation import AllocationFold, Proposal
 from agent.decide import DecisionFold
 from agent.learner import FeedLearner, Outcome
+from agent.offer_bandit import OfferLearner, OfferOutcome
 from agent.policy_gate import POLICY_ACTIONS
 from features.events import Control, Outgoing
 from features.store import StoreOp
@@ -28,17 +29,20 @@ def _controls(ev) -> list:
                                             or ev.action == "switch_model") else []
 
 
-def _model_of(o: Outcome) -> str:
+def _model_of(o: Outcome | OfferOutcome) -> str:
     return o.model
 
 
 def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | None,
                   fold: DecisionFold, shards: int, snapshots: bool,
-                  learner: FeedLearner | None = None) -> FeedStreams:
+                  learner: FeedLearner | None = None,
+                  bandit: OfferLearner | None = None) -> FeedStreams:
     """``ranked``: chunks of (UserFeatures, [(sku, score)]) best first; ``events``: chunks of
     authenticated control events (``operators.control``; the policy and model controls
     among them are broadcast to every decision shard), or None without a control input;
-    ``learner``: learns from the attributed examples, one for the flow (``agent.learner``).
+    ``learner``: learns from the attributed examples, one for the flow (``agent.learner``);
+    ``bandit``: learns the offers' discounts from their outcomes, one for the flow
+    (``agent.offer_bandit``).
     Returns chunk streams."""
     both = ranked
     if events is not None:
@@ -47,8 +51,8 @@ def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | Non
                         broadcast(f"{step_id}_bcast", controls, shards))
     out = sharded_fold_keyed(step_id, both, fold, lambda x: x[0].user_id, shards=shards,
                              mirror_every_s=0, snapshots=snapshots)
-    sent, proposals, outcomes, store_ops = split_by_type(
-        f"{step_id}_split", out, (Outgoing, Proposal, Outcome), keyed=True)
+    sent, proposals, outcomes, rewards, store_ops = split_by_type(
+        f"{step_id}_split", out, (Outgoing, Proposal, Outcome, OfferOutcome), keyed=True)
     granted = sharded_fold(f"{step_id}_allocate", proposals, AllocationFold(),
                            lambda p: p.sku, shards=shards, mirror_every_s=0,
                            snapshots=snapshots)
@@ -58,6 +62,12 @@ def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | Non
         learned = sharded_fold(f"{step_id}_learn", outcomes, learner, _model_of, shards=1,
                                mirror_every_s=0, snapshots=snapshots)
         changes, model_writes = split_by_type(f"{step_id}_learn_split", learned, (Outgoing,))
+        outs.append(changes)
+        stores.append(model_writes)
+    if bandit is not None:  # one key: a single bandit learner whatever the workers
+        learned = sharded_fold(f"{step_id}_bandit", rewards, bandit, _model_of, shards=1,
+                               mirror_every_s=0, snapshots=snapshots)
+        changes, model_writes = split_by_type(f"{step_id}_bandit_split", learned, (Outgoing,))
         outs.append(changes)
         stores.append(model_writes)
     return FeedStreams(op.merge(f"{step_id}_out", *outs),

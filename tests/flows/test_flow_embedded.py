@@ -127,7 +127,8 @@ def test_served_feeds_are_attributed_in_event_time(generated, tmp_path):
     run(RunConfig(inputs=[str(path)], output=str(tmp_path), store=f"memory://{uuid.uuid4().hex}",
                   settings=s))
     feeds = {f["id"]: f for f in map(json.loads, read_channel(tmp_path, "feed_updates"))}
-    examples = [json.loads(b) for b in read_channel(tmp_path, "training_examples")]
+    examples = [e for e in map(json.loads, read_channel(tmp_path, "training_examples"))
+                if e["decision_type"] == "feed_update"]
     assert len({e["id"] for e in examples}) == len(examples)
     pos = [e for e in examples if e["label"] == 1]
     neg = [e for e in examples if e["label"] == 0]
