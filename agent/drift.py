@@ -92,3 +92,60 @@ class LossMonitor:
                 self.reference = None
                 return [DriftEvent("recovered", self.n, mean, bound, ref, len(self.recent))]
         return []
+
+
+class RateMonitor:
+    """Watches a rate (click-through of served feed items, conversion of offers): River's
+    ADWIN on the 0/1 outcomes, and when it finds a change, ``confirm`` more outcomes decide:
+    a mean below the mean before by at least ``drop`` (relative) and ``min_drop``
+    (absolute) is an alert (``action`` "none": a report, the model keeps serving). It is
+    *recovered* once the last ``window`` outcomes are back above the reference less half
+    the drop. Counts outcomes, not time; plain data in the learner's state.
+
+    >>> import random
+    >>> rnd = random.Random(2)
+    >>> m = RateMonitor(min_examples=500, confirm=500, window=500)
+    >>> events = [e for i in range(12_000)
+    ...           for e in m.observe(rnd.random() < (0.1 if 4000 <= i < 8000 else 0.3))]
+    >>> [(e.action, e.at > 4000, round(e.reference, 1)) for e in events]
+    [('none', True, 0.3), ('recovered', True, 0.3)]
+    """
+
+    def __init__(self, delta: float = 0.002, drop: float = 0.25, min_drop: float = 0.02,
+                 min_examples: int = 2000, confirm: int = 1000, window: int = 1000) -> None:
+        self.adwin = drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
+        self.drop, self.min_drop = drop, min_drop
+        self.min_examples, self.confirm = int(min_examples), max(int(confirm), 1)
+        self.recent: deque[float] = deque(maxlen=max(int(window), self.confirm))
+        self.window = max(int(window), 1)
+        self.n = 0
+        self.suspect: tuple[int, float] | None = None
+        self.reference: float | None = None  # the rate before the drop, while alerted
+
+    def observe(self, y: float) -> list[DriftEvent]:
+        self.n += 1
+        self.recent.append(float(y))
+        before = self.adwin.estimation
+        self.adwin.update(float(y))  # type: ignore[no-untyped-call]
+        if self.reference is None:
+            if self.adwin.drift_detected and self.n >= self.min_examples \
+                    and self.suspect is None:
+                self.suspect = (self.n, before)
+            if self.suspect is not None and self.n - self.suspect[0] >= self.confirm:
+                _, ref = self.suspect
+                self.suspect = None
+                last = list(self.recent)[-self.confirm:]
+                now = sum(last) / len(last)
+                bound = ref - max(ref * self.drop, self.min_drop)
+                if now < bound:
+                    self.reference = ref
+                    return [DriftEvent("none", self.n, now, bound, ref, len(last))]
+            return []
+        last = list(self.recent)[-self.window:]
+        if len(last) == self.window:
+            mean = sum(last) / len(last)
+            bound = self.reference - max(self.reference * self.drop, self.min_drop) / 2
+            if mean >= bound:
+                ref, self.reference = self.reference, None
+                return [DriftEvent("recovered", self.n, mean, bound, ref, len(last))]
+        return []

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from agent.drift import DriftEvent, LossMonitor
+from agent.drift import DriftEvent, LossMonitor, RateMonitor
 from agent.ranker import LearnedRanker, ModelSnapshot
 from features.channels import DRIFT_ALERTS, MODEL_CHANGES
 from features.definitions import MODEL_VIEW
@@ -59,9 +59,11 @@ class Outcome(NamedTuple):
 
 class LearnerState:
     __slots__ = ("ranker", "versions", "n", "loss", "positives", "monitor", "rate", "alert",
-                 "last", "ts")
+                 "last", "ts", "ctr")
 
-    def __init__(self, ranker: LearnedRanker, monitor: LossMonitor) -> None:
+    def __init__(self, ranker: LearnedRanker, monitor: LossMonitor,
+                 ctr: RateMonitor | None = None) -> None:
+        self.ctr = ctr if ctr is not None else RateMonitor()  # share of examples positive
         self.ranker = ranker
         self.versions = 0  # published so far
         self.n = 0  # examples since the last version
@@ -74,6 +76,18 @@ class LearnerState:
         self.ts = 0  # the newest event time learned: publications never go back in time
 
 
+def rate_alert(model: str, rate: str, ts: int, ev: DriftEvent, examples: int,
+               version: str | None) -> Any:
+    """A ``drift_alert`` of a rate monitor (``agent.drift.RateMonitor``): a report (action
+    ``none``) or its recovery; the model keeps serving."""
+    doc = event_doc(DriftAlert, id=f"drift:{model}-{rate}:{examples}", ts=ts,
+                    monitor=f"{model}-{rate}", subject=model, detector="adwin+confirm",
+                    statistic=round(ev.statistic, 6), threshold=round(ev.threshold, 6),
+                    action=ev.action, model_version=version,
+                    reference=round(ev.reference, 6), window=ev.window, examples=examples)
+    return outgoing_doc(DRIFT_ALERTS.name, model, doc)
+
+
 def version_name(model: str, n: int) -> str:
     return f"{model.replace('_', '-')}-v1.{n}"
 
@@ -82,9 +96,13 @@ class FeedLearner:
     ordered_input = Outcome  # examples come from every decision shard: event time order
 
     def __init__(self, publish_every: int = 1000, lr: float = 0.02, l2: float = 1e-5,
-                 drift: dict[str, float] | None = None, fallback: bool = True) -> None:
+                 drift: dict[str, float] | None = None, fallback: bool = True,
+                 ctr_drift: dict[str, float] | None = None) -> None:
         """``drift``: ``agent.drift.LossMonitor`` parameters (rise, tolerance, ...);
-        ``fallback``: act on a drift alert (else only report it, with action ``none``)."""
+        ``fallback``: act on a drift alert (else only report it, with action ``none``);
+        ``ctr_drift``: ``agent.drift.RateMonitor`` parameters for the share of served
+        items acted on (its alerts are reports)."""
+        self.ctr_drift = dict(ctr_drift or {})
         self.publish_every = max(1, publish_every)
         self.lr, self.l2 = lr, l2
         self.drift = dict(drift or {})
@@ -92,7 +110,8 @@ class FeedLearner:
 
     def new(self) -> LearnerState:
         return LearnerState(LearnedRanker(lr=self.lr, l2=self.l2),
-                            LossMonitor(**self.drift))  # type: ignore[arg-type]
+                            LossMonitor(**self.drift),  # type: ignore[arg-type]
+                            RateMonitor(**self.ctr_drift))  # type: ignore[arg-type]
 
     def rows(self, state: Any, key: str) -> list[Any]:
         return []
@@ -114,6 +133,12 @@ class FeedLearner:
         out: list[Any] = []
         for ev in st.monitor.observe(loss - base):
             out += self._alert(st, x, ev)
+        ctr = getattr(st, "ctr", None)  # (snapshots from before the CTR monitor have none)
+        if ctr is None:
+            ctr = st.ctr = RateMonitor(**self.ctr_drift)  # type: ignore[arg-type]
+        for ev in ctr.observe(x.label):
+            out.append(rate_alert(x.model, "ctr", x.ts, ev, st.ranker.learned,
+                                  st.last.version if st.last else None))
         if st.n >= self.publish_every:
             out += self._publish(st, x)
         return out

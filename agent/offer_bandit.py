@@ -33,6 +33,8 @@ from typing import Any, NamedTuple
 
 from river import bandit, proba
 
+from agent.drift import RateMonitor
+from agent.learner import rate_alert
 from features.channels import MODEL_CHANGES
 from features.definitions import MODEL_VIEW
 from features.events import ModelChange, event_doc, outgoing_doc
@@ -193,9 +195,12 @@ def offered(pending: tuple[OfferImpression, ...], imp: OfferImpression
 
 # ------------------------------------------------------------------ the learner
 class BanditState:
-    __slots__ = ("policy", "arms", "versions", "n", "loss", "rewards", "ts", "learned")
+    __slots__ = ("policy", "arms", "versions", "n", "loss", "rewards", "ts", "learned",
+                 "conversion", "version")
 
-    def __init__(self, arms: tuple[float, ...]) -> None:
+    def __init__(self, arms: tuple[float, ...], conversion: RateMonitor | None = None) -> None:
+        self.conversion = conversion if conversion is not None else RateMonitor()
+        self.version: str | None = None  # the version published last
         self.policy = bandit.ThompsonSampling(reward_obj=proba.Beta(1, 1), seed=0)
         self.arms = arms
         self.versions = 0
@@ -230,13 +235,17 @@ class OfferLearner:
 
     ordered_input = OfferOutcome  # outcomes come from every decision shard
 
-    def __init__(self, arms: tuple[float, ...] = DEFAULT_ARMS, publish_every: int = 100
-                 ) -> None:
+    def __init__(self, arms: tuple[float, ...] = DEFAULT_ARMS, publish_every: int = 100,
+                 conversion_drift: dict[str, float] | None = None) -> None:
+        """``conversion_drift``: ``agent.drift.RateMonitor`` parameters for the offers'
+        conversion (its alerts are reports)."""
         self.arms = tuple(sorted(arms))
         self.publish_every = max(1, publish_every)
+        self.drift = {"min_examples": 200, "confirm": 200, "window": 200,
+                      **(conversion_drift or {})}
 
     def new(self) -> BanditState:
-        return BanditState(self.arms)
+        return BanditState(self.arms, RateMonitor(**self.drift))  # type: ignore[arg-type]
 
     def rows(self, state: Any, key: str) -> list[Any]:
         return []
@@ -251,15 +260,18 @@ class OfferLearner:
         st.n += 1
         st.learned += 1
         st.rewards += x.reward
-        if st.n < self.publish_every:
-            return []
-        return self._publish(st, x.model, ts)
+        out: list[Any] = [rate_alert(x.model, "conversion", ts, ev, st.learned, st.version)
+                          for ev in st.conversion.observe(x.reward)]
+        if st.n >= self.publish_every:
+            out += self._publish(st, x.model, ts)
+        return out
 
     def _publish(self, st: BanditState, model: str, ts: int) -> list[Any]:
         st.versions += 1
         arms = sorted({*st.arms, *(float(a) for a in st.policy._rewards)})  # noqa: SLF001
         snap = BanditSnapshot(f"{model.replace('_', '-')}-v1.{st.versions}", st.learned,
                               {arm: _posterior(st.policy, arm) for arm in arms})
+        st.version = snap.version
         doc = event_doc(ModelChange, id=f"model:{model}:{snap.version}", ts=ts, model=model,
                         version=snap.version, examples=snap.examples,
                         log_loss=round(min(st.loss / st.n, 1000.0), 6),

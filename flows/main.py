@@ -154,9 +154,11 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                              snapshots=s.recovery_dir is not None,
                              learner=FeedLearner(s.ranker_publish_every,
                                                  drift=s.ranker_drift,
-                                                 fallback=s.ranker_drift_fallback)
+                                                 fallback=s.ranker_drift_fallback,
+                                                 ctr_drift=s.ranker_ctr_drift)
                              if s.ranker_learning else None,
-                             bandit=OfferLearner(tuple(s.offer_arms), s.offer_publish_every)
+                             bandit=OfferLearner(tuple(s.offer_arms), s.offer_publish_every,
+                                                 s.offer_conversion_drift)
                              if s.offer_bandit else None)
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)

@@ -101,6 +101,16 @@ class Settings(BaseSettings):
                                                 "from, within the price policy")
     offer_publish_every: int = Field(50, ge=1, le=10_000_000, description="offer outcomes "
                                      "between published bandit versions")
+    ranker_ctr_drift: dict[str, float] = Field(
+        default_factory=lambda: {"drop": 0.25, "min_drop": 0.02, "min_examples": 2000,
+                                 "confirm": 1000, "window": 1000},
+        description="the learner's monitor (agent.drift.RateMonitor) of the share of served "
+                    "feed items acted on: a relative and an absolute drop confirmed over "
+                    "'confirm' examples after an ADWIN change is a drift_alert (a report)")
+    offer_conversion_drift: dict[str, float] = Field(
+        default_factory=lambda: {"drop": 0.25, "min_drop": 0.02, "min_examples": 200,
+                                 "confirm": 200, "window": 200},
+        description="the same monitor on the offers' conversion (the offer bandit's)")
     ranker_drift_fallback: bool = Field(False, description="act on the learner's drift "
                                         "alerts (the heuristic ranks until recovery); off: "
                                         "report them only (action 'none')")

@@ -5,7 +5,7 @@ import pickle
 import random
 import statistics
 
-from agent.drift import LossMonitor
+from agent.drift import LossMonitor, RateMonitor
 from agent.learner import FEED_RANKER, FeedLearner, Outcome
 from agent.ranker import FEATURES, parse_snapshot
 from features.events import DriftAlert
@@ -113,3 +113,59 @@ def test_without_fallback_alerts_are_only_reported():
                         _outcomes(8000, 3000))
     assert alerts and alerts[0].action == "none"
     assert all(snap.fallback == "" for _, snap in rows)
+
+
+def _clicks(rnd: random.Random, n: int, rate: float, low: float, drop_at: int | None,
+            back_at: int | None):
+    for i in range(n):
+        dropped = drop_at is not None and drop_at <= i and (back_at is None or i < back_at)
+        yield int(rnd.random() < (low if dropped else rate))
+
+
+def test_a_stationary_rate_of_50k_raises_nothing():
+    for seed, rate in ((1, 0.3), (2, 0.05), (3, 0.6)):
+        m = RateMonitor()
+        assert [e for y in _clicks(random.Random(seed), 50_000, rate, rate, None, None)
+                for e in m.observe(y)] == [], (seed, rate)
+
+
+def test_a_rate_drop_is_reported_within_a_bounded_delay_and_recovers_once():
+    delays = []
+    for seed in range(5):
+        m = RateMonitor()
+        events = [e for y in _clicks(random.Random(seed), 40_000, 0.3, 0.18, 10_000, 20_000)
+                  for e in m.observe(y)]
+        assert [e.action for e in events] == ["none", "recovered"], seed
+        alert, back = events
+        assert alert.statistic < alert.threshold < alert.reference
+        assert abs(alert.reference - 0.3) < 0.03
+        delays.append(alert.at - 10_000)
+        assert back.at > 20_000
+    assert max(delays) <= 3_000, delays
+
+
+def test_the_rate_monitor_resumes_from_its_snapshot_with_the_same_alerts():
+    ys = list(_clicks(random.Random(5), 30_000, 0.3, 0.1, 10_000, None))
+    whole = RateMonitor()
+    expected = [e for y in ys for e in whole.observe(y)]
+    first = RateMonitor()
+    got = [e for y in ys[:10_500] for e in first.observe(y)]
+    resumed = pickle.loads(pickle.dumps(first))
+    got += [e for y in ys[10_500:] for e in resumed.observe(y)]
+    assert got == expected and expected
+
+
+def test_the_learner_reports_a_ctr_drop_as_a_drift_alert():
+    learner = FeedLearner(publish_every=1000, fallback=False)
+    st = learner.new()
+    rnd = random.Random(4)
+    row = tuple(0.0 for _ in FEATURES)
+    docs = []
+    for i in range(12_000):
+        y = int(rnd.random() < (0.4 if i < 6_000 else 0.15))
+        for o in learner.apply(st, Outcome(FEED_RANKER, 1000 + i, f"ex:{i}", row, y)):
+            if getattr(o, "channel", "") == "drift_alerts" and o.doc["monitor"].endswith("ctr"):
+                docs.append(DriftAlert.model_validate(o.doc))
+    assert [d.action for d in docs] == ["none"]
+    assert docs[0].monitor == "feed_ranker-ctr" and docs[0].ts > 1000 + 6_000
+    assert docs[0].reference > 0.35 and docs[0].statistic < 0.2
