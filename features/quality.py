@@ -4,7 +4,8 @@ A ``ViewMonitor`` watches the rows one feature view writes. Per numeric field it
 values that are missing, outside the view's declared bounds, or stale (the row's as-of
 field lags the row's time by more than the view's ``staleness_s``), and compares the
 distribution of the last ``window`` values with a reference window (the first values seen)
-by the population stability index over reference deciles.
+by the population stability index over reference deciles (not for timestamps, which move
+forward by construction).
 
 >>> from features.definitions import ITEM_PRICE
 >>> m = ViewMonitor(ITEM_PRICE, reference_size=50, window=50)
@@ -23,7 +24,7 @@ import math
 from collections import deque
 from typing import Any
 
-from features.events import FeatureQuality
+from features.events import DriftAlert, FeatureQuality, event_doc
 from features.registry import FeatureView
 
 EPS = 1e-4
@@ -60,6 +61,9 @@ class ViewMonitor:
         self.numeric = [f for f in view.fields if f.dtype in ("int", "float")]
         self.others = [f.name for f in view.fields if f.dtype not in ("int", "float")]
         self.stats = {f.name: _FieldStats(window) for f in view.fields}
+        # timestamps move forward by construction: their PSI would always read as drift
+        self.times = {f.name for f in view.fields
+                      if f.name in (view.as_of_field, "as_of") or f.name.endswith("_ts")}
         self.reports = 0
 
     def observe(self, row: dict[str, Any], ts: int) -> None:
@@ -97,7 +101,8 @@ class ViewMonitor:
         out = []
         for name, st in self.stats.items():
             drift = None
-            if len(st.reference) >= self.ref_size and len(st.current) >= self.ref_size // 2:
+            if (name not in self.times and len(st.reference) >= self.ref_size
+                    and len(st.current) >= self.ref_size // 2):
                 drift = round(psi(st.reference, list(st.current)), 6)
             out.append(FeatureQuality(
                 id=f"{id_prefix}:{self.view.store_prefix}:{name}:{self.reports}", ts=ts,
@@ -105,4 +110,50 @@ class ViewMonitor:
                 missing=st.missing, out_of_range=st.out_of_range, stale=st.stale, psi=drift,
                 reference_size=len(st.reference)))
             st.observed = st.missing = st.out_of_range = st.stale = 0
+        return out
+
+
+class PsiAlerts:
+    """Drift alerts from the quality reports: a field whose PSI exceeds its threshold
+    (``thresholds["<view>.<field>"]``, else ``thresholds["default"]``, 0.25: the usual
+    mark of a significant shift) in ``confirm`` reports in a row is a ``drift_alert``
+    (action ``none``: a report); it is ``recovered`` once its PSI is below half the
+    threshold. Plain data (kept in the quality step's state, so it recovers with it).
+
+    >>> a = PsiAlerts({"default": 0.25}, confirm=2)
+    >>> q = lambda psi, n: FeatureQuality(id=f"fq:{n}", ts=n, view="v1", field="x",
+    ...                                   observed=9, missing=0, out_of_range=0,
+    ...                                   stale=0, psi=psi)
+    >>> [d["action"] for n, p in enumerate((0.3, 0.4, 0.5, 0.2, 0.1))
+    ...  for d in a.observe([q(p, n)])]
+    ['none', 'recovered']
+    """
+
+    def __init__(self, thresholds: dict[str, float] | None = None, confirm: int = 2) -> None:
+        self.thresholds = {"default": 0.25, **(thresholds or {})}
+        self.confirm = max(1, confirm)
+        self.above: dict[str, int] = {}  # field -> reports in a row above its threshold
+        self.alerted: set[str] = set()
+
+    def observe(self, reports: list[FeatureQuality]) -> list[dict[str, Any]]:
+        """The alert documents (``DriftAlert``) the reports raise."""
+        out: list[dict[str, Any]] = []
+        for q in reports:
+            if q.psi is None:
+                continue
+            name = f"{q.view}.{q.field}"
+            bound = self.thresholds.get(name, self.thresholds["default"])
+            n = self.above[name] = self.above.get(name, 0) + 1 if q.psi > bound else 0
+            if name not in self.alerted and n >= self.confirm:
+                self.alerted.add(name)
+                action, threshold = "none", bound
+            elif name in self.alerted and q.psi < bound / 2:
+                self.alerted.discard(name)
+                action, threshold = "recovered", bound / 2
+            else:
+                continue
+            out.append(event_doc(DriftAlert, id=f"drift:psi:{q.id}"[:128], ts=q.ts,
+                                 monitor=f"psi:{name}"[:128], subject=name[:128],
+                                 detector="psi", statistic=q.psi, threshold=threshold,
+                                 action=action, window=q.reference_size))
         return out

@@ -5,7 +5,8 @@ what did the system do about it?". Read from a file run's output directory, over
 time (buckets of about a sixtieth of the run):
 
 - the feed's ranker: feeds ranked by learned versions, by the heuristic, non-personalized;
-  drift alerts marked, fallback periods shaded;
+  drift alerts marked (the loss monitor's red, rate reports orange, recoveries green),
+  fallback periods shaded;
 - the learned model per published version: prequential log-loss and share of positives;
 - the share of served items acted on (attributed examples, ``training_examples``);
 - decisions by kind (feeds, offers, configurations, suppressed) and policy denials by rule;
@@ -98,6 +99,8 @@ def collect(out: Path) -> dict[str, Any]:
     fallbacks: list[tuple[int, int, str]] = []  # (from, to, alert id)
     opened: dict[str, Any] | None = None
     for a in alerts:
+        if not str(a.get("monitor", "")).endswith("-loss"):  # rate reports: no fallback
+            continue
         if a["action"] == "fallback":
             opened = opened or a
         elif a["action"] == "recovered" and opened is not None:
@@ -119,7 +122,7 @@ def collect(out: Path) -> dict[str, Any]:
         lates[b.of(d["ts"])] += 1
     return {"starts": starts, "width": b.width, "ranker": ranker, "kinds": kinds,
             "denials": {k: denials[k] for k in top_rules}, "ctr": ctr, "shown": shown,
-            "alerts": [{k: a.get(k) for k in ("id", "ts", "action", "statistic",
+            "alerts": [{k: a.get(k) for k in ("id", "ts", "action", "monitor", "statistic",
                                               "threshold", "model_version")}
                        for a in alerts],
             "fallbacks": fallbacks,
@@ -151,9 +154,10 @@ def render(data: dict[str, Any], title: str = "Bespoke drift dashboard",
             p.add_layout(BoxAnnotation(left=lo, right=hi, fill_alpha=0.15,
                                        fill_color="#d62728"))
         for a in data["alerts"]:
+            color = ("#2ca02c" if a["action"] == "recovered" else "#d62728"
+                     if str(a.get("monitor", "")).endswith("-loss") else "#ff7f0e")
             p.add_layout(Span(location=a["ts"], dimension="height", line_width=2,
-                              line_dash="dashed", line_color="#d62728"
-                              if a["action"] != "recovered" else "#2ca02c"))
+                              line_dash="dashed", line_color=color))
         return p
 
     def stacked(name: str, series: dict[str, list[int]]) -> Any:

@@ -39,7 +39,7 @@ from connectors.store_sink import is_remote, store_factory
 from features.channels import DEAD_LETTERS, FEATURE_QUALITY, LATE_EVENTS
 from features.channels import NAMES as CHANNEL_NAMES
 from features.definitions import REGISTRY
-from features.events import LateEvent, outgoing
+from features.events import FeatureQuality, LateEvent, Outgoing, outgoing
 from features.formats import FORMATS
 from features.validate import RawRecord
 from flows.gc_tuning import FreezeEvery, set_thresholds
@@ -120,8 +120,9 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     quality = chunk_map("quality_out", feature_quality("quality", feats.store_ops, REGISTRY,
                                                        s.quality_sample_every,
                                                        s.quality_report_every,
-                                                       snapshots=s.recovery_dir is not None),
-                        lambda q: outgoing(FEATURE_QUALITY.name, q.view, q))
+                                                       snapshots=s.recovery_dir is not None,
+                                                       psi_alert=s.psi_alert),
+                        quality_out)
     outs, store_streams = [*outs, dlq, late, quality], [feats.store_ops]
     stores = store_factory(cfg.store, s.redis_timeout_s)  # reads: a short deadline
     # writes: a large pipeline (an epoch's writes after a backlog) can take seconds; a
@@ -186,6 +187,11 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         op.output("features_parquet", flatten("features_rows", feats.store_ops),
                   ParquetFeatureSink(cfg.features_parquet, REGISTRY))
     return flow
+
+
+def quality_out(q: FeatureQuality | Outgoing) -> Outgoing:
+    """A quality record as it goes out (the step's drift alerts are out already)."""
+    return q if isinstance(q, Outgoing) else outgoing(FEATURE_QUALITY.name, q.view, q)
 
 
 def late_event_out(pseudonym_key: bytes | None):

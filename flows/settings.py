@@ -158,6 +158,10 @@ class Settings(BaseSettings):
                                  "False: Python only")
     quality_sample_every: int = Field(10, ge=1, description="monitor 1 in N entities")
     quality_report_every: int = Field(2000, ge=1, description="sampled rows per report")
+    psi_alert: dict[str, float] = Field(
+        default_factory=lambda: {"default": 0.25},
+        description="PSI above which a feature field's drift is a drift_alert (two reports "
+                    "in a row; recovered below half): 'default', or '<view>.<field>'")
 
     gc_gen0_threshold: int = Field(2_000, ge=0, description="Python GC generation-0 "
                                    "threshold for runs (0 = Python's defaults, no freezing): "

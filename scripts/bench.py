@@ -614,6 +614,48 @@ def bench_ranker(runs: int = 5, decisions: int = 2000, n_cands: int = 50) -> Fig
     }
 
 
+def bench_offer_bandit(runs: int = 5, n: int = 5000) -> Figure:
+    """The offer bandit: choosing a discount among 5 arms (seeded Thompson draws) and
+    learning one outcome (River's Beta update, the conversion monitor)."""
+    from agent.offer_bandit import (
+        DEFAULT_ARMS,
+        OFFER_BANDIT,
+        BanditSnapshot,
+        OfferLearner,
+        OfferOutcome,
+        choose_arm,
+    )
+
+    snap = BanditSnapshot("offer-bandit-v1.9", 900, {a: (30.0 + a, 200.0) for a in DEFAULT_ARMS})
+    ids = [f"offer:{i:032x}:ev-{i}" for i in range(n)]
+
+    def choose() -> float:
+        t0 = time.perf_counter()
+        for did in ids:
+            choose_arm(snap, DEFAULT_ARMS, did)
+        return (time.perf_counter() - t0) / n * 1e6
+
+    def learn() -> float:
+        learner = OfferLearner(publish_every=100)
+        st = learner.new()
+        xs = [OfferOutcome(OFFER_BANDIT, i, f"ox:{i}", f"d{i}", "S", DEFAULT_ARMS[i % 5],
+                           i % 7 == 0, 10) for i in range(n)]
+        t0 = time.perf_counter()
+        for x in xs:
+            learner.apply(st, x)
+        return (time.perf_counter() - t0) / n * 1e6
+
+    figs: Figure = {}
+    for name, fn, what in (("offer_bandit_choose_us", choose, "choose_arm over 5 arms"),
+                           ("offer_bandit_learn_us", learn,
+                            "OfferLearner.apply, a version every 100")):
+        med, vals = _median_runs(fn, runs)
+        figs[name] = {"value": round(med, 2), "unit": "µs",
+                      "how": f"median of {runs} runs ({', '.join(f'{v:.2f}' for v in vals)}) "
+                             f"of {n} calls, {what}, one thread"}
+    return figs
+
+
 BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows right after it
     "yardstick": bench_yardstick,
     "feature_flow": bench_feature_flow,
@@ -623,6 +665,7 @@ BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows r
     "redis_writes": bench_redis_writes,
     "decisions": bench_decisions,
     "ranker": bench_ranker,
+    "offer_bandit": bench_offer_bandit,
 }
 
 
