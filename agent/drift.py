@@ -65,6 +65,12 @@ class LossMonitor:
     def in_fallback(self) -> bool:
         return self.reference is not None
 
+    def enter(self) -> None:
+        """Fallback on another monitor's alert (the CTR's): the return is judged as after
+        a loss alert, against the loss's level now."""
+        if self.reference is None:
+            self.reference, self.since, self.suspect = float(self.adwin.estimation), 0, None
+
     def observe(self, loss: float) -> list[DriftEvent]:
         self.n += 1
         self.recent.append(loss)

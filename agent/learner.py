@@ -101,7 +101,8 @@ class FeedLearner:
         """``drift``: ``agent.drift.LossMonitor`` parameters (rise, tolerance, ...);
         ``fallback``: act on a drift alert (else only report it, with action ``none``);
         ``ctr_drift``: ``agent.drift.RateMonitor`` parameters for the share of served
-        items acted on (its alerts are reports)."""
+        items acted on (with ``fallback``, its alert sends the model to fallback, and the
+        loss monitor decides the return; its recovery is a report)."""
         self.ctr_drift = dict(ctr_drift or {})
         self.publish_every = max(1, publish_every)
         self.lr, self.l2 = lr, l2
@@ -137,8 +138,16 @@ class FeedLearner:
         if ctr is None:
             ctr = st.ctr = RateMonitor(**self.ctr_drift)  # type: ignore[arg-type]
         for ev in ctr.observe(x.label):
-            out.append(rate_alert(x.model, "ctr", x.ts, ev, st.ranker.learned,
-                                  st.last.version if st.last else None))
+            if ev.action == "none" and self.fallback and not st.monitor.in_fallback:
+                # a CTR drop sends the model to fallback too; it returns when its loss is
+                # back within the bound (the loss monitor's "recovered")
+                ev = ev._replace(action="fallback")
+                st.monitor.enter()
+            alert = rate_alert(x.model, "ctr", x.ts, ev, st.ranker.learned,
+                               st.last.version if st.last else None)
+            out.append(alert)
+            if ev.action == "fallback":
+                out += self._mark(st, x, alert.id)
         if st.n >= self.publish_every:
             out += self._publish(st, x)
         return out
@@ -158,11 +167,15 @@ class FeedLearner:
         out: list[Any] = [outgoing_doc(DRIFT_ALERTS.name, x.model, doc)]
         if not self.fallback:
             return out
-        st.alert = aid if ev.action == "fallback" else ""
-        if st.last is not None:  # the same version, marked (or no longer)
-            st.last = st.last._replace(fallback=st.alert)
-            out += self._writes(x, st.last)
-        return out
+        return out + self._mark(st, x, aid if ev.action == "fallback" else "")
+
+    def _mark(self, st: LearnerState, x: Outcome, alert: str) -> list[Any]:
+        """The current version published again in fallback for ``alert`` ("" : back)."""
+        st.alert = alert
+        if st.last is None:
+            return []
+        st.last = st.last._replace(fallback=st.alert)
+        return self._writes(x, st.last)
 
     def _writes(self, x: Outcome, snap: ModelSnapshot) -> list[Any]:
         fields = snap.fields()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -110,6 +111,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     events = out / "events.jsonl"
     counts = write_jsonl(str(events), Generator(_gen_config(a)).records())
     s = Settings(progress_every_s=2.0)
+    if "BESPOKE_RANKER_DRIFT_FALLBACK" not in os.environ:  # the demo shows the fallback
+        s = s.model_copy(update={"ranker_drift_fallback": True})
     if s.pseudonym_key is None:  # the demo's own key: its records are not for production
         s = s.model_copy(update={"pseudonym_key": SecretStr(DEMO_PSEUDONYM_KEY)})
     cfg = RunConfig(inputs=[str(events)], output=str(out), store="memory://demo", settings=s)

@@ -97,17 +97,17 @@ def collect(out: Path) -> dict[str, Any]:
         acted[i] += e.get("label", 0)
     ctr = [a / s if s else None for a, s in zip(acted, shown, strict=True)]
     fallbacks: list[tuple[int, int, str]] = []  # (from, to, alert id)
-    opened: dict[str, Any] | None = None
+    opened: dict[str, dict[str, Any]] = {}  # per model: the alert that sent it to fallback
     for a in alerts:
-        if not str(a.get("monitor", "")).endswith("-loss"):  # rate reports: no fallback
-            continue
+        subject = str(a.get("subject", ""))
         if a["action"] == "fallback":
-            opened = opened or a
-        elif a["action"] == "recovered" and opened is not None:
-            fallbacks.append((opened["ts"], a["ts"], opened["id"]))
-            opened = None
-    if opened is not None:
-        fallbacks.append((opened["ts"], max(times), opened["id"]))
+            opened.setdefault(subject, a)
+        elif (a["action"] == "recovered" and subject in opened
+              and str(a.get("monitor", "")).endswith("-loss")):  # the model's return
+            start = opened.pop(subject)
+            fallbacks.append((start["ts"], a["ts"], start["id"]))
+    for start in opened.values():
+        fallbacks.append((start["ts"], max(times), start["id"]))
     psi: dict[tuple[str, str], list[float | None]] = defaultdict(lambda: [None] * b.n)
     for q in quality:
         if q.get("psi") is not None:

@@ -41,6 +41,7 @@ from features.channels import NAMES as CHANNEL_NAMES
 from features.definitions import REGISTRY
 from features.events import FeatureQuality, LateEvent, Outgoing, outgoing
 from features.formats import FORMATS
+from features.input_monitor import DEFAULTS as INPUT_MONITOR_DEFAULTS
 from features.validate import RawRecord
 from flows.gc_tuning import FreezeEvery, set_thresholds
 from flows.settings import Settings
@@ -49,6 +50,7 @@ from operators.chunks import chunk_map, flatten
 from operators.control import ControlStreams, control_plane
 from operators.decision import feed_decision
 from operators.features import FeatureConfig, feature_pipeline
+from operators.input_monitor import input_drift
 from operators.progress import progress
 from operators.quality import feature_quality
 from operators.score import score
@@ -104,8 +106,10 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     raw = progress("progress", raw, s.progress_every_s)
 
     # inside the flow, steps pass chunks (lists of items): see operators.chunks
+    monitor = {**INPUT_MONITOR_DEFAULTS, **s.input_monitor}
     valid = validate("validate", raw, cfg.format, s.native_kernels,
-                     max_future_ms=int(s.max_future_s * 1000))
+                     max_future_ms=int(s.max_future_s * 1000),
+                     count_bucket_ms=int(monitor["bucket_s"] * 1000))
     ctl = control_input(flow, cfg, control_raw)
     user_in, dead, outs = valid.user_inputs, valid.dead_letters, []
     if ctl is not None:
@@ -124,6 +128,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                                                        psi_alert=s.psi_alert),
                         quality_out)
     outs, store_streams = [*outs, dlq, late, quality], [feats.store_ops]
+    if valid.counts is not None:
+        outs.append(input_drift("input_drift", valid.counts, feats.late, monitor))
     stores = store_factory(cfg.store, s.redis_timeout_s)  # reads: a short deadline
     # writes: a large pipeline (an epoch's writes after a backlog) can take seconds; a
     # deadline that short made them fail while Redis was up

@@ -102,11 +102,14 @@ class Settings(BaseSettings):
     offer_publish_every: int = Field(50, ge=1, le=10_000_000, description="offer outcomes "
                                      "between published bandit versions")
     ranker_ctr_drift: dict[str, float] = Field(
-        default_factory=lambda: {"drop": 0.25, "min_drop": 0.02, "min_examples": 2000,
+        default_factory=lambda: {"drop": 0.25, "min_drop": 0.02, "min_examples": 5000,
                                  "confirm": 1000, "window": 1000},
         description="the learner's monitor (agent.drift.RateMonitor) of the share of served "
                     "feed items acted on: a relative and an absolute drop confirmed over "
-                    "'confirm' examples after an ADWIN change is a drift_alert (a report)")
+                    "'confirm' examples after an ADWIN change is a drift_alert (with "
+                    "ranker_drift_fallback: the ranker falls back until its loss is back); "
+                    "min_examples past the warm-up (the demo's CTR falls from 0.54 to 0.29 "
+                    "over its first 4,000 examples as feeds fill)")
     offer_conversion_drift: dict[str, float] = Field(
         default_factory=lambda: {"drop": 0.25, "min_drop": 0.02, "min_examples": 200,
                                  "confirm": 200, "window": 200},
@@ -162,6 +165,13 @@ class Settings(BaseSettings):
         default_factory=lambda: {"default": 0.25},
         description="PSI above which a feature field's drift is a drift_alert (two reports "
                     "in a row; recovered below half): 'default', or '<view>.<field>'")
+
+    input_monitor: dict[str, float] = Field(
+        default_factory=dict,
+        description="the input's drift monitor (features.input_monitor): event rate, mix of "
+                    "types, dead-letter and late shares per bucket of event time against a "
+                    "reference; keys as features.input_monitor.DEFAULTS ('bucket_s': 0 "
+                    "turns it off)")
 
     gc_gen0_threshold: int = Field(2_000, ge=0, description="Python GC generation-0 "
                                    "threshold for runs (0 = Python's defaults, no freezing): "

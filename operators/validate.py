@@ -11,6 +11,7 @@ from bytewax.dataflow import Stream
 
 from features.events import DeadLetter
 from features.ingest import ingest
+from features.input_monitor import kind_counts
 from features.validate import RawRecord
 
 
@@ -20,11 +21,15 @@ class Validated(NamedTuple):
     item_inputs: Stream[list[tuple]]
     user_inputs: Stream[list[tuple]]
     dead_letters: Stream[list[DeadLetter]]
+    counts: Stream[tuple] | None = None  # (kind_counts, dead letters) per batch
 
 
 def validate(step_id: str, up: Stream[RawRecord], fmt: str = "native",
-             native: bool = True, max_future_ms: int | None = None) -> Validated:
-    """One Bytewax batch of raw records → one chunk of each output (where not empty)."""
+             native: bool = True, max_future_ms: int | None = None,
+             count_bucket_ms: int = 0) -> Validated:
+    """One Bytewax batch of raw records → one chunk of each output (where not empty);
+    ``count_bucket_ms``: also each batch's inputs per bucket of event time and type, and
+    its dead letters (``features.input_monitor.kind_counts``)."""
     def check(batch: list[RawRecord]) -> list[tuple]:
         return [ingest(batch, fmt, native, max_future_ms)]
 
@@ -34,4 +39,9 @@ def validate(step_id: str, up: Stream[RawRecord], fmt: str = "native",
         return op.flat_map_batch(f"{step_id}_{name}", bundles,
                                  lambda bs: [b[i] for b in bs if b[i]])
 
-    return Validated(part(0, "items"), part(1, "users"), part(3, "dead"))
+    counts = None
+    if count_bucket_ms > 0:
+        counts = op.flat_map_batch(
+            f"{step_id}_counts", bundles,
+            lambda bs: [(kind_counts(b[0], b[1], count_bucket_ms), len(b[3])) for b in bs])
+    return Validated(part(0, "items"), part(1, "users"), part(3, "dead"), counts)

@@ -656,6 +656,54 @@ def bench_offer_bandit(runs: int = 5, n: int = 5000) -> Figure:
     return figs
 
 
+def bench_drift(runs: int = 5, n: int = 20_000) -> Figure:
+    """The drift detectors' cost: per attributed outcome (the loss monitor, ADWIN, and the
+    CTR monitor, ADWIN, without the learning), per input event (the input monitor's counts
+    of a native batch of 500 and its judgement), and the whole per input event."""
+    import random
+
+    from agent.drift import LossMonitor, RateMonitor
+    from connectors.generator import GenConfig, Generator
+    from features.ingest import ingest
+    from features.input_monitor import InputMonitor, kind_counts
+    from features.validate import RawRecord
+
+    rnd = random.Random(3)
+    losses = [rnd.random() * 0.2 - 0.1 for _ in range(n)]
+    labels = [int(rnd.random() < 0.3) for _ in range(n)]
+
+    def outcomes() -> float:
+        loss, ctr = LossMonitor(), RateMonitor()
+        t0 = time.perf_counter()
+        for x, y in zip(losses, labels, strict=True):
+            loss.observe(x)
+            ctr.observe(y)
+        return (time.perf_counter() - t0) / n * 1e6
+
+    recs = [RawRecord("b", 0, i, r.value, 0) for i, r in enumerate(
+        Generator(GenConfig(seed=4, users=2000, items=500, events=n)).records())]
+    batches = [ingest(recs[i:i + 500]) for i in range(0, len(recs), 500)]
+
+    def events() -> float:
+        m = InputMonitor()
+        t0 = time.perf_counter()
+        for items, users, _, dead in batches:
+            m.observe(kind_counts(items, users, 60_000), dead=len(dead))
+        return (time.perf_counter() - t0) / len(recs) * 1e6
+
+    figs: Figure = {}
+    for name, fn, what, unit in (
+            ("drift_per_outcome_us", outcomes, f"{n} outcomes through the loss (ADWIN) and "
+             "CTR (ADWIN) monitors", "µs/outcome"),
+            ("drift_input_per_event_us", events, f"{len(recs)} generated events in native "
+             "batches of 500 through kind_counts and the input monitor", "µs/event")):
+        med, vals = _median_runs(fn, runs)
+        figs[name] = {"value": round(med, 3), "unit": unit,
+                      "how": f"median of {runs} runs ({', '.join(f'{v:.3f}' for v in vals)}) "
+                             f"of {what}, one thread"}
+    return figs
+
+
 BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows right after it
     "yardstick": bench_yardstick,
     "feature_flow": bench_feature_flow,
@@ -666,6 +714,7 @@ BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows r
     "decisions": bench_decisions,
     "ranker": bench_ranker,
     "offer_bandit": bench_offer_bandit,
+    "drift": bench_drift,
 }
 
 

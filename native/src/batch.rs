@@ -236,6 +236,27 @@ impl ItemInBatch {
     fn tuples<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         self.items.iter().map(|x| x.to_tuple(py)).collect()
     }
+
+    /// `(bucket start, type, count)` of the inputs that have no user input (catalog,
+    /// inventory, price), as `features.input_monitor.kind_counts` counts them.
+    fn kind_counts(&self, bucket_ms: i64) -> Vec<(i64, String, u64)> {
+        let mut c = std::collections::BTreeMap::<(i64, &str), u64>::new();
+        for x in &self.items {
+            let (kind, ts) = match x {
+                ItemIn::Behaviour { .. } => continue,
+                ItemIn::Catalog { ts, .. } => ("catalog", *ts),
+                ItemIn::Inventory { ts, .. } => ("inventory", *ts),
+                ItemIn::Price { ts, .. } => ("price", *ts),
+            };
+            *c.entry((bucket_start(ts, bucket_ms), kind)).or_default() += 1;
+        }
+        c.into_iter().map(|((b, k), n)| (b, k.to_string(), n)).collect()
+    }
+}
+
+fn bucket_start(ts: i64, bucket_ms: i64) -> i64 {
+    let b = bucket_ms.max(1);
+    ts - ts.rem_euclid(b)
 }
 
 #[pymethods]
@@ -243,5 +264,18 @@ impl UserInBatch {
     /// The inputs as `user_inputs` makes them (`user_event`: the `UserEvent` class).
     fn tuples<'py>(&self, py: Python<'py>, user_event: Py<PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         self.items.iter().map(|x| x.to_py(py, &user_event)).collect()
+    }
+
+    /// `(bucket start, type, count)` of the inputs (consent as "consent").
+    fn kind_counts(&self, bucket_ms: i64) -> Vec<(i64, String, u64)> {
+        let mut c = std::collections::BTreeMap::<(i64, &str), u64>::new();
+        for x in &self.items {
+            let (kind, ts) = match x {
+                UserIn::Event { kind, ts, .. } => (kind.as_str(), *ts),
+                UserIn::Consent { ts, .. } => ("consent", *ts),
+            };
+            *c.entry((bucket_start(ts, bucket_ms), kind)).or_default() += 1;
+        }
+        c.into_iter().map(|((b, k), n)| (b, k.to_string(), n)).collect()
     }
 }

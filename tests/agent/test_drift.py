@@ -169,3 +169,28 @@ def test_the_learner_reports_a_ctr_drop_as_a_drift_alert():
     assert [d.action for d in docs] == ["none"]
     assert docs[0].monitor == "feed_ranker-ctr" and docs[0].ts > 1000 + 6_000
     assert docs[0].reference > 0.35 and docs[0].statistic < 0.2
+
+
+def test_a_ctr_drop_sends_the_model_to_fallback_and_its_loss_brings_it_back():
+    drift = {"min_examples": 500, "min_fallback": 1500, "window": 1000, "confirm": 500,
+             "tolerance": 0.02}
+    learner = FeedLearner(publish_every=500, drift=drift)
+    rnd = random.Random(6)
+
+    def outcomes():
+        for i in range(16_000):
+            row = [0.0] * len(FEATURES)
+            row[I_POP] = hit = float(rnd.random() < 0.5)  # an informative feature
+            p = (0.7 if hit else 0.1) if i < 6_000 else (0.35 if hit else 0.02)
+            yield Outcome(FEED_RANKER, 1000 + i, f"ex:{i}", tuple(row), int(rnd.random() < p))
+
+    alerts, rows = _run(learner, outcomes())
+    acts = [(a.monitor, a.action) for a in alerts]
+    assert acts[0] == ("feed_ranker-ctr", "fallback") and alerts[0].examples > 6_000
+    back = next(a for a in alerts if a.monitor == "feed_ranker-loss")
+    assert back.action == "recovered" and back.examples >= alerts[0].examples + 1500
+    assert any(snap.fallback for _, snap in rows)
+    for eid, snap in rows:  # marked from the CTR alert until the loss's recovery
+        n = int(eid.split(":")[1]) + 1
+        assert snap.fallback == (alerts[0].id if alerts[0].examples <= n < back.examples
+                                 else ""), (n, snap.fallback)
