@@ -52,6 +52,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from connectors.dedup import RecentIds, mark_duplicates, split_resume
+from connectors.metrics import Metrics, metrics
 from features.validate import RawRecord
 
 
@@ -76,6 +77,7 @@ class _WorkerConsumer:
         self.overflows = 0  # records emitted out of alignment because the buffer was full
         self.dedup_ids = dedup_ids
         self.recent: dict[tuple[str, int], RecentIds] = {}
+        self.lag_reported = 0.0  # monotonic time the lag was last reported (metrics)
 
     def add(self, topic: str, part: int, offset: int, ids: list[str] | None = None,
             backlog: tuple[int, int] = (-1, -1)) -> None:
@@ -153,7 +155,24 @@ class _WorkerConsumer:
                 out += self._merge(n)
         if self.dedup_ids and out:
             out = self._dedup(out)
+        if (meter := metrics()) is not None:
+            self._report_lag(meter)
         return out
+
+    def _report_lag(self, m: Metrics) -> None:
+        """Each partition's lag (cached high watermark - next offset), once a second."""
+        now = time.monotonic()
+        if now - self.lag_reported < 1.0:
+            return
+        self.lag_reported = now
+        for (topic, part), off in self.offsets.items():
+            try:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, part),
+                                                              timeout=0.1, cached=True)
+            except Exception:  # noqa: BLE001 - a metric, never a failure of the flow
+                continue
+            if high is not None and high >= 0:
+                m.consumer_lag.labels(topic, str(part)).set(max(0, high - off))
 
     def _dedup(self, records: list[RawRecord]) -> list[RawRecord]:
         out: list[RawRecord] = []

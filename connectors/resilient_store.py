@@ -41,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from connectors.metrics import metrics
 from features.store import OnlineStore, StoreOp, latest_only
 
 log = logging.getLogger("bespoke.store")
@@ -128,6 +129,8 @@ class ResilientStore:
                 if not self._failed(e):
                     raise
                 self.write_failures += 1
+                if (m := metrics()) is not None:
+                    m.store_failures.inc()
                 if not self._retained:
                     log.warning("store unavailable (%s): retaining writes until it is back",
                                 type(e).__name__)

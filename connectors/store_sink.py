@@ -22,7 +22,17 @@ from collections.abc import Callable
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.epoch_sink import EpochConfirmedSink
+from connectors.metrics import metrics
 from features.store import OnlineStore, StoreOp
+
+
+def _count(ops: list[StoreOp], store: OnlineStore) -> None:
+    """The store's metrics (``connectors.metrics``), when they are on."""
+    m = metrics()
+    if m is not None:
+        if ops:
+            m.store_writes.inc(len(ops))
+        m.store_pending.set(getattr(store, "retained", 0))
 
 
 class _StorePartition(StatelessSinkPartition[list[StoreOp]]):
@@ -35,6 +45,7 @@ class _StorePartition(StatelessSinkPartition[list[StoreOp]]):
         retained: int = getattr(self._store, "retained", 0)
         if retained:  # failed for a moment: try again now
             self._store.flush(2.0)  # type: ignore[attr-defined]
+        _count(ops, self._store)
 
     def close(self) -> None:
         self._store.close()
@@ -77,6 +88,7 @@ class _PipelinedStorePartition(StatelessSinkPartition[list[StoreOp]]):
                 n += 1
             try:
                 self._store.apply(ops)
+                _count(ops, self._store)
             except BaseException as e:  # noqa: BLE001 - raised in the worker, next batch
                 self._error = self._error or e
             finally:
@@ -108,6 +120,7 @@ class _PipelinedStorePartition(StatelessSinkPartition[list[StoreOp]]):
         retained: int = getattr(self._store, "retained", 0)
         if retained:
             self._store.flush(self._confirm_wait_s)  # type: ignore[attr-defined]
+        _count([], self._store)
 
     def close(self) -> None:
         self._q.put(None)

@@ -32,6 +32,7 @@ from connectors.delivery import delivery
 from connectors.file_sink import JsonlDirSink
 from connectors.file_source import FileSource
 from connectors.kafka_source import kafka_raw_input
+from connectors.metrics import enable as enable_metrics
 from connectors.parquet_sink import ParquetFeatureSink
 from connectors.policy_packs import read_pack_files
 from connectors.record_archive import RecordArchiveSink
@@ -54,6 +55,7 @@ from operators.input_monitor import input_drift
 from operators.progress import progress
 from operators.quality import feature_quality
 from operators.score import score
+from operators.taps import tap
 from operators.validate import validate
 from policies.privacy import decision_id, pseudonymize
 
@@ -107,9 +109,11 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
 
     # inside the flow, steps pass chunks (lists of items): see operators.chunks
     monitor = {**INPUT_MONITOR_DEFAULTS, **s.input_monitor}
+    bucket_ms = int(monitor["bucket_s"] * 1000)
+    meter = enable_metrics() if s.metrics_port else None  # served by run()/flow_from_env()
     valid = validate("validate", raw, cfg.format, s.native_kernels,
                      max_future_ms=int(s.max_future_s * 1000),
-                     count_bucket_ms=int(monitor["bucket_s"] * 1000))
+                     count_bucket_ms=bucket_ms or (60_000 if meter else 0))
     ctl = control_input(flow, cfg, control_raw)
     user_in, dead, outs = valid.user_inputs, valid.dead_letters, []
     if ctl is not None:
@@ -128,7 +132,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                                                        psi_alert=s.psi_alert),
                         quality_out)
     outs, store_streams = [*outs, dlq, late, quality], [feats.store_ops]
-    if valid.counts is not None:
+    if valid.counts is not None and bucket_ms:
         outs.append(input_drift("input_drift", valid.counts, feats.late, monitor))
     stores = store_factory(cfg.store, s.redis_timeout_s)  # reads: a short deadline
     # writes: a large pipeline (an epoch's writes after a backlog) can take seconds; a
@@ -171,6 +175,13 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         store_streams.append(feed.store_ops)
 
     out_chunks = op.merge("outgoing_chunks", *outs)
+    if meter is not None:  # counted per batch, off the data path (connectors.metrics)
+        tap("metrics_in", raw, meter.observe_raw)
+        if valid.counts is not None:
+            tap("metrics_events", valid.counts, meter.observe_batch_counts)
+        tap("metrics_dead", dead, meter.observe_dead_letters, chunks=True)
+        tap("metrics_late", feats.late, meter.observe_late, chunks=True)
+        tap("metrics_out", out_chunks, meter.observe_outgoing, chunks=True)
     flat: list[Stream] = []
 
     def items() -> Stream:
@@ -286,6 +297,8 @@ def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
     procs = len(addresses) if addresses else 1
     if not process_id:
         refuse_used_output(cfg)
+    if s.metrics_port:
+        enable_metrics(s.metrics_port + (process_id or 0), s.metrics_addr)
     flow = build_flow(cfg)
     freezer = None
     switch = sys.getswitchinterval()
@@ -313,6 +326,9 @@ def flow_from_env() -> Dataflow:
     (``flows.settings``), for ``python -m bytewax.run`` (which then owns workers, processes
     and recovery flags)."""
     s = Settings()
+    if s.metrics_port:  # one endpoint per process: the port plus BYTEWAX_PROCESS_ID
+        enable_metrics(s.metrics_port + int(os.environ.get("BYTEWAX_PROCESS_ID") or 0),
+                       s.metrics_addr)
     store = s.store or (s.redis_url.get_secret_value() if s.redis_url else "memory")
     return build_flow(RunConfig(inputs=s.input.split(","), format=s.format, output=s.output,
                                 store=store, tail=s.tail, settings=s))

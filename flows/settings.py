@@ -166,6 +166,11 @@ class Settings(BaseSettings):
         description="PSI above which a feature field's drift is a drift_alert (two reports "
                     "in a row; recovered below half): 'default', or '<view>.<field>'")
 
+    metrics_port: int = Field(0, ge=0, le=65535, description="serve Prometheus metrics "
+                              "(/metrics) on this port, plus the process id in a cluster "
+                              "(0: off)")
+    metrics_addr: str = Field("127.0.0.1", description="the metrics endpoint's address "
+                              "(0.0.0.0 to let a Prometheus on another host scrape it)")
     input_monitor: dict[str, float] = Field(
         default_factory=dict,
         description="the input's drift monitor (features.input_monitor): event rate, mix of "

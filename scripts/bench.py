@@ -354,10 +354,12 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0, runs: int = 3,
     return figs
 
 
-def _embedded_run(path: Path, out: Path, decisions: bool, workers: int = 1) -> float:
+def _embedded_run(path: Path, out: Path, decisions: bool, workers: int = 1,
+                  metrics_port: int = 0) -> float:
     """Wall seconds of one embedded run of the main flow (or the feature flow alone)."""
     cfg = RunConfig(inputs=[str(path)], output=str(out), store=f"memory://{out.name}",
-                    decisions=decisions, settings=Settings(_env_file=None, progress_every_s=0))
+                    decisions=decisions, settings=Settings(_env_file=None, progress_every_s=0,
+                                                           metrics_port=metrics_port))
     gc.collect()
     t0 = time.perf_counter()
     run(cfg, workers=workers)
@@ -704,6 +706,50 @@ def bench_drift(runs: int = 5, n: int = 20_000) -> Figure:
     return figs
 
 
+def bench_metrics(runs: int = 5, events: int = 30_000) -> Figure:
+    """The metrics' cost: the whole main flow with and without its metrics endpoint, runs
+    alternating so both see the same machine, while a scraper reads /metrics every second."""
+    import socket
+    import threading
+    import urllib.request
+
+    path, n = _generated(events)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    stop, scrapes = threading.Event(), [0]
+
+    def scrape() -> None:  # what a Prometheus does, at a 1 s interval (its default is 60 s)
+        while not stop.wait(1.0):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+                scrapes[0] += 1
+            except OSError:
+                pass
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
+    on: list[float] = []
+    off: list[float] = []
+    for i in range(runs):
+        off.append(_embedded_run(path, path.parent / f"m-off{i}", decisions=True))
+        on.append(_embedded_run(path, path.parent / f"m-on{i}", decisions=True,
+                                metrics_port=port))
+    stop.set()
+    ratios = [b / a for a, b in zip(off, on, strict=True)]
+    cost = (statistics.median(ratios) - 1) * 100
+    return {
+        "metrics_overhead_pct": {
+            "value": round(cost, 1), "unit": "% wall time",
+            "how": f"median over {runs} alternating pairs of (with metrics / without) - 1 "
+                   f"({', '.join(f'{(r - 1) * 100:+.1f}' for r in ratios)} %); the whole main "
+                   f"flow on {n} generated events, one worker; with: the endpoint on loopback "
+                   f"scraped every second ({scrapes[0]} scrapes)"},
+        "metrics_events_per_s_with": {
+            "value": round(n / statistics.median(on)), "unit": "events/s",
+            "how": f"same runs; without: {n / statistics.median(off):,.0f} events/s"}}
+
+
 BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows right after it
     "yardstick": bench_yardstick,
     "feature_flow": bench_feature_flow,
@@ -715,6 +761,7 @@ BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows r
     "ranker": bench_ranker,
     "offer_bandit": bench_offer_bandit,
     "drift": bench_drift,
+    "metrics": bench_metrics,
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs to start real servers on loopback:
-# redis-server, Java 17+ with Maven, and Apache Kafka's jars (cached under .cache/).
+# redis-server, Java 17+ with Maven, Apache Kafka's jars (cached under .cache/) and promtool.
 # Skips Redis when REDIS_URL is set and Kafka when KAFKA_BOOTSTRAP_SERVERS is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,12 @@ fi
 if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null; then
   echo "installing redis-server (Debian package)"
   apt_install redis-server
+fi
+
+# promtool and prometheus check the shipped alert rules and dashboard queries (deploy/)
+if ! command -v promtool >/dev/null; then
+  echo "installing prometheus (Debian package: promtool)"
+  apt_install prometheus || true
 fi
 
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then

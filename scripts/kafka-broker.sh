@@ -5,6 +5,7 @@
 #   scripts/kafka-broker.sh jars             # resolve and cache the jars only
 #   scripts/kafka-broker.sh start DIR        # prints "BOOTSTRAP=127.0.0.1:PORT PID=N"
 #   scripts/kafka-broker.sh stop DIR         # stops the broker started in DIR (by PID)
+#   (it also listens with TLS + SASL/SCRAM: DIR/secure_bootstrap, DIR/tls/ca.pem, DIR/tls/scram)
 #
 # Jars are cached under $BESPOKE_CACHE (default .cache/) so later runs start in seconds.
 set -euo pipefail
@@ -46,19 +47,39 @@ POM
   touch "$LIB/.done"
 }
 
+make_certs() {  # $1 = dir: a throwaway CA and a server certificate for 127.0.0.1/localhost
+  local d="$1"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bespoke-test-ca" \
+      -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout "$d/server.key.pem" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$d/san.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+      -days 2 -extfile "$d/san.ext" -out "$d/server.pem" 2>/dev/null
+  # Kafka's PEM keystore: the PKCS#8 key and the certificate chain in one file
+  openssl pkcs8 -topk8 -nocrypt -in "$d/server.key.pem" -out "$d/server.p8" 2>/dev/null
+  cat "$d/server.p8" "$d/server.pem" "$d/ca.pem" > "$d/keystore.pem"
+}
+
 write_configs() {  # $1 = work dir
   local dir="$1"
-  PORT="$(free_port)"; CPORT="$(free_port)"
+  PORT="$(free_port)"; CPORT="$(free_port)"; SPORT="$(free_port)"
   while [ "$CPORT" = "$PORT" ]; do CPORT="$(free_port)"; done
-  mkdir -p "$dir/data" "$dir/logs"
+  while [ "$SPORT" = "$PORT" ] || [ "$SPORT" = "$CPORT" ]; do SPORT="$(free_port)"; done
+  mkdir -p "$dir/data" "$dir/logs" "$dir/tls"
+  make_certs "$dir/tls"
   cat > "$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:${CPORT}
-listeners=PLAINTEXT://127.0.0.1:${PORT},CONTROLLER://127.0.0.1:${CPORT}
-advertised.listeners=PLAINTEXT://127.0.0.1:${PORT}
+listeners=PLAINTEXT://127.0.0.1:${PORT},CONTROLLER://127.0.0.1:${CPORT},SECURE://127.0.0.1:${SPORT}
+advertised.listeners=PLAINTEXT://127.0.0.1:${PORT},SECURE://127.0.0.1:${SPORT}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-256
+listener.name.secure.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.secure.ssl.keystore.type=PEM
+listener.name.secure.ssl.keystore.location=${dir}/tls/keystore.pem
 inter.broker.listener.name=PLAINTEXT
 log.dir=${dir}/data
 num.recovery.threads.per.data.dir=1
@@ -93,13 +114,19 @@ start() {
   local jopts=(-Djava.awt.headless=true "-Dlog4j2.configurationFile=$dir/log4j2.properties")
   local cid
   cid="$(java -cp "$LIB/*" "${jopts[@]}" kafka.tools.StorageTool random-uuid)"
+  # the SASL/SCRAM user of the SECURE listener (TLS + SCRAM-SHA-256), for the suite's
+  # secure-transport tests; its password is a throwaway made here
+  local scram_pw; scram_pw="$(openssl rand -hex 16)"
   java -cp "$LIB/*" "${jopts[@]}" kafka.tools.StorageTool format --standalone -t "$cid" \
-       -c "$dir/server.properties" >"$dir/logs/format.log" 2>&1
+       -c "$dir/server.properties" \
+       --add-scram "SCRAM-SHA-256=[name=bespoke,password=$scram_pw]" >"$dir/logs/format.log" 2>&1
+  printf 'bespoke\n%s\n' "$scram_pw" > "$dir/tls/scram"
   # shellcheck disable=SC2086
   nohup java $KAFKA_HEAP -XX:+ExitOnOutOfMemoryError -XX:TieredStopAtLevel=1 -cp "$LIB/*" "${jopts[@]}" \
         kafka.Kafka "$dir/server.properties" >"$dir/logs/kafka.log" 2>&1 &
   local kpid=$!
   echo "$kpid" > "$dir/kafka.pid"; echo "127.0.0.1:$PORT" > "$dir/bootstrap"
+  echo "127.0.0.1:$SPORT" > "$dir/secure_bootstrap"
   for _ in $(seq 1 1200); do
     kill -0 "$kpid" 2>/dev/null || { echo "kafka-broker: died; log follows" >&2; tail -40 "$dir/logs/kafka.log" >&2; exit 1; }
     (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break

@@ -1,0 +1,235 @@
+"""Prometheus metrics of a running flow: one HTTP endpoint per process (prometheus-client),
+counted per batch by taps the flow adds when ``BESPOKE_METRICS_PORT`` is set.
+
+What is counted, and where it comes from (``flows.main`` wires the taps):
+
+- ``bespoke_input_records_total{source,partition}``: raw records read (the input step);
+- ``bespoke_events_total{type}``: valid inputs by event type (the validate step's counts);
+- ``bespoke_dead_letters_total{reason}``, ``bespoke_late_events_total{entity}``;
+- ``bespoke_outgoing_total{channel}``: every event written out, by channel;
+- ``bespoke_decisions_total{kind,outcome}`` (served, suppressed, unchanged, fallback),
+  ``bespoke_policy_denials_total{rule}``, ``bespoke_decision_lag_seconds{kind}``
+  (wall clock at the decision minus its trigger's event time: the end-to-end delay live, the
+  age of the data on a replay), ``bespoke_tool_calls_total{tool,outcome}``,
+  ``bespoke_tool_latency_seconds{tool}``, ``bespoke_breaker_open{tool}`` (as last recorded),
+  ``bespoke_version_info{kind,name,version}`` (policy pack and models in use): all from the
+  decision records, one pass over each outgoing chunk;
+- ``bespoke_drift_alerts_total{monitor,action}``, ``bespoke_drift_active{monitor}``;
+- ``bespoke_consumer_lag{topic,partition}``: high watermark minus the next offset to emit,
+  per partition a worker reads (the Kafka source, at most once a second per worker);
+- ``bespoke_store_*``: the store sink's writes, failures and writes held for a retry.
+
+>>> m = Metrics()
+>>> m.observe_dead_letters([type("D", (), {"error": "invalid_json: x"})()])
+>>> m.value("bespoke_dead_letters_total", reason="invalid_json")
+1.0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import Counter as PCounter
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0)
+TOOL_BUCKETS = (0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)
+
+
+class _Tally:
+    """What one chunk of decision records adds, before it reaches the registry."""
+
+    __slots__ = ("breakers", "decisions", "denials", "lags", "latencies", "policies", "tools")
+
+    def __init__(self) -> None:
+        self.decisions: Counter[tuple[str, str]] = Counter()
+        self.denials: Counter[str] = Counter()
+        self.tools: Counter[tuple[str, str]] = Counter()
+        self.breakers: dict[str, float] = {}
+        self.lags: dict[str, list[float]] = {}
+        self.latencies: dict[str, list[float]] = {}
+        self.policies: dict[str, str] = {}
+
+
+class Metrics:
+    """The metrics of one process, in their own registry (thread-safe: workers share it)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.input = PCounter("bespoke_input_records", "raw records read",
+                              ["source", "partition"], registry=r)
+        self.events = PCounter("bespoke_events", "valid inputs by event type", ["type"],
+                               registry=r)
+        self.dead = PCounter("bespoke_dead_letters", "dead letters by reason", ["reason"],
+                             registry=r)
+        self.late = PCounter("bespoke_late_events", "late events by entity", ["entity"],
+                             registry=r)
+        self.outgoing = PCounter("bespoke_outgoing", "events written out", ["channel"],
+                                 registry=r)
+        self.decisions = PCounter("bespoke_decisions", "decisions by kind and outcome",
+                                  ["kind", "outcome"], registry=r)
+        self.denials = PCounter("bespoke_policy_denials", "policy denials by rule", ["rule"],
+                                registry=r)
+        self.lag = Histogram("bespoke_decision_lag_seconds", "wall clock at the decision "
+                             "minus its trigger's event time", ["kind"],
+                             buckets=LATENCY_BUCKETS, registry=r)
+        self.tools = PCounter("bespoke_tool_calls", "tool calls by tool and outcome",
+                              ["tool", "outcome"], registry=r)
+        self.tool_latency = Histogram("bespoke_tool_latency_seconds", "tool call latency",
+                                      ["tool"], buckets=TOOL_BUCKETS, registry=r)
+        self.breaker = Gauge("bespoke_breaker_open", "1 when the tool's breaker was open "
+                             "(0.5 half-open) in the latest decision", ["tool"], registry=r)
+        self.versions = Gauge("bespoke_version_info", "policy pack and model versions in use",
+                              ["kind", "name", "version"], registry=r)
+        self.alerts = PCounter("bespoke_drift_alerts", "drift alerts by monitor and action",
+                               ["monitor", "action"], registry=r)
+        self.drift = Gauge("bespoke_drift_active", "1 while a monitor's alert is active",
+                           ["monitor"], registry=r)
+        self.consumer_lag = Gauge("bespoke_consumer_lag", "records behind the partition's "
+                                  "high watermark", ["topic", "partition"], registry=r)
+        self.store_writes = PCounter("bespoke_store_writes", "rows written to the store",
+                                     registry=r)
+        self.store_failures = PCounter("bespoke_store_write_failures", "failed store "
+                                       "writes (retried)", registry=r)
+        self.store_pending = Gauge("bespoke_store_pending_writes", "writes held for a retry",
+                                   registry=r)
+        self._current: dict[tuple[str, str], str] = {}  # (kind, name) -> version shown
+        self._lock = threading.Lock()
+
+    # -- taps -------------------------------------------------------------------------
+    def observe_raw(self, batch: list[Any]) -> None:
+        for (src, part), n in Counter((r.source, r.partition) for r in batch).items():
+            self.input.labels(src, str(part)).inc(n)
+
+    def observe_counts(self, counts: list[tuple[int, str, int]]) -> None:
+        per: Counter[str] = Counter()
+        for _, kind, n in counts:
+            per[kind] += n
+        for kind, n in per.items():
+            self.events.labels(kind).inc(n)
+
+    def observe_batch_counts(self, batch: list[tuple[Any, int]]) -> None:
+        """The validate step's ``(kind_counts, dead letters)`` items."""
+        for counts, _ in batch:
+            self.observe_counts(counts)
+
+    def observe_dead_letters(self, dead: list[Any]) -> None:
+        for reason, n in Counter(d.error.split(":", 1)[0][:64] for d in dead).items():
+            self.dead.labels(reason).inc(n)
+
+    def observe_late(self, late: list[Any]) -> None:
+        for entity, n in Counter(getattr(e, "entity", "?") for e in late).items():
+            self.late.labels(entity).inc(n)
+
+    def observe_outgoing(self, chunk: list[Any]) -> None:
+        """One pass over a chunk of outgoing events: counted in local tallies, then one
+        increment per label set (a labelled child's lookup costs more than the count)."""
+        now_ms = time.time() * 1000
+        per: Counter[str] = Counter()
+        tally = _Tally()
+        for o in chunk:
+            per[o.channel] += 1
+            if o.channel == "decision_records":
+                self._record(o.doc if o.doc is not None else orjson.loads(o.value), now_ms,
+                             tally)
+            elif o.channel == "drift_alerts":
+                self._alert(o.doc if o.doc is not None else orjson.loads(o.value))
+            elif o.channel == "model_changes":
+                d = o.doc if o.doc is not None else orjson.loads(o.value)
+                self._version("model", str(d.get("model")), str(d.get("version")))
+        for ch, n in per.items():
+            self.outgoing.labels(ch).inc(n)
+        for key, n in tally.decisions.items():
+            self.decisions.labels(*key).inc(n)
+        for rule, n in tally.denials.items():
+            self.denials.labels(rule).inc(n)
+        for key, n in tally.tools.items():
+            self.tools.labels(*key).inc(n)
+        for tool, state in tally.breakers.items():
+            self.breaker.labels(tool).set(state)
+        for kind, lags in tally.lags.items():
+            child = self.lag.labels(kind)
+            for v in lags:
+                child.observe(v)
+        for tool, lats in tally.latencies.items():
+            child = self.tool_latency.labels(tool)
+            for v in lats:
+                child.observe(v)
+        for pack, version in tally.policies.items():
+            self._version("policy", pack, version)
+
+    @staticmethod
+    def _record(d: dict[str, Any], now_ms: float, tally: _Tally) -> None:
+        kind = str(d.get("decision_type", "?"))
+        out = d.get("output") or {}
+        if d.get("suppressed"):
+            outcome = "suppressed"
+        elif out.get("unchanged"):
+            outcome = "unchanged"
+        elif d.get("fallbacks"):
+            outcome = "fallback"
+        else:
+            outcome = "served"
+        tally.decisions[(kind, outcome)] += 1
+        tally.lags.setdefault(kind, []).append(max(0.0, (now_ms - int(d.get("ts", 0))) / 1000))
+        for v in d.get("verdicts") or ():
+            if v.get("effect") == "deny":
+                tally.denials[str(v.get("rule"))] += 1
+        for c in d.get("tool_calls") or ():
+            tool, result = str(c.get("tool")), str(c.get("outcome"))
+            tally.tools[(tool, result)] += 1
+            if result != "skipped":
+                tally.latencies.setdefault(tool, []).append(float(c.get("latency_ms", 0)) / 1000)
+            state = c.get("breaker_state")
+            tally.breakers[tool] = 1.0 if state == "open" else 0.5 if state == "half-open" else 0.0
+        tally.policies[str(d.get("policy_pack"))] = str(d.get("policy_version"))
+
+    def _alert(self, d: dict[str, Any]) -> None:
+        monitor, action = str(d.get("monitor")), str(d.get("action"))
+        self.alerts.labels(monitor, action).inc()
+        self.drift.labels(monitor).set(0.0 if action == "recovered" else 1.0)
+
+    def _version(self, kind: str, name: str, version: str) -> None:
+        """One series per (kind, name): the newest version seen (old ones removed)."""
+        key = (kind, name)
+        if self._current.get(key) == version:
+            return
+        with self._lock:
+            old = self._current.get(key)
+            if old is not None:
+                with contextlib.suppress(KeyError):
+                    self.versions.remove(kind, name, old)
+            self._current[key] = version
+            self.versions.labels(kind, name, version).set(1)
+
+    # -- reading (tests, the report) -----------------------------------------------------
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's value (0.0 when absent): counters by their ``_total`` name."""
+        v = self.registry.get_sample_value(name, labels)
+        return 0.0 if v is None else v
+
+
+_METRICS: Metrics | None = None
+_SERVED: set[tuple[str, int]] = set()
+
+
+def metrics() -> Metrics | None:
+    """This process's metrics, when ``enable`` was called."""
+    return _METRICS
+
+
+def enable(port: int = 0, addr: str = "127.0.0.1") -> Metrics:
+    """Turn the metrics on for this process and, with a ``port``, serve them over HTTP
+    (``/metrics``) from a daemon thread (once per address)."""
+    global _METRICS
+    if _METRICS is None:
+        _METRICS = Metrics()
+    if port and (addr, port) not in _SERVED:
+        start_http_server(port, addr=addr, registry=_METRICS.registry)
+        _SERVED.add((addr, port))
+    return _METRICS
