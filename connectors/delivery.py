@@ -33,7 +33,7 @@ class Delivery(Protocol):
 
     def to_kafka(self, step_id: str, chunks: Stream[list[Outgoing]],
                  items: Callable[[], Stream[Outgoing]], brokers: str,
-                 topics: dict[str, str]) -> None:
+                 topics: dict[str, str], extra: dict | None = None) -> None:
         """``chunks`` of outgoing events, or ``items()``: the same one by one."""
 
     def to_store(self, step_id: str, ops: Stream[list[StoreOp]],
@@ -47,8 +47,9 @@ class _PerBatch:
     def before_sinks(self, up: Stream) -> None:
         pass
 
-    def to_kafka(self, step_id, chunks, items, brokers, topics) -> None:
-        op.output(step_id, items(), CheckedKafkaSink(brokers, topics, delivery=self.mode))
+    def to_kafka(self, step_id, chunks, items, brokers, topics, extra=None) -> None:
+        op.output(step_id, items(), CheckedKafkaSink(brokers, topics, extra,
+                                                     delivery=self.mode))
 
     def to_store(self, step_id, ops, stores) -> None:
         op.output(step_id, ops, StoreSink(stores, self.mode))
@@ -60,9 +61,9 @@ class _PerEpoch:
     def before_sinks(self, up: Stream) -> None:
         worker_index_probe("worker_index", up)  # built before the sinks that need it
 
-    def to_kafka(self, step_id, chunks, items, brokers, topics) -> None:
+    def to_kafka(self, step_id, chunks, items, brokers, topics, extra=None) -> None:
         op.output(step_id, key_by_worker(f"{step_id}_key", chunks),
-                  epoch_kafka_sink(brokers, topics))
+                  epoch_kafka_sink(brokers, topics, extra))
 
     def to_store(self, step_id, ops, stores) -> None:
         op.output(step_id, key_by_worker(f"{step_id}_key", ops), epoch_store_sink(stores))

@@ -2,17 +2,63 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.kafka_sink import producer_config
 
 
-def ensure_topics(brokers: str, topics: dict[str, int], timeout_s: float = 30.0) -> None:
-    """Create the topics that do not exist yet (name → partitions); existing ones stay."""
-    admin = AdminClient({"bootstrap.servers": brokers})
+class KafkaUnreachable(RuntimeError):
+    """The brokers refused this client (credentials, TLS) or did not answer."""
+
+
+def check_kafka(brokers: str, extra: dict | None = None, timeout_s: float = 15.0) -> None:
+    """Fail fast, with a message a person can act on, when the brokers refuse the client's
+    credentials or certificate, or do not answer within ``timeout_s`` (a Kafka client
+    would otherwise retry silently forever). The message never holds a secret.
+
+    >>> try:
+    ...     check_kafka("127.0.0.1:1", timeout_s=0.5)
+    ... except KafkaUnreachable as e:
+    ...     print(str(e)[:54])
+    Kafka at 127.0.0.1:1 (PLAINTEXT) did not answer in 0.5
+    """
+    extra = extra or {}
+    errors: list[KafkaError] = []
+    config: dict[str, Any] = {"bootstrap.servers": brokers, **extra, "error_cb": errors.append}
+    admin = AdminClient(config)
+    protocol = extra.get("security.protocol", "PLAINTEXT")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if admin.list_topics(timeout=min(1.0, timeout_s)).brokers:
+                return
+        except KafkaException:
+            pass
+        admin.poll(0)  # serves error_cb
+        for e in errors:
+            if e.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL,
+                            KafkaError.SASL_AUTHENTICATION_FAILED):
+                who = extra.get("sasl.username")
+                raise KafkaUnreachable(
+                    f"Kafka at {brokers} refused the connection ({protocol}"
+                    f"{', user ' + who if who else ''}): {e.str()}; check "
+                    "BESPOKE_KAFKA_SECURITY_PROTOCOL, _SASL_* and _SSL_CA_LOCATION")
+        if time.monotonic() > deadline:
+            last = f": {errors[-1].str()}" if errors else ""
+            raise KafkaUnreachable(f"Kafka at {brokers} ({protocol}) did not answer in "
+                                   f"{timeout_s} s{last}")
+
+
+def ensure_topics(brokers: str, topics: dict[str, int], timeout_s: float = 30.0,
+                  extra: dict | None = None) -> None:
+    """Create the topics that do not exist yet (name → partitions); existing ones stay.
+    ``extra``: the clients' security settings (``Settings.kafka_security()``)."""
+    admin = AdminClient({"bootstrap.servers": brokers, **(extra or {})})
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     new = [NewTopic(t, num_partitions=n, replication_factor=1)
            for t, n in topics.items() if t not in existing]
@@ -27,7 +73,7 @@ def ensure_topics(brokers: str, topics: dict[str, int], timeout_s: float = 30.0)
 
 
 def produce_all(brokers: str, topic: str, records: Iterable[tuple],
-                timeout_s: float = 60.0) -> int:
+                timeout_s: float = 60.0, extra: dict | None = None) -> int:
     """Produce (key, value) or (key, value, event time ms) tuples and wait until every one
     is acknowledged; returns the count. The event time becomes the record's timestamp (the
     Kafka source aligns partitions by it)."""
@@ -37,7 +83,7 @@ def produce_all(brokers: str, topic: str, records: Iterable[tuple],
         if err is not None:
             errors.append(err.str())
 
-    p = Producer(producer_config(brokers, {"linger.ms": 20}))
+    p = Producer(producer_config(brokers, {"linger.ms": 20, **(extra or {})}))
     n = 0
     for rec in records:
         key, value = rec[0], rec[1]

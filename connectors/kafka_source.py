@@ -341,11 +341,13 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
 def kafka_raw_input(step_id: str, flow: Dataflow, brokers: str, topics: list[str],
                     tail: bool = True, batch_size: int = 1000, align: bool = True,
                     partition_idle_s: float = 1.0, dedup_ids: int = 0,
-                    idle_wait_s: float = 0.001) -> Stream[RawRecord]:
+                    idle_wait_s: float = 0.001,
+                    extra_config: dict | None = None) -> Stream[RawRecord]:
     """Read ``topics`` from the beginning (or the recovered offsets) as ``RawRecord``s.
     ``idle_wait_s``: how long Bytewax waits before asking an idle partition again (each
     ask wakes the worker: a rarely written topic, like the control topic, should wait
-    longer than the event topics' 1 ms)."""
+    longer than the event topics' 1 ms). ``extra_config``: the consumers' security settings
+    (``Settings.kafka_security()``)."""
     return op.input(f"{step_id}_kafka", flow, KafkaRawSource(
-        brokers, topics, tail, batch_size, idle_wait_s, align=align,
+        brokers, topics, tail, batch_size, idle_wait_s, extra_config=extra_config, align=align,
         partition_idle_s=partition_idle_s, dedup_ids=dedup_ids))

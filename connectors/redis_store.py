@@ -93,11 +93,43 @@ def _decode(h: dict[bytes, bytes]) -> Fields:
     return {k.decode(): _value(v) for k, v in h.items() if not k.startswith(b"_ts:")}
 
 
+class RedisRefused(RuntimeError):
+    """Redis refused this client's credentials or certificate."""
+
+
+def check_redis(url: str, timeout_s: float = 5.0, **options: str) -> None:
+    """Fail fast when Redis refuses the credentials (an outage is not checked here: the
+    flow degrades through one). The message never holds a secret."""
+    client = redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                  socket_connect_timeout=timeout_s, **options)
+    where = url.split("@")[-1]
+    try:
+        client.ping()
+    except (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError,
+            redis.exceptions.AuthorizationError) as e:
+        who = options.get("username", "default")
+        raise RedisRefused(f"Redis at {where} refused user {who}: {e}; check "
+                           "BESPOKE_REDIS_USERNAME and BESPOKE_REDIS_PASSWORD") from None
+    except redis.exceptions.ResponseError as e:
+        if "NOAUTH" in str(e) or "WRONGPASS" in str(e):
+            raise RedisRefused(f"Redis at {where} asks for credentials: {e}; set "
+                               "BESPOKE_REDIS_USERNAME and BESPOKE_REDIS_PASSWORD") from None
+        raise
+    except redis.exceptions.ConnectionError as e:
+        if "SSL" in str(e) or "certificate" in str(e):
+            raise RedisRefused(f"Redis at {where}: TLS failed: {e}; check the rediss:// "
+                               "URL and BESPOKE_REDIS_SSL_CA_CERTS") from None
+        # unreachable: an outage, which the flow degrades through
+    finally:
+        client.close()
+
+
 class RedisStore:
-    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
-        # every call has a deadline: a silent partition fails the call, it never hangs
+    def __init__(self, url: str, timeout_s: float = 2.0, **options: str) -> None:
+        # every call has a deadline: a silent partition fails the call, it never hangs;
+        # options: the ACL user and password, the CA of a rediss:// server
         self._r = redis.Redis.from_url(url, socket_timeout=timeout_s,
-                                       socket_connect_timeout=timeout_s)
+                                       socket_connect_timeout=timeout_s, **options)
         # EVALSHA of scripts loaded once: redis-py's registered scripts would ask the server
         # whether the script exists (one more round trip) before every pipeline
         self._load_scripts()

@@ -160,9 +160,11 @@ def _memory_name(url: str) -> str | None:
     return url.removeprefix("memory://") if url.startswith("memory://") else None
 
 
-def store_factory(url: str, timeout_s: float = 2.0) -> Callable[[], OnlineStore]:
-    """``memory`` (or ``memory://name``) for the in-process store, ``redis://...`` for Redis
-    (behind ``connectors.resilient_store``: an outage degrades, never stops the flow)."""
+def store_factory(url: str, timeout_s: float = 2.0,
+                  options: dict | None = None) -> Callable[[], OnlineStore]:
+    """``memory`` (or ``memory://name``) for the in-process store, ``redis://...`` or
+    ``rediss://...`` (TLS) for Redis (behind ``connectors.resilient_store``: an outage
+    degrades, never stops the flow); ``options``: ``Settings.redis_options()``."""
     name = _memory_name(url)
     if name is not None:
         from connectors.memory_store import MemoryStore
@@ -175,7 +177,8 @@ def store_factory(url: str, timeout_s: float = 2.0) -> Callable[[], OnlineStore]
         from connectors.resilient_store import ResilientStore
 
         errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-        return lambda: ResilientStore(lambda: RedisStore(url, timeout_s), errors)
+        return lambda: ResilientStore(lambda: RedisStore(url, timeout_s, **(options or {})),
+                                      errors)
     raise ValueError("store must be 'memory' or a redis:// URL")
 
 

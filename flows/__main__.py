@@ -39,9 +39,11 @@ def cmd_generate(a: argparse.Namespace) -> int:
             print("generate --out kafka needs KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
             return 2
         topic = s.input_topics[0]
-        ensure_topics(s.kafka_bootstrap_servers, {topic: s.topic_partitions})
+        ensure_topics(s.kafka_bootstrap_servers, {topic: s.topic_partitions},
+                      extra=s.kafka_security())
         n = produce_all(s.kafka_bootstrap_servers, topic,
-                        ((r.key, r.value, r.ts) for r in gen.records()))
+                        ((r.key, r.value, r.ts) for r in gen.records()),
+                        extra=s.kafka_security())
         print(json.dumps({"produced": n, "topic": topic}))
     else:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +51,19 @@ def cmd_generate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_password_on_command_line(store: str | None) -> None:
+    """A command line is visible to every user of the machine (ps, /proc): a Redis password
+    belongs in the environment or ``.env``."""
+    from urllib.parse import urlsplit
+
+    if store and urlsplit(store).password:
+        raise ValueError("--store carries a password, which every user of this machine can "
+                         "read from the process list: set REDIS_URL (or "
+                         "BESPOKE_REDIS_PASSWORD) in the environment or .env instead")
+
+
 def _run_config(a: argparse.Namespace, s: Settings) -> RunConfig:
+    _refuse_password_on_command_line(a.store)
     store = a.store or (s.redis_url.get_secret_value() if s.redis_url else "memory")
     return RunConfig(inputs=a.input, format=a.format, output=a.output, store=store,
                      tail=a.tail, controls=a.controls or [], settings=s)
@@ -63,11 +77,25 @@ def cmd_run(a: argparse.Namespace) -> int:
     s = Settings(**overrides)
     try:
         s.pseudonym_key_bytes()
+        s.kafka_security()
+        cfg = _run_config(a, s)
     except ValueError as e:
         print(f"refusing to start: {e}", file=sys.stderr)
         return 2
-    cfg = _run_config(a, s)
     log.info("settings: %s", s.safe_dump())
+    from connectors.kafka_admin import KafkaUnreachable, check_kafka
+    from connectors.redis_store import RedisRefused
+
+    try:
+        if cfg.output == "kafka" or cfg.inputs == ["kafka"]:
+            check_kafka(s.kafka_bootstrap_servers or "", s.kafka_security())
+        return _start(a, s, cfg)
+    except (KafkaUnreachable, RedisRefused) as e:
+        print(f"refusing to start: {e}", file=sys.stderr)
+        return 2
+
+
+def _start(a: argparse.Namespace, s: Settings, cfg: RunConfig) -> int:
     if cfg.output == "kafka" or cfg.inputs == ["kafka"]:
         from connectors.kafka_admin import ensure_topics
 
@@ -75,7 +103,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         topics[s.control_topic_name()] = 1
         if cfg.inputs == ["kafka"]:
             topics.update({t: s.topic_partitions for t in s.input_topics})
-        ensure_topics(s.kafka_bootstrap_servers or "", topics)
+        ensure_topics(s.kafka_bootstrap_servers or "", topics, extra=s.kafka_security())
     addresses = a.addresses.split(";") if a.addresses else None
     t0 = time.perf_counter()
     run(cfg, workers=a.workers, process_id=a.process_id, addresses=addresses)

@@ -89,18 +89,30 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     flow = Dataflow(flow_id)
     dedup = s.dedup_ids if cfg.format == "native" else 0  # datasets' ids are positions
     control_raw = None
+    brokers, kafka_sec = s.kafka_bootstrap_servers or "", s.kafka_security()
+    if cfg.inputs == ["kafka"] or cfg.output == "kafka":
+        from connectors.kafka_admin import check_kafka
+
+        check_kafka(brokers, kafka_sec)  # wrong credentials: a clear error now, no retry loop
+    if is_remote(cfg.store):
+        from connectors.redis_store import check_redis
+
+        check_redis(cfg.store, s.redis_timeout_s, **s.redis_options())
     if cfg.inputs == ["kafka"]:
         from connectors.kafka_admin import ensure_topics
 
-        brokers, ctl_topic = s.kafka_bootstrap_servers or "", s.control_topic_name()
+        ctl_topic = s.control_topic_name()
         raw = kafka_raw_input("in", flow, brokers, s.input_topics,
                               tail=cfg.tail, align=s.align_partitions,
-                              partition_idle_s=s.partition_idle_s, dedup_ids=dedup)
+                              partition_idle_s=s.partition_idle_s, dedup_ids=dedup,
+                              extra_config=kafka_sec)
         # the control topic has an input step of its own, asked as often as the events'
         # (1 ms): an input step that sleeps longer when idle holds back every epoch's close
         # downstream of it (an idle wait of 50 ms gave a p99 of 360-410 ms, 1 ms 19-57 ms)
-        ensure_topics(brokers, {ctl_topic: 1})  # read even when nobody has written to it yet
-        control_raw = kafka_raw_input("control_in", flow, brokers, [ctl_topic], tail=cfg.tail)
+        # read even when nobody has written to it yet
+        ensure_topics(brokers, {ctl_topic: 1}, extra=kafka_sec)
+        control_raw = kafka_raw_input("control_in", flow, brokers, [ctl_topic], tail=cfg.tail,
+                                      extra_config=kafka_sec)
     else:
         raw = op.input("in", flow, FileSource(cfg.inputs, dedup_ids=dedup))
     sinks = delivery(s.delivery)
@@ -134,10 +146,11 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     outs, store_streams = [*outs, dlq, late, quality], [feats.store_ops]
     if valid.counts is not None and bucket_ms:
         outs.append(input_drift("input_drift", valid.counts, feats.late, monitor))
-    stores = store_factory(cfg.store, s.redis_timeout_s)  # reads: a short deadline
+    stores = store_factory(cfg.store, s.redis_timeout_s,  # reads: a short deadline
+                           s.redis_options())
     # writes: a large pipeline (an epoch's writes after a backlog) can take seconds; a
     # deadline that short made them fail while Redis was up
-    sink_stores = store_factory(cfg.store, max(30.0, s.redis_timeout_s))
+    sink_stores = store_factory(cfg.store, max(30.0, s.redis_timeout_s), s.redis_options())
     if cfg.decisions:
         stale_s = s.tool_cache_stale_s if is_remote(cfg.store) else 0.0
         gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
@@ -195,8 +208,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     if cfg.decisions and archive:
         op.output("record_archive", items(), RecordArchiveSink(archive, native=s.native_kernels))
     if cfg.output == "kafka":
-        sinks.to_kafka("sink", out_chunks, items, s.kafka_bootstrap_servers or "",
-                       {ch: s.topic(ch) for ch in CHANNEL_NAMES})
+        sinks.to_kafka("sink", out_chunks, items, brokers,
+                       {ch: s.topic(ch) for ch in CHANNEL_NAMES}, kafka_sec)
     else:
         op.output("sink", items(), JsonlDirSink(cfg.output))
     sinks.to_store("store", op.merge("store_ops_chunks", *store_streams), sink_stores)

@@ -34,6 +34,20 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(2.0, gt=0, le=60, description="deadline of every Redis "
                                    "call (connect, read, write); a failed call degrades the "
                                    "decision, never stops the flow")
+    # secure transport (docs/operations.md, "Secure connections"): librdkafka's names
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security.protocol")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="Kafka SASL mechanism (with a SASL protocol)")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = Field(None, description="CA certificate (PEM) that "
+                                              "signed the brokers' certificates; default: "
+                                              "the system's")
+    redis_username: str | None = Field(None, description="Redis ACL user")
+    redis_password: SecretStr | None = None
+    redis_ssl_ca_certs: str | None = Field(None, description="CA certificate (PEM) of a "
+                                           "rediss:// server; default: the system's")
     # what ``flows.main.flow_from_env`` runs (under ``python -m bytewax.run``; the CLI
     # takes these as options)
     input: str = Field("kafka", description="'kafka' or comma-separated file paths")
@@ -219,6 +233,42 @@ class Settings(BaseSettings):
         if len(key) < 16:
             raise ValueError("BESPOKE_PSEUDONYM_KEY is shorter than 16 characters")
         return key.encode()
+
+    def kafka_security(self) -> dict[str, str]:
+        """librdkafka settings for every Kafka client of the flow (secrets included: hand
+        them to clients only, never to a log).
+
+        >>> Settings(_env_file=None).kafka_security()
+        {}
+        >>> sorted(Settings(_env_file=None, kafka_security_protocol="SASL_SSL",
+        ...     kafka_sasl_username="u", kafka_sasl_password="p").kafka_security())
+        ['sasl.mechanism', 'sasl.password', 'sasl.username', 'security.protocol']
+        """
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return {}
+        out: dict[str, str] = {"security.protocol": str(self.kafka_security_protocol)}
+        if self.kafka_security_protocol.startswith("SASL"):
+            if not self.kafka_sasl_username or self.kafka_sasl_password is None:
+                raise ValueError(f"Kafka {self.kafka_security_protocol} needs "
+                                 "BESPOKE_KAFKA_SASL_USERNAME and BESPOKE_KAFKA_SASL_PASSWORD")
+            out |= {"sasl.mechanism": self.kafka_sasl_mechanism,
+                    "sasl.username": self.kafka_sasl_username,
+                    "sasl.password": self.kafka_sasl_password.get_secret_value()}
+        if self.kafka_ssl_ca_location:
+            out["ssl.ca.location"] = self.kafka_ssl_ca_location
+        return out
+
+    def redis_options(self) -> dict[str, str]:
+        """redis-py connection options beside the URL (the ACL user, its password, the CA
+        of a ``rediss://`` server)."""
+        out = {}
+        if self.redis_username:
+            out["username"] = self.redis_username
+        if self.redis_password is not None:
+            out["password"] = self.redis_password.get_secret_value()
+        if self.redis_ssl_ca_certs:
+            out["ssl_ca_certs"] = self.redis_ssl_ca_certs
+        return out
 
     def topic(self, channel: str) -> str:
         return f"{self.topic_prefix}{channel}"

@@ -7,10 +7,11 @@ import time
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 
-def consume_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list:
+def consume_all(bootstrap: str, topic: str, timeout_s: float = 30.0,
+                extra: dict | None = None) -> list:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bespoke-tests",
                   "enable.auto.commit": False, "enable.partition.eof": True,
-                  "auto.offset.reset": "earliest"})
+                  "auto.offset.reset": "earliest", **(extra or {})})
     try:
         md = c.list_topics(topic, timeout=10)
         parts = list(md.topics[topic].partitions)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKER_PIDS: dict[str, int] = {}  # bootstrap -> PID of a broker started here (for its CPU)
+# bootstrap -> the broker's TLS + SASL/SCRAM listener: {"bootstrap", "ca", "user", "password"}
+SECURE_LISTENERS: dict[str, dict[str, str]] = {}
 
 
 def free_port() -> int:
@@ -52,6 +54,10 @@ def kafka_server():
     bootstrap = (work / "bootstrap").read_text().strip()
     pid = int((work / "kafka.pid").read_text())
     BROKER_PIDS[bootstrap] = pid
+    user, password = (work / "tls" / "scram").read_text().split()
+    SECURE_LISTENERS[bootstrap] = {
+        "bootstrap": (work / "secure_bootstrap").read_text().strip(),
+        "ca": str(work / "tls" / "ca.pem"), "user": user, "password": password}
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -75,6 +81,7 @@ def kafka_server():
         except ProcessLookupError:
             pass
         BROKER_PIDS.pop(bootstrap, None)
+        SECURE_LISTENERS.pop(bootstrap, None)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -120,4 +127,66 @@ def redis_process(port: int | None = None):
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGCONT)  # a stopped server cannot take SIGTERM
+        _stop(proc)
+
+
+def make_certs(d: Path) -> Path:
+    """A throwaway CA (``ca.pem``) and a server certificate for 127.0.0.1 and localhost
+    (``server.pem``, ``server.key``) in ``d``, made with openssl."""
+    d.mkdir(parents=True, exist_ok=True)
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        "/CN=bespoke-test-ca", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey",
+        str(d / "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", str(d / "san.ext"),
+        "-out", str(d / "server.pem"))
+    return d
+
+
+@contextmanager
+def redis_tls_acl_process(work: Path):
+    """Yields ``(rediss URL, CA file, user, password)`` of a private Redis that accepts only
+    TLS (certificates made in ``work``) and one ACL user (the default user is off)."""
+    import secrets
+
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found: run 'make deps' (apt-get install redis-server)")
+    certs = make_certs(work)
+    port, user, password = free_port(), "bespoke", secrets.token_hex(16)
+    acl = work / "users.acl"  # the password never appears on a command line
+    acl.write_text(f"user default off\nuser {user} on >{password} ~* &* +@all\n")
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", str(certs / "server.pem"), "--tls-key-file",
+         str(certs / "server.key"), "--tls-ca-cert-file", str(certs / "ca.pem"),
+         "--tls-auth-clients", "no", "--aclfile", str(acl), "--save", "", "--appendonly", "no",
+         "--daemonize", "no", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=(work / "redis.log").open("w"))
+    url = f"rediss://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url, username=user, password=password,
+                                      ssl_ca_certs=str(certs / "ca.pem"))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server (TLS) did not start: "
+                                   + (work / "redis.log").read_text()[-2000:])
+            time.sleep(0.05)
+        client.close()
+        yield url, str(certs / "ca.pem"), user, password
+    finally:
         _stop(proc)
