@@ -30,15 +30,64 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from bisect import bisect_left
 from collections import Counter
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from prometheus_client import Counter as PCounter
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0)
 TOOL_BUCKETS = (0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)
+
+
+class _BulkHistogram:
+    """A labelled histogram fed a list of values at a time (``bisect`` per value, one lock
+    per list): prometheus-client's ``observe`` takes a lock and walks the buckets for every
+    value, which cost about 1.5 % of the flow's time at a decision's few observations."""
+
+    def __init__(self, name: str, doc: str, label: str, buckets: tuple[float, ...],
+                 registry: CollectorRegistry) -> None:
+        self.name, self.doc, self.label = name, doc, label
+        self.bounds = list(buckets)
+        self._series: dict[str, tuple[list[int], list[float]]] = {}  # counts, [sum]
+        self._lock = threading.Lock()
+        registry.register(self)  # type: ignore[arg-type]
+
+    def observe_many(self, label: str, values: list[float]) -> None:
+        bounds, n = self.bounds, len(self.bounds)
+        with self._lock:
+            series = self._series.get(label)
+            if series is None:
+                series = self._series[label] = ([0] * (n + 1), [0.0])
+            counts = series[0]
+            for v in values:
+                counts[bisect_left(bounds, v)] += 1
+            series[1][0] += sum(values)
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.doc, labels=[self.label])]
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        fam = HistogramMetricFamily(self.name, self.doc, labels=[self.label])
+        with self._lock:
+            series = {k: (list(c), s[0]) for k, (c, s) in self._series.items()}
+        for label, (counts, total) in sorted(series.items()):
+            acc, buckets = 0, []
+            for bound, c in zip([*self.bounds, float("inf")], counts, strict=True):
+                acc += c
+                buckets.append((floatToGoString(bound), acc))
+            fam.add_metric([label], buckets, total)
+        return [fam]
+
+
+_EMPTY: dict[str, Any] = {}
+_SKIPPED = frozenset({"training_examples", "feed_updates", "offers", "configurations",
+                      "dead_letters", "late_events", "feature_quality"})
+_BREAKER = {"open": 1.0, "half-open": 0.5}
 
 
 class _Tally:
@@ -50,7 +99,7 @@ class _Tally:
         self.decisions: Counter[tuple[str, str]] = Counter()
         self.denials: Counter[str] = Counter()
         self.tools: Counter[tuple[str, str]] = Counter()
-        self.breakers: dict[str, float] = {}
+        self.breakers: dict[str, str] = {}
         self.lags: dict[str, list[float]] = {}
         self.latencies: dict[str, list[float]] = {}
         self.policies: dict[str, str] = {}
@@ -75,13 +124,13 @@ class Metrics:
                                   ["kind", "outcome"], registry=r)
         self.denials = PCounter("bespoke_policy_denials", "policy denials by rule", ["rule"],
                                 registry=r)
-        self.lag = Histogram("bespoke_decision_lag_seconds", "wall clock at the decision "
-                             "minus its trigger's event time", ["kind"],
-                             buckets=LATENCY_BUCKETS, registry=r)
+        self.lag = _BulkHistogram("bespoke_decision_lag_seconds", "wall clock at the "
+                                  "decision minus its trigger's event time", "kind",
+                                  LATENCY_BUCKETS, r)
         self.tools = PCounter("bespoke_tool_calls", "tool calls by tool and outcome",
                               ["tool", "outcome"], registry=r)
-        self.tool_latency = Histogram("bespoke_tool_latency_seconds", "tool call latency",
-                                      ["tool"], buckets=TOOL_BUCKETS, registry=r)
+        self.tool_latency = _BulkHistogram("bespoke_tool_latency_seconds", "tool call "
+                                           "latency", "tool", TOOL_BUCKETS, r)
         self.breaker = Gauge("bespoke_breaker_open", "1 when the tool's breaker was open "
                              "(0.5 half-open) in the latest decision", ["tool"], registry=r)
         self.versions = Gauge("bespoke_version_info", "policy pack and model versions in use",
@@ -130,14 +179,16 @@ class Metrics:
         """One pass over a chunk of outgoing events: counted in local tallies, then one
         increment per label set (a labelled child's lookup costs more than the count)."""
         now_ms = time.time() * 1000
-        per: Counter[str] = Counter()
+        per = Counter([o.channel for o in chunk])
         tally = _Tally()
+        record = self._record
         for o in chunk:
-            per[o.channel] += 1
-            if o.channel == "decision_records":
-                self._record(o.doc if o.doc is not None else orjson.loads(o.value), now_ms,
-                             tally)
-            elif o.channel == "drift_alerts":
+            ch = o.channel
+            if ch == "decision_records":
+                record(o.doc if o.doc is not None else orjson.loads(o.value), now_ms, tally)
+            elif ch in _SKIPPED:
+                continue
+            elif ch == "drift_alerts":
                 self._alert(o.doc if o.doc is not None else orjson.loads(o.value))
             elif o.channel == "model_changes":
                 d = o.doc if o.doc is not None else orjson.loads(o.value)
@@ -151,43 +202,50 @@ class Metrics:
         for key, n in tally.tools.items():
             self.tools.labels(*key).inc(n)
         for tool, state in tally.breakers.items():
-            self.breaker.labels(tool).set(state)
+            self.breaker.labels(tool).set(_BREAKER.get(state, 0.0))
         for kind, lags in tally.lags.items():
-            child = self.lag.labels(kind)
-            for v in lags:
-                child.observe(v)
+            self.lag.observe_many(kind, lags)
         for tool, lats in tally.latencies.items():
-            child = self.tool_latency.labels(tool)
-            for v in lats:
-                child.observe(v)
+            self.tool_latency.observe_many(tool, lats)
         for pack, version in tally.policies.items():
             self._version("policy", pack, version)
 
     @staticmethod
     def _record(d: dict[str, Any], now_ms: float, tally: _Tally) -> None:
-        kind = str(d.get("decision_type", "?"))
-        out = d.get("output") or {}
-        if d.get("suppressed"):
+        get = d.get
+        kind = get("decision_type") or "?"
+        if get("suppressed"):
             outcome = "suppressed"
-        elif out.get("unchanged"):
+        elif (get("output") or _EMPTY).get("unchanged"):
             outcome = "unchanged"
-        elif d.get("fallbacks"):
+        elif get("fallbacks"):
             outcome = "fallback"
         else:
             outcome = "served"
         tally.decisions[(kind, outcome)] += 1
-        tally.lags.setdefault(kind, []).append(max(0.0, (now_ms - int(d.get("ts", 0))) / 1000))
-        for v in d.get("verdicts") or ():
-            if v.get("effect") == "deny":
-                tally.denials[str(v.get("rule"))] += 1
-        for c in d.get("tool_calls") or ():
-            tool, result = str(c.get("tool")), str(c.get("outcome"))
-            tally.tools[(tool, result)] += 1
-            if result != "skipped":
-                tally.latencies.setdefault(tool, []).append(float(c.get("latency_ms", 0)) / 1000)
-            state = c.get("breaker_state")
-            tally.breakers[tool] = 1.0 if state == "open" else 0.5 if state == "half-open" else 0.0
-        tally.policies[str(d.get("policy_pack"))] = str(d.get("policy_version"))
+        lags = tally.lags.get(kind)
+        if lags is None:
+            lags = tally.lags[kind] = []
+        lags.append(max(0.0, (now_ms - (get("ts") or 0)) / 1000))
+        verdicts = get("verdicts")
+        if verdicts:
+            denials = tally.denials
+            for v in verdicts:
+                if v.get("effect") == "deny":
+                    denials[v.get("rule") or "?"] += 1
+        calls = get("tool_calls")
+        if calls:
+            tools, latencies, breakers = tally.tools, tally.latencies, tally.breakers
+            for c in calls:
+                tool, result = c.get("tool") or "?", c.get("outcome") or "?"
+                tools[(tool, result)] += 1
+                if result != "skipped":
+                    lat = latencies.get(tool)
+                    if lat is None:
+                        lat = latencies[tool] = []
+                    lat.append((c.get("latency_ms") or 0) / 1000)
+                breakers[tool] = c.get("breaker_state") or "closed"
+        tally.policies[get("policy_pack") or "?"] = get("policy_version") or "?"
 
     def _alert(self, d: dict[str, Any]) -> None:
         monitor, action = str(d.get("monitor")), str(d.get("action"))

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from connectors.generator import GenConfig, Generator, write_jsonl
+from connectors.tracing import configure_logging
 from features.channels import NAMES as CHANNELS
 from features.formats import FORMATS
 from flows.main import RunConfig, run
@@ -214,7 +215,11 @@ def _add_gen_args(p: argparse.ArgumentParser, events: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        log_format = Settings().log_format  # environment or .env
+    except ValueError:  # an invalid setting: the command reports it
+        log_format = "text"
+    configure_logging(log_format)
     ap = argparse.ArgumentParser(prog="python -m flows", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
 

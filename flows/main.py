@@ -37,6 +37,7 @@ from connectors.parquet_sink import ParquetFeatureSink
 from connectors.policy_packs import read_pack_files
 from connectors.record_archive import RecordArchiveSink
 from connectors.store_sink import is_remote, store_factory
+from connectors.tracing import DecisionTracer, flush_all
 from features.channels import DEAD_LETTERS, FEATURE_QUALITY, LATE_EVENTS
 from features.channels import NAMES as CHANNEL_NAMES
 from features.definitions import REGISTRY
@@ -195,6 +196,9 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         tap("metrics_dead", dead, meter.observe_dead_letters, chunks=True)
         tap("metrics_late", feats.late, meter.observe_late, chunks=True)
         tap("metrics_out", out_chunks, meter.observe_outgoing, chunks=True)
+    if s.otlp_endpoint or s.log_format == "json":  # traces and event log lines, off the path
+        tracer = DecisionTracer(s.otlp_endpoint, s.trace_ratio)
+        tap("traces_and_logs", out_chunks, tracer.observe_outgoing, chunks=True)
     flat: list[Stream] = []
 
     def items() -> Stream:
@@ -328,6 +332,7 @@ def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
                  recovery_config=recovery_config(s.recovery_dir, workers * procs, process_id))
     finally:
         sys.setswitchinterval(switch)
+        flush_all()  # the last sampled decisions' spans
         if freezer is not None:
             freezer.stop()
         elif s.gc_gen0_threshold:

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     kafka_ssl_ca_location: str | None = Field(None, description="CA certificate (PEM) that "
                                               "signed the brokers' certificates; default: "
                                               "the system's")
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP collector, e.g. "
+                                      "http://127.0.0.1:4318: sampled decisions are exported "
+                                      "as traces (connectors.tracing); unset: no traces")
+    trace_ratio: float = Field(0.01, ge=0, le=1, description="share of decisions traced, "
+                               "chosen by decision id (a replay traces the same ones)")
+    log_format: Literal["text", "json"] = Field("text", description="log lines on stderr: "
+                                                "text, or one JSON object per line")
     redis_username: str | None = Field(None, description="Redis ACL user")
     redis_password: SecretStr | None = None
     redis_ssl_ca_certs: str | None = Field(None, description="CA certificate (PEM) of a "
