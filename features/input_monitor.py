@@ -147,11 +147,33 @@ class InputMonitor:
         head[DEAD] += dead + self.pending.pop(DEAD, 0)
         head[LATE] += late + self.pending.pop(LATE, 0)
         out: list[dict[str, Any]] = []
-        while self.next_close + self.grace * self.bucket_ms < self.newest:
+        bm = self.bucket_ms
+        last = self.newest - self.grace * bm - 1  # the newest bucket start this may close
+        # a jump in event time (a quiet night, a far-off timestamp) leaves empty buckets:
+        # once the reference and the window hold only empty ones, closing another changes
+        # nothing (no rate, no mix, no shares: every alert has recovered), so the rest of
+        # the run is skipped, not closed one by one (a year is 525,600 minutes)
+        settle = self._settle()
+        while self.next_close <= last:
             b = self.next_close
+            if b not in self.open:
+                nxt = min(self.open)  # the newest bucket is always open
+                empties = (min(nxt, last + bm) - b) // bm
+                if empties > settle:
+                    for i in range(settle):
+                        out += self._close(b + i * bm, Counter())
+                    self.next_close = b + empties * bm
+                    continue
             out += self._close(b, self.open.pop(b, Counter()))
-            self.next_close = b + self.bucket_ms
+            self.next_close = b + bm
         return out
+
+    def _settle(self) -> int:
+        """Empty buckets after which closing one more changes nothing: an input that stops
+        is a rate alert (within the window and the confirmations), the reference stays
+        frozen at most its length, then fills with empty buckets, and the alert recovers."""
+        h, r = self.history.maxlen or 0, self.recent.maxlen or 0
+        return 2 * h + r + self.confirm + 4
 
     def _close(self, b: int, bucket: Counter[str]) -> list[dict[str, Any]]:
         # the reference: the buckets that left the window, frozen while an alert is active

@@ -118,6 +118,28 @@ def test_an_input_that_goes_quiet_closes_empty_buckets() -> None:
     assert ("input:rate", "none") in _kinds(out)
 
 
+def test_a_jump_in_event_time_is_skipped_with_the_same_alerts_as_closing_every_bucket():
+    """A gap of years (a far-off timestamp) would be millions of empty buckets: past the
+    point where empty ones change nothing they are skipped; the alerts are those of closing
+    every one (checked on a gap small enough to close one by one)."""
+    before, after = _stream(10, 60), _stream(11, 60)
+    gap = 400  # buckets
+    after = [([(t + (60 + gap) * B, k, c) for t, k, c in counts], d, lt)
+             for counts, d, lt in after]
+    skipping, closing = InputMonitor(), InputMonitor()
+    closing._settle = lambda: 10**9  # type: ignore[method-assign]
+    a = _run(skipping, before + after)
+    b = _run(closing, before + after)
+    assert a == b and ("input:rate", "none") in _kinds(a)
+    assert ("input:rate", "recovered") in _kinds(a)
+    # a year ahead, then back to normal traffic: it returns at once, without a late flood
+    far = InputMonitor()
+    _run(far, before)
+    year = 525_600 * B
+    assert far.observe([(year, "page_view", 1)]) is not None
+    assert far.next_close is not None and far.next_close >= year - 3 * B
+
+
 @pytest.mark.skipif(not available(), reason="bespoke_native is not built")
 def test_native_batches_count_like_the_tuples() -> None:
     recs = [RawRecord("g", 0, i, r.value, 0) for i, r in enumerate(
