@@ -9,7 +9,8 @@ the same bytes.
 - sessions of views and clicks, cart adds and orders sampled from those tastes;
 - inventory that depletes with orders and restocks; price changes; consent changes;
 - a taste shift at ``shift_at`` (a fraction of the run): every user's category weights
-  rotate and ``garden`` starts trending, which drift detectors should notice;
+  rotate and ``garden`` starts trending, which drift detectors should notice; and, at
+  ``flip_at``, a second one of behaviour: each category's popular items fall out of favour;
 - malformed events at ``malformed_rate`` (broken JSON, missing or wrongly typed fields,
   unknown types, out-of-range values, bad bytes), each marked so tests can count them.
 
@@ -53,6 +54,10 @@ class GenConfig(BaseModel):
     mean_gap_ms: int = Field(200, ge=1, description="mean event-time gap between events")
     malformed_rate: float = Field(0.01, ge=0, le=1)
     shift_at: float = Field(0.5, ge=0, le=1, description="fraction of the run; 1 = never")
+    flip_at: float = Field(1.0, ge=0, le=1, description="a second shift, of behaviour: from "
+                           "this fraction of the run the popular items of each category "
+                           "fall out of favour and its long tail is browsed instead (what a "
+                           "ranker learned about popularity turns wrong); 1 = never")
     configurable_share: float = Field(0.1, ge=0, le=1)
     currency: str = "EUR"
     # what real session data looks like (public session datasets): the "sessions" profile
@@ -206,8 +211,10 @@ class Generator:
             tastes.append(w)
         consented: set[int] = set()
         shift_n = int(cfg.events * cfg.shift_at) if cfg.shift_at < 1 else -1
+        flip_n = int(cfg.events * cfg.flip_at) if cfg.flip_at < 1 else -1
         emitted, shifted = 0, False
         while emitted < cfg.events:
+            flipped = 0 <= flip_n <= emitted
             if not shifted and 0 <= shift_n <= emitted:
                 shifted = True
                 # the taste shift: every user's tastes rotate, and one category trends
@@ -231,7 +238,8 @@ class Generator:
                     # back to an item of this session: the last one half the time
                     item = viewed[-1] if rng.random() < 0.5 else rng.choice(viewed)
                 else:
-                    item = self.items[pool[self._rank(len(pool))]]
+                    r = self._rank(len(pool))
+                    item = self.items[pool[len(pool) - 1 - r if flipped else r]]
                 viewed.append(item)
                 self.ts += int(rng.expovariate(1 / cfg.mean_gap_ms)) + 1
                 kind = "click" if rng.random() < 0.3 else "page_view"

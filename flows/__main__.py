@@ -27,7 +27,8 @@ log = logging.getLogger("bespoke")
 
 def _gen_config(a: argparse.Namespace) -> GenConfig:
     return GenConfig(seed=a.seed, users=a.users, items=a.items, events=a.events,
-                     malformed_rate=a.malformed_rate, shift_at=a.shift_at, profile=a.profile)
+                     malformed_rate=a.malformed_rate, shift_at=a.shift_at, flip_at=a.flip_at,
+                     profile=a.profile)
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
@@ -208,7 +209,9 @@ def _add_gen_args(p: argparse.ArgumentParser, events: int) -> None:
     p.add_argument("--items", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--malformed-rate", type=float, default=0.01)
-    p.add_argument("--shift-at", type=float, default=0.5)
+    p.add_argument("--shift-at", type=float, default=0.5, help="the taste shift (fraction)")
+    p.add_argument("--flip-at", type=float, default=1.0,
+                   help="the second shift: popular items fall out of favour (1 = never)")
     p.add_argument("--profile", choices=["default", "sessions"], default="default",
                    help="sessions: revisits, Zipf item popularity, short sessions (like "
                         "public session datasets)")

@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 
 from connectors.generator import GenConfig, Generator
 from features.validate import RawRecord, validate_record
@@ -53,6 +54,25 @@ def test_taste_shift_changes_category_mix():
 
     before, after = share(views[:half]), share(views[half:])
     assert max(abs(before[c] - after[c]) for c in before) > 0.05
+
+
+def test_the_second_shift_turns_popular_items_unpopular_and_is_off_by_default():
+    kw = dict(seed=6, users=300, items=200, events=20_000, malformed_rate=0.0, shift_at=1.0)
+    plain, flipped = _records(**kw), _records(**kw, flip_at=0.5)
+    assert plain == _records(**kw, flip_at=1.0)  # off: the same bytes as before it existed
+
+    def views(recs):
+        return [json.loads(r.value)["sku"] for r in recs if r.type == "page_view"]
+
+    v_plain, v_flip = views(plain), views(flipped)
+    half = len(v_flip) // 2
+    top = {s for s, _ in Counter(v_plain).most_common(20)}  # the popular items
+
+    def share(vs):
+        return sum(s in top for s in vs) / len(vs)
+
+    assert abs(share(v_flip[:half]) - share(v_plain[:half])) < 0.05  # the same before
+    assert share(v_flip[half:]) < share(v_plain[half:]) / 3  # out of favour after
 
 
 def test_the_sessions_profile_looks_like_public_session_data():
