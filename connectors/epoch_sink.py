@@ -24,6 +24,7 @@ never written to.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -35,6 +36,8 @@ from bytewax.outputs import (
     StatefulSinkPartition,
     StatelessSinkPartition,
 )
+
+from connectors.metrics import metrics
 
 MAX_WORKERS = 1024
 _WORKERS: dict[int, tuple[int, int]] = {}  # thread id -> (worker index, worker count)
@@ -100,8 +103,8 @@ class Writer(Protocol):
 
 
 class _Partition(StatefulSinkPartition[Any, None]):
-    def __init__(self, make: Callable[[], Writer]) -> None:
-        self._make = make
+    def __init__(self, make: Callable[[], Writer], step_id: str = "sink") -> None:
+        self._make, self._step = make, step_id
         self._writer: Writer | None = None  # made on first write (never, for an orphan)
 
     def write_batch(self, values: list) -> None:
@@ -111,7 +114,11 @@ class _Partition(StatefulSinkPartition[Any, None]):
 
     def snapshot(self) -> None:
         if self._writer is not None:
+            t0 = time.perf_counter()
             self._writer.confirm()  # before Bytewax can commit this epoch
+            meter = metrics()
+            if meter is not None:  # how long the epoch's end waited for its outputs
+                meter.observe_epoch(self._step, time.perf_counter() - t0)
         return None
 
     def close(self) -> None:
@@ -135,4 +142,4 @@ class EpochConfirmedSink(FixedPartitionedSink[Any, None]):
         return int(item_key[1:])  # the sorted partitions are w00000, w00001, ...
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Partition:
-        return _Partition(self._make)
+        return _Partition(self._make, step_id.rsplit(".", 1)[-1])  # "bespoke.sink" -> "sink"

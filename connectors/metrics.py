@@ -17,7 +17,9 @@ What is counted, and where it comes from (``flows.main`` wires the taps):
 - ``bespoke_drift_alerts_total{monitor,action}``, ``bespoke_drift_active{monitor}``;
 - ``bespoke_consumer_lag{topic,partition}``: high watermark minus the next offset to emit,
   per partition a worker reads (the Kafka source, at most once a second per worker);
-- ``bespoke_store_*``: the store sink's writes, failures and writes held for a retry.
+- ``bespoke_store_*``: the store sink's writes, failures and writes held for a retry;
+- ``bespoke_epochs_total{sink}``, ``bespoke_epoch_confirm_seconds{sink}``: epoch ends of the
+  epoch-confirmed output steps and how long each waited for its outputs (``delivery=epoch``).
 
 >>> m = Metrics()
 >>> m.observe_dead_letters([type("D", (), {"error": "invalid_json: x"})()])
@@ -141,6 +143,12 @@ class Metrics:
                            ["monitor"], registry=r)
         self.consumer_lag = Gauge("bespoke_consumer_lag", "records behind the partition's "
                                   "high watermark", ["topic", "partition"], registry=r)
+        self.epochs = PCounter("bespoke_epochs", "epoch ends of an output step, per worker",
+                               ["sink"], registry=r)
+        self.epoch_wait = _BulkHistogram("bespoke_epoch_confirm_seconds", "time an epoch's "
+                                         "end waited for its outputs to be acknowledged "
+                                         "(Kafka) or applied (store)", "sink",
+                                         LATENCY_BUCKETS, r)
         self.store_writes = PCounter("bespoke_store_writes", "rows written to the store",
                                      registry=r)
         self.store_failures = PCounter("bespoke_store_write_failures", "failed store "
@@ -264,6 +272,11 @@ class Metrics:
                     self.versions.remove(kind, name, old)
             self._current[key] = version
             self.versions.labels(kind, name, version).set(1)
+
+    def observe_epoch(self, sink: str, seconds: float) -> None:
+        """An epoch-confirmed output step's wait at an epoch's end (``connectors.epoch_sink``)."""
+        self.epochs.labels(sink).inc()
+        self.epoch_wait.observe_many(sink, [seconds])
 
     # -- reading (tests, the report) -----------------------------------------------------
     def value(self, name: str, **labels: str) -> float:

@@ -144,3 +144,8 @@ def test_metrics_scraped_during_a_kafka_run_match_its_accounting(
         len(mid), time.monotonic() - t0)
     assert any(n == "bespoke_consumer_lag" for x in scraper.seen for (n, _) in x)
     assert _sum(m, "bespoke_store_writes_total") > 0
+    # delivery=epoch: each epoch end of the Kafka and store sinks waited and was timed
+    for sink in ("sink", "store"):
+        ends = _sum(m, "bespoke_epochs_total", sink=sink)
+        assert ends > 0
+        assert _sum(m, "bespoke_epoch_confirm_seconds_count", sink=sink) == ends
