@@ -163,17 +163,14 @@ class Metrics:
         for (src, part), n in Counter((r.source, r.partition) for r in batch).items():
             self.input.labels(src, str(part)).inc(n)
 
-    def observe_counts(self, counts: list[tuple[int, str, int]]) -> None:
+    def observe_batch_counts(self, batch: list[tuple[Any, int]]) -> None:
+        """The validate step's ``(kind_counts, dead letters)`` items: events by type."""
         per: Counter[str] = Counter()
-        for _, kind, n in counts:
-            per[kind] += n
+        for counts, _ in batch:
+            for _, kind, n in counts:
+                per[kind] += n
         for kind, n in per.items():
             self.events.labels(kind).inc(n)
-
-    def observe_batch_counts(self, batch: list[tuple[Any, int]]) -> None:
-        """The validate step's ``(kind_counts, dead letters)`` items."""
-        for counts, _ in batch:
-            self.observe_counts(counts)
 
     def observe_dead_letters(self, dead: list[Any]) -> None:
         for reason, n in Counter(d.error.split(":", 1)[0][:64] for d in dead).items():

@@ -82,10 +82,11 @@ _LOGGED = {
 _TRACERS: list[DecisionTracer] = []
 
 
-def flush_all(timeout_s: float = 10.0) -> None:
-    """Export every tracer's buffered spans (``flows.main.run`` calls it at the end)."""
-    for t in _TRACERS:
-        t.flush(timeout_s)
+def close_all(timeout_s: float = 10.0) -> None:
+    """Export the tracers' buffered spans and stop their export threads (``flows.main.run``
+    calls it at the end of a run: the next run builds its own)."""
+    while _TRACERS:
+        _TRACERS.pop().close(timeout_s)
 
 
 class DecisionTracer:
@@ -160,7 +161,9 @@ class DecisionTracer:
                                               "effect": str(v.get("effect"))}, timestamp=end)
         root.end(end_time=end)
 
-    def flush(self, timeout_s: float = 10.0) -> None:
-        """Export what is buffered (at the end of a run)."""
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Export what is buffered, then stop exporting (at the end of a run)."""
         if self._provider is not None:
             self._provider.force_flush(int(timeout_s * 1000))
+            self._provider.shutdown()
+            self._provider = self._tracer = None

@@ -37,7 +37,7 @@ from connectors.parquet_sink import ParquetFeatureSink
 from connectors.policy_packs import read_pack_files
 from connectors.record_archive import RecordArchiveSink
 from connectors.store_sink import is_remote, store_factory
-from connectors.tracing import DecisionTracer, flush_all
+from connectors.tracing import DecisionTracer, close_all
 from features.channels import DEAD_LETTERS, FEATURE_QUALITY, LATE_EVENTS
 from features.channels import NAMES as CHANNEL_NAMES
 from features.definitions import REGISTRY
@@ -332,7 +332,7 @@ def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
                  recovery_config=recovery_config(s.recovery_dir, workers * procs, process_id))
     finally:
         sys.setswitchinterval(switch)
-        flush_all()  # the last sampled decisions' spans
+        close_all()  # the last sampled decisions' spans
         if freezer is not None:
             freezer.stop()
         elif s.gc_gen0_threshold:

@@ -26,6 +26,12 @@ if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null; then
   apt_install redis-server
 fi
 
+# openssl makes the suite's TLS certificates (Kafka's SASL_SSL listener, Redis over TLS)
+if ! command -v openssl >/dev/null; then
+  echo "installing openssl (Debian package)"
+  apt_install openssl
+fi
+
 # promtool and prometheus check the shipped alert rules and dashboard queries (deploy/)
 if ! command -v promtool >/dev/null; then
   echo "installing prometheus (Debian package: promtool)"

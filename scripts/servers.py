@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -95,15 +96,38 @@ def redis_server():
         yield url
 
 
+def _redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found: run 'make deps' (apt-get install redis-server)")
+    return binary
+
+
+def _await_ping(client, proc: subprocess.Popen, failure: Callable[[], str],
+                timeout_s: float = 30.0) -> None:
+    """Wait until the Redis ``proc`` answers ``client``'s PING (then close the client)."""
+    import redis
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if client.ping():
+                break
+        except redis.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(failure())
+        time.sleep(0.05)
+    client.close()
+
+
 @contextmanager
 def redis_process(port: int | None = None):
     """Yields (url, process) of a private Redis server on 127.0.0.1 (``port``: a given one,
     e.g. to restart a server where its clients expect it); stopped by PID."""
     import redis
 
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server not found: run 'make deps' (apt-get install redis-server)")
+    binary = _redis_binary()
     port = port or free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -111,18 +135,7 @@ def redis_process(port: int | None = None):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        client.close()
+        _await_ping(redis.Redis.from_url(url), proc, lambda: "redis-server did not start")
         yield url, proc
     finally:
         if proc.poll() is None:
@@ -157,9 +170,7 @@ def redis_tls_acl_process(work: Path):
 
     import redis
 
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server not found: run 'make deps' (apt-get install redis-server)")
+    binary = _redis_binary()
     certs = make_certs(work)
     port, user, password = free_port(), "bespoke", secrets.token_hex(16)
     acl = work / "users.acl"  # the password never appears on a command line
@@ -175,18 +186,8 @@ def redis_tls_acl_process(work: Path):
     try:
         client = redis.Redis.from_url(url, username=user, password=password,
                                       ssl_ca_certs=str(certs / "ca.pem"))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("redis-server (TLS) did not start: "
-                                   + (work / "redis.log").read_text()[-2000:])
-            time.sleep(0.05)
-        client.close()
+        _await_ping(client, proc, lambda: "redis-server (TLS) did not start: "
+                    + (work / "redis.log").read_text()[-2000:])
         yield url, str(certs / "ca.pem"), user, password
     finally:
         _stop(proc)

@@ -118,5 +118,5 @@ def test_without_an_endpoint_nothing_is_traced(tmp_path):
 
     t = DecisionTracer(None, 1.0, log_events=False)
     t.observe_outgoing([])  # no exporter, no error
-    t.flush()
+    t.close()
     assert t._tracer is None
