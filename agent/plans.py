@@ -32,7 +32,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.tools import ToolRuntime
+from agent.tools import Budget, ToolRuntime
 
 Goal = Literal["refresh_feed", "push_offer", "propose_configuration"]
 # what the decision agent may do with its tools (read catalog, stock, quotes, configurations)
@@ -113,18 +113,20 @@ def idempotency_key(plan: Plan, step: Step, trigger: dict[str, Any]) -> str:
 
 
 def run_plan(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str], trigger: dict[str, Any],
-             features: dict[str, Any]) -> PlanRun:
+             features: dict[str, Any], budget: Budget | None = None) -> PlanRun:
     """Run ``plan`` for one trigger (``run_plans`` of one)."""
-    return run_plans(plan, runtime, scopes, [trigger], [features])[0]
+    return run_plans(plan, runtime, scopes, [trigger], [features], [budget])[0]
 
 
 class _Run:
     """One trigger's plan run in progress."""
 
-    __slots__ = ("trigger", "features", "outputs", "calls", "taken", "errors", "failed")
+    __slots__ = ("trigger", "features", "outputs", "calls", "taken", "errors", "failed",
+                 "budget")
 
-    def __init__(self, trigger: dict[str, Any], features: dict[str, Any]) -> None:
-        self.trigger, self.features = trigger, features
+    def __init__(self, trigger: dict[str, Any], features: dict[str, Any],
+                 budget: Budget | None = None) -> None:
+        self.trigger, self.features, self.budget = trigger, features, budget
         self.outputs: dict[str, dict[str, Any]] = {}
         self.calls: list[dict[str, Any]] = []
         self.taken: list[str] = []
@@ -133,12 +135,16 @@ class _Run:
 
 
 def run_plans(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str],
-              triggers: list[dict[str, Any]], features: list[dict[str, Any]]) -> list[PlanRun]:
+              triggers: list[dict[str, Any]], features: list[dict[str, Any]],
+              budgets: list[Budget | None] | None = None) -> list[PlanRun]:
     """Run ``plan`` for many triggers, step by step: each step's tool is called once for all
     the triggers that need it (``ToolRuntime.call_many``); references, skips, fallbacks,
-    optional steps and idempotency keys work per trigger exactly as for one."""
+    optional steps and idempotency keys work per trigger exactly as for one. ``budgets``:
+    each trigger's cost budget (``agent.cost_budget``): a call it cannot afford is
+    ``over_budget`` and takes the step's fallback like any failure."""
     fallbacks = {s.id: s for s in plan.fallbacks}
-    runs = [_Run(t, f) for t, f in zip(triggers, features, strict=True)]
+    runs = [_Run(t, f, b) for t, f, b in zip(triggers, features,
+                                             budgets or [None] * len(triggers), strict=True)]
 
     def call(step: Step, todo: list[_Run]) -> list[tuple[str, dict[str, Any] | None]]:
         results: list[tuple[str, dict[str, Any] | None]] = [("", None)] * len(todo)
@@ -162,10 +168,12 @@ def run_plans(plan: Plan, runtime: ToolRuntime, scopes: frozenset[str],
         if not batch:
             return results
         if runtime.tools[step.tool].spec.read_only:
-            rs = runtime.call_many(step.tool, inputs, scopes)
+            rs = runtime.call_many(step.tool, inputs, scopes,
+                                   budgets=[todo[j].budget for j in batch])
         else:
             rs = [runtime.call(step.tool, x, scopes,
-                               idempotency_key=idempotency_key(plan, step, todo[j].trigger))
+                               idempotency_key=idempotency_key(plan, step, todo[j].trigger),
+                               budget=todo[j].budget)
                   for j, x in zip(batch, inputs, strict=True)]
         for j, r in zip(batch, rs, strict=True):
             run = todo[j]

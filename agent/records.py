@@ -36,6 +36,7 @@ class Records:
                 "suppressed": suppressed, "user_ref": self.user_ref(f.user_id),
                 "trigger_event_id": f.event_id, "goal": plan.goal, "plan": plan.name,
                 "plan_version": plan.version, "model_version": model, "tool_calls": calls,
+                "cost": calls_cost(calls),
                 "features": {"interests": len(f.interests), "candidates": len(skus),
                              "categories": list(f.categories), "purchased": len(f.purchased),
                              "cart": len(f.cart),
@@ -51,6 +52,18 @@ class Records:
         """The record of a decision that sends nothing."""
         return record_out({**self.base(did, dtype, f, plan, model, True, calls, outcome, skus),
                            "fallbacks": fallbacks, "output": {}, "explanation": why})
+
+
+def calls_cost(calls: list[Any]) -> float | None:
+    """What the calls cost together; None when none had a price.
+
+    >>> calls_cost([{"tool": "a"}, {"tool": "b", "cost": 0.02}, {"tool": "c", "cost": 0.01}])
+    0.03
+    >>> calls_cost([{"tool": "a"}]) is None
+    True
+    """
+    costs = [c["cost"] for c in calls if isinstance(c, dict) and c.get("cost")]
+    return round(sum(costs), 6) if costs else None
 
 
 def record_out(rec: dict[str, Any]) -> Outgoing:

@@ -17,7 +17,14 @@ and returns the outcome with a record for the decision log (a dict with the fiel
   and does not count against the breaker;
 - ``replayed``: a side-effecting call whose idempotency key already succeeded returns the
   recorded output instead of acting twice (a replay after recovery);
+- ``over_budget``: the call would cost more than the decision's budget allows
+  (``agent.cost_budget``): nothing is called, the plan takes its fallback;
 - ``ok``.
+
+**Costs**: a tool declares ``cost_per_call``; a tool whose service reports the price of a
+call returns it as ``_cost`` in its output (taken out before the output is validated). A
+call's record carries its ``cost`` when it has one (every attempt of a failed call costs
+the declared price).
 
 ``ToolRuntime.call_many`` runs a read-only, trusted, inline tool for many inputs as **one
 governed call** (one scope check, rate-limit token, breaker call, timeout of ``timeout_ms``
@@ -49,7 +56,7 @@ import pybreaker
 from pydantic import BaseModel, ConfigDict, Field
 
 Outcome = Literal["ok", "error", "timeout", "breaker_open", "rate_limited", "unauthorized",
-                  "replayed"]
+                  "replayed", "over_budget"]
 
 
 class ToolSpec(BaseModel):
@@ -70,6 +77,8 @@ class ToolSpec(BaseModel):
     burst: int = Field(100, ge=1)
     breaker_fail_max: int = Field(5, ge=1)
     breaker_reset_s: float = Field(30.0, gt=0)
+    cost_per_call: float = Field(0.0, ge=0, description="price of one call (a service that "
+                                 "reports its price per call overrides it with ``_cost``)")
     trusted: bool = Field(False, description="a built-in, in-process tool whose inputs and "
                           "outputs our tests check against its models: not re-validated per "
                           "call (an adapter to an outside service stays untrusted)")
@@ -91,6 +100,14 @@ class ToolResult(NamedTuple):
     output: dict[str, Any] | None
     record: dict[str, Any]  # the fields of features.events.ToolCall
     error: str | None = None
+
+
+class Budget(Protocol):
+    """A decision's cost budget (``agent.cost_budget.DecisionBudget``)."""
+
+    def refusal(self, cost: float) -> str | None: ...
+
+    def charge(self, cost: float) -> None: ...
 
 
 class IdempotencyLedger(Protocol):
@@ -213,8 +230,11 @@ class ToolRuntime:
             out = tool.fn(inputs)
             if (self.clock() - t0) * 1000 > s.timeout_ms:
                 raise ToolTimeout(f"{s.name} took over {s.timeout_ms} ms (result discarded)")
+        cost = out.pop("_cost", None) if type(out) is dict else None
         if s.output_model is not None and not s.trusted:
             out = s.output_model.model_validate(out).model_dump()
+        if cost is not None:
+            out["_cost"] = cost
         return out
 
     def _record(self, name: str, inputs: dict[str, Any], outcome: Outcome,
@@ -226,14 +246,21 @@ class ToolRuntime:
 
     def _done(self, name: str, inputs: dict[str, Any], idempotency_key: str | None, t0: float,
               outcome: Outcome, output: dict[str, Any] | None,
-              error: str | None = None) -> ToolResult:
+              error: str | None = None, cost: float = 0.0,
+              refusal: str | None = None) -> ToolResult:
         rec = self._record(name, inputs, outcome, round((self.clock() - t0) * 1000, 3))
         if idempotency_key is not None:
             rec["idempotency_key"] = idempotency_key
+        if cost:
+            rec["cost"] = round(cost, 6)
+        if refusal is not None:
+            rec["budget"] = refusal
         return ToolResult(outcome, output, rec, error)
 
     def call(self, name: str, inputs: dict[str, Any], scopes: frozenset[str],
-             idempotency_key: str | None = None) -> ToolResult:
+             idempotency_key: str | None = None, budget: Budget | None = None) -> ToolResult:
+        """One governed call (see the module docstring); ``budget``: the decision's cost
+        budget, asked before the call and charged after it."""
         tool = self.tools[name]
         s = tool.spec
         t0 = self.clock()
@@ -253,13 +280,29 @@ class ToolRuntime:
             seen = self.ledger.get(idempotency_key)
             if seen is not None:
                 return self._done(name, inputs, idempotency_key, t0, "replayed", seen)
+        if budget is not None and s.cost_per_call > 0:
+            refusal = budget.refusal(s.cost_per_call)
+            if refusal is not None:
+                return self._done(name, inputs, idempotency_key, t0, "over_budget", None,
+                                  refusal, refusal=refusal)
         if not self._take_token(name):
             return self._done(name, inputs, idempotency_key, t0, "rate_limited", None)
-        remember = None if s.read_only else (
-            lambda out: self.ledger.put(idempotency_key, out))  # type: ignore[arg-type]
-        outcome, out, error = self._attempts(name, self._invoke, tool, inputs,
-                                             on_success=remember)
-        return self._done(name, inputs, idempotency_key, t0, outcome, out, error)
+        remember = None if s.read_only else (  # what a replay returns: the output, no price
+            lambda out: self.ledger.put(idempotency_key,  # type: ignore[arg-type]
+                                        {k: v for k, v in out.items() if k != "_cost"}))
+        attempts = [0]
+        # a side-effecting tool gets its idempotency key (an outside service dedups by it)
+        given = inputs if s.read_only else {**inputs, "_idempotency_key": idempotency_key}
+        outcome, out, error = self._attempts(name, self._invoke, tool, given,
+                                             on_success=remember, attempts=attempts)
+        cost = s.cost_per_call * attempts[0]
+        if out is not None and "_cost" in out:
+            out = dict(out)
+            reported = out.pop("_cost")
+            cost = s.cost_per_call * (attempts[0] - 1) + float(reported)
+        if budget is not None and cost:
+            budget.charge(cost)
+        return self._done(name, inputs, idempotency_key, t0, outcome, out, error, cost)
 
     def _take_token(self, name: str) -> bool:
         """The tool's rate limit: a token from its bucket (always, without a limit)."""
@@ -270,19 +313,21 @@ class ToolRuntime:
             return bucket.take()
 
     def _attempts(self, name: str, invoke: Callable[..., Any], *args: Any, propagate: bool = False,
-                  on_success: Callable[[Any], None] | None = None
-                  ) -> tuple[Outcome, Any, str | None]:
+                  on_success: Callable[[Any], None] | None = None,
+                  attempts: list[int] | None = None) -> tuple[Outcome, Any, str | None]:
         """``invoke(*args)`` through the tool's breaker, retried within its policy and the
         retry budget: (outcome, output, error). A ``LookupError`` is a definite "none": no
         retry, no breaker failure. ``on_success(output)`` runs within the attempt (a failure
         there is the attempt's). With ``propagate``, other exceptions are raised to the
-        caller instead of being retried."""
+        caller instead of being retried. ``attempts[0]`` counts the tool's invocations."""
         s = self.tools[name].spec
         breaker = self.breakers[name]
         attempt, last_error, outcome = 0, None, "error"
         while True:
             attempt += 1
             try:
+                if attempts is not None and breaker.current_state != "open":
+                    attempts[0] += 1
                 out = breaker.call(invoke, *args)
                 if on_success is not None:
                     on_success(out)
@@ -318,14 +363,18 @@ class ToolRuntime:
                               f"inputs (results discarded)")
         return out
 
-    def call_many(self, name: str, inputs: list[dict[str, Any]], scopes: frozenset[str]
-                  ) -> list[ToolResult]:
-        """``call`` for each of ``inputs``; one governed call when the tool is read-only,
-        trusted and inline (see the module docstring)."""
+    def call_many(self, name: str, inputs: list[dict[str, Any]], scopes: frozenset[str],
+                  budgets: list[Budget | None] | None = None) -> list[ToolResult]:
+        """``call`` for each of ``inputs`` (``budgets``: each one's, or None); one governed
+        call when the tool is read-only, trusted, inline and free (see the module
+        docstring)."""
         tool = self.tools[name]
         s = tool.spec
-        if not s.read_only or not s.trusted or s.isolation != "inline" or len(inputs) < 2:
-            return [self.call(name, x, scopes) for x in inputs]
+        if (not s.read_only or not s.trusted or s.isolation != "inline" or len(inputs) < 2
+                or s.cost_per_call > 0):
+            each_budget = budgets or [None] * len(inputs)
+            return [self.call(name, x, scopes, budget=b)
+                    for x, b in zip(inputs, each_budget, strict=True)]
         t0 = self.clock()
 
         def each(outcome: Outcome, outputs: list[Any] | None = None,

@@ -116,6 +116,10 @@ class Generator:
         return GenRecord(key, json.dumps(body, separators=(",", ":")).encode(), False, type_,
                          self.ts)
 
+    def catalog(self) -> Iterator[GenRecord]:
+        """The catalog and stock events a run starts with (what ``records`` yields first)."""
+        return self._catalog()
+
     def _catalog(self) -> Iterator[GenRecord]:
         rng = self.rng
         for i in range(self.cfg.items):

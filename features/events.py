@@ -279,9 +279,13 @@ class ToolCall(BaseModel):
     inputs: dict[str, str | int | float | bool | None | list[str]] = {}
     latency_ms: Annotated[float, Field(ge=0)]
     outcome: Literal["ok", "error", "timeout", "breaker_open", "rate_limited", "unauthorized",
-                     "replayed", "skipped"]
+                     "replayed", "skipped", "over_budget"]
     breaker_state: Literal["closed", "open", "half_open"] = "closed"
     idempotency_key: Id | None = None
+    cost: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="what the call cost (tools with a price per call)")
+    budget: Annotated[str, Field(max_length=256)] | None = Field(
+        None, description="the cost budget limit that refused the call (over_budget)")
 
 
 class DecisionRecord(_Out):
@@ -302,6 +306,8 @@ class DecisionRecord(_Out):
     verdicts: Annotated[list[Verdict], Field(max_length=1024)] = []
     shadow_differences: Annotated[list[Verdict], Field(max_length=1024)] = []
     fallbacks: Annotated[list[Text], Field(max_length=32)] = []
+    cost: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="what the decision's tool calls cost together (when any had a price)")
     output: dict[str, str | int | float | bool | None | list[str]] = {}
     explanation: Annotated[str, Field(max_length=2048)]
 

@@ -101,6 +101,19 @@ class Rule(BaseModel):
     params: _Params
 
 
+class CostBudgets(BaseModel):
+    """What tool calls may cost (``agent.cost_budget``), in the tools' price unit; a limit
+    left out is no limit. Periods are windows of event time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_decision: float | None = Field(None, ge=0)
+    per_user: float | None = Field(None, ge=0)
+    per_user_period_s: int = Field(86_400, gt=0)
+    per_period: float | None = Field(None, ge=0)
+    period_s: int = Field(60, gt=0)
+
+
 class PolicyPack(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -108,6 +121,7 @@ class PolicyPack(BaseModel):
     version: Annotated[str, Field(min_length=1, max_length=64)]
     description: str = ""
     rules: list[Rule] = Field(min_length=1, max_length=1000)
+    budgets: CostBudgets = CostBudgets()
 
     @property
     def ref(self) -> str:

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -191,3 +192,35 @@ def redis_tls_acl_process(work: Path):
         yield url, str(certs / "ca.pem"), user, password
     finally:
         _stop(proc)
+
+
+@contextmanager
+def enterprise_service(seed: int = 42, items: int = 200, capacity: int = 20):
+    """Yields the base URL of the reference enterprise service
+    (``scripts/enterprise_service.py``) running as its own process on 127.0.0.1; stopped
+    by PID."""
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile(prefix="bespoke-enterprise-") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scripts.enterprise_service", "--port", str(port),
+             "--seed", str(seed), "--items", str(items), "--capacity", str(capacity)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError("the enterprise service did not start: "
+                                       + log.read()[-2000:].decode(errors="replace"))
+                time.sleep(0.1)
+            yield url
+        finally:
+            _stop(proc)

@@ -36,6 +36,15 @@ def redis_url():
         yield url
 
 
+@pytest.fixture(scope="session")
+def enterprise_url():
+    """The reference enterprise service (PLM, MES, ERP, pricing) as a real process."""
+    from scripts.servers import enterprise_service
+
+    with enterprise_service(seed=42, items=200) as url:
+        yield url
+
+
 @pytest.fixture
 def redis_client(redis_url):
     import redis
