@@ -24,7 +24,8 @@ from typing import Any
 
 from agent.allocation import Proposal
 from agent.attribution import Attribution, Example, Impression, pack_rows
-from agent.configuration import decide_configuration
+from agent.configuration import WINDOW_DAYS, decide_configuration
+from agent.cost_budget import CostLedger, DecisionBudget
 from agent.feed import Retrieval, decide_feed
 from agent.learner import FEED_RANKER, Outcome
 from agent.model_slot import ModelSlot
@@ -41,6 +42,9 @@ from features.store import StorePurge
 from features.user_features import UserFeatures
 from policies.evaluate import UserContext
 from policies.lifecycle import PolicyEngine
+from policies.pack import CostBudgets
+
+NO_BUDGETS = CostBudgets()
 
 
 def _probability(logit: float) -> float:
@@ -90,10 +94,12 @@ class DecisionFold:
 
     def __init__(self, gate: PolicyGate, k: int, ttl_s: int, pseudonym_key: bytes,
                  attribution: Attribution | None = None, models: ModelSlot | None = None,
-                 bandit: ModelSlot | None = None, offer_arms: tuple[float, ...] = ()
-                 ) -> None:
+                 bandit: ModelSlot | None = None, offer_arms: tuple[float, ...] = (),
+                 window_days: int = WINDOW_DAYS) -> None:
         """``bandit``: the offer bandit's published versions (``agent.offer_bandit``), which
-        choose each offer's discount among ``offer_arms``; None: the fixed discount."""
+        choose each offer's discount among ``offer_arms``; None: the fixed discount;
+        ``window_days``: the longest lead time a configuration may promise (with the MES)."""
+        self.window_days = window_days
         self.gate, self.k, self.ttl = gate, k, ttl_s
         self.records = Records(pseudonym_key)
         self.attribution = attribution if attribution is not None else Attribution()
@@ -101,6 +107,20 @@ class DecisionFold:
         self.bandit = bandit
         self.offer_arms = tuple(sorted(offer_arms))
         self.native = gate.native
+
+    def budget_of(self, f: UserFeatures, eng: PolicyEngine) -> DecisionBudget | None:
+        """The decision's cost budget under the active pack's ``[budgets]`` (None without
+        limits); what users spent is kept in the shard's shared state (snapshotted), so
+        per-user budgets hold across restarts, and ``per_period`` is per decision shard."""
+        compiled = eng.packs.get(eng.active)
+        limits = compiled.pack.budgets if compiled is not None else None
+        if limits is None or limits == NO_BUDGETS:
+            return None
+        ledger: CostLedger | None = getattr(eng, "costs", None)
+        if ledger is None:
+            ledger = eng.costs = CostLedger(limits)  # type: ignore[attr-defined]
+        ledger.limits = limits
+        return ledger.budget(self.records.user_ref(f.user_id), f.ts)
 
     def new(self) -> UserDecisions:
         return UserDecisions()

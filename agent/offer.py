@@ -8,6 +8,10 @@ posteriors; without a bandit the discount is ``OFFER_DISCOUNT_PCT``); a granted 
 goes to allocation by SKU (``agent.allocation``), which promises scarce stock to no more
 users than it serves and writes the record. The proposal waits in the user's decision state
 for its outcome (an order before it expires), which teaches the bandit.
+
+With the enterprise adapters (``connectors.enterprise``) in the runtime, the price comes
+from the pricing engine for the customer's ERP segment (``PRICED_OFFER_PLAN``; the customer
+is named by pseudonym), falling back to the store's price when the engine cannot answer.
 """
 
 from __future__ import annotations
@@ -35,6 +39,17 @@ OFFER_PLAN = Plan(name="offer-from-cart", version="1", goal="push_offer", steps=
 ])
 
 
+PRICED_OFFER_PLAN = Plan(name="offer-from-cart-priced", version="1", goal="push_offer", steps=[
+    Step(id="stock", tool="inventory_check", inputs={"skus": "trigger.skus"}),
+    Step(id="customer", tool="erp_customer", inputs={"ref": "trigger.user_ref"},
+         optional=True),
+    Step(id="quote", tool="pricing_engine_quote", fallback="store_quote", inputs={
+        "sku": "trigger.sku", "segment": "steps.customer.segment", "at": "trigger.ts"}),
+], fallbacks=[Step(id="store_quote", tool="pricing_quote",
+                   inputs={"sku": "trigger.sku", "discount_pct": "trigger.discount_pct"})])
+PRICED_SCOPES = AGENT_SCOPES | {"erp:read"}
+
+
 def decide_offer(ctx: Any, sent: tuple[int, ...], f: UserFeatures, sku: str, eng: PolicyEngine,
                  user: UserContext) -> tuple[tuple[int, ...], list[Any]]:
     """(the user's offer times now, outputs: a suppressed record or a ``Proposal``)."""
@@ -46,15 +61,22 @@ def decide_offer(ctx: Any, sent: tuple[int, ...], f: UserFeatures, sku: str, eng
         if slot is not None else None
     model = snap.version if snap is not None else (
         "offer-bandit-prior" if slot is not None else MODEL_VERSION)
-    run = run_plan(OFFER_PLAN, ctx.gate.runtime, AGENT_SCOPES,
-                   {"sku": sku, "skus": [sku], "event_id": f.event_id,
-                    "discount_pct": max(arms)}, {})
+    runtime = ctx.gate.runtime
+    priced = "pricing_engine_quote" in runtime.tools
+    plan = PRICED_OFFER_PLAN if priced else OFFER_PLAN
+    budget = ctx.budget_of(f, eng) if hasattr(ctx, "budget_of") else None
+    run = run_plan(plan, runtime, PRICED_SCOPES if priced else AGENT_SCOPES,
+                   {"sku": sku, "skus": [sku], "event_id": f.event_id, "ts": f.ts,
+                    "user_ref": records.user_ref(f.user_id), "discount_pct": max(arms)}, {},
+                   budget)
     if not run.ok:
         return sent, [records.suppressed(
-            did, "offer", f, OFFER_PLAN, model, run.calls, None, [sku],
+            did, "offer", f, plan, model, run.calls, None, [sku],
             f"no offer: step {run.failed_step} failed "
             f"({run.errors.get(run.failed_step or '', '')})", run.fallbacks)]
     quote = run.outputs["quote"]
+    if "unit_price" in quote:  # the pricing engine's quote
+        quote = {**quote, "price": quote["unit_price"]}
     available = run.outputs["stock"]["available"].get(sku)
     base = ctx.gate.candidates([sku])
 
@@ -69,7 +91,7 @@ def decide_offer(ctx: Any, sent: tuple[int, ...], f: UserFeatures, sku: str, eng
     r = outcome.result
     if r.suppressed or not r.allowed:
         why = "; ".join(f"{v.rule}: {v.reason}" for v in r.verdicts if v.effect == "deny")
-        return sent, [records.suppressed(did, "offer", f, OFFER_PLAN, model, run.calls,
+        return sent, [records.suppressed(did, "offer", f, plan, model, run.calls,
                                          outcome, [sku], f"offer of {sku} refused by policy "
                                          f"({why})", run.fallbacks)]
     discount = r.discounts[0]
@@ -81,7 +103,7 @@ def decide_offer(ctx: Any, sent: tuple[int, ...], f: UserFeatures, sku: str, eng
                f"within the price policy")
         if discount != r.discounts[0]:  # the verdicts of the offer as made
             outcome = judge(discount)
-    rec = records.base(did, "offer", f, OFFER_PLAN, model, False, run.calls, outcome,
+    rec = records.base(did, "offer", f, plan, model, False, run.calls, outcome,
                        [sku])
     rec["fallbacks"] = run.fallbacks
     rec["explanation"] = (f"because you added {sku} to your cart; {available} in stock; "

@@ -21,7 +21,7 @@ from typing import Any
 from agent import store_tools as col
 from agent.ranker import item_facts
 from agent.store_tools import store_tools
-from agent.tools import ToolRuntime
+from agent.tools import Tool, ToolRuntime
 from features.channels import POLICY_CHANGES
 from features.events import Control, PolicyChange, outgoing
 from features.store import RowReader, read_groups
@@ -49,7 +49,10 @@ class PolicyGate:
 
     def __init__(self, pack_files: list[tuple[str, str]], active: str | None,
                  rows_factory: Callable[[], RowReader], native: bool = True,
-                 facts_factory: Callable[[RowReader], RowReader] | None = None) -> None:
+                 facts_factory: Callable[[RowReader], RowReader] | None = None,
+                 extra_tools: Callable[[RowReader], list[Tool]] | None = None) -> None:
+        """``extra_tools``: tools beside the store's (the enterprise adapters), built with
+        the runtime in the worker that needs them."""
         packs = {}
         for text, source in pack_files:
             try:
@@ -79,6 +82,7 @@ class PolicyGate:
         self._native = native
         self._lock = threading.Lock()
         self._runtime: ToolRuntime | None = None
+        self._extra_tools = extra_tools
 
     def new_engine(self) -> PolicyEngine:
         return PolicyEngine.from_compiled(self.packs, self.active)
@@ -194,7 +198,8 @@ class PolicyGate:
             rows = self._reader()
             with self._lock:
                 if self._runtime is None:
-                    self._runtime = ToolRuntime(store_tools(rows, self._native))
+                    extra = self._extra_tools(rows) if self._extra_tools is not None else []
+                    self._runtime = ToolRuntime(store_tools(rows, self._native) + extra)
         return self._runtime
 
     def candidates(self, skus: list[str], facts: list[tuple[Any, ...]] | None = None

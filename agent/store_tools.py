@@ -232,3 +232,73 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
                       "likes most that is valid and in stock", scope="configurator:read",
                       input_model=ConfigIn, output_model=ConfigOut, trusted=True), configure),
     ]
+
+
+class PlmConfigIn(BaseModel):
+    sku: str
+    option_groups: list[dict[str, Any]]
+    compatibility: list[dict[str, Any]] = []
+    base_price: float = Field(ge=0)
+    affinities: str = ""
+    base_days: int = Field(description="the MES lead time of the standard build (-1: none)")
+    window_days: int = Field(ge=0, description="the longest lead time the user accepts")
+
+
+class PlmConfigOut(BaseModel):
+    choices: dict[str, str]
+    options: list[str]
+    score: float
+    price: float
+    extra_days: int
+
+
+def plm_configurator_tool(rows: RowReader) -> Tool:
+    """The configurator over a product structure from the PLM (``connectors.enterprise``)
+    instead of the catalog's options: the combination the user's affinities like most that
+    is compatible, has its materials in stock (the store's stock rows) and ships within
+    ``window_days`` (the MES's base lead time plus the slowest chosen option's own days).
+
+    >>> from agent.tools import ToolRuntime
+    >>> rt = ToolRuntime([plm_configurator_tool(type("R", (), {
+    ...     "read_many": lambda self, e, keys: [{AVAILABLE: 3} for _ in keys]})())])
+    >>> groups = [{"group_id": "frame", "options": [
+    ...     {"option_id": "alu", "price_delta": 0.0, "lead_time_days": 0},
+    ...     {"option_id": "carbon", "price_delta": 400.0, "lead_time_days": 5,
+    ...      "attributes": {"frame": "carbon"}}]}]
+    >>> x = {"sku": "B1", "option_groups": groups, "base_price": 1000.0,
+    ...      "affinities": "frame=carbon:1.0", "base_days": 2}
+    >>> rt.call("configurator_plm", {**x, "window_days": 10}, ALL_SCOPES).output["choices"]
+    {'frame': 'carbon'}
+    >>> rt.call("configurator_plm", {**x, "window_days": 5}, ALL_SCOPES).output["choices"]
+    {'frame': 'alu'}
+    """
+    def configure(x: dict[str, Any]) -> dict[str, Any]:
+        groups = x["option_groups"]
+        if not groups:
+            raise LookupError(f"{x['sku']} is not configurable")
+        if x["base_days"] < 0:
+            raise LookupError(f"{x['sku']}: no production capacity in the MES's horizon")
+        space = ConfigSpace(groups, x.get("compatibility") or [])
+        mats = space.material_skus
+        stock = {m: (row or {}).get(AVAILABLE)
+                 for m, row in zip(mats, rows.read_many("item", mats), strict=True)}
+        days = {f"{g['group_id']}:{o['option_id']}": int(o.get("lead_time_days", 0))
+                for g in groups for o in g["options"]}
+        best = space.best(parse_weights(x.get("affinities", "")), stock, option_days=days,
+                          max_days=x["window_days"] - x["base_days"])
+        if best is None:
+            raise LookupError(f"no configuration of {x['sku']} in stock that ships within "
+                              f"{x['window_days']} days")
+        choices, score = best
+        chosen = [f"{g}:{o}" for g, o in choices.items()]
+        delta = sum(o.get("price_delta", 0.0) for g in groups for o in g["options"]
+                    if choices.get(g["group_id"]) == o["option_id"])
+        return {"choices": choices, "options": chosen, "score": score,
+                "price": round(float(x["base_price"]) + delta, 2),
+                "extra_days": max((days.get(c, 0) for c in chosen), default=0)}
+
+    return Tool(ToolSpec(name="configurator_plm", description="the option combination a "
+                         "user likes most that is valid, in stock and ships in time (PLM "
+                         "structure, MES lead time)", scope="configurator:read",
+                         input_model=PlmConfigIn, output_model=PlmConfigOut, trusted=True),
+                configure)

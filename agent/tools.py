@@ -24,7 +24,8 @@ and returns the outcome with a record for the decision log (a dict with the fiel
 **Costs**: a tool declares ``cost_per_call``; a tool whose service reports the price of a
 call returns it as ``_cost`` in its output (taken out before the output is validated). A
 call's record carries its ``cost`` when it has one (every attempt of a failed call costs
-the declared price).
+the declared price). A budget is asked for the larger of the declared price and the last
+one the service reported.
 
 ``ToolRuntime.call_many`` runs a read-only, trusted, inline tool for many inputs as **one
 governed call** (one scope check, rate-limit token, breaker call, timeout of ``timeout_ms``
@@ -192,6 +193,7 @@ class ToolRuntime:
         if len(self.tools) != len(tools):
             raise ValueError("duplicate tool names")
         self.ledger = ledger or MemoryLedger()
+        self.reported: dict[str, float] = {}  # the last price a service reported per tool
         self.clock = clock
         self._lock = threading.Lock()
         self.breakers = {n: pybreaker.CircuitBreaker(fail_max=t.spec.breaker_fail_max,
@@ -280,8 +282,9 @@ class ToolRuntime:
             seen = self.ledger.get(idempotency_key)
             if seen is not None:
                 return self._done(name, inputs, idempotency_key, t0, "replayed", seen)
-        if budget is not None and s.cost_per_call > 0:
-            refusal = budget.refusal(s.cost_per_call)
+        estimate = max(s.cost_per_call, self.reported.get(name, 0.0))
+        if budget is not None and estimate > 0:
+            refusal = budget.refusal(estimate)
             if refusal is not None:
                 return self._done(name, inputs, idempotency_key, t0, "over_budget", None,
                                   refusal, refusal=refusal)
@@ -298,8 +301,9 @@ class ToolRuntime:
         cost = s.cost_per_call * attempts[0]
         if out is not None and "_cost" in out:
             out = dict(out)
-            reported = out.pop("_cost")
-            cost = s.cost_per_call * (attempts[0] - 1) + float(reported)
+            reported = float(out.pop("_cost"))
+            self.reported[name] = reported
+            cost = s.cost_per_call * (attempts[0] - 1) + reported
         if budget is not None and cost:
             budget.charge(cost)
         return self._done(name, inputs, idempotency_key, t0, outcome, out, error, cost)

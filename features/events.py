@@ -259,6 +259,9 @@ class Configuration(_Out):
     price: Money
     currency: Currency
     trigger_event_id: Id
+    ship_date: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = Field(
+        None, description="the ship date the MES promised (with the enterprise adapters)")
+    lead_time_days: Annotated[int, Field(ge=0, le=3650)] | None = None
 
 
 class Verdict(BaseModel):

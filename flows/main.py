@@ -13,6 +13,7 @@ import gc
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,8 +28,11 @@ from agent.learner import FEED_RANKER, FeedLearner
 from agent.model_slot import ModelSlot
 from agent.offer_bandit import OFFER_BANDIT, OfferLearner, parse_bandit
 from agent.policy_gate import PolicyGate
+from agent.store_tools import plm_configurator_tool
+from agent.tools import Tool
 from connectors.cached_store import CachedRows
 from connectors.delivery import delivery
+from connectors.enterprise import EnterpriseClient, enterprise_tools
 from connectors.file_sink import JsonlDirSink
 from connectors.file_source import FileSource
 from connectors.kafka_source import kafka_raw_input
@@ -44,6 +48,7 @@ from features.definitions import REGISTRY
 from features.events import FeatureQuality, LateEvent, Outgoing, outgoing
 from features.formats import FORMATS
 from features.input_monitor import DEFAULTS as INPUT_MONITOR_DEFAULTS
+from features.store import RowReader
 from features.validate import RawRecord
 from flows.gc_tuning import FreezeEvery, set_thresholds
 from flows.settings import Settings
@@ -160,7 +165,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                           native=s.native_kernels,
                           facts_factory=lambda rows: CachedRows(
                               rows, s.tool_cache_s, max_keys=200_000,
-                              derive=PolicyGate.facts_of))
+                              derive=PolicyGate.facts_of),
+                          extra_tools=enterprise_factory(s))
         cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
                            s.candidates_scored, native=s.native_kernels, prefetch=gate,
                            lists=s.ranker_learning, exclude_seen=s.exclude_seen)
@@ -173,7 +179,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                             Attribution({k: int(v * 1000)
                                          for k, v in s.attribution_windows_s.items()},
                                         max_negatives=s.attribution_max_negatives),
-                            models, bandit, tuple(s.offer_arms))
+                            models, bandit, tuple(s.offer_arms),
+                            window_days=s.configuration_window_days)
         feed = feed_decision("decision", ranked, ctl.accepted if ctl else None, fold,
                              s.state_shards,
                              snapshots=s.recovery_dir is not None,
@@ -221,6 +228,18 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
         op.output("features_parquet", flatten("features_rows", feats.store_ops),
                   ParquetFeatureSink(cfg.features_parquet, REGISTRY))
     return flow
+
+
+def enterprise_factory(s: Settings) -> Callable[[RowReader], list[Tool]] | None:
+    """The enterprise adapters and the PLM configurator, when an enterprise URL is set."""
+    if s.enterprise_url is None:
+        return None
+    url, timeout = s.enterprise_url.get_secret_value(), s.enterprise_timeout_ms
+
+    def build(rows: RowReader) -> list[Tool]:
+        return [*enterprise_tools(EnterpriseClient(url, timeout), timeout, s.enterprise_costs),
+                plm_configurator_tool(rows)]
+    return build
 
 
 def quality_out(q: FeatureQuality | Outgoing) -> Outgoing:

@@ -171,6 +171,16 @@ class Settings(BaseSettings):
                                       "a cached row up to this long past tool_cache_s is "
                                       "used at once and read again in the background "
                                       "(stale-while-revalidate); 0 = wait for the store")
+    enterprise_url: SecretStr | None = Field(None, description="base URL of the PLM/MES/ERP/"
+                                             "pricing APIs (connectors.enterprise; it may "
+                                             "carry credentials); unset = the store's tools")
+    enterprise_timeout_ms: float = Field(200.0, gt=0, description="hard timeout of each "
+                                         "enterprise call")
+    enterprise_costs: dict[str, float] = Field(
+        {}, description="declared price per call per API family (plm, mes, erp, pricing), "
+        "for services that do not report it in X-Call-Cost")
+    configuration_window_days: int = Field(21, ge=0, le=3650, description="the longest lead "
+                                           "time a configuration may promise (with the MES)")
     idle_evict_s: float | None = Field(None, gt=0, description="drop idle keys' state (wall "
                                                               "clock); the store keeps them")
 

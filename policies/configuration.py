@@ -71,6 +71,8 @@ class ConfigSpace:
     ...     {"option_id": "black", "attributes": {"color": "black"}}]}], [])
     >>> space.best({"color=black": 1.0}, {})
     ({'color': 'black'}, 1.0)
+    >>> space.best({"color=black": 1.0}, {}, option_days={"color:black": 9}, max_days=5)
+    ({'color': 'red'}, 0.0)
     """
 
     def __init__(self, groups: list[dict[str, Any]], compatibility: list[dict[str, Any]]) -> None:
@@ -101,7 +103,12 @@ class ConfigSpace:
         return hit
 
     def best(self, affinity: dict[str, float], material_available: dict[str, int | None],
-             max_combinations: int = 4096) -> tuple[dict[str, str], float] | None:
+             max_combinations: int = 4096, option_days: dict[str, int] | None = None,
+             max_days: int | None = None) -> tuple[dict[str, str], float] | None:
+        """``option_days`` (``group:option`` → days it adds to the lead time, e.g. made to
+        order) and ``max_days``: a combination whose slowest option adds more is not
+        feasible (the delivery window)."""
+        days = option_days or {}
         ranked = []  # per group: [(option id, score)] best first
         for _, opts in self.groups:
             scored = [(i, oid, sum(affinity.get(k, 0.0) for k in keys), delta)
@@ -118,6 +125,10 @@ class ConfigSpace:
             if best is not None and score <= best[1]:
                 continue
             ids = tuple(o for o, _ in combo)
+            if max_days is not None and days and max(
+                    (days.get(f"{g}:{o}", 0) for g, o in zip(self.group_ids, ids, strict=True)),
+                    default=0) > max_days:
+                continue
             ok, mats = self._combo(ids)
             if ok and all((a := get(m)) is not None and a >= 1 for m in mats):
                 best = (ids, score)
