@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.plans import AGENT_SCOPES, Plan, Step, run_plan
 from agent.records import Records, record_out
+from agent.review import hold
 from features.channels import CONFIGURATIONS
 from features.events import Configuration, event_doc, outgoing_doc
 from features.score import MODEL_VERSION
@@ -23,6 +24,7 @@ from features.user_features import UserFeatures
 from policies.evaluate import UserContext
 from policies.lifecycle import PolicyEngine
 from policies.privacy import decision_id
+from policies.review import review_needed
 
 MAX_CONFIGS = 8  # last proposals kept per user
 WINDOW_DAYS = 21  # the longest lead time a configuration may promise (ctx.window_days)
@@ -118,8 +120,15 @@ def decide_configuration(ctx: Any, configs: dict[str, tuple[Any, ...]], f: UserF
                        outcome, [sku])
     liked = f.attributes.split(",")[0].rsplit(":", 1)[0] if f.attributes else "your taste"
     when = f", ships {ship['ship_date']}" if ship else ""
-    return [outgoing_doc(CONFIGURATIONS.name, f.user_id, conf),
-            record_out({**rec, "fallbacks": fallbacks,
-                        "output": {"sku": sku, "choices": shown, **ship},
-                        "explanation": f"because you viewed {sku}: options matching {liked}, "
-                                       f"compatible and in stock{when}"})]
+    rec = {**rec, "fallbacks": fallbacks, "output": {"sku": sku, "choices": shown, **ship},
+           "explanation": f"because you viewed {sku}: options matching {liked}, "
+                          f"compatible and in stock{when}"}
+    compiled = eng.packs.get(f"{r.pack}@{r.version}")
+    reasons, deadline = review_needed(compiled.pack.rules if compiled else (), "configure",
+                                      f.ts, price=cfg["price"],
+                                      lead_time_days=ship.get("lead_time_days"),
+                                      first_order=not f.purchased)
+    if reasons and deadline is not None:  # a person decides first (agent.review)
+        return hold("configuration", f.user_id, sku, f.ts, deadline, reasons, conf, rec,
+                    {"choices": shown, "price": cfg["price"], **ship})
+    return [outgoing_doc(CONFIGURATIONS.name, f.user_id, conf), record_out(rec)]

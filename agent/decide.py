@@ -34,6 +34,7 @@ from agent.offer_bandit import OFFER_BANDIT, OfferImpression, OfferOutcome, offe
 from agent.plans import Trigger, plan_goals
 from agent.policy_gate import RANKER_FACTS, PolicyGate
 from agent.records import Records
+from agent.review import Hold, Reviews
 from features.channels import FEED, TRAINING_EXAMPLES
 from features.events import Outgoing, TrainingExample, event_doc, outgoing_doc
 from features.ranking import rows_and_scores
@@ -140,12 +141,29 @@ class DecisionFold:
         pending.sort(key=lambda c: (c.ts, c.event_id))
         return []
 
+    @staticmethod
+    def _reviews(eng: PolicyEngine) -> Reviews:
+        """The shard's decisions held for review (kept with its engine, snapshotted)."""
+        reviews: Reviews | None = getattr(eng, "reviews", None)
+        if reviews is None:
+            reviews = eng.reviews = Reviews()  # type: ignore[attr-defined]
+        return reviews
+
     def _due(self, eng: PolicyEngine, ts: int) -> list[Any]:
-        """Apply the queued controls up to event time ``ts`` (shard 0 logs the changes)."""
+        """Apply the queued controls up to event time ``ts`` (shard 0 logs the changes),
+        and time out the reviews whose deadline passed, in event-time order."""
         pending = getattr(eng, "pending", None)
+        reviews: Reviews | None = getattr(eng, "reviews", None)
         out: list[Any] = []
         while pending and pending[0].ts <= ts:
             ctl = pending.pop(0)
+            if reviews is not None and reviews.held:
+                out += reviews.expire(ctl.ts)
+            if ctl.action == "review_decision":
+                if reviews is not None:
+                    out += reviews.decide(ctl.decision_id, ctl.verdict, ctl.ts, ctl.issued_by,
+                                          ctl.reason, ctl.event_id, ctl.discount_pct)
+                continue
             if ctl.action == "switch_model":  # pin a version (none: follow the newest)
                 pins = getattr(eng, "model_pins", None)
                 if pins is None:
@@ -156,6 +174,8 @@ class DecisionFold:
                     pins[model_of_version(ctl.version)] = ctl.version
                 continue
             out += self.gate.control(eng, ctl, emit=getattr(eng, "shard", 0) == 0)
+        if reviews is not None and reviews.held:
+            out += reviews.expire(ts)
         return out
 
     def _example(self, user_id: str, e: Example, known_ts: int) -> list[Any]:
@@ -261,4 +281,10 @@ class DecisionFold:
                                 p.record.get("model_version", "")))
             elif goal == "propose_configuration" and sku is not None:
                 out += decide_configuration(self, st.configs, f, sku, eng, user)
+        if any(type(x) is Hold for x in out):  # held for review: kept in the shard's state
+            reviews = self._reviews(eng)
+            for x in out:
+                if type(x) is Hold:
+                    reviews.add(x)
+            out = [x for x in out if type(x) is not Hold]
         return out

@@ -22,11 +22,13 @@ from agent.allocation import Proposal
 from agent.offer_bandit import allowed_arms, choose_arm
 from agent.plans import AGENT_SCOPES, Plan, Step, run_plan
 from agent.records import Records
+from agent.review import hold
 from features.score import MODEL_VERSION
 from features.user_features import UserFeatures
 from policies.evaluate import Candidates, UserContext
 from policies.lifecycle import PolicyEngine
 from policies.privacy import decision_id
+from policies.review import review_needed
 
 OFFER_DISCOUNT_PCT = 10.0
 OFFER_TTL_MS = 24 * 3_600_000
@@ -108,6 +110,16 @@ def decide_offer(ctx: Any, sent: tuple[int, ...], f: UserFeatures, sku: str, eng
     rec["fallbacks"] = run.fallbacks
     rec["explanation"] = (f"because you added {sku} to your cart; {available} in stock; "
                           f"{discount:g}% {how}")
-    return (*sent, f.ts)[-MAX_SENT:], [Proposal(
-        sku, f.user_id, did, f.ts, f.ts + OFFER_TTL_MS, discount, quote["price"],
-        quote["currency"], int(available or 0), f.event_id, rec)]
+    proposal = Proposal(sku, f.user_id, did, f.ts, f.ts + OFFER_TTL_MS, discount,
+                        quote["price"], quote["currency"], int(available or 0), f.event_id,
+                        rec)
+    compiled = eng.packs.get(f"{outcome.result.pack}@{outcome.result.version}")
+    reasons, deadline = review_needed(compiled.pack.rules if compiled else (), "offer", f.ts,
+                                      discount_pct=discount, price=quote["price"],
+                                      first_order=not f.purchased)
+    if reasons and deadline is not None:  # a person decides first (agent.review)
+        return (*sent, f.ts)[-MAX_SENT:], hold(
+            "offer", f.user_id, sku, f.ts, deadline, reasons, proposal, rec,
+            {"discount_pct": discount, "price": quote["price"], "currency": quote["currency"]},
+            max_discount=r.discounts[0])
+    return (*sent, f.ts)[-MAX_SENT:], [proposal]

@@ -27,6 +27,7 @@ from features.events import (
     ModelChange,
     Offer,
     PolicyChange,
+    ReviewRequest,
     TrainingExample,
 )
 
@@ -49,9 +50,10 @@ CONTROL_AUDIT = Channel("control_audit", ControlAudit, "id of the control's sign
 TRAINING_EXAMPLES = Channel("training_examples", TrainingExample, "the user's pseudonym")
 MODEL_CHANGES = Channel("model_changes", ModelChange, "the model's name")
 DRIFT_ALERTS = Channel("drift_alerts", DriftAlert, "the monitor's name")
+REVIEW_REQUESTS = Channel("review_requests", ReviewRequest, "the user's pseudonym")
 
 CHANNELS: tuple[Channel, ...] = (FEED, OFFERS, CONFIGURATIONS, DEAD_LETTERS, LATE_EVENTS,
                                  FEATURE_QUALITY, DECISION_RECORDS, POLICY_CHANGES,
                                  CONTROL_AUDIT, TRAINING_EXAMPLES, MODEL_CHANGES,
-                                 DRIFT_ALERTS)
+                                 DRIFT_ALERTS, REVIEW_REQUESTS)
 NAMES: tuple[str, ...] = tuple(c.name for c in CHANNELS)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, NamedTuple, TypeAlias
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 64 * 1024
@@ -164,7 +164,7 @@ class CatalogItem(_Event):
 
 ControlAction = Literal[
     "switch_policy", "switch_model", "erase_user", "shadow_policy", "canary_policy",
-    "rollback_policy",
+    "rollback_policy", "review_decision",
 ]
 
 
@@ -176,11 +176,27 @@ class Control(_Event):
         None, description="policy pack or model version"
     )
     percent: Annotated[float, Field(ge=0, le=100)] | None = Field(None, description="canary share")
+    decision_id: Id | None = Field(None, description="review_decision: the held decision")
+    verdict: Literal["approve", "reject", "modify"] | None = Field(
+        None, description="review_decision: modify = approve with discount_pct")
+    discount_pct: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        None, description="review_decision (modify): the offer's discount instead")
+    reason: Annotated[str, Field(max_length=512)] | None = Field(
+        None, description="review_decision: why, in the reviewer's words")
     issued_by: Annotated[str, Field(max_length=128)] = "unknown"
     key_id: Annotated[str, Field(max_length=64)] | None = Field(
         None, description="the control key that signed it (policies.control_auth)")
     signature: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
         None, description="hex HMAC-SHA256 of the canonical event under the key")
+
+    @model_validator(mode="after")
+    def _review_fields(self) -> Control:
+        if self.action == "review_decision":
+            if self.decision_id is None or self.verdict is None:
+                raise ValueError("review_decision needs decision_id and verdict")
+            if self.verdict == "modify" and self.discount_pct is None:
+                raise ValueError("a modify verdict needs discount_pct")
+        return self
 
 
 Inbound: TypeAlias = Annotated[
@@ -291,6 +307,38 @@ class ToolCall(BaseModel):
         None, description="the cost budget limit that refused the call (over_budget)")
 
 
+class Review(BaseModel):
+    """What happened to a decision held for review (``policies.review``)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    status: Literal["approved", "rejected", "modified", "timed_out"]
+    reasons: Annotated[list[Text], Field(max_length=16)] = Field(
+        description="the review rules that held it")
+    requested_ts: TsMs
+    resolved_ts: TsMs
+    reviewer: Annotated[str, Field(max_length=128)] | None = None
+    reason: Annotated[str, Field(max_length=512)] | None = None
+    review_event_id: Id | None = None
+
+
+class ReviewRequest(_Out):
+    """A decision held until a person decides (``review_decision`` control event) or its
+    deadline passes (the safe default: not sent)."""
+
+    type: Literal["review_request"] = "review_request"
+    decision_id: Id
+    decision_type: Literal["offer", "configuration"]
+    user_ref: Id = Field(description="pseudonymized user id, never the raw id")
+    sku: Id
+    proposal: dict[str, str | int | float | bool | None | list[str]] = Field(
+        description="what would be sent: discount, price, choices, ship date")
+    reasons: Annotated[list[Text], Field(min_length=1, max_length=16)]
+    deadline_ts: TsMs
+    policy_pack: Annotated[str, Field(max_length=64)]
+    policy_version: Annotated[str, Field(max_length=64)]
+
+
 class DecisionRecord(_Out):
     type: Literal["decision_record"] = "decision_record"
     decision_id: Id
@@ -311,6 +359,7 @@ class DecisionRecord(_Out):
     fallbacks: Annotated[list[Text], Field(max_length=32)] = []
     cost: Annotated[float, Field(ge=0)] | None = Field(
         None, description="what the decision's tool calls cost together (when any had a price)")
+    review: Review | None = Field(None, description="held for review: what became of it")
     output: dict[str, str | int | float | bool | None | list[str]] = {}
     explanation: Annotated[str, Field(max_length=2048)]
 
@@ -506,6 +555,6 @@ class ControlAudit(_Out):
 
 OUTBOUND_MODELS: tuple[type[_Out], ...] = (
     FeedUpdate, Offer, Configuration, DecisionRecord, DriftAlert, DeadLetter, LateEvent,
-    FeatureQuality, PolicyChange, ControlAudit, TrainingExample, ModelChange,
+    FeatureQuality, PolicyChange, ControlAudit, TrainingExample, ModelChange, ReviewRequest,
 )
 ALL_MODELS: tuple[type[BaseModel], ...] = tuple(INBOUND_TYPES.values()) + OUTBOUND_MODELS

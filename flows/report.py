@@ -52,6 +52,10 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         ).items())),
         "drift_alerts": dict(sorted(Counter(
             json.loads(b)["action"] for b in read_channel(out, ch.DRIFT_ALERTS.name)).items())),
+        "tool_costs": _costs(records),
+        "reviews": {"requested": len(read_channel(out, ch.REVIEW_REQUESTS.name)),
+                    **dict(sorted(Counter(r["review"]["status"] for r in records
+                                          if r.get("review")).items()))},
         "late_events": len(late),
         "feature_quality": {
             "reports": len(quality),
@@ -84,6 +88,22 @@ def print_report(report: dict) -> None:
             print(f"  example feed for {v['user_id']}: {items}")
         else:
             print(f"  {k}: {v}")
+
+
+def _costs(records: list[dict]) -> dict:
+    """What the decisions' tool calls cost (enterprise adapters with a price per call):
+    in all, per decision (mean), per tool, and the calls a cost budget refused."""
+    per_tool: Counter[str] = Counter()
+    refused = 0
+    for r in records:
+        for c in r["tool_calls"]:
+            per_tool[c["tool"]] += c.get("cost", 0.0)
+            refused += c["outcome"] == "over_budget"
+    total = sum(r.get("cost", 0.0) for r in records)
+    return {"total": round(total, 6),
+            "per_decision": round(total / len(records), 6) if records else 0.0,
+            "by_tool": {t: round(v, 6) for t, v in sorted(per_tool.items()) if v},
+            "over_budget_calls": refused}
 
 
 def _by_model(feeds: list[dict]) -> dict[str, int]:

@@ -26,7 +26,8 @@ class FeedStreams(NamedTuple):
 
 def _controls(ev) -> list:
     return [ev] if type(ev) is Control and (ev.action in POLICY_ACTIONS
-                                            or ev.action == "switch_model") else []
+                                            or ev.action in ("switch_model",
+                                                             "review_decision")) else []
 
 
 def _model_of(o: Outcome | OfferOutcome) -> str:

@@ -82,10 +82,26 @@ class ConfigurationParams(_Params):
     require_all_required_groups: bool = True
 
 
+class ReviewParams(_Params):
+    """A person decides before the action goes out (``policies.review``): an offer or a
+    configuration matching any condition is held and sent to ``review_requests``; a
+    ``review_decision`` control event releases it, or ``timeout_s`` of event time passes and
+    the safe default (not sending) applies."""
+
+    min_discount_pct: float | None = Field(None, ge=0, le=100, description="an offer's "
+                                           "discount at or above this")
+    min_price: float | None = Field(None, ge=0, description="a price at or above this")
+    min_lead_time_days: int | None = Field(None, ge=0, description="a configuration "
+                                           "promising a lead time at or above this")
+    first_order_only: bool = Field(False, description="only users who never ordered")
+    timeout_s: int = Field(3600, gt=0, le=30 * 86400)
+
+
 PARAMS: dict[str, type[_Params]] = {
     "consent": ConsentParams, "stock": StockParams, "price": PriceParams,
     "frequency_cap": FrequencyCapParams, "exposure": ExposureParams,
     "compliance": ComplianceParams, "configuration": ConfigurationParams,
+    "review": ReviewParams,
 }
 RULE_TYPES = tuple(PARAMS)
 

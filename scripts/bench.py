@@ -779,6 +779,79 @@ def bench_metrics(runs: int = 5, events: int = 30_000) -> Figure:
             "how": f"same runs; without: {n / statistics.median(off):,.0f} events/s"}}
 
 
+def bench_enterprise(runs: int = 3, calls: int = 400, events: int = 8_000) -> Figure:
+    """The enterprise adapters against the reference service on loopback: one governed
+    HTTP call (pricing quote), and the whole main flow with the adapters against without
+    (alternating runs), with prices per call set, and what a decision cost."""
+    import httpx
+
+    from agent.tools import ToolRuntime
+    from connectors.enterprise import ENTERPRISE_SCOPES, EnterpriseClient, enterprise_tools
+    from flows.report import summarize
+    from scripts.servers import enterprise_service
+
+    tmp = Path(tempfile.mkdtemp(prefix="bespoke-bench-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    path = tmp / "events.jsonl"
+    n = sum(write_jsonl(str(path), Generator(GenConfig(seed=42, items=500, users=800,
+                                                       events=events)).records()).values())
+    prices = {"plm": 0.01, "mes": 0.005, "erp": 0.004, "pricing": 0.02}
+    with enterprise_service(seed=42, items=500) as url:
+        for fam, price in prices.items():
+            httpx.put(f"{url}/admin/faults", json={"family": fam, "price": price})
+        rt = ToolRuntime(enterprise_tools(EnterpriseClient(url, 1000), 1000))
+
+        def one_call() -> float:
+            lat = []
+            for i in range(calls):
+                t0 = time.perf_counter()
+                r = rt.call("pricing_engine_quote", {"sku": f"SKU{i % 500:06d}"},
+                            ENTERPRISE_SCOPES)
+                lat.append((time.perf_counter() - t0) * 1e3)
+                assert r.outcome == "ok", r
+            return statistics.median(lat)
+
+        call_ms, call_vals = _median_runs(one_call, runs)
+
+        def flow(with_adapters: bool, i: int) -> tuple[float, dict]:
+            out = tmp / f"e{int(with_adapters)}-{i}"
+            s = Settings(_env_file=None, progress_every_s=0,
+                         enterprise_url=url if with_adapters else None)
+            cfg = RunConfig(inputs=[str(path)], output=str(out), store=f"memory://{out.name}",
+                            settings=s)
+            t0 = time.perf_counter()
+            run(cfg)
+            secs = time.perf_counter() - t0
+            MemoryStore.drop(out.name)
+            return secs, summarize(out, secs, None, None)
+
+        off, on, reports = [], [], []
+        for i in range(runs):
+            off.append(flow(False, i)[0])
+            secs, rep = flow(True, i)
+            on.append(secs)
+            reports.append(rep)
+    costs = reports[-1]["tool_costs"]
+    ratios = [b / a for a, b in zip(off, on, strict=True)]
+    return {
+        "enterprise_call_ms": {
+            "value": round(call_ms, 3), "unit": "ms/call",
+            "how": f"median of {runs} runs ({', '.join(f'{v:.3f}' for v in call_vals)}) of "
+                   f"the median of {calls} pricing quotes through the governed runtime (thread "
+                   f"timeout, schema check) to the reference service on loopback"},
+        "enterprise_flow_slowdown": {
+            "value": round(statistics.median(ratios), 2), "unit": "x wall time",
+            "how": f"median over {runs} alternating pairs of (with adapters / without) "
+                   f"({', '.join(f'{r:.2f}' for r in ratios)}); the whole main flow, embedded, "
+                   f"{n} generated events, one worker; with: {n / statistics.median(on):,.0f} "
+                   f"events/s, without: {n / statistics.median(off):,.0f} events/s"},
+        "enterprise_cost_per_decision": {
+            "value": costs["per_decision"], "unit": "price units/decision",
+            "how": f"the last run's records at prices per call {prices}: total "
+                   f"{costs['total']} over its decision records (feeds included, which call "
+                   f"no priced tool); by tool {costs['by_tool']}"}}
+
+
 BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows right after it
     "yardstick": bench_yardstick,
     "feature_flow": bench_feature_flow,
@@ -791,6 +864,7 @@ BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows r
     "offer_bandit": bench_offer_bandit,
     "drift": bench_drift,
     "metrics": bench_metrics,
+    "enterprise": bench_enterprise,
 }
 
 

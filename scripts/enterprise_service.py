@@ -3,7 +3,7 @@
 Stands in for the systems a deployment owns, so Bespoke's adapters
 (``connectors.enterprise``) are tested against a real HTTP server, never a mock:
 
-    python -m scripts.enterprise_service --port 8700 --seed 42 --items 500
+    python -m scripts.enterprise_service --port 8700 --seed 42 --items 1000
 
 - **PLM** ``GET /plm/v1/products/{sku}``: option groups, compatibility rules and bill of
   materials of a configurable product (the generator's catalog of the same seed and size);
@@ -108,7 +108,7 @@ class _Fault:
 class Enterprise:
     """The service's data (SQLite) and switches."""
 
-    def __init__(self, seed: int = 42, items: int = 500, capacity: int = 20) -> None:
+    def __init__(self, seed: int = 42, items: int = 1000, capacity: int = 20) -> None:
         from connectors.generator import GenConfig, Generator
 
         self.seed, self.capacity = seed, capacity
@@ -370,7 +370,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8700)
     p.add_argument("--seed", type=int, default=42, help="the generator's seed (its catalog)")
-    p.add_argument("--items", type=int, default=500, help="the generator's catalog size")
+    p.add_argument("--items", type=int, default=1000,
+                   help="the generator's catalog size (the demo's)")
     p.add_argument("--capacity", type=int, default=20, help="units per line and day")
     a = p.parse_args(argv)
     app = build_app(Enterprise(a.seed, a.items, a.capacity))
