@@ -35,14 +35,22 @@ from agent.plans import Trigger, plan_goals
 from agent.policy_gate import RANKER_FACTS, PolicyGate
 from agent.records import Records
 from agent.review import Hold, Reviews
-from features.channels import FEED, TRAINING_EXAMPLES
-from features.events import Outgoing, TrainingExample, event_doc, outgoing_doc
+from features.channels import FEED, POLICY_CHANGES, TRAINING_EXAMPLES
+from features.events import (
+    Outgoing,
+    PolicyChange,
+    TrainingExample,
+    event_doc,
+    outgoing,
+    outgoing_doc,
+)
 from features.ranking import rows_and_scores
 from features.score import MODEL_VERSION
 from features.store import StorePurge
 from features.user_features import UserFeatures
-from policies.evaluate import UserContext
+from policies.evaluate import UserContext, top_category
 from policies.lifecycle import PolicyEngine
+from policies.overrides import OverrideSet
 from policies.pack import CostBudgets
 
 NO_BUDGETS = CostBudgets()
@@ -87,6 +95,22 @@ def _example_doc(ref: str, e: Example) -> dict[str, Any]:
                      label=e.label, outcome=e.outcome, delay_ms=e.delay_ms,
                      model_version=MODEL_VERSION,
                      features=[round(v, 4) for v in e.features] if e.features else None)
+
+
+def _overridden(ranked: list[tuple[str, float]], feats: list[Any], facts: list[Any] | None,
+                suppressed: frozenset[str], pinned: tuple[str, ...]
+                ) -> tuple[list[tuple[str, float]], list[Any], list[Any] | None]:
+    """The candidates without the suppressed items and with the pinned ones first (above
+    the best score; the policy still judges them). A feed with pins is not learned from
+    (its pinned items have no logged features)."""
+    keep = [i for i, (s, _) in enumerate(ranked) if s not in suppressed and s not in pinned]
+    top = max((sc for _, sc in ranked), default=0.0)
+    pins = [(s, top + 1.0 + (len(pinned) - j) * 1e-3) for j, s in enumerate(pinned)]
+    out = pins + [ranked[i] for i in keep]
+    if pins:
+        return out, [], None
+    return (out, [feats[i] for i in keep] if feats else feats,
+            [facts[i] for i in keep] if facts is not None else None)
 
 
 class DecisionFold:
@@ -149,6 +173,27 @@ class DecisionFold:
             reviews = eng.reviews = Reviews()  # type: ignore[attr-defined]
         return reviews
 
+    def _override(self, eng: PolicyEngine, ctl: Any) -> list[Any]:
+        """An operator's override or dispute: a new version of the shard's override set
+        (every shard applies it; shard 0 logs it to ``policy_changes``)."""
+        ovs: OverrideSet | None = getattr(eng, "overrides", None)
+        if ovs is None:
+            ovs = eng.overrides = OverrideSet()  # type: ignore[attr-defined]
+        if ctl.action == "dispute_decision":
+            change = ovs.dispute(ctl.decision_id, tuple(ctl.skus), ctl.ts, ctl.issued_by,
+                                 ctl.reason)
+        else:
+            target = ctl.user_ref if ctl.scope == "user" else ctl.segment
+            change = ovs.apply(ctl.override_id, ctl.mode, ctl.scope or "all", target,
+                               tuple(ctl.skus), ctl.ts, ctl.until_ts, ctl.issued_by)
+        if getattr(eng, "shard", 0) != 0:
+            return []
+        return [outgoing(POLICY_CHANGES.name, "overrides", PolicyChange(
+            id=f"override:{ctl.event_id}", ts=ctl.ts, seq=ovs.version,
+            action="dispute" if ctl.action == "dispute_decision" else f"override_{ctl.mode}",
+            pack=f"overrides@{ovs.version}", detail=change[:2048], issued_by=ctl.issued_by,
+            ok=True, trigger_event_id=ctl.event_id))]
+
     def _due(self, eng: PolicyEngine, ts: int) -> list[Any]:
         """Apply the queued controls up to event time ``ts`` (shard 0 logs the changes),
         and time out the reviews whose deadline passed, in event-time order."""
@@ -163,6 +208,9 @@ class DecisionFold:
                 if reviews is not None:
                     out += reviews.decide(ctl.decision_id, ctl.verdict, ctl.ts, ctl.issued_by,
                                           ctl.reason, ctl.event_id, ctl.discount_pct)
+                continue
+            if ctl.action in ("override", "dispute_decision"):
+                out += self._override(eng, ctl)
                 continue
             if ctl.action == "switch_model":  # pin a version (none: follow the newest)
                 pins = getattr(eng, "model_pins", None)
@@ -254,7 +302,17 @@ class DecisionFold:
         ranked, feats, model, facts, drift = self._rerank(f, ranked, found, eng)
         if drift and f.consent is not None and "personalization" in f.consent:
             found = found._replace(fallbacks=[*found.fallbacks, f"model_drift:{drift}"])
-        st.last, feed = decide_feed(self, st.last, f, ranked, found, eng, user, model, facts)
+        ovs: OverrideSet | None = getattr(eng, "overrides", None)
+        suppressed: frozenset[str] = frozenset()
+        applied: tuple[str, ...] = ()
+        if ovs is not None and ovs.active:
+            suppressed, pinned, applied = ovs.for_user(
+                self.records.user_ref(f.user_id),
+                top_category(f.categories[0]) if f.categories else None, f.ts)
+            if suppressed or pinned:
+                ranked, feats, facts = _overridden(ranked, feats, facts, suppressed, pinned)
+        st.last, feed = decide_feed(self, st.last, f, ranked, found, eng, user, model, facts,
+                                    applied)
         out += feed
         for o in feed:
             if type(o) is Outgoing and o.channel == FEED.name and o.doc is not None:
@@ -270,7 +328,7 @@ class DecisionFold:
         configurable = (sku is not None and f.kind in ("page_view", "click")
                         and self.gate.configurable(sku))
         for goal in plan_goals(trigger, marketing, len(f.cart), configurable):
-            if goal == "push_offer" and sku is not None:
+            if goal == "push_offer" and sku is not None and sku not in suppressed:
                 st.sent, offer = decide_offer(self, st.sent, f, sku, eng, user)
                 out += offer
                 if self.bandit is not None:

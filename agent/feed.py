@@ -119,10 +119,12 @@ def choose_feed(gate: Any, eng: PolicyEngine, user: UserContext, ts: int,
 def decide_feed(ctx: Any, last: tuple[str, ...] | None, f: UserFeatures,
                 ranked: list[tuple[str, float]], found: Retrieval, eng: PolicyEngine,
                 user: UserContext, model_version: str = MODEL_VERSION,
-                facts: list[Any] | None = None) -> tuple[tuple[str, ...] | None, list[Any]]:
+                facts: list[Any] | None = None, overrides: tuple[str, ...] = ()
+                ) -> tuple[tuple[str, ...] | None, list[Any]]:
     """The feed decision for one trigger: (the feed now sent to the user, outputs).
     ``ctx``: the decision context (``agent.decide.DecisionFold``: gate, k, ttl, records);
-    ``model_version``: what ranked the candidates; ``facts``: their item facts, if read."""
+    ``model_version``: what ranked the candidates; ``facts``: their item facts, if read;
+    ``overrides``: the operator overrides applied to the candidates (``id@version``)."""
     records: Records = ctx.records
     skus, chosen, outcome = choose_feed(ctx.gate, eng, user, f.ts, ranked, ctx.k, facts)
     r = outcome.result
@@ -160,6 +162,8 @@ def decide_feed(ctx: Any, last: tuple[str, ...] | None, f: UserFeatures,
         fallbacks.append("non_personalized")
     rec = records.base(fid, "feed_update", f, FEED_PLAN, model, r.suppressed, found.calls,
                        outcome, skus)
+    if overrides:
+        rec["overrides"] = list(overrides)
     out.append(record_out({
         **rec, "fallbacks": fallbacks,
         "output": {"items": list(picked), **({"unchanged": True} if unchanged else {})},

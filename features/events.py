@@ -164,7 +164,7 @@ class CatalogItem(_Event):
 
 ControlAction = Literal[
     "switch_policy", "switch_model", "erase_user", "shadow_policy", "canary_policy",
-    "rollback_policy", "review_decision",
+    "rollback_policy", "review_decision", "override", "dispute_decision",
 ]
 
 
@@ -182,7 +182,18 @@ class Control(_Event):
     discount_pct: Annotated[float, Field(ge=0, le=100)] | None = Field(
         None, description="review_decision (modify): the offer's discount instead")
     reason: Annotated[str, Field(max_length=512)] | None = Field(
-        None, description="review_decision: why, in the reviewer's words")
+        None, description="review_decision, dispute_decision: why, in the operator's words")
+    override_id: Id | None = Field(None, description="override: the override's id (a new "
+                                   "one with the same id replaces it)")
+    mode: Literal["suppress", "pin", "clear"] | None = Field(None, description="override")
+    scope: Literal["user", "segment", "all"] | None = Field(None, description="override")
+    user_ref: Id | None = Field(None, description="override (scope user): the pseudonym")
+    segment: Annotated[str, Field(max_length=128)] | None = Field(
+        None, description="override (scope segment): the users' strongest top category")
+    skus: Annotated[list[Id], Field(max_length=100)] = Field(
+        default=[], description="override: the items; dispute_decision: the disputed ones")
+    until_ts: TsMs | None = Field(None, description="override: end of its period (event "
+                                                    "time; from ts on)")
     issued_by: Annotated[str, Field(max_length=128)] = "unknown"
     key_id: Annotated[str, Field(max_length=64)] | None = Field(
         None, description="the control key that signed it (policies.control_auth)")
@@ -196,6 +207,18 @@ class Control(_Event):
                 raise ValueError("review_decision needs decision_id and verdict")
             if self.verdict == "modify" and self.discount_pct is None:
                 raise ValueError("a modify verdict needs discount_pct")
+        elif self.action == "override":
+            if self.override_id is None or self.mode is None:
+                raise ValueError("override needs override_id and mode")
+            if self.mode != "clear" and (self.scope is None or not self.skus):
+                raise ValueError("a suppress or pin override needs scope and skus")
+            if self.scope == "user" and self.user_ref is None:
+                raise ValueError("an override of scope user needs user_ref")
+            if self.scope == "segment" and self.segment is None:
+                raise ValueError("an override of scope segment needs segment")
+        elif self.action == "dispute_decision" and (self.decision_id is None
+                                                    or not self.skus):
+            raise ValueError("dispute_decision needs decision_id and the disputed skus")
         return self
 
 
@@ -360,6 +383,8 @@ class DecisionRecord(_Out):
     cost: Annotated[float, Field(ge=0)] | None = Field(
         None, description="what the decision's tool calls cost together (when any had a price)")
     review: Review | None = Field(None, description="held for review: what became of it")
+    overrides: Annotated[list[Text], Field(max_length=32)] = Field(
+        default=[], description="operator overrides applied, as id@version (policies.overrides)")
     output: dict[str, str | int | float | bool | None | list[str]] = {}
     explanation: Annotated[str, Field(max_length=2048)]
 

@@ -53,6 +53,9 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
         "drift_alerts": dict(sorted(Counter(
             json.loads(b)["action"] for b in read_channel(out, ch.DRIFT_ALERTS.name)).items())),
         "tool_costs": _costs(records),
+        "overrides": {"changes": sum(1 for b in read_channel(out, ch.POLICY_CHANGES.name)
+                                     if b'"pack":"overrides@' in b),
+                      "decisions_applying": sum(bool(r.get("overrides")) for r in records)},
         "reviews": {"requested": len(read_channel(out, ch.REVIEW_REQUESTS.name)),
                     **dict(sorted(Counter(r["review"]["status"] for r in records
                                           if r.get("review")).items()))},

@@ -18,6 +18,9 @@ from features.store import StoreOp
 from operators.chunks import chunk_flat_map, split_by_type
 from operators.sharded_fold import broadcast, sharded_fold, sharded_fold_keyed
 
+# the control actions every decision shard applies in event time (besides the policy ones)
+SHARD_ACTIONS = ("switch_model", "review_decision", "override", "dispute_decision")
+
 
 class FeedStreams(NamedTuple):
     outgoing: Stream[list[Outgoing]]
@@ -26,8 +29,7 @@ class FeedStreams(NamedTuple):
 
 def _controls(ev) -> list:
     return [ev] if type(ev) is Control and (ev.action in POLICY_ACTIONS
-                                            or ev.action in ("switch_model",
-                                                             "review_decision")) else []
+                                            or ev.action in SHARD_ACTIONS) else []
 
 
 def _model_of(o: Outcome | OfferOutcome) -> str:
