@@ -131,6 +131,50 @@ def cmd_replay(a: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_REVIEW_RULE = """
+[[rules]]
+id = "review-deep-discounts"
+type = "review"
+priority = 10
+actions = ["offer"]
+description = "the demo: a merchandiser approves offers of 20% and more within an hour"
+params = { min_discount_pct = 20, timeout_s = 3600 }
+"""
+DEMO_CONTROL_SECRET = "bespoke-demo-operator-secret"  # the demo's own: not for production
+
+
+def _demo_oversight(out: Path, events: Path) -> tuple[Path, Path, dict]:
+    """The demo's human oversight: the default pack with a review rule for deep discounts
+    (out/policies/), and one signed operator override halfway through (out/controls.jsonl):
+    SKU000001 suppressed for everyone."""
+    from connectors.policy_packs import DEFAULT_DIR
+    from policies.control_auth import ControlKey, sign_control
+
+    packs = out / "policies"
+    packs.mkdir()
+    for pack in sorted(DEFAULT_DIR.glob("*.toml")):
+        extra = DEMO_REVIEW_RULE if pack.name == "default.toml" else ""
+        (packs / pack.name).write_text(pack.read_text() + extra)
+    mid = 0
+    lines = events.read_bytes().splitlines()
+    for line in lines[len(lines) // 2:]:  # the first valid event from the middle on
+        try:
+            mid = int(json.loads(line)["ts"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if mid > 0:
+            break
+    ctl = sign_control({"type": "control", "event_id": "demo-override-1", "ts": mid,
+                        "action": "override", "issued_by": "demo-ops",
+                        "override_id": "demo-suppress", "mode": "suppress", "scope": "all",
+                        "skus": ["SKU000001"]}, "demo-ops", DEMO_CONTROL_SECRET)
+    controls = out / "controls.jsonl"
+    controls.write_text(json.dumps(ctl) + "\n")
+    keys = {"demo-ops": ControlKey(secret=SecretStr(DEMO_CONTROL_SECRET), issuer="demo-ops",
+                                   actions=["override", "review_decision", "dispute_decision"])}
+    return packs, controls, keys
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from connectors.memory_store import MemoryStore
 
@@ -145,7 +189,11 @@ def cmd_demo(a: argparse.Namespace) -> int:
         s = s.model_copy(update={"ranker_drift_fallback": True})
     if s.pseudonym_key is None:  # the demo's own key: its records are not for production
         s = s.model_copy(update={"pseudonym_key": SecretStr(DEMO_PSEUDONYM_KEY)})
-    cfg = RunConfig(inputs=[str(events)], output=str(out), store="memory://demo", settings=s)
+    packs, controls, keys = _demo_oversight(out, events)
+    s = s.model_copy(update={"policy_dir": str(packs),
+                             "control_keys": {**s.control_keys, **keys}})
+    cfg = RunConfig(inputs=[str(events)], output=str(out), store="memory://demo", settings=s,
+                    controls=[str(controls)])
     t0 = time.perf_counter()
     run(cfg, workers=a.workers)
     seconds = time.perf_counter() - t0
