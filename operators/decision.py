@@ -56,7 +56,8 @@ def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | Non
                              mirror_every_s=0, snapshots=snapshots)
     sent, proposals, outcomes, rewards, store_ops = split_by_type(
         f"{step_id}_split", out, (Outgoing, Proposal, Outcome, OfferOutcome), keyed=True)
-    granted = sharded_fold(f"{step_id}_allocate", proposals, AllocationFold(),
+    granted = sharded_fold(f"{step_id}_allocate", proposals,
+                           AllocationFold(lambda: fold.gate.runtime),
                            lambda p: p.sku, shards=shards, mirror_every_s=0,
                            snapshots=snapshots)
     outs = [sent, granted]

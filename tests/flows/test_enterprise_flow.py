@@ -38,6 +38,7 @@ def enterprise_run(enterprise_url, tmp_path_factory):
     for fam, price in PRICES.items():
         httpx.put(f"{enterprise_url}/admin/faults",
                   json={"family": fam, "price": price}).raise_for_status()
+    before = httpx.get(f"{enterprise_url}/admin/stats").json()
     try:
         run(RunConfig(inputs=[str(d / "events.jsonl")], output=str(d / "out"),
                       store=f"memory://{uuid.uuid4().hex}",
@@ -48,13 +49,17 @@ def enterprise_run(enterprise_url, tmp_path_factory):
         httpx.put(f"{enterprise_url}/admin/faults",
                   json={"family": "*", "price": 0}).raise_for_status()
     out = d / "out"
+    after = httpx.get(f"{enterprise_url}/admin/stats").json()
     records = [json.loads(b) for b in read_channel(out, "decision_records")]
     configs = [json.loads(b) for b in read_channel(out, "configurations")]
-    return records, configs
+    offers = [json.loads(b) for b in read_channel(out, "offers")]
+    reservations = {k: after["reservations"].get(k, 0) - before["reservations"].get(k, 0)
+                    for k in ("held", "released")}
+    return records, configs, offers, reservations
 
 
 def test_configurations_come_from_the_plm_with_the_mes_ship_date(enterprise_run):
-    records, configs = enterprise_run
+    records, configs, _, _ = enterprise_run
     dated = [c for c in configs if c.get("ship_date")]
     assert len(dated) >= 10, len(configs)
     for c in dated:
@@ -69,7 +74,7 @@ def test_configurations_come_from_the_plm_with_the_mes_ship_date(enterprise_run)
 
 
 def test_offers_are_priced_by_the_engine_and_calls_carry_their_cost(enterprise_run):
-    records, _ = enterprise_run
+    records, *_ = enterprise_run
     offers = [r for r in records if r["decision_type"] == "offer"]
     assert offers
     priced = [r for r in offers if r["plan"] == "offer-from-cart-priced"]
@@ -83,14 +88,29 @@ def test_offers_are_priced_by_the_engine_and_calls_carry_their_cost(enterprise_r
 
 
 def test_cost_budgets_hold_and_refusals_take_the_fallback(enterprise_run):
-    records, _ = enterprise_run
+    records, *_ = enterprise_run
     spent: dict[tuple[str, int], float] = defaultdict(float)
-    for r in records:
-        assert r.get("cost", 0.0) <= PER_DECISION + 1e-9
-        spent[(r["user_ref"], r["ts"] // 86_400_000)] += r.get("cost", 0.0)
+    for r in records:  # the ERP reservation of a granted offer is not the plan's to budget
+        cost = sum(c.get("cost", 0.0) for c in r["tool_calls"]
+                   if c["tool"] not in ("erp_reserve_stock", "erp_release"))
+        assert cost <= PER_DECISION + 1e-9
+        spent[(r["user_ref"], r["ts"] // 86_400_000)] += cost
     assert max(spent.values()) <= PER_USER + 1e-9
     refused = [(r, c) for r in records for c in r["tool_calls"] if c["outcome"] == "over_budget"]
     assert refused, "no budget was reached: the test proves nothing"
     assert all(c["budget"].startswith(("per_user", "per_decision")) for _, c in refused)
     for r, _ in refused:
         assert r["fallbacks"] or r["suppressed"], r
+
+
+def test_granted_offers_reserve_in_the_erp_and_expired_ones_are_released(enterprise_run):
+    records, _, offers, reservations = enterprise_run
+    by_id = {r["decision_id"]: r for r in records}
+    reserved = [o for o in offers if any(
+        c["tool"] == "erp_reserve_stock" and c["outcome"] == "ok"
+        for c in by_id[o["id"]]["tool_calls"])]
+    assert offers and len(reserved) == len(offers)
+    assert reservations["held"] + reservations["released"] == len(reserved)
+    releases = [c for r in records for c in r["tool_calls"] if c["tool"] == "erp_release"]
+    assert all(c["outcome"] == "ok" for c in releases)
+    assert reservations["released"] == len(releases)
