@@ -28,6 +28,7 @@ pricing_engine_quote   pricing:quote      POST /pricing/v1/quotes
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,11 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.tools import Tool, ToolSpec
+
+# httpx logs every request at INFO: thousands of lines a minute, each naming a customer's
+# pseudonym; the decision records already hold every call
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 ENTERPRISE_SCOPES = frozenset({"plm:read", "mes:read", "erp:read", "erp:reserve",
                                "pricing:quote"})

@@ -64,4 +64,5 @@ def test_reservations_stay_one_per_offer_across_kill_and_resume(tmp_path):
     print(f"offers {len(offers)}, reserved {len(reserved)}, ERP reservations "
           f"{stats['reservations']}, replays at the ERP {stats['idempotent_replays']} (at the "
           f"kill: {at_kill['reservations']})")
+    assert sum(at_kill["reservations"].values()) >= 1, "killed before any reservation"
     assert total == len(reserved), (total, len(reserved))  # no reservation twice
