@@ -11,7 +11,9 @@ for its outcome (an order before it expires), which teaches the bandit.
 
 With the enterprise adapters (``connectors.enterprise``) in the runtime, the price comes
 from the pricing engine for the customer's ERP segment (``PRICED_OFFER_PLAN``; the customer
-is named by pseudonym), falling back to the store's price when the engine cannot answer.
+is named by pseudonym), falling back to the store's price when the engine cannot answer;
+the offer expires when the quote does (if sooner), and a customer whose ERP credit left is
+below the offer's price gets none.
 """
 
 from __future__ import annotations
@@ -105,12 +107,22 @@ def decide_offer(ctx: Any, sent: tuple[int, ...], f: UserFeatures, sku: str, eng
                f"within the price policy")
         if discount != r.discounts[0]:  # the verdicts of the offer as made
             outcome = judge(discount)
+    customer = run.outputs.get("customer") or {}
+    if customer:  # the ERP's word on credit: an offer the customer cannot pay is not made
+        left = float(customer["credit_limit"]) - float(customer["credit_used"])
+        if left < quote["price"] * (1 - discount / 100):
+            return sent, [records.suppressed(
+                did, "offer", f, plan, model, run.calls, outcome, [sku],
+                f"offer of {sku} not sent: the customer's credit left ({left:g} "
+                f"{customer['currency']}) is below its price", run.fallbacks)]
     rec = records.base(did, "offer", f, plan, model, False, run.calls, outcome,
                        [sku])
     rec["fallbacks"] = run.fallbacks
     rec["explanation"] = (f"because you added {sku} to your cart; {available} in stock; "
                           f"{discount:g}% {how}")
-    proposal = Proposal(sku, f.user_id, did, f.ts, f.ts + OFFER_TTL_MS, discount,
+    # a quote from the pricing engine is valid until its own time: the offer too
+    expires = min(f.ts + OFFER_TTL_MS, int(quote.get("valid_until") or f.ts + OFFER_TTL_MS))
+    proposal = Proposal(sku, f.user_id, did, f.ts, max(expires, f.ts + 1), discount,
                         quote["price"], quote["currency"], int(available or 0), f.event_id,
                         rec)
     compiled = eng.packs.get(f"{outcome.result.pack}@{outcome.result.version}")

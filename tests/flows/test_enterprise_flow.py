@@ -34,7 +34,7 @@ def enterprise_run(enterprise_url, tmp_path_factory):
           "per_user_period_s = 86400\n")
     # the service's catalog is the generator's of the same seed and size
     write_jsonl(str(d / "events.jsonl"), Generator(GenConfig(
-        seed=42, items=200, users=120, events=5000, malformed_rate=0.0)).records())
+        seed=42, items=200, users=120, events=12_000, malformed_rate=0.0)).records())
     for fam, price in PRICES.items():
         httpx.put(f"{enterprise_url}/admin/faults",
                   json={"family": fam, "price": price}).raise_for_status()
@@ -114,3 +114,16 @@ def test_granted_offers_reserve_in_the_erp_and_expired_ones_are_released(enterpr
     releases = [c for r in records for c in r["tool_calls"] if c["tool"] == "erp_release"]
     assert all(c["outcome"] == "ok" for c in releases)
     assert reservations["released"] == len(releases)
+
+
+def test_offers_expire_with_their_quote_and_respect_the_customers_credit(enterprise_run):
+    records, _, offers, reservations = enterprise_run
+    by_id = {r["decision_id"]: r for r in records}
+    engine = [o for o in offers if any(c["tool"] == "pricing_engine_quote" and c["outcome"] ==
+                                       "ok" for c in by_id[o["id"]]["tool_calls"])]
+    assert engine and all(o["expires_ts"] <= o["ts"] + 900_000 for o in engine)
+    span = max(r["ts"] for r in records) - min(r["ts"] for r in records)
+    assert span > 2 * 900_000  # long enough in event time for quotes to expire
+    assert reservations["released"] >= 1  # expired offers' reservations were released
+    credit = [r for r in records if "credit left" in r["explanation"]]
+    assert all(r["suppressed"] and r["decision_type"] == "offer" for r in credit)
