@@ -12,6 +12,8 @@ What is counted, and where it comes from (``flows.main`` wires the taps):
   (wall clock at the decision minus its trigger's event time: the end-to-end delay live, the
   age of the data on a replay), ``bespoke_tool_calls_total{tool,outcome}``,
   ``bespoke_tool_latency_seconds{tool}``, ``bespoke_breaker_open{tool}`` (as last recorded),
+  ``bespoke_tool_cost_total{tool}``, ``bespoke_reviews_total{status}`` (requested from the
+  ``review_requests``, the rest from the records),
   ``bespoke_version_info{kind,name,version}`` (policy pack and models in use): all from the
   decision records, one pass over each outgoing chunk;
 - ``bespoke_drift_alerts_total{monitor,action}``, ``bespoke_drift_active{monitor}``;
@@ -95,7 +97,8 @@ _BREAKER = {"open": 1.0, "half-open": 0.5}
 class _Tally:
     """What one chunk of decision records adds, before it reaches the registry."""
 
-    __slots__ = ("breakers", "decisions", "denials", "lags", "latencies", "policies", "tools")
+    __slots__ = ("breakers", "costs", "decisions", "denials", "lags", "latencies", "policies",
+                 "reviews", "tools")
 
     def __init__(self) -> None:
         self.decisions: Counter[tuple[str, str]] = Counter()
@@ -105,6 +108,8 @@ class _Tally:
         self.lags: dict[str, list[float]] = {}
         self.latencies: dict[str, list[float]] = {}
         self.policies: dict[str, str] = {}
+        self.costs: Counter[str] = Counter()
+        self.reviews: Counter[str] = Counter()
 
 
 class Metrics:
@@ -133,6 +138,12 @@ class Metrics:
                               ["tool", "outcome"], registry=r)
         self.tool_latency = _BulkHistogram("bespoke_tool_latency_seconds", "tool call "
                                            "latency", "tool", TOOL_BUCKETS, r)
+        self.tool_cost = PCounter("bespoke_tool_cost", "what tool calls cost (price units; "
+                                  "enterprise adapters with a price per call)", ["tool"],
+                                  registry=r)
+        self.reviews = PCounter("bespoke_reviews", "decisions held for review: requested, "
+                                "then approved, modified, rejected or timed_out", ["status"],
+                                registry=r)
         self.breaker = Gauge("bespoke_breaker_open", "1 when the tool's breaker was open "
                              "(0.5 half-open) in the latest decision", ["tool"], registry=r)
         self.versions = Gauge("bespoke_version_info", "policy pack and model versions in use",
@@ -191,6 +202,8 @@ class Metrics:
             ch = o.channel
             if ch == "decision_records":
                 record(o.doc if o.doc is not None else orjson.loads(o.value), now_ms, tally)
+            elif ch == "review_requests":
+                tally.reviews["requested"] += 1
             elif ch in _SKIPPED:
                 continue
             elif ch == "drift_alerts":
@@ -214,6 +227,10 @@ class Metrics:
             self.tool_latency.observe_many(tool, lats)
         for pack, version in tally.policies.items():
             self._version("policy", pack, version)
+        for tool, cost in tally.costs.items():
+            self.tool_cost.labels(tool).inc(cost)
+        for status, n in tally.reviews.items():
+            self.reviews.labels(status).inc(n)
 
     @staticmethod
     def _record(d: dict[str, Any], now_ms: float, tally: _Tally) -> None:
@@ -250,6 +267,12 @@ class Metrics:
                         lat = latencies[tool] = []
                     lat.append((c.get("latency_ms") or 0) / 1000)
                 breakers[tool] = c.get("breaker_state") or "closed"
+                cost = c.get("cost")
+                if cost:
+                    tally.costs[tool] += cost
+        review = get("review")
+        if review:
+            tally.reviews[review.get("status") or "?"] += 1
         tally.policies[get("policy_pack") or "?"] = get("policy_version") or "?"
 
     def _alert(self, d: dict[str, Any]) -> None:

@@ -149,3 +149,31 @@ def test_metrics_scraped_during_a_kafka_run_match_its_accounting(
         ends = _sum(m, "bespoke_epochs_total", sink=sink)
         assert ends > 0
         assert _sum(m, "bespoke_epoch_confirm_seconds_count", sink=sink) == ends
+
+
+def test_tool_costs_and_reviews_are_counted_from_the_records():
+    from connectors.metrics import Metrics
+    from features.events import Outgoing
+
+    def out(channel: str, doc: dict) -> Outgoing:
+        return Outgoing(channel=channel, key=b"k", value=json.dumps(doc).encode(), id="x")
+
+    rec = {"decision_type": "offer", "ts": 0, "suppressed": False, "output": {},
+           "fallbacks": [], "verdicts": [], "review": {"status": "approved"},
+           "tool_calls": [{"tool": "pricing_engine_quote", "outcome": "ok", "cost": 0.02,
+                           "latency_ms": 1.0},
+                          {"tool": "erp_customer", "outcome": "ok", "cost": 0.004,
+                           "latency_ms": 1.0},
+                          {"tool": "pricing_engine_quote", "outcome": "over_budget",
+                           "latency_ms": 0.0}]}
+    m = Metrics()
+    m.observe_outgoing([out("decision_records", rec), out("decision_records", rec),
+                        out("review_requests", {"decision_id": "d"})])
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for fam in m.registry.collect() for s in fam.samples}
+    assert got[("bespoke_tool_cost_total", (("tool", "pricing_engine_quote"),))] == 0.04
+    assert got[("bespoke_tool_cost_total", (("tool", "erp_customer"),))] == 0.008
+    assert got[("bespoke_reviews_total", (("status", "approved"),))] == 2
+    assert got[("bespoke_reviews_total", (("status", "requested"),))] == 1
+    assert got[("bespoke_tool_calls_total", (("outcome", "over_budget"),
+                                             ("tool", "pricing_engine_quote")))] == 2
