@@ -41,9 +41,28 @@ class Override(NamedTuple):
 
 
 class OverrideSet:
+    """The overrides in force; user-scoped ones (disputes among them) are indexed by user,
+    so a decision looks at its user's and the shared ones only."""
+
     def __init__(self) -> None:
         self.version = 0
         self.active: dict[str, Override] = {}
+        self.by_user: dict[str, dict[str, Override]] = {}
+        self.shared: dict[str, Override] = {}  # scope all or segment
+
+    def _index(self, o: Override, add: bool) -> None:
+        if o.scope == "user":
+            mine = self.by_user.setdefault(o.target or "", {})
+            if add:
+                mine[o.id] = o
+            else:
+                mine.pop(o.id, None)
+                if not mine:
+                    del self.by_user[o.target or ""]
+        elif add:
+            self.shared[o.id] = o
+        else:
+            self.shared.pop(o.id, None)
 
     def apply(self, override_id: str, mode: str, scope: str, target: str | None,
               skus: tuple[str, ...], from_ts: int, until_ts: int | None, by: str) -> str:
@@ -51,11 +70,14 @@ class OverrideSet:
         change's description under its new version."""
         self.version += 1
         v = f"overrides@{self.version}"
+        old = self.active.pop(override_id, None)
+        if old is not None:
+            self._index(old, add=False)
         if mode == "clear":
-            gone = self.active.pop(override_id, None)
-            return f"{v}: clear {override_id}" + ("" if gone else " (not active)")
-        self.active[override_id] = Override(override_id, mode, scope, target, tuple(skus),
-                                            from_ts, until_ts, self.version)
+            return f"{v}: clear {override_id}" + ("" if old else " (not active)")
+        o = self.active[override_id] = Override(override_id, mode, scope, target, tuple(skus),
+                                                from_ts, until_ts, self.version)
+        self._index(o, add=True)
         who = {"all": "everyone", "segment": f"segment {target}",
                "user": f"user {target}"}[scope]
         until = f" until {until_ts}" if until_ts is not None else ""
@@ -80,10 +102,11 @@ class OverrideSet:
         suppressed: set[str] = set()
         pinned: list[str] = []
         applied: list[str] = []
-        for o in self.active.values():
+        mine = self.by_user.get(user_ref)
+        candidates = [*self.shared.values(), *(mine.values() if mine else ())]
+        candidates.sort(key=lambda o: o.version)  # in the order they were given
+        for o in candidates:
             if ts < o.from_ts or (o.until_ts is not None and ts > o.until_ts):
-                continue
-            if o.scope == "user" and o.target != user_ref:
                 continue
             if o.scope == "segment" and o.target != segment:
                 continue
