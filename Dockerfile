@@ -18,9 +18,12 @@ RUN pip install --no-cache-dir /wheels/*.whl
 COPY flows flows
 COPY operators operators
 COPY connectors connectors
+COPY agent agent
 COPY features features
 COPY policies policies
 COPY schemas schemas
+# the reference enterprise service (python -m scripts.enterprise_service) and the tools
+COPY scripts scripts
 ENV PYTHONPATH=/app PYTHONUNBUFFERED=1
 ENTRYPOINT ["python", "-m", "flows"]
 CMD ["--help"]

@@ -232,7 +232,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
 
 def enterprise_factory(s: Settings) -> Callable[[RowReader], list[Tool]] | None:
     """The enterprise adapters and the PLM configurator, when an enterprise URL is set."""
-    if s.enterprise_url is None:
+    if s.enterprise_url is None or not s.enterprise_url.get_secret_value():
         return None
     url, timeout = s.enterprise_url.get_secret_value(), s.enterprise_timeout_ms
 

@@ -32,3 +32,16 @@ def test_every_setting_is_documented():
                 or re.search(rf"BESPOKE_{n}\b", doc)):
             missing.append(name)
     assert missing == []
+
+
+def test_the_image_holds_every_package_the_flows_import():
+    """The Dockerfile copies each of our packages (a missing one fails only in Docker,
+    which our machines do not have) and the scripts compose runs."""
+    import re
+
+    copied = set(re.findall(r"^COPY (\w+) \1$", (ROOT / "Dockerfile").read_text(), re.M))
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests"}
+    assert packages <= copied, packages - copied
+    compose = (ROOT / "docker-compose.yml").read_text()
+    for module in re.findall(r'"-m", "([\w.]+)"', compose):
+        assert (ROOT / (module.replace(".", "/") + ".py")).exists(), module
