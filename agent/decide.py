@@ -270,7 +270,7 @@ class DecisionFold:
                                     snap.intercept if snap else 0.0, self.native)
         if snap is None or sc is None:
             return ranked, feats, MODEL_VERSION, facts, drift
-        order = sorted(range(len(ranked)), key=lambda i: -sc[i])
+        order = sorted(range(len(ranked)), key=sc.__getitem__, reverse=True)  # stable
         # as probabilities (the model's logistic output; the order is the logits'): the
         # feed rounds the ones it sends
         return ([(ranked[i][0], _probability(sc[i])) for i in order],

@@ -122,8 +122,11 @@ def parse_snapshot(fields: dict[str, Any]) -> ModelSnapshot:
 
 
 def _reorder(ranked: list[tuple[str, float]], sc: list[float]) -> list[tuple[str, float]]:
-    order = sorted(range(len(ranked)), key=lambda i: -sc[i])
-    return [(ranked[i][0], round(sc[i], 6)) for i in order]
+    """Best score first; equal scores keep their order (a stable sort, reversed: the same
+    order as sorting by the negated score, without a Python call per comparison key)."""
+    order = sorted(range(len(ranked)), key=sc.__getitem__, reverse=True)
+    r = ranked
+    return [(r[i][0], round(sc[i], 6)) for i in order]
 
 
 # starting weights: recent items first (the last one most), then co-visitation

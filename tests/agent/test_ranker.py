@@ -77,3 +77,18 @@ def test_scores_follow_the_weights_after_each_learn():
     assert after == [r.model.intercept + sum(r.model.weights.get(n, 0.0) * v
                                              for n, v in zip(FEATURES, row, strict=True))
                      for row in rows]
+
+
+def test_reorder_is_best_first_and_stable_on_ties():
+    import random
+
+    from agent.ranker import _reorder
+
+    rnd = random.Random(5)
+    for _ in range(200):
+        n = rnd.randrange(0, 60)
+        sc = [rnd.choice([0.0, 0.5, 1.0, rnd.random()]) for _ in range(n)]
+        ranked = [(f"S{i}", 0.0) for i in range(n)]
+        want = [(ranked[i][0], round(sc[i], 6))
+                for i in sorted(range(n), key=lambda i: -sc[i])]
+        assert _reorder(ranked, sc) == want
