@@ -133,6 +133,11 @@ class DecisionFold:
         self.offer_arms = tuple(sorted(offer_arms))
         self.native = gate.native
 
+    def on_end_shared(self, eng: PolicyEngine) -> list[Any]:
+        """The end of a finite input: each decision still held for review gets its record."""
+        reviews: Reviews | None = getattr(eng, "reviews", None)
+        return reviews.end() if reviews is not None else []
+
     def budget_of(self, f: UserFeatures, eng: PolicyEngine) -> DecisionBudget | None:
         """The decision's cost budget under the active pack's ``[budgets]`` (None without
         limits); what users spent is kept in the shard's shared state (snapshotted), so

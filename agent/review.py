@@ -115,6 +115,20 @@ class Reviews:
             out += resolve(h, "timed_out", h.deadline)
         return out
 
+    def end(self) -> list[Any]:
+        """The end of a finite input: the holds still waiting get their records, as
+        ``pending`` (not sent; the deadline has not passed in event time)."""
+        out: list[Any] = []
+        for did in sorted(self.held):
+            h = self.held.pop(did)
+            review = {"status": "pending", "reasons": list(h.reasons), "requested_ts": h.ts}
+            out.append(record_out({**h.record, "review": review, "suppressed": True,
+                                   "output": {},
+                                   "explanation": f"held for review ({'; '.join(h.reasons)}); "
+                                                  f"the input ended before a decision or the "
+                                                  f"deadline: not sent"}))
+        return out
+
     def decide(self, decision_id: str, verdict: str, ts: int, reviewer: str,
                reason: str | None, event_id: str, discount_pct: float | None) -> list[Any]:
         """A reviewer's decision; nothing when this shard holds no such decision."""

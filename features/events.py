@@ -335,11 +335,12 @@ class Review(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    status: Literal["approved", "rejected", "modified", "timed_out"]
+    status: Literal["approved", "rejected", "modified", "timed_out", "pending"] = Field(
+        description="pending: a finite input ended before a decision or the deadline")
     reasons: Annotated[list[Text], Field(max_length=16)] = Field(
         description="the review rules that held it")
     requested_ts: TsMs
-    resolved_ts: TsMs
+    resolved_ts: TsMs | None = None
     reviewer: Annotated[str, Field(max_length=128)] | None = None
     reason: Annotated[str, Field(max_length=512)] | None = None
     review_event_id: Id | None = None

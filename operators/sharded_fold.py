@@ -7,7 +7,8 @@ one message per shard, and a shard's logic holds the fold state of all its entit
 
 ``fold`` provides ``new()``, ``apply(state, item) -> outputs`` and
 ``rows(state, key) -> store writes`` (the views changed since the last call), and may
-provide ``on_end(state) -> outputs`` for the end of a finite input. The step:
+provide ``on_end(state) -> outputs`` (and ``on_end_shared(shared)``) for the end of a
+finite input. The step:
 
 - applies items in arrival order per entity (a shard keeps the order of its input);
 - mirrors state to the store per event when ``mirror_every_s == 0`` (replay), else once
@@ -201,6 +202,9 @@ class _ShardLogic(StatefulBatchLogic):
         if on_end is not None:
             for st in self.states.values():
                 out.extend(on_end(st))
+        on_end_shared = getattr(self.fold, "on_end_shared", None)
+        if on_end_shared is not None and self.uses_shared:
+            out.extend(on_end_shared(self.shared))
         return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:

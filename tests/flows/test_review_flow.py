@@ -127,4 +127,8 @@ def test_unanswered_reviews_time_out_to_the_safe_default(reviewed):
         assert rec["review"]["resolved_ts"] == q["deadline_ts"]
     unresolved = {q["decision_id"] for q in first["review_requests"]} - {
         q["decision_id"] for q in expired}
-    assert not unresolved & {d for d, r in records.items() if r.get("review")}
+    assert unresolved  # the input ended before their shards passed their deadlines
+    for d in unresolved:  # one record each all the same: pending, not sent
+        assert records[d]["review"]["status"] == "pending" and records[d]["suppressed"]
+    held = [r for r in first["decision_records"] if r.get("review")]
+    assert len(held) == len({r["decision_id"] for r in held}) == len(first["review_requests"])
