@@ -249,7 +249,7 @@ class ToolRuntime:
     def _done(self, name: str, inputs: dict[str, Any], idempotency_key: str | None, t0: float,
               outcome: Outcome, output: dict[str, Any] | None,
               error: str | None = None, cost: float = 0.0,
-              refusal: str | None = None) -> ToolResult:
+              refusal: str | None = None, attempts: list[int] | None = None) -> ToolResult:
         rec = self._record(name, inputs, outcome, round((self.clock() - t0) * 1000, 3))
         if idempotency_key is not None:
             rec["idempotency_key"] = idempotency_key
@@ -257,6 +257,11 @@ class ToolRuntime:
             rec["cost"] = round(cost, 6)
         if refusal is not None:
             rec["budget"] = refusal
+        if attempts is not None:
+            if attempts[0] > 1:
+                rec["attempts"] = attempts[0]
+            if attempts[1]:
+                rec["retry_budget_exhausted"] = True
         return ToolResult(outcome, output, rec, error)
 
     def call(self, name: str, inputs: dict[str, Any], scopes: frozenset[str],
@@ -293,7 +298,7 @@ class ToolRuntime:
         remember = None if s.read_only else (  # what a replay returns: the output, no price
             lambda out: self.ledger.put(idempotency_key,  # type: ignore[arg-type]
                                         {k: v for k, v in out.items() if k != "_cost"}))
-        attempts = [0]
+        attempts = [0, 0]  # invocations, whether the retry budget refused a retry
         # a side-effecting tool gets its idempotency key (an outside service dedups by it)
         given = inputs if s.read_only else {**inputs, "_idempotency_key": idempotency_key}
         outcome, out, error = self._attempts(name, self._invoke, tool, given,
@@ -306,7 +311,8 @@ class ToolRuntime:
             cost = s.cost_per_call * (attempts[0] - 1) + reported
         if budget is not None and cost:
             budget.charge(cost)
-        return self._done(name, inputs, idempotency_key, t0, outcome, out, error, cost)
+        return self._done(name, inputs, idempotency_key, t0, outcome, out, error, cost,
+                          attempts=attempts)
 
     def _take_token(self, name: str) -> bool:
         """The tool's rate limit: a token from its bucket (always, without a limit)."""
@@ -323,7 +329,8 @@ class ToolRuntime:
         retry budget: (outcome, output, error). A ``LookupError`` is a definite "none": no
         retry, no breaker failure. ``on_success(output)`` runs within the attempt (a failure
         there is the attempt's). With ``propagate``, other exceptions are raised to the
-        caller instead of being retried. ``attempts[0]`` counts the tool's invocations."""
+        caller instead of being retried. ``attempts[0]`` counts the tool's invocations,
+        ``attempts[1]`` is set when the retry budget refused a retry."""
         s = self.tools[name].spec
         breaker = self.breakers[name]
         attempt, last_error, outcome = 0, None, "error"
@@ -350,6 +357,8 @@ class ToolRuntime:
                 last_error, outcome = f"{type(e).__name__}: {e}", "error"
             with self._lock:
                 may_retry = attempt < s.max_attempts and self.budgets[name].take()
+            if not may_retry and attempt < s.max_attempts and attempts is not None:
+                attempts[1] = 1  # the retry budget, not the policy, stopped it
             if not may_retry:
                 return outcome, None, last_error  # type: ignore[return-value]
 

@@ -12,6 +12,7 @@ What is counted, and where it comes from (``flows.main`` wires the taps):
   (wall clock at the decision minus its trigger's event time: the end-to-end delay live, the
   age of the data on a replay), ``bespoke_tool_calls_total{tool,outcome}``,
   ``bespoke_tool_latency_seconds{tool}``, ``bespoke_breaker_open{tool}`` (as last recorded),
+  ``bespoke_tool_retries_total{tool}``, ``bespoke_tool_retry_budget_exhausted_total{tool}``,
   ``bespoke_tool_cost_total{tool}``, ``bespoke_reviews_total{status}`` (requested from the
   ``review_requests``, the rest from the records),
   ``bespoke_version_info{kind,name,version}`` (policy pack and models in use): all from the
@@ -97,8 +98,8 @@ _BREAKER = {"open": 1.0, "half-open": 0.5}
 class _Tally:
     """What one chunk of decision records adds, before it reaches the registry."""
 
-    __slots__ = ("breakers", "costs", "decisions", "denials", "lags", "latencies", "policies",
-                 "reviews", "tools")
+    __slots__ = ("breakers", "costs", "decisions", "denials", "exhausted", "lags", "latencies",
+                 "policies", "retries", "reviews", "tools")
 
     def __init__(self) -> None:
         self.decisions: Counter[tuple[str, str]] = Counter()
@@ -110,6 +111,8 @@ class _Tally:
         self.policies: dict[str, str] = {}
         self.costs: Counter[str] = Counter()
         self.reviews: Counter[str] = Counter()
+        self.retries: Counter[str] = Counter()
+        self.exhausted: Counter[str] = Counter()
 
 
 class Metrics:
@@ -141,6 +144,12 @@ class Metrics:
         self.tool_cost = PCounter("bespoke_tool_cost", "what tool calls cost (price units; "
                                   "enterprise adapters with a price per call)", ["tool"],
                                   registry=r)
+        self.retries = PCounter("bespoke_tool_retries", "tool calls made again after a "
+                                "failure (retries within the retry budget)", ["tool"],
+                                registry=r)
+        self.exhausted = PCounter("bespoke_tool_retry_budget_exhausted", "retries the tool's "
+                                  "retry budget refused (an outage is not amplified)",
+                                  ["tool"], registry=r)
         self.reviews = PCounter("bespoke_reviews", "decisions held for review: requested, "
                                 "then approved, modified, rejected or timed_out", ["status"],
                                 registry=r)
@@ -231,6 +240,10 @@ class Metrics:
             self.tool_cost.labels(tool).inc(cost)
         for status, n in tally.reviews.items():
             self.reviews.labels(status).inc(n)
+        for tool, n in tally.retries.items():
+            self.retries.labels(tool).inc(n)
+        for tool, n in tally.exhausted.items():
+            self.exhausted.labels(tool).inc(n)
 
     @staticmethod
     def _record(d: dict[str, Any], now_ms: float, tally: _Tally) -> None:
@@ -270,6 +283,11 @@ class Metrics:
                 cost = c.get("cost")
                 if cost:
                     tally.costs[tool] += cost
+                n = c.get("attempts")
+                if n:
+                    tally.retries[tool] += n - 1
+                if c.get("retry_budget_exhausted"):
+                    tally.exhausted[tool] += 1
         review = get("review")
         if review:
             tally.reviews[review.get("status") or "?"] += 1

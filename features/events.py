@@ -328,6 +328,10 @@ class ToolCall(BaseModel):
         None, description="what the call cost (tools with a price per call)")
     budget: Annotated[str, Field(max_length=256)] | None = Field(
         None, description="the cost budget limit that refused the call (over_budget)")
+    attempts: Annotated[int, Field(ge=2, le=10)] | None = Field(
+        None, description="invocations, when the call was retried")
+    retry_budget_exhausted: bool | None = Field(
+        None, description="a retry was refused by the tool's retry budget")
 
 
 class Review(BaseModel):

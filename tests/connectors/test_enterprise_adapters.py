@@ -107,9 +107,13 @@ def test_the_retry_budget_stops_retries_amplifying_an_outage(service):
     faults(service, family="mes", error_rate=1.0)
     before = stats(service)["calls"]["mes"]
     x = {"sku": "SKU000001", "from_day": "2026-12-01"}
-    assert rt.call("mes_lead_time", x, ALL).outcome == "error"  # 1 call + 2 retries
+    first = rt.call("mes_lead_time", x, ALL)
+    assert first.outcome == "error" and first.record["attempts"] == 3  # 1 call + 2 retries
+    assert "retry_budget_exhausted" not in first.record
     assert stats(service)["calls"]["mes"] - before == 3
-    assert rt.call("mes_lead_time", x, ALL).outcome == "error"  # budget spent: no retry
+    second = rt.call("mes_lead_time", x, ALL)  # budget spent: no retry
+    assert second.outcome == "error" and second.record["retry_budget_exhausted"] is True
+    assert "attempts" not in second.record
     assert stats(service)["calls"]["mes"] - before == 4
 
 

@@ -165,7 +165,11 @@ def test_tool_costs_and_reviews_are_counted_from_the_records():
                           {"tool": "erp_customer", "outcome": "ok", "cost": 0.004,
                            "latency_ms": 1.0},
                           {"tool": "pricing_engine_quote", "outcome": "over_budget",
-                           "latency_ms": 0.0}]}
+                           "latency_ms": 0.0},
+                          {"tool": "mes_lead_time", "outcome": "error", "attempts": 3,
+                           "latency_ms": 9.0},
+                          {"tool": "mes_lead_time", "outcome": "error",
+                           "retry_budget_exhausted": True, "latency_ms": 3.0}]}
     m = Metrics()
     m.observe_outgoing([out("decision_records", rec), out("decision_records", rec),
                         out("review_requests", {"decision_id": "d"})])
@@ -175,5 +179,7 @@ def test_tool_costs_and_reviews_are_counted_from_the_records():
     assert got[("bespoke_tool_cost_total", (("tool", "erp_customer"),))] == 0.008
     assert got[("bespoke_reviews_total", (("status", "approved"),))] == 2
     assert got[("bespoke_reviews_total", (("status", "requested"),))] == 1
+    assert got[("bespoke_tool_retries_total", (("tool", "mes_lead_time"),))] == 4
+    assert got[("bespoke_tool_retry_budget_exhausted_total", (("tool", "mes_lead_time"),))] == 2
     assert got[("bespoke_tool_calls_total", (("outcome", "over_budget"),
                                              ("tool", "pricing_engine_quote")))] == 2
