@@ -13,6 +13,8 @@ What is counted, and where it comes from (``flows.main`` wires the taps):
   age of the data on a replay), ``bespoke_tool_calls_total{tool,outcome}``,
   ``bespoke_tool_latency_seconds{tool}``, ``bespoke_breaker_open{tool}`` (as last recorded),
   ``bespoke_tool_retries_total{tool}``, ``bespoke_tool_retry_budget_exhausted_total{tool}``,
+  ``bespoke_snapshots_total{step}``, ``bespoke_snapshot_bytes_total{step}`` (keyed steps'
+  state snapshots at epoch ends, with recovery on),
   ``bespoke_tool_cost_total{tool}``, ``bespoke_reviews_total{status}`` (requested from the
   ``review_requests``, the rest from the records),
   ``bespoke_version_info{kind,name,version}`` (policy pack and models in use): all from the
@@ -150,6 +152,11 @@ class Metrics:
         self.exhausted = PCounter("bespoke_tool_retry_budget_exhausted", "retries the tool's "
                                   "retry budget refused (an outage is not amplified)",
                                   ["tool"], registry=r)
+        self.snapshot_bytes = PCounter("bespoke_snapshot_bytes", "bytes of state snapshots "
+                                       "taken at epoch ends (recovery's cost)", ["step"],
+                                       registry=r)
+        self.snapshots = PCounter("bespoke_snapshots", "state shard snapshots taken at epoch "
+                                  "ends", ["step"], registry=r)
         self.reviews = PCounter("bespoke_reviews", "decisions held for review: requested, "
                                 "then approved, modified, rejected or timed_out", ["status"],
                                 registry=r)
@@ -199,6 +206,11 @@ class Metrics:
     def observe_late(self, late: list[Any]) -> None:
         for entity, n in Counter(getattr(e, "entity", "?") for e in late).items():
             self.late.labels(entity).inc(n)
+
+    def observe_snapshot(self, step: str, nbytes: int) -> None:
+        """One shard's snapshot (``operators.sharded_fold.on_snapshot``)."""
+        self.snapshots.labels(step).inc()
+        self.snapshot_bytes.labels(step).inc(nbytes)
 
     def observe_outgoing(self, chunk: list[Any]) -> None:
         """One pass over a chunk of outgoing events: counted in local tallies, then one

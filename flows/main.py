@@ -61,6 +61,7 @@ from operators.input_monitor import input_drift
 from operators.progress import progress
 from operators.quality import feature_quality
 from operators.score import score
+from operators.sharded_fold import on_snapshot
 from operators.taps import tap
 from operators.validate import validate
 from policies.privacy import decision_id, pseudonymize
@@ -129,6 +130,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     monitor = {**INPUT_MONITOR_DEFAULTS, **s.input_monitor}
     bucket_ms = int(monitor["bucket_s"] * 1000)
     meter = enable_metrics() if s.metrics_port else None  # served by run()/flow_from_env()
+    on_snapshot(meter.observe_snapshot if meter is not None else None)
     valid = validate("validate", raw, cfg.format, s.native_kernels,
                      max_future_ms=int(s.max_future_s * 1000),
                      count_bucket_ms=bucket_ms or (60_000 if meter else 0))

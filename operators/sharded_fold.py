@@ -49,6 +49,21 @@ from bytewax.operators import StatefulBatchLogic
 _UTC = UTC
 
 
+_SNAPSHOT_HOOK: list[Callable[[str, int], None] | None] = [None]
+
+
+def on_snapshot(hook: Callable[[str, int], None] | None) -> None:
+    """Call ``hook(step id, bytes)`` for every shard snapshot taken (the flow's metrics)."""
+    _SNAPSHOT_HOOK[0] = hook
+
+
+def _observed(step: str, blob: bytes | None) -> bytes | None:
+    hook = _SNAPSHOT_HOOK[0]
+    if hook is not None and blob is not None:
+        hook(step, len(blob))
+    return blob
+
+
 class Fold(Protocol):
     def new(self) -> Any: ...
 
@@ -211,11 +226,13 @@ class _ShardLogic(StatefulBatchLogic):
         times = [t for t in (self.flush_at, self.sweep_at) if t is not None]
         return min(times) if times else None
 
+    step = "?"  # set by the step that builds it (for the snapshot metrics)
+
     def snapshot(self) -> bytes | None:
         if not self.snapshots:
             return None
-        return pickle.dumps((self.states, self.dirty, self.shared),
-                            protocol=pickle.HIGHEST_PROTOCOL)
+        return _observed(self.step, pickle.dumps((self.states, self.dirty, self.shared),
+                                                 protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class _NativeShardLogic(_ShardLogic):
@@ -255,7 +272,7 @@ class _NativeShardLogic(_ShardLogic):
         return len(self.shard) > 0
 
     def snapshot(self) -> bytes | None:
-        return self.shard.dump() if self.snapshots else None
+        return _observed(self.step, self.shard.dump()) if self.snapshots else None
 
 
 def shard_groups(chunks: list, key_of: Callable[[Any], str], shards: int) -> list:
@@ -292,7 +309,9 @@ def sharded_fold_keyed(step_id: str, up: Stream, fold: Fold, key_of: Callable[[A
     logic = _NativeShardLogic if hasattr(fold, "new_shard") else _ShardLogic
 
     def build(resume: bytes | None) -> _ShardLogic:
-        return logic(fold, key_of, resume, mirror_every_s, idle_evict_s, snapshots)
+        built = logic(fold, key_of, resume, mirror_every_s, idle_evict_s, snapshots)
+        built.step = step_id
+        return built
 
     return op.stateful_batch(f"{step_id}_fold", keyed, build)
 

@@ -183,3 +183,27 @@ def test_tool_costs_and_reviews_are_counted_from_the_records():
     assert got[("bespoke_tool_retry_budget_exhausted_total", (("tool", "mes_lead_time"),))] == 2
     assert got[("bespoke_tool_calls_total", (("outcome", "over_budget"),
                                              ("tool", "pricing_engine_quote")))] == 2
+
+
+def test_state_snapshots_are_counted_per_step_with_recovery_on(tmp_path):
+    recs = list(Generator(GenConfig(seed=32, users=100, items=60, events=2000,
+                                    malformed_rate=0.0)).records())
+    path = tmp_path / "events.jsonl"
+    write_jsonl(str(path), iter(recs))
+    port, name = _free_port(), uuid.uuid4().hex
+    s = Settings(_env_file=None, progress_every_s=0, metrics_port=port,
+                 pseudonym_key="metrics-test-key", recovery_dir=str(tmp_path / "rec"),
+                 epoch_interval_s=0.2)
+    from connectors.metrics import enable
+
+    before = _scrape(port) if enable(port) else {}
+    run(RunConfig(inputs=[str(path)], output=str(tmp_path / "out"), store=f"memory://{name}",
+                  settings=s))
+    MemoryStore.drop(name)
+    m = _delta(_scrape(port), before)
+    steps = {dict(ls)["step"] for (n, ls), v in m.items()
+             if n == "bespoke_snapshots_total" and v > 0}
+    assert {"features_item", "features_user", "decision"} <= steps, steps
+    for step in steps:
+        assert _sum(m, "bespoke_snapshot_bytes_total", step=step) > _sum(
+            m, "bespoke_snapshots_total", step=step)  # more than a byte each
