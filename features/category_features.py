@@ -75,6 +75,13 @@ class CategoryFold:
         s.dirty = True
         return []
 
+    @staticmethod
+    def touch(s: CategoryState) -> bool:
+        """Mark the state changed if it holds data (a resumed shard re-fills a store that did
+        not survive the restart)."""
+        s.dirty = s.dirty or s.last_ts > 0
+        return bool(s.dirty)
+
     def rows(self, s: CategoryState, category: str) -> list[StoreWrite]:
         if not s.dirty:
             return []

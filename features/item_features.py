@@ -100,6 +100,18 @@ class ItemFold:
     def new(self) -> ItemState:
         return ItemState()
 
+    @staticmethod
+    def touch(s: ItemState) -> bool:
+        """Mark every view holding data as changed (a resumed shard re-fills a store that
+        did not survive the restart); whether there is anything to write."""
+        for view, has in (("item_catalog", s.catalog is not None),
+                          ("item_price", s.price is not None),
+                          ("item_stock", bool(s.stock) or s.stock_as_of > 0),
+                          ("item_popularity", s.n_events > 0)):
+            if has:
+                s.dirty.add(view)
+        return bool(s.dirty)
+
     def rows(self, s: ItemState, sku: str) -> list[StoreWrite | CategoryInput]:
         """Store rows of the views changed since the last call (and the item's trend for
         its category with its popularity row)."""

@@ -281,7 +281,8 @@ def feature_config(cfg: RunConfig) -> FeatureConfig:
     return FeatureConfig(allowed_lateness_ms=int(s.allowed_lateness_s * 1000),
                          mirror_every_s=s.mirror_every_s, idle_evict_s=s.idle_evict_s,
                          decision_inputs=cfg.decisions, shards=s.state_shards,
-                         snapshots=s.recovery_dir is not None, native=s.native_kernels)
+                         snapshots=s.recovery_dir is not None, native=s.native_kernels,
+                         remirror=s.recovery_dir is not None and not is_remote(cfg.store))
 
 
 def recovery_config(recovery_dir: str | None, partitions: int,

@@ -51,6 +51,7 @@ class FeatureConfig(NamedTuple):
     shards: int = 64  # state shards per keyed step
     snapshots: bool = True  # False when recovery is off: no snapshot work at all
     native: bool = True  # native shards for the item, user and co-visitation folds, if built
+    remirror: bool = False  # an in-process store: resumed shards write their rows again
 
 
 class FeatureStreams(NamedTuple):
@@ -69,7 +70,8 @@ def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
                      cfg: FeatureConfig) -> FeatureStreams:
     """``item_in``, ``direct``: chunk streams of item and user inputs (``features.ingest``)."""
     common: dict = {"shards": cfg.shards, "mirror_every_s": cfg.mirror_every_s,
-              "idle_evict_s": cfg.idle_evict_s, "snapshots": cfg.snapshots}
+                    "idle_evict_s": cfg.idle_evict_s, "snapshots": cfg.snapshots,
+                    "remirror": cfg.remirror}
     native = cfg.native and available()  # native shards (features.native) where built
     item_fold = (native_item_fold if native else ItemFold)(cfg.allowed_lateness_ms, cfg.ttl_s)
     item_out = sharded_fold_keyed(f"{step_id}_item", item_in, item_fold, _first, **common)

@@ -107,6 +107,7 @@ def broadcast(step_id: str, up: Stream[list], shards: int) -> Stream[list]:
 class _ShardLogic(StatefulBatchLogic):
     def __init__(self, fold: Fold, key_of: Callable[[Any], str], resume: bytes | None,
                  mirror_s: float, idle_s: float | None, snapshots: bool) -> None:
+        self.remirror = False  # set by remirror_restored(): rows owed to a fresh store
         self.fold = fold
         self.key_of = key_of
         self.states: dict[str, Any] = {}
@@ -123,9 +124,25 @@ class _ShardLogic(StatefulBatchLogic):
         self.snapshots = snapshots
         self.phase: float | None = None
 
+    def remirror_restored(self) -> None:
+        """A resumed shard whose store did not survive the restart (in-process): the rows of
+        every restored entity holding data (``fold.touch``) go out before the shard's next
+        input, or at its end."""
+        touch = getattr(self.fold, "touch", None)
+        if touch is not None:
+            self.dirty |= {k for k, st in self.states.items() if touch(st)}
+            self.remirror = bool(self.dirty)
+
+    def _owed(self) -> list:
+        """The rows a resumed shard owes a fresh store (once)."""
+        if not self.remirror:
+            return []
+        self.remirror = False
+        return self._flush()
+
     def on_batch(self, groups: list) -> tuple[list, bool]:
         fold, states, key_of = self.fold, self.states, self.key_of
-        out: list = []
+        out: list = self._owed()
         per_event = self.mirror is None
         touched = self.dirty
         shared = self.shared
@@ -183,7 +200,7 @@ class _ShardLogic(StatefulBatchLogic):
 
     def on_notify(self) -> tuple[list, bool]:
         now = datetime.now(_UTC)
-        out: list = []
+        out: list = self._owed()
         if self.flush_at is not None and now >= self.flush_at:
             out = self._flush()
             self.flush_at = None
@@ -212,6 +229,7 @@ class _ShardLogic(StatefulBatchLogic):
 
     def on_eof(self) -> tuple[list, bool]:
         self.flush_at = None
+        self.remirror = False
         out = self._flush()
         on_end = getattr(self.fold, "on_end", None)
         if on_end is not None:
@@ -246,13 +264,18 @@ class _NativeShardLogic(_ShardLogic):
         if resume:
             self.shard.load(resume)
 
+    def remirror_restored(self) -> None:
+        self.shard.touch_all()  # NativeFold::touch of each entity (a no-op for some folds)
+        self.remirror = self.shard.touched() > 0
+
     def on_batch(self, groups: list) -> tuple[list, bool]:
         per_event = self.mirror is None
         apply = self.shard.apply
+        owed = self._owed()
         if len(groups) == 1:
-            out = apply(groups[0][1], per_event)
+            out = owed + apply(groups[0][1], per_event)
         else:
-            out = []
+            out = owed
             for group in groups:
                 out += apply(group[1], per_event)
         self._schedule(groups, self.shard.touched() > 0)
@@ -293,9 +316,12 @@ def shard_groups(chunks: list, key_of: Callable[[Any], str], shards: int) -> lis
 
 def sharded_fold_keyed(step_id: str, up: Stream, fold: Fold, key_of: Callable[[Any], str],
                        shards: int = 64, mirror_every_s: float = 1.0,
-                       idle_evict_s: float | None = None, snapshots: bool = True) -> Stream:
+                       idle_evict_s: float | None = None, snapshots: bool = True,
+                       remirror: bool = False) -> Stream:
     """``sharded_fold`` before its last step: a stream of ``(shard, chunk)`` pairs, for a
-    consumer that reads them directly (``operators.chunks.split_by_type(keyed=True)``)."""
+    consumer that reads them directly (``operators.chunks.split_by_type(keyed=True)``).
+    ``remirror``: a resumed shard writes its restored entities' rows again (the store is
+    in-process: it did not survive the restart)."""
     native = getattr(fold, "native_module", None)  # native shards key items by x[0]
     groups = (lambda batch: native.shard_groups(batch, shards)) if native is not None else (
         lambda batch: shard_groups(batch, key_of, shards))
@@ -311,6 +337,8 @@ def sharded_fold_keyed(step_id: str, up: Stream, fold: Fold, key_of: Callable[[A
     def build(resume: bytes | None) -> _ShardLogic:
         built = logic(fold, key_of, resume, mirror_every_s, idle_evict_s, snapshots)
         built.step = step_id
+        if remirror and resume:
+            built.remirror_restored()
         return built
 
     return op.stateful_batch(f"{step_id}_fold", keyed, build)
@@ -318,11 +346,12 @@ def sharded_fold_keyed(step_id: str, up: Stream, fold: Fold, key_of: Callable[[A
 
 def sharded_fold(step_id: str, up: Stream, fold: Fold, key_of: Callable[[Any], str],
                  shards: int = 64, mirror_every_s: float = 1.0,
-                 idle_evict_s: float | None = None, snapshots: bool = True) -> Stream:
+                 idle_evict_s: float | None = None, snapshots: bool = True,
+                 remirror: bool = False) -> Stream:
     """Apply ``fold`` per entity (``key_of(item)``) to a chunk stream; returns a chunk
     stream of everything the fold emits."""
     out = sharded_fold_keyed(step_id, up, fold, key_of, shards, mirror_every_s, idle_evict_s,
-                             snapshots)
+                             snapshots, remirror)
     return op.flat_map_batch(f"{step_id}_unkey", out, _merge_values)
 
 

@@ -60,6 +60,11 @@ pub struct CovisFold {
 impl NativeFold for CovisFold {
     type State = CovisState;
 
+    fn touch(&self, s: &mut CovisState) -> bool {
+        s.dirty = s.dirty || s.last_ts > 0;
+        s.dirty
+    }
+
     fn new_state(&self) -> CovisState {
         CovisState { vv: DecayedMap::new(HL), vb: DecayedMap::new(HL), last_ts: 0, dirty: false }
     }

@@ -126,6 +126,22 @@ impl ItemFold {
 impl NativeFold for ItemFold {
     type State = ItemState;
 
+    fn touch(&self, s: &mut ItemState) -> bool {
+        if s.catalog.is_some() {
+            s.dirty |= ITEM_CATALOG;
+        }
+        if s.price.is_some() {
+            s.dirty |= ITEM_PRICE;
+        }
+        if !s.stock.is_empty() || s.stock_as_of > 0 {
+            s.dirty |= ITEM_STOCK;
+        }
+        if s.n_events > 0 {
+            s.dirty |= ITEM_POPULARITY;
+        }
+        s.dirty != 0
+    }
+
     fn new_state(&self) -> ItemState {
         ItemState {
             catalog: None, pop: DecayedMap::new(POP_HL as f64),

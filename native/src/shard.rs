@@ -38,6 +38,11 @@ pub trait NativeFold {
     fn erased(&self, _st: &Self::State) -> bool {
         false
     }
+    /// Mark every view that holds data as changed (a resumed shard re-fills a store that
+    /// did not survive the restart); whether there is anything to write.
+    fn touch(&self, _st: &mut Self::State) -> bool {
+        false
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -179,6 +184,15 @@ impl<S: Serialize + DeserializeOwned> Shard<S> {
         Ok(out.unbind())
     }
 
+    /// `NativeFold::touch` for every entity: the next flush writes their rows again.
+    pub fn touch_all<F: NativeFold<State = S>>(&mut self, fold: &F) {
+        for (k, st) in self.states.iter_mut() {
+            if fold.touch(st) {
+                self.touched.insert(k.clone());
+            }
+        }
+    }
+
     pub fn dump(&self) -> PyResult<Vec<u8>> {
         crate::kernels::codec::encode(self).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
     }
@@ -233,6 +247,9 @@ macro_rules! shard_class {
             }
             fn touched(&self) -> usize {
                 self.shard.touched.len()
+            }
+            fn touch_all(&mut self) {
+                self.shard.touch_all(&self.fold)
             }
             fn __len__(&self) -> usize {
                 self.shard.states.len()

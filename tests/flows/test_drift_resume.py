@@ -1,7 +1,8 @@
 """Drift alerts survive kill -9: a run killed after the input monitor raised its alert and
 resumed from its recovery directory emits the same alerts (ids and contents) as a run that
 was never killed: the monitor's state (reference, window, the alert being active) came back
-from the snapshot, so the recovery is reported once and the alert is not raised again."""
+from the snapshot, so the recovery is reported once and the alert is not raised again. The
+run uses the in-process store, which a resume re-fills from the restored state."""
 
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ def _alerts(out: Path) -> dict[str, dict]:
         if a["monitor"].startswith("input:"):
             assert by_id.setdefault(a["id"], a) == a, "a replayed alert changed"
     return by_id
+
+
+def _decision_kinds(out: Path) -> dict[str, int]:
+    """Decisions by kind, each decision once (a replay after the resume repeats ids)."""
+    kind: dict[str, str] = {}
+    for b in read_channel(out, "decision_records"):
+        r = json.loads(b)
+        kind[r["decision_id"]] = r["decision_type"]
+    counts: dict[str, int] = {}
+    for k in kind.values():
+        counts[k] = counts.get(k, 0) + 1
+    return counts
 
 
 @pytest.mark.slow
@@ -76,4 +89,11 @@ def test_input_alerts_survive_kill_and_resume(tmp_path):
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _alerts(out) == expected
+    # the in-process store did not survive the kill: the resumed shards wrote their
+    # restored rows again, so the decisions after the resume had the catalog and stock
+    # (without it: 721 configurations against 2,082 in a run of the same kind)
+    kinds, whole_kinds = _decision_kinds(out), _decision_kinds(whole)
+    assert kinds["configuration"] >= 0.95 * whole_kinds["configuration"] > 0, (kinds,
+                                                                              whole_kinds)
+    assert kinds["offer"] >= 0.95 * whole_kinds["offer"] > 0, (kinds, whole_kinds)
     print(f"actions at the kill: {raised_before_kill}")
