@@ -77,7 +77,7 @@ def resolve(h: Hold, status: str, ts: int, reviewer: str | None = None,
     note = f"; approved by {reviewer}" + (f" ({reason})" if reason else "")
     if h.kind == "offer":
         p: Proposal = h.payload
-        if status == "modify" and h.max_discount >= 0:
+        if status == "modify":
             wanted = discount_pct if discount_pct is not None else p.discount_pct
             given = min(wanted, h.max_discount)
             note = (f"; {given:g}% set by {reviewer}" + (f" ({reason})" if reason else "")

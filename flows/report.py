@@ -54,7 +54,8 @@ def summarize(out_dir: str | Path, seconds: float, input_counts: dict[str, int] 
             json.loads(b)["action"] for b in read_channel(out, ch.DRIFT_ALERTS.name)).items())),
         "tool_costs": _costs(records),
         "overrides": {"changes": sum(1 for b in read_channel(out, ch.POLICY_CHANGES.name)
-                                     if b'"pack":"overrides@' in b),
+                                     if str(json.loads(b).get("pack")).startswith(
+                                         "overrides@")),
                       "decisions_applying": sum(bool(r.get("overrides")) for r in records)},
         "reviews": {"requested": len(read_channel(out, ch.REVIEW_REQUESTS.name)),
                     **dict(sorted(Counter(r["review"]["status"] for r in records

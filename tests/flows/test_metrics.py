@@ -84,21 +84,27 @@ def _check_accounting(m: dict, records: list[dict], lines_in: int, dead: int) ->
         assert _sum(m, "bespoke_tool_calls_total", tool=tool, outcome=outcome) == n
 
 
-def test_a_file_run_counts_what_it_wrote(tmp_path):
-    recs = list(Generator(GenConfig(seed=31, users=150, items=80, events=3000,
-                                    malformed_rate=0.03)).records())
+def _file_run(tmp_path, cfg: GenConfig, **settings) -> tuple[list, dict]:
+    """A file run of generated events with metrics served: (the records generated, the
+    metrics it added)."""
+    from connectors.metrics import enable
+
+    recs = list(Generator(cfg).records())
     path = tmp_path / "events.jsonl"
     write_jsonl(str(path), iter(recs))
     port, name = _free_port(), uuid.uuid4().hex
     s = Settings(_env_file=None, progress_every_s=0, metrics_port=port,
-                 pseudonym_key="metrics-test-key")
-    from connectors.metrics import enable
-
+                 pseudonym_key="metrics-test-key", **settings)
     before = _scrape(port) if enable(port) else {}
     run(RunConfig(inputs=[str(path)], output=str(tmp_path / "out"), store=f"memory://{name}",
                   settings=s))
     MemoryStore.drop(name)
-    m = _delta(_scrape(port), before)
+    return recs, _delta(_scrape(port), before)
+
+
+def test_a_file_run_counts_what_it_wrote(tmp_path):
+    recs, m = _file_run(tmp_path, GenConfig(seed=31, users=150, items=80, events=3000,
+                                            malformed_rate=0.03))
     records = [json.loads(b) for b in read_channel(tmp_path / "out", "decision_records")]
     _check_accounting(m, records, len(recs), sum(r.malformed for r in recs))
     for ch in ("feed_updates", "decision_records", "dead_letters"):
@@ -186,21 +192,9 @@ def test_tool_costs_and_reviews_are_counted_from_the_records():
 
 
 def test_state_snapshots_are_counted_per_step_with_recovery_on(tmp_path):
-    recs = list(Generator(GenConfig(seed=32, users=100, items=60, events=2000,
-                                    malformed_rate=0.0)).records())
-    path = tmp_path / "events.jsonl"
-    write_jsonl(str(path), iter(recs))
-    port, name = _free_port(), uuid.uuid4().hex
-    s = Settings(_env_file=None, progress_every_s=0, metrics_port=port,
-                 pseudonym_key="metrics-test-key", recovery_dir=str(tmp_path / "rec"),
-                 epoch_interval_s=0.2)
-    from connectors.metrics import enable
-
-    before = _scrape(port) if enable(port) else {}
-    run(RunConfig(inputs=[str(path)], output=str(tmp_path / "out"), store=f"memory://{name}",
-                  settings=s))
-    MemoryStore.drop(name)
-    m = _delta(_scrape(port), before)
+    _, m = _file_run(tmp_path, GenConfig(seed=32, users=100, items=60, events=2000,
+                                         malformed_rate=0.0),
+                     recovery_dir=str(tmp_path / "rec"), epoch_interval_s=0.2)
     steps = {dict(ls)["step"] for (n, ls), v in m.items()
              if n == "bespoke_snapshots_total" and v > 0}
     assert {"features_item", "features_user", "decision"} <= steps, steps
