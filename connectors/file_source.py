@@ -15,7 +15,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.dedup import RecentIds, mark_duplicates, split_resume
-from features.validate import RawRecord
+from features.validate import END_OF_PARTITION, RawRecord
 
 
 def _lines(path: Path) -> Iterator[bytes]:
@@ -43,6 +43,7 @@ class _FilePartition(StatefulSourcePartition[RawRecord, object]):
         self._offset = 0
         self._batch = batch_size
         self._recent = recent
+        self._ended = False
         # "received" = the file's modification time: the same file gives the same bytes out
         self._received = int(path.stat().st_mtime * 1000)
         for _ in range(resume_at or 0):
@@ -58,7 +59,11 @@ class _FilePartition(StatefulSourcePartition[RawRecord, object]):
             if len(out) >= self._batch:
                 break
         if not out:
-            raise StopIteration
+            if self._ended:
+                raise StopIteration
+            self._ended = True  # one end marker (not an event, see END_OF_PARTITION)
+            return [RawRecord(self._name, 0, self._offset, None, self._received,
+                              END_OF_PARTITION)]
         return out if self._recent is None else mark_duplicates(out, self._recent)
 
     def snapshot(self):

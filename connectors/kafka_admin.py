@@ -54,6 +54,14 @@ def check_kafka(brokers: str, extra: dict | None = None, timeout_s: float = 15.0
                                    f"{timeout_s} s{last}")
 
 
+def partitions_of(brokers: str, topics: list[str], timeout_s: float = 30.0,
+                  extra: dict | None = None) -> list[str]:
+    """``topic:partition`` of every partition of ``topics`` that exists now."""
+    admin = AdminClient({"bootstrap.servers": brokers, **(extra or {})})
+    meta = admin.list_topics(timeout=timeout_s).topics
+    return [f"{t}:{p}" for t in topics if t in meta for p in sorted(meta[t].partitions)]
+
+
 def ensure_topics(brokers: str, topics: dict[str, int], timeout_s: float = 30.0,
                   extra: dict | None = None) -> None:
     """Create the topics that do not exist yet (name → partitions); existing ones stay.

@@ -53,7 +53,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from connectors.dedup import RecentIds, mark_duplicates, split_resume
 from connectors.metrics import Metrics, metrics
-from features.validate import RawRecord
+from features.validate import END_OF_PARTITION, IDLE_PARTITION, RawRecord
 
 
 class _WorkerConsumer:
@@ -78,6 +78,10 @@ class _WorkerConsumer:
         self.dedup_ids = dedup_ids
         self.recent: dict[tuple[str, int], RecentIds] = {}
         self.lag_reported = 0.0  # monotonic time the lag was last reported (metrics)
+        # the flow's input clock (operators.decision_hold) is told when a partition ends
+        # and when it falls silent, in the stream itself, after its last record
+        self.said_end: set[tuple[str, int]] = set()
+        self.said_idle: set[tuple[str, int]] = set()
 
     def add(self, topic: str, part: int, offset: int, ids: list[str] | None = None,
             backlog: tuple[int, int] = (-1, -1)) -> None:
@@ -108,6 +112,8 @@ class _WorkerConsumer:
         self.backlog_start.pop((topic, part), None)
         self.recent.pop((topic, part), None)
         self.ended.discard((topic, part))
+        self.said_end.discard((topic, part))
+        self.said_idle.discard((topic, part))
         if not self.offsets:
             self.consumer.close()
             return True
@@ -142,12 +148,13 @@ class _WorkerConsumer:
                 continue
             out.append(rec)
             offsets[key] = off + 1  # resume after it, not at it
+        now = time.monotonic()
+        for m in msgs:
+            if m.error() is None:
+                key = (m.topic() or self.first_topic, m.partition() or 0)
+                self.heard[key] = now
+                self.said_idle.discard(key)
         if self.align:
-            if msgs:
-                now = time.monotonic()
-                for m in msgs:
-                    if m.error() is None:
-                        self.heard[(m.topic() or self.first_topic, m.partition() or 0)] = now
             if self._caught_up():  # live from here: what is buffered goes, in order
                 self.align = False
                 out += self._merge(self.buffered, wait=False)
@@ -155,8 +162,31 @@ class _WorkerConsumer:
                 out += self._merge(n)
         if self.dedup_ids and out:
             out = self._dedup(out)
+        out += self._markers(now)
         if (meter := metrics()) is not None:
             self._report_lag(meter)
+        return out
+
+    def _markers(self, now: float) -> list[RawRecord]:
+        """An end marker for each partition at its end with nothing left to emit, an idle
+        marker for each one silent for ``idle_s`` with nothing buffered (once per silence)."""
+        out = []
+        for key, off in self.offsets.items():
+            if self.buffers.get(key):
+                continue
+            if key in self.ended:
+                if key not in self.said_end:
+                    self.said_end.add(key)
+                    out.append(RawRecord(key[0], key[1], off, None, 0, END_OF_PARTITION))
+            elif key not in self.said_idle and now - self.heard.get(key, now) > self.idle_s:
+                end = self.backlog_end.get(key, -1)
+                pos = max(off, self.fetched.get(key, -1))
+                if pos < 0:  # not read yet: where it starts
+                    pos = self.backlog_start.get(key, 0)
+                if end >= 0 and pos < end:
+                    continue  # its backlog is still to come: slow, not silent
+                self.said_idle.add(key)
+                out.append(RawRecord(key[0], key[1], off, None, 0, IDLE_PARTITION))
         return out
 
     def _report_lag(self, m: Metrics) -> None:

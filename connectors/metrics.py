@@ -47,6 +47,8 @@ from prometheus_client import Counter as PCounter
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from features.validate import is_marker
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0)
 TOOL_BUCKETS = (0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)
 
@@ -187,7 +189,8 @@ class Metrics:
 
     # -- taps -------------------------------------------------------------------------
     def observe_raw(self, batch: list[Any]) -> None:
-        for (src, part), n in Counter((r.source, r.partition) for r in batch).items():
+        for (src, part), n in Counter((r.source, r.partition) for r in batch
+                                      if not is_marker(r)).items():
             self.input.labels(src, str(part)).inc(n)
 
     def observe_batch_counts(self, batch: list[tuple[Any, int]]) -> None:

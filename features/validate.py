@@ -16,6 +16,21 @@ from features.events import DeadLetter, Inbound, inbound_from_dict, parse_inboun
 from features.formats import decode_record
 
 STEP = "validate"
+# a source's last record of a partition that has ended (value None): not an event, it
+# tells the flow's input clock that this partition will not move it again
+END_OF_PARTITION = "end of partition"
+# a source's word that a partition has been silent a while (value None): it stops holding
+# decisions back until its next record (operators.decision_hold)
+IDLE_PARTITION = "partition idle"
+
+
+def is_end_of_partition(rec: RawRecord) -> bool:
+    return rec.value is None and rec.error == END_OF_PARTITION
+
+
+def is_marker(rec: RawRecord) -> bool:
+    """A source's word about a partition (its end, its silence), not a record of it."""
+    return rec.value is None and rec.error in (END_OF_PARTITION, IDLE_PARTITION)
 
 
 class RawRecord(NamedTuple):

@@ -109,7 +109,13 @@ def _start(a: argparse.Namespace, s: Settings, cfg: RunConfig) -> int:
     addresses = a.addresses.split(";") if a.addresses else None
     t0 = time.perf_counter()
     run(cfg, workers=a.workers, process_id=a.process_id, addresses=addresses)
-    print(json.dumps({"finished": True, "seconds": round(time.perf_counter() - t0, 3)}))
+    from operators.decision_hold import STATS
+
+    # what the event-time join could not cover (operators.decision_hold): inputs later than
+    # the decision lateness behind their partition, triggers older than the kept history
+    print(json.dumps({"finished": True, "seconds": round(time.perf_counter() - t0, 3),
+                      "late_for_decisions": {"inputs": STATS.late_inputs,
+                                             "triggers": STATS.late_triggers}}))
     return 0
 
 

@@ -46,6 +46,7 @@ from features.channels import DEAD_LETTERS, FEATURE_QUALITY, LATE_EVENTS
 from features.channels import NAMES as CHANNEL_NAMES
 from features.definitions import REGISTRY
 from features.events import FeatureQuality, LateEvent, Outgoing, outgoing
+from features.facts import DerivedFacts, FactTable
 from features.formats import FORMATS
 from features.input_monitor import DEFAULTS as INPUT_MONITOR_DEFAULTS
 from features.store import RowReader
@@ -56,6 +57,7 @@ from operators.candidates import candidates
 from operators.chunks import chunk_map, flatten
 from operators.control import ControlStreams, control_plane
 from operators.decision import feed_decision
+from operators.decision_hold import HoldConfig, decision_hold, facts_step
 from operators.features import FeatureConfig, feature_pipeline
 from operators.input_monitor import input_drift
 from operators.progress import progress
@@ -91,9 +93,18 @@ class RunConfig(BaseModel):
             raise ValueError("kafka input/output needs KAFKA_BOOTSTRAP_SERVERS")
 
 
-def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
+def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> Dataflow:
+    """``processes``: how many processes run the flow (the event-time join of decisions and
+    facts needs every item fact in one process: with more it falls back to store reads)."""
     s = cfg.settings
     flow = Dataflow(flow_id)
+    event_time = cfg.decisions and s.decision_join == "event_time"
+    if event_time and processes > 1:
+        print("[bespoke] decision_join=event_time needs one process; this cluster reads item "
+              "facts from the store as they are (decisions are not reproducible)",
+              file=sys.stderr)
+        event_time = False
+    lateness_ms = int(s.decision_lateness_s * 1000)
     dedup = s.dedup_ids if cfg.format == "native" else 0  # datasets' ids are positions
     control_raw = None
     brokers, kafka_sec = s.kafka_bootstrap_servers or "", s.kafka_security()
@@ -133,14 +144,16 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     on_snapshot(meter.observe_snapshot if meter is not None else None)
     valid = validate("validate", raw, cfg.format, s.native_kernels,
                      max_future_ms=int(s.max_future_s * 1000),
-                     count_bucket_ms=bucket_ms or (60_000 if meter else 0))
+                     count_bucket_ms=bucket_ms or (60_000 if meter else 0),
+                     clock_lateness_ms=lateness_ms if event_time else None)
     ctl = control_input(flow, cfg, control_raw)
     user_in, dead, outs = valid.user_inputs, valid.dead_letters, []
     if ctl is not None:
         user_in = op.merge("user_inputs", user_in, ctl.erasures)
         dead = op.merge("dead_letters", dead, ctl.dead_letters)
         outs.append(ctl.audit)
-    feats = feature_pipeline("features", valid.item_inputs, user_in, feature_config(cfg))
+    feats = feature_pipeline("features", valid.item_inputs, user_in,
+                             feature_config(cfg, event_time))
     dlq = chunk_map("dlq_out", dead,
                     lambda d: outgoing(DEAD_LETTERS.name, f"{d.source}:{d.partition}", d))
     late = chunk_map("late_out", feats.late, late_event_out(
@@ -160,18 +173,37 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     # deadline that short made them fail while Redis was up
     sink_stores = store_factory(cfg.store, max(30.0, s.redis_timeout_s), s.redis_options())
     if cfg.decisions:
-        stale_s = s.tool_cache_stale_s if is_remote(cfg.store) else 0.0
-        gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
-                          lambda: CachedRows(stores(), s.tool_cache_s, max_keys=200_000,
-                                             stale_s=stale_s),
-                          native=s.native_kernels,
-                          facts_factory=lambda rows: CachedRows(
-                              rows, s.tool_cache_s, max_keys=200_000,
-                              derive=PolicyGate.facts_of),
-                          extra_tools=enterprise_factory(s))
-        cands = candidates("candidates", feats.decision_inputs, lambda: gate.runtime,
-                           s.candidates_scored, native=s.native_kernels, prefetch=gate,
-                           lists=s.ranker_learning, exclude_seen=s.exclude_seen)
+        triggers, tick, table = feats.decision_inputs, None, None
+        if event_time:  # facts as of each trigger's time (operators.decision_hold)
+            table = FactTable()
+            gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active, lambda: table,
+                              native=s.native_kernels,
+                              facts_factory=lambda _: DerivedFacts(table,
+                                                                   PolicyGate.facts_of),
+                              extra_tools=enterprise_factory(s))
+            assert valid.clock is not None
+            tick = s.decision_tick_ms
+            triggers = decision_hold(
+                "hold", triggers, valid.clock,
+                facts_step("facts", feats.store_ops, table, s.state_shards,
+                           snapshots=s.recovery_dir is not None),
+                table, HoldConfig(lateness_ms, tick, input_partitions(cfg)),
+                snapshots=s.recovery_dir is not None)
+        else:
+            stale_s = s.tool_cache_stale_s if is_remote(cfg.store) else 0.0
+            gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active,
+                              lambda: CachedRows(stores(), s.tool_cache_s, max_keys=200_000,
+                                                 stale_s=stale_s),
+                              native=s.native_kernels,
+                              facts_factory=lambda rows: CachedRows(
+                                  rows, s.tool_cache_s, max_keys=200_000,
+                                  derive=PolicyGate.facts_of),
+                              extra_tools=enterprise_factory(s))
+        cands = candidates("candidates", triggers, lambda: gate.runtime,
+                           s.candidates_scored, native=s.native_kernels,
+                           prefetch=None if event_time else gate,
+                           lists=s.ranker_learning, exclude_seen=s.exclude_seen,
+                           tick_ms=tick)
         ranked = score("score", cands, s.candidates_scored)
         models = ModelSlot(FEED_RANKER, stores, s.ranker_refresh_s,
                            s.ranker_min_examples) if s.ranker_learning else None
@@ -184,7 +216,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
                             models, bandit, tuple(s.offer_arms),
                             window_days=s.configuration_window_days)
         feed = feed_decision("decision", ranked, ctl.accepted if ctl else None, fold,
-                             s.state_shards,
+                             s.state_shards, tick_ms=tick, facts=table,
                              snapshots=s.recovery_dir is not None,
                              learner=FeedLearner(s.ranker_publish_every,
                                                  drift=s.ranker_drift,
@@ -232,6 +264,17 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke") -> Dataflow:
     return flow
 
 
+def input_partitions(cfg: RunConfig) -> tuple[str, ...]:
+    """The input partitions the flow's clock waits for (``source:partition``)."""
+    s = cfg.settings
+    if cfg.inputs != ["kafka"]:
+        return tuple(f"{Path(p).name}:0" for p in cfg.inputs)
+    from connectors.kafka_admin import partitions_of
+
+    return tuple(partitions_of(s.kafka_bootstrap_servers or "", s.input_topics,
+                               extra=s.kafka_security()))
+
+
 def enterprise_factory(s: Settings) -> Callable[[RowReader], list[Tool]] | None:
     """The enterprise adapters and the PLM configurator, when an enterprise URL is set."""
     if s.enterprise_url is None or not s.enterprise_url.get_secret_value():
@@ -276,13 +319,14 @@ def control_input(flow: Dataflow, cfg: RunConfig,
                          s.pseudonym_key_bytes() if s.pseudonym_key else b"")
 
 
-def feature_config(cfg: RunConfig) -> FeatureConfig:
+def feature_config(cfg: RunConfig, event_time: bool = False) -> FeatureConfig:
     s = cfg.settings
     return FeatureConfig(allowed_lateness_ms=int(s.allowed_lateness_s * 1000),
                          mirror_every_s=s.mirror_every_s, idle_evict_s=s.idle_evict_s,
                          decision_inputs=cfg.decisions, shards=s.state_shards,
                          snapshots=s.recovery_dir is not None, native=s.native_kernels,
-                         remirror=s.recovery_dir is not None and not is_remote(cfg.store))
+                         remirror=s.recovery_dir is not None and not is_remote(cfg.store),
+                         facts_every_event=event_time)
 
 
 def recovery_config(recovery_dir: str | None, partitions: int,
@@ -338,7 +382,7 @@ def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
         refuse_used_output(cfg)
     if s.metrics_port:
         enable_metrics(s.metrics_port + (process_id or 0), s.metrics_addr)
-    flow = build_flow(cfg)
+    flow = build_flow(cfg, processes=procs)
     freezer = None
     switch = sys.getswitchinterval()
     sys.setswitchinterval(s.gil_switch_interval_s)
@@ -371,4 +415,19 @@ def flow_from_env() -> Dataflow:
                        s.metrics_addr)
     store = s.store or (s.redis_url.get_secret_value() if s.redis_url else "memory")
     return build_flow(RunConfig(inputs=s.input.split(","), format=s.format, output=s.output,
-                                store=store, tail=s.tail, settings=s))
+                                store=store, tail=s.tail, settings=s),
+                      processes=_processes_from_args())
+
+
+def _processes_from_args() -> int:
+    """How many processes ``python -m bytewax.run`` was asked for (``-a``/``--addresses``
+    or ``BYTEWAX_ADDRESSES``, ``;``-separated; a hostfile counts its lines)."""
+    args = sys.argv
+    addresses = os.environ.get("BYTEWAX_ADDRESSES", "")
+    for i, a in enumerate(args[:-1]):
+        if a in ("-a", "--addresses"):
+            addresses = args[i + 1]
+    hostfile = os.environ.get("BYTEWAX_HOSTFILE_PATH")
+    if hostfile and not addresses and Path(hostfile).is_file():
+        return max(1, sum(1 for line in Path(hostfile).read_text().splitlines() if line.strip()))
+    return max(1, len([a for a in addresses.split(";") if a.strip()]))

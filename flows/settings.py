@@ -71,6 +71,17 @@ class Settings(BaseSettings):
                                    "catch-up; connectors/kafka_source.py)")
     partition_idle_s: float = Field(1.0, gt=0, description="an input partition silent this "
                                     "long no longer holds the others back")
+    decision_join: Literal["event_time", "processing_time"] = Field(
+        "event_time", description="event_time: a decision reads item facts as of its "
+        "trigger's time, held until every input partition has passed it (the same input "
+        "gives the same decisions; operators/decision_hold.py); processing_time: it reads "
+        "the store as it is (lower latency, not reproducible)")
+    decision_lateness_s: float = Field(2.0, ge=0, description="event_time join: how far "
+                                       "behind its partition's newest event an input may "
+                                       "come and still be seen by the decisions after it; "
+                                       "decisions wait this long in event time")
+    decision_tick_ms: int = Field(1000, ge=1, description="event_time join: decisions in "
+                                  "one tick of event time read the facts as of its end")
     control_topic: str | None = Field(None, description="the only input of control events "
                                       "(policy switches, erasures; one partition); default: "
                                       "<topic_prefix>control")

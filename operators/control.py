@@ -27,7 +27,7 @@ from features.events import (
     outgoing,
 )
 from features.interactions import user_inputs
-from features.validate import RawRecord, dead_letter, validate_record
+from features.validate import RawRecord, dead_letter, is_marker, validate_record
 from policies.control_auth import ControlKey, ReplayGuard, verify
 from policies.privacy import pseudonymize
 
@@ -62,6 +62,8 @@ def control_plane(step_id: str, records: Stream[RawRecord], keys: dict[str, Cont
             return rec, None, f"not_control: a {ev.type} event on the control topic"
         return rec, ev, verify(ev, keys)
 
+    records = op.filter(f"{step_id}_records", records,
+                        lambda r: not is_marker(r))  # a file's end: no event
     checked = op.map(f"{step_id}_verify", records, check)
     keyed = op.key_on(f"{step_id}_key", checked, lambda _: "control")
 

@@ -3,7 +3,7 @@ sharded Bytewax state, with the offers allocated by SKU (``agent.allocation``)."
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -16,6 +16,7 @@ from agent.policy_gate import POLICY_ACTIONS
 from features.events import Control, Outgoing
 from features.store import StoreOp
 from operators.chunks import chunk_flat_map, split_by_type
+from operators.decision_hold import AsOfFold, alloc_pool, ordered_release
 from operators.sharded_fold import broadcast, sharded_fold, sharded_fold_keyed
 
 # the control actions every decision shard applies in event time (besides the policy ones)
@@ -32,6 +33,18 @@ def _controls(ev) -> list:
                                             or ev.action in SHARD_ACTIONS) else []
 
 
+def _sku(p: Proposal) -> str:
+    return p.sku
+
+
+def _proposal_order(p: Proposal) -> tuple[int, str]:
+    return p.ts, p.decision_id
+
+
+def _ts(x: Any) -> int:
+    return x.ts  # type: ignore[no-any-return]
+
+
 def _model_of(o: Outcome | OfferOutcome) -> str:
     return o.model
 
@@ -39,25 +52,39 @@ def _model_of(o: Outcome | OfferOutcome) -> str:
 def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | None,
                   fold: DecisionFold, shards: int, snapshots: bool,
                   learner: FeedLearner | None = None,
-                  bandit: OfferLearner | None = None) -> FeedStreams:
+                  bandit: OfferLearner | None = None,
+                  tick_ms: int | None = None, facts: Any = None) -> FeedStreams:
     """``ranked``: chunks of (UserFeatures, [(sku, score)]) best first; ``events``: chunks of
     authenticated control events (``operators.control``; the policy and model controls
     among them are broadcast to every decision shard), or None without a control input;
     ``learner``: learns from the attributed examples, one for the flow (``agent.learner``);
     ``bandit``: learns the offers' discounts from their outcomes, one for the flow
-    (``agent.offer_bandit``).
+    (``agent.offer_bandit``); ``tick_ms``: decisions and allocations read ``facts`` (the
+    fact table) as of their trigger's tick (``operators.decision_hold``).
     Returns chunk streams."""
     both = ranked
     if events is not None:
         controls = chunk_flat_map(f"{step_id}_controls", events, _controls)
         both = op.merge(f"{step_id}_in", ranked,
                         broadcast(f"{step_id}_bcast", controls, shards))
-    out = sharded_fold_keyed(step_id, both, fold, lambda x: x[0].user_id, shards=shards,
+    decide: Any = fold
+    allocate: Any = AllocationFold(lambda: fold.gate.runtime)
+    if tick_ms is not None:  # facts as of each trigger's tick, offers allocated in time order
+
+        def pool(p: Proposal) -> str:
+            return alloc_pool(p.sku, shards)
+
+        decide = AsOfFold(fold, lambda x: x[0].ts, tick_ms, facts, (Proposal, _ts, pool))
+        allocate = AsOfFold(allocate, _ts, tick_ms, facts, pool=pool)
+    out = sharded_fold_keyed(step_id, both, decide, lambda x: x[0].user_id, shards=shards,
                              mirror_every_s=0, snapshots=snapshots)
     sent, proposals, outcomes, rewards, store_ops = split_by_type(
         f"{step_id}_split", out, (Outgoing, Proposal, Outcome, OfferOutcome), keyed=True)
+    if tick_ms is not None:
+        proposals = ordered_release(f"{step_id}_offers", proposals, facts, tick_ms, shards,
+                                    _sku, _proposal_order, snapshots)
     granted = sharded_fold(f"{step_id}_allocate", proposals,
-                           AllocationFold(lambda: fold.gate.runtime),
+                           allocate,
                            lambda p: p.sku, shards=shards, mirror_every_s=0,
                            snapshots=snapshots)
     outs = [sent, granted]

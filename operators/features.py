@@ -52,6 +52,9 @@ class FeatureConfig(NamedTuple):
     snapshots: bool = True  # False when recovery is off: no snapshot work at all
     native: bool = True  # native shards for the item, user and co-visitation folds, if built
     remirror: bool = False  # an in-process store: resumed shards write their rows again
+    # the item, category and co-visitation rows of every event (the facts decisions read
+    # as of their time, operators.decision_hold), whatever mirror_every_s says
+    facts_every_event: bool = False
 
 
 class FeatureStreams(NamedTuple):
@@ -73,14 +76,15 @@ def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
                     "idle_evict_s": cfg.idle_evict_s, "snapshots": cfg.snapshots,
                     "remirror": cfg.remirror}
     native = cfg.native and available()  # native shards (features.native) where built
+    facts: dict = {**common, "mirror_every_s": 0.0} if cfg.facts_every_event else common
     item_fold = (native_item_fold if native else ItemFold)(cfg.allowed_lateness_ms, cfg.ttl_s)
-    item_out = sharded_fold_keyed(f"{step_id}_item", item_in, item_fold, _first, **common)
+    item_out = sharded_fold_keyed(f"{step_id}_item", item_in, item_fold, _first, **facts)
     # native shards pass co-visitation pairs and affinity hints as batches (features.native)
     hint_type, pair_type = (HintBatch, PairBatch) if native else (AffinityHint, tuple)
     hints, item_late, category_in, item_store = split_by_type(
         f"{step_id}_item_split", item_out, (hint_type, LateEvent, CategoryInput), keyed=True)
     category_store = sharded_fold(f"{step_id}_category", category_in, CategoryFold(cfg.ttl_s),
-                                  _first, **common)
+                                  _first, **facts)
 
     user_in = op.merge(f"{step_id}_user_merge", direct, hints)
     user_fold = (native_user_fold if native else UserFold)(
@@ -90,7 +94,7 @@ def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
         f"{step_id}_user_split", user_out, (pair_type, UserFeatures, LateEvent), keyed=True)
 
     covis_fold = (native_covis_fold if native else CovisFold)(cfg.ttl_s)
-    covis_store = sharded_fold(f"{step_id}_covis", pairs, covis_fold, _first, **common)
+    covis_store = sharded_fold(f"{step_id}_covis", pairs, covis_fold, _first, **facts)
     store = op.merge(f"{step_id}_store", item_store, user_store, covis_store, category_store)
     late = op.merge(f"{step_id}_late", item_late, user_late)
     return FeatureStreams(store, late, decisions)

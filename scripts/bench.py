@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -355,11 +356,12 @@ def bench_decisions(events: int = 60_000, load_s: float = 12.0, runs: int = 3,
 
 
 def _embedded_run(path: Path, out: Path, decisions: bool, workers: int = 1,
-                  metrics_port: int = 0) -> float:
+                  metrics_port: int = 0, **settings: Any) -> float:
     """Wall seconds of one embedded run of the main flow (or the feature flow alone)."""
     cfg = RunConfig(inputs=[str(path)], output=str(out), store=f"memory://{out.name}",
                     decisions=decisions, settings=Settings(_env_file=None, progress_every_s=0,
-                                                           metrics_port=metrics_port))
+                                                           metrics_port=metrics_port,
+                                                           **settings))
     gc.collect()
     t0 = time.perf_counter()
     run(cfg, workers=workers)
@@ -417,11 +419,14 @@ def _runqueue_wait_s(pid: int) -> float | None:
 
 
 def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int,
-                 rate: float, load_s: float, warmup_s: float = 3.0) -> tuple:
+                 rate: float, load_s: float, warmup_s: float = 3.0,
+                 env_extra: dict[str, str] | None = None, restamp: bool = False) -> tuple:
     """One flow process tailing a fresh topic while traffic is produced at ``rate`` for
     ``load_s``: (latencies after the warm-up, during it, per-trigger series, events sent,
     CPU cores used by the flow and the broker while producing, and the share of that time
-    the flow's worker thread was ready to run but waited for a CPU)."""
+    the flow's worker thread was ready to run but waited for a CPU). ``restamp``: each
+    event's ``ts`` is the wall clock when it is produced (live traffic, where event time
+    moves like the clock), not the generator's."""
     import signal
     import subprocess
 
@@ -440,7 +445,7 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
     produce_all(brokers, topic, ((r.key, r.value) for r in recs[:n_catalog]))
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": brokers, "BESPOKE_TOPIC_PREFIX": prefix,
            "BESPOKE_INPUT_TOPICS": json.dumps([topic]), "BESPOKE_PROGRESS_EVERY_S": "0",
-           "BESPOKE_DELIVERY": delivery, "PYTHONPATH": str(ROOT)}
+           "BESPOKE_DELIVERY": delivery, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     proc = subprocess.Popen([sys.executable, "-m", "flows", "run", "--input", "kafka",
                              "--output", "kafka", "--store", redis_url, "--tail",
                              "--epoch-interval", "1"], cwd=ROOT, env=env,
@@ -465,9 +470,14 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
                 time.sleep(min(0.002, wait))
                 continue
             r = traffic[i]
+            value = r.value
             if ids[i] is not None:
                 sent[ids[i]] = time.time()
-            p.produce(topic, r.value, r.key.encode())
+                if restamp:
+                    doc = json.loads(value)
+                    doc["ts"] = int(time.time() * 1000)
+                    value = json.dumps(doc).encode()
+            p.produce(topic, value, r.key.encode())
             p.poll(0)
             i += 1
         cpu1 = (_cpu_s(proc.pid), _cpu_s(BROKER_PIDS.get(brokers)), _runqueue_wait_s(proc.pid))
@@ -497,6 +507,72 @@ def _latency_run(brokers: str, redis_url: str, recs: list, delivery: str, k: int
             else:
                 warm.append(latency)
     return sorted(lat), sorted(warm), series, i, cores
+
+
+def bench_decision_join(runs: int = 2, rate: float = 300.0, load_s: float = 12.0,
+                        warmup_s: float = 3.0) -> Figure:
+    """What the event-time join of decisions and facts costs in latency (live traffic,
+    events stamped with the wall clock), against reading the store as it is; runs of the
+    two alternate on one broker."""
+    from connectors.file_sink import read_channel
+    from scripts.servers import kafka_server, redis_server
+
+    modes = ("processing_time", "event_time")
+    figs: Figure = {}
+    # 1) embedded, a replay: events/s of the whole flow in each join, runs alternating
+    path, n = _generated(60_000)
+    secs: dict[str, list[float]] = {m: [] for m in modes}
+    for k in range(3):
+        for m in modes:
+            out = path.parent / f"join-{m}{k}"
+            secs[m].append(_embedded_run(path, out, decisions=True, decision_join=m))
+            read_channel(out, "decision_records")
+    rate_of = {m: n / statistics.median(v) for m, v in secs.items()}
+    for m in modes:
+        figs[f"events_per_s_embedded_1w_{m}"] = {
+            "value": round(rate_of[m]), "unit": "events/s",
+            "how": f"median of 3 runs alternating with the other join "
+                   f"({', '.join(f'{n / t:,.0f}' for t in secs[m])}): {n} generated events, "
+                   f"the whole main flow on one worker, in-process store"}
+    figs["embedded_throughput_event_time_over_processing_time"] = {
+        "value": round(rate_of["event_time"] / rate_of["processing_time"], 2), "unit": "x",
+        "how": "ratio of the two medians above, same runs"}
+    # 2) live Kafka: trigger -> decision latency
+    recs = list(Generator(GenConfig(seed=1, users=20_000, items=5_000, events=20_000,
+                                    malformed_rate=0.0)).records())
+    got: dict[str, list] = {m: [] for m in modes}
+    with kafka_server() as brokers, redis_server() as redis_url:
+        for k in range(runs):
+            for m in modes:
+                got[m].append(_latency_run(brokers, redis_url, recs, "epoch", k, rate, load_s,
+                                           warmup_s, {"BESPOKE_DECISION_JOIN": m},
+                                           restamp=True))
+    p50: dict[str, float] = {}
+    for m in modes:
+        ok = [r for r in got[m] if r[0]]
+        if not ok:
+            continue
+        p50s = [r[0][len(r[0]) // 2] * 1000 for r in ok]
+        p99s = [r[0][int(len(r[0]) * 0.99)] * 1000 for r in ok]
+        p50[m] = statistics.median(p50s)
+        how = (f"median of {len(ok)} runs alternating with the other join (p50 "
+               f"{', '.join(f'{v:.0f}' for v in p50s)}; p99 "
+               f"{', '.join(f'{v:.0f}' for v in p99s)} ms); each: {len(ok[-1][0])} decisions "
+               f"after a {warmup_s:.0f} s warm-up, {rate:.0f} events/s for {load_s:.0f} s "
+               f"stamped with the wall clock, real Kafka (4 partitions) and Redis on "
+               f"loopback, one worker, epoch delivery, 1 s epochs, lateness "
+               f"{Settings(_env_file=None).decision_lateness_s} s, tick "
+               f"{Settings(_env_file=None).decision_tick_ms} ms: decision record CreateTime "
+               f"minus the trigger's produce time")
+        figs[f"decision_latency_p50_ms_{m}"] = {"value": round(p50[m]), "unit": "ms",
+                                                 "how": how}
+        figs[f"decision_latency_p99_ms_{m}"] = {
+            "value": round(statistics.median(p99s)), "unit": "ms", "how": how}
+    if len(p50) == 2:
+        figs["decision_latency_event_time_over_processing_time_p50"] = {
+            "value": round(p50["event_time"] / p50["processing_time"], 1), "unit": "x",
+            "how": "ratio of the two medians above, same runs"}
+    return figs
 
 
 def _cores(runs: list, which: int) -> str:
@@ -860,6 +936,7 @@ BENCHES: dict[str, Callable[[], Figure]] = {  # the yardstick first, the flows r
     "policy": bench_policy,
     "redis_writes": bench_redis_writes,
     "decisions": bench_decisions,
+    "decision_join": bench_decision_join,
     "ranker": bench_ranker,
     "offer_bandit": bench_offer_bandit,
     "drift": bench_drift,

@@ -252,6 +252,14 @@ impl ItemInBatch {
         }
         c.into_iter().map(|((b, k), n)| (b, k.to_string(), n)).collect()
     }
+
+    /// The inputs' event times, in order (the flow's input clock, `operators.validate`).
+    fn times(&self) -> Vec<i64> {
+        self.items.iter().map(|x| match x {
+            ItemIn::Behaviour { ts, .. } | ItemIn::Catalog { ts, .. }
+            | ItemIn::Inventory { ts, .. } | ItemIn::Price { ts, .. } => *ts,
+        }).collect()
+    }
 }
 
 fn bucket_start(ts: i64, bucket_ms: i64) -> i64 {
@@ -277,5 +285,12 @@ impl UserInBatch {
             *c.entry((bucket_start(ts, bucket_ms), kind)).or_default() += 1;
         }
         c.into_iter().map(|((b, k), n)| (b, k.to_string(), n)).collect()
+    }
+
+    /// The inputs' event times, in order (the flow's input clock, `operators.validate`).
+    fn times(&self) -> Vec<i64> {
+        self.items.iter().map(|x| match x {
+            UserIn::Event { ts, .. } | UserIn::Consent { ts, .. } => *ts,
+        }).collect()
     }
 }

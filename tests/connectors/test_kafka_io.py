@@ -13,14 +13,16 @@ from connectors.kafka_admin import ensure_topics, produce_all
 from connectors.kafka_sink import CheckedKafkaSink, DeliveryFailed, epoch_kafka_sink
 from connectors.kafka_source import KafkaRawSource
 from features.events import Outgoing
+from features.validate import END_OF_PARTITION, IDLE_PARTITION, is_marker
 from scripts.kafka_util import consume_all
 
 pytestmark = [pytest.mark.kafka]
 
 
 def _drain(src: KafkaRawSource, resume: dict[str, int | None] | None = None):
-    """Every record of every partition until their ends; (records, offsets to resume at)."""
-    out, offsets = [], {}
+    """Every record of every partition until their ends; (records, offsets to resume at).
+    Each partition's last word is one end marker (features.validate.END_OF_PARTITION)."""
+    out, offsets, ends = [], {}, []
     for part in src.list_parts():
         p = src.build_part("in", part, (resume or {}).get(part))
         try:
@@ -30,7 +32,14 @@ def _drain(src: KafkaRawSource, resume: dict[str, int | None] | None = None):
             offsets[part] = p.snapshot()
         finally:
             p.close()
-    return out, offsets
+    for r in out:
+        if is_marker(r):
+            assert r.error == END_OF_PARTITION
+            ends.append(r.partition)
+        else:  # nothing of a partition after its end
+            assert r.partition not in ends
+    assert sorted(ends) == sorted({int(p.split("-")[0]) for p in src.list_parts()})
+    return [r for r in out if not is_marker(r)], offsets
 
 
 def test_raw_source_reads_every_record_once_and_resumes_after_the_last(kafka_bootstrap,
@@ -63,7 +72,7 @@ def test_raw_source_tail_returns_empty_batches_and_asks_to_be_called_later(kafka
         got = []
         deadline = time.monotonic() + 30
         while not got and time.monotonic() < deadline:
-            got += p.next_batch()
+            got += [r for r in p.next_batch() if not is_marker(r)]
             time.sleep(0.001)
         assert [r.value for r in got] == [b"v"] and p.next_awake() is None
     finally:
@@ -86,7 +95,8 @@ def test_a_workers_partitions_share_one_consumer_and_keep_their_own_offsets(kafk
         got = []
         deadline = time.monotonic() + 30
         while len(got) < 90 and time.monotonic() < deadline:
-            got += parts[0].next_batch()  # only the first partition is asked
+            # only the first partition is asked
+            got += [r for r in parts[0].next_batch() if not is_marker(r)]
             time.sleep(0.001)
         assert sorted(r.value for r in got) == sorted(f"v{i}".encode() for i in range(90))
         by_part = {p: [r.offset for r in got if r.partition == p] for p in range(3)}
@@ -184,8 +194,39 @@ def test_aligned_source_is_not_held_back_by_an_empty_partition(kafka_bootstrap, 
     deadline = time.monotonic() + 0.5 + 5  # well under the 1 s idle timeout plus fetching
     while len(got) < 50 and time.monotonic() < deadline:
         for p in parts:
-            got += p.next_batch()
+            got += [r for r in p.next_batch() if not is_marker(r)]
         time.sleep(0.01)
     for p in parts:
         p.close()
     assert len(got) == 50
+
+
+def test_a_silent_partition_is_said_idle_once_per_silence(kafka_bootstrap, topic_prefix):
+    """Tailing, a partition with nothing new for ``partition_idle_s`` gets one idle marker
+    (the flow's input clock stops waiting for it, operators.decision_hold); a record on it
+    ends the silence, and the next silence is said again."""
+    import time
+
+    from connectors.kafka_source import KafkaRawSource
+
+    topic = f"{topic_prefix}idle"
+    ensure_topics(kafka_bootstrap, {topic: 1})
+    src = KafkaRawSource(kafka_bootstrap, [topic], tail=True, partition_idle_s=0.3)
+    p = src.build_part("s", f"0-{topic}", None)
+    seen: list = []
+
+    def read_for(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            seen.extend(p.next_batch())
+            time.sleep(0.01)
+
+    try:
+        read_for(1.2)
+        assert [r.error for r in seen] == [IDLE_PARTITION]
+        produce_all(kafka_bootstrap, topic, [("k", b"{}")])
+        read_for(2.0)
+        assert [r.value if r.value is not None else r.error for r in seen] == [
+            IDLE_PARTITION, b"{}", IDLE_PARTITION]
+    finally:
+        p.close()
