@@ -67,14 +67,18 @@ def reading_at() -> int | None:
 class Version(NamedTuple):
     ts: int
     expires: int  # event time the value stops being valid at (ts + ttl)
-    fields: Fields
+    fields: Fields  # named <view>.<field>, as a read returns them
+
+
+def _version(view: str, ts: int, expires: int, fields: Fields) -> Version:
+    return Version(ts, expires, {f"{view}.{f}": x for f, x in fields.items()})
 
 
 class _Key:
     """One entity key: each view's versions (oldest first, their times apart for bisect)
     and the last read's flat form with the range of times it holds for."""
 
-    __slots__ = ("views", "times", "flat", "lo", "hi")
+    __slots__ = ("views", "times", "flat", "lo", "hi", "memo")
 
     def __init__(self) -> None:
         self.views: dict[str, list[Version]] = {}
@@ -82,6 +86,9 @@ class _Key:
         self.flat: Fields | None = None  # what a read at any t with lo < t <= hi gives
         self.lo = 0
         self.hi = -1
+        # the rows of the last few combinations of versions read: one combination gives
+        # one row object (a derived cache keyed by the row's identity stays valid)
+        self.memo: dict[tuple[int, ...], Fields | None] = {}
 
     def put(self, view: str, v: Version) -> None:
         vs = self.views.get(view)
@@ -100,6 +107,7 @@ class _Key:
         i = bisect.bisect_left(ts, v.ts)
         if i < len(ts) and ts[i] == v.ts:
             vs[i] = v  # a replay of the same version: the same value
+            self.memo.clear()  # the replaced version's id may be reused
         else:
             vs.insert(i, v)
             ts.insert(i, v.ts)
@@ -107,29 +115,43 @@ class _Key:
 
     def read(self, t: int | None) -> Fields | None:
         if t is None:  # the newest versions, whatever their age
-            return {f"{view}.{f}": x for view, vs in self.views.items()
-                    for f, x in vs[-1].fields.items()} or None
+            out: Fields = {}
+            for vs in self.views.values():
+                out.update(vs[-1].fields)
+            return out or None
         if self.lo < t <= self.hi:
             return self.flat
-        out: Fields = {}
+        picked: list[Version] = []
         lo, hi = -(1 << 62), _FOREVER
+        bisect_left = bisect.bisect_left
         for view, vs in self.views.items():
             ts = self.times[view]
-            i = bisect.bisect_left(ts, t)  # versions before t
-            if i < len(ts):
-                hi = min(hi, ts[i])
+            i = bisect_left(ts, t)  # versions before t
+            if i < len(ts) and ts[i] < hi:
+                hi = ts[i]
             if not i:
                 continue
             v = vs[i - 1]
-            lo = max(lo, v.ts)
+            if v.ts > lo:
+                lo = v.ts
             if v.expires >= t:
-                hi = min(hi, v.expires)
-                for f, x in v.fields.items():
-                    out[f"{view}.{f}"] = x
-            else:
-                lo = max(lo, v.expires)
-        self.flat, self.lo, self.hi = out or None, lo, hi
-        return self.flat
+                if v.expires < hi:
+                    hi = v.expires
+                picked.append(v)
+            elif v.expires > lo:
+                lo = v.expires
+        key = tuple(id(v) for v in picked)
+        row = self.memo.get(key)
+        if row is None and key not in self.memo:
+            row = {}
+            for v in picked:
+                row.update(v.fields)
+            row = row or None
+            if len(self.memo) >= 4:
+                self.memo.clear()
+            self.memo[key] = row
+        self.flat, self.lo, self.hi = row, lo, hi
+        return row
 
     def compact(self, horizon: int) -> int:
         """Drop the versions older than each view's newest one before ``horizon``."""
@@ -143,6 +165,7 @@ class _Key:
                 dropped += i - 1
         if dropped:
             self.hi = -1
+            self.memo.clear()  # dropped versions' ids may be reused
         return dropped
 
 
@@ -176,7 +199,7 @@ class FactTable:
                 if entry is None:
                     entry = self._keys[(op.entity, op.key)] = _Key()
                 expires = op.ts + op.ttl_s * 1000 if op.ttl_s > 0 else _FOREVER
-                entry.put(op.view, Version(op.ts, expires, op.fields))
+                entry.put(op.view, _version(op.view, op.ts, expires, op.fields))
                 self.versions += 1
                 if self.horizon is not None and len(entry.views[op.view]) > 8:
                     self.versions -= entry.compact(self.horizon)

@@ -69,18 +69,27 @@ def test_a_paused_server_costs_a_timeout_not_a_hang():
         store.close()
 
 
-def test_flow_runs_to_its_end_with_redis_down_and_records_the_fallback(tmp_path):
+@pytest.mark.parametrize("join", ["processing_time", "event_time"])
+def test_flow_runs_to_its_end_with_redis_down_and_records_the_fallback(tmp_path, join):
+    """Reading the store (processing_time), every feed records the fallback; reading facts
+    from the flow itself (event_time), the decisions do not need Redis at all."""
     events = tmp_path / "events.jsonl"
     write_jsonl(str(events), Generator(GenConfig(seed=3, users=100, items=80, events=1500,
                                                  malformed_rate=0.0)).records())
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     t0 = time.monotonic()
     run(RunConfig(inputs=[str(events)], output=str(tmp_path / "out"), store=url,
-                  settings=Settings(_env_file=None, progress_every_s=0, redis_timeout_s=0.5)))
+                  settings=Settings(_env_file=None, progress_every_s=0, redis_timeout_s=0.5,
+                                    decision_join=join)))
     assert time.monotonic() - t0 < 120
     records = [json.loads(b) for b in read_channel(tmp_path / "out", "decision_records")]
     feeds = [r for r in records if r["decision_type"] == "feed_update"]
-    assert feeds and all("store_unavailable" in r["fallbacks"] for r in feeds)
+    degraded = [r for r in feeds if "store_unavailable" in r["fallbacks"]]
+    if join == "processing_time":
+        assert feeds and len(degraded) == len(feeds)
+    else:
+        assert feeds and not degraded
+        assert sum(bool(r["output"].get("items")) for r in feeds) > len(feeds) // 2
 
 
 @pytest.mark.slow
@@ -101,7 +110,9 @@ def test_a_15s_pause_mid_run_degrades_decisions_and_loses_no_feature_write(tmp_p
     root = Path(__file__).resolve().parents[2]
     with redis_process() as (url, server):
         client = redis.Redis.from_url(url)
-        env = {**os.environ, "BESPOKE_REDIS_TIMEOUT_S": "0.5", "BESPOKE_PROGRESS_EVERY_S": "0"}
+        # decisions that read the store (event_time ones read facts from the flow)
+        env = {**os.environ, "BESPOKE_REDIS_TIMEOUT_S": "0.5", "BESPOKE_PROGRESS_EVERY_S": "0",
+               "BESPOKE_DECISION_JOIN": "processing_time"}
         flow = subprocess.Popen([sys.executable, "-m", "flows", "run", "--input", str(events),
                                  "--output", str(tmp_path / "out"), "--store", url],
                                 cwd=root, env=env, stdout=subprocess.PIPE,
