@@ -205,9 +205,12 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
                            lists=s.ranker_learning, exclude_seen=s.exclude_seen,
                            tick_ms=tick)
         ranked = score("score", cands, s.candidates_scored)
-        models = ModelSlot(FEED_RANKER, stores, s.ranker_refresh_s,
+        # event time: the models are read from the fact table, where the learners' rows
+        # land as they publish them (not when the store sink's epoch ends)
+        model_rows = (lambda: table) if table is not None else stores
+        models = ModelSlot(FEED_RANKER, model_rows, s.ranker_refresh_s,
                            s.ranker_min_examples) if s.ranker_learning else None
-        bandit = ModelSlot(OFFER_BANDIT, stores, s.ranker_refresh_s,
+        bandit = ModelSlot(OFFER_BANDIT, model_rows, s.ranker_refresh_s,
                            parse=parse_bandit) if s.offer_bandit else None
         fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s, s.pseudonym_key_bytes(),
                             Attribution({k: int(v * 1000)
@@ -228,6 +231,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
                              if s.offer_bandit else None)
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)
+        if table is not None and (s.ranker_learning or s.offer_bandit):
+            tap("models_to_facts", feed.store_ops, table.apply, chunks=True)
 
     out_chunks = op.merge("outgoing_chunks", *outs)
     if meter is not None:  # counted per batch, off the data path (connectors.metrics)

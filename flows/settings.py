@@ -235,7 +235,9 @@ class Settings(BaseSettings):
                                          "keep the GIL while a worker waits for it (Python's "
                                          "default: 5 ms, all of it in the decision latency)")
 
-    epoch_interval_s: float = Field(5.0, gt=0)
+    epoch_interval_s: float = Field(1.0, gt=0, description="Bytewax epoch: snapshots with "
+                                    "recovery; decisions held for event time leave as "
+                                    "epochs close (operators/decision_hold.py)")
     recovery_dir: str | None = None
     progress_every_s: float = 5.0
     pseudonym_key: SecretStr | None = Field(None, description="HMAC key of the users' "
