@@ -399,7 +399,7 @@ def run(cfg: RunConfig, workers: int = 1, process_id: int | None = None,
             freezer = FreezeEvery(s.gc_freeze_every_s).start()
     try:
         cli_main(flow, workers_per_process=workers, process_id=process_id,
-                 addresses=addresses, epoch_interval=timedelta(seconds=s.epoch_interval_s),
+                 addresses=addresses, epoch_interval=timedelta(seconds=s.epoch_s()),
                  recovery_config=recovery_config(s.recovery_dir, workers * procs, process_id))
     finally:
         sys.setswitchinterval(switch)

@@ -235,9 +235,17 @@ class Settings(BaseSettings):
                                          "keep the GIL while a worker waits for it (Python's "
                                          "default: 5 ms, all of it in the decision latency)")
 
-    epoch_interval_s: float = Field(1.0, gt=0, description="Bytewax epoch: snapshots with "
-                                    "recovery; decisions held for event time leave as "
-                                    "epochs close (operators/decision_hold.py)")
+    epoch_interval_s: float | None = Field(
+        None, gt=0, description="Bytewax epoch; default 0.1 s, 1 s with a recovery "
+        "directory (a snapshot per epoch): decisions held for event time leave as epochs "
+        "close, so shorter epochs decide in smaller steps (operators/decision_hold.py)")
+
+    def epoch_s(self) -> float:
+        """The epoch length this run uses."""
+        if self.epoch_interval_s is not None:
+            return self.epoch_interval_s
+        return 1.0 if self.recovery_dir else 0.1
+
     recovery_dir: str | None = None
     progress_every_s: float = 5.0
     pseudonym_key: SecretStr | None = Field(None, description="HMAC key of the users' "

@@ -44,7 +44,10 @@ def enterprise_run(enterprise_url, tmp_path_factory):
                       store=f"memory://{uuid.uuid4().hex}",
                       settings=Settings(_env_file=None, progress_every_s=0,
                                         policy_dir=str(packs), enterprise_url=enterprise_url,
-                                        enterprise_timeout_ms=1000)))
+                                        enterprise_timeout_ms=1000,
+                                        # declared as well: a budget can refuse the first
+                                        # call of a tool before any price was reported
+                                        enterprise_costs=PRICES)))
     finally:
         httpx.put(f"{enterprise_url}/admin/faults",
                   json={"family": "*", "price": 0}).raise_for_status()
