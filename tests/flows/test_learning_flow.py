@@ -126,6 +126,9 @@ def test_a_drift_alert_sends_feeds_to_the_heuristic_until_recovery(tmp_path):
     settings = Settings(_env_file=None, progress_every_s=0, ranker_publish_every=100,
                         ranker_min_examples=100, ranker_refresh_s=0,
                         ranker_drift_fallback=True, delivery="batch",
+                        # the lag bound below is in input batches: scorers reading the
+                        # store as it is (held decisions see the mark epochs later)
+                        decision_join="processing_time",
                         ranker_drift={"delta": 1.0, "rise": -10.0, "floor": -10.0,
                                       "tolerance": -10.0, "min_examples": 300,
                                       "min_fallback": 3000, "window": 100, "confirm": 100},
