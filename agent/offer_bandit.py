@@ -179,7 +179,9 @@ def offer_outcomes(pending: tuple[OfferImpression, ...], kind: str, skus: tuple[
             out.append(OfferOutcome(OFFER_BANDIT, ts, f"ox:{did}", did, sku, arm, 1, ts - t0,
                                     version))
         elif ts > expires:
-            out.append(OfferOutcome(OFFER_BANDIT, expires, f"ox:{did}", did, sku, arm, 0,
+            # known when the user came back after the expiry: timed then, like the feed's
+            # closed windows (the learner sees it in the order the stream settles it)
+            out.append(OfferOutcome(OFFER_BANDIT, ts, f"ox:{did}", did, sku, arm, 0,
                                     expires - t0, version))
         else:
             keep.append(imp)

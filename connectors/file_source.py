@@ -10,11 +10,13 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.dedup import RecentIds, mark_duplicates, split_resume
+from connectors.linger import Linger
 from features.validate import END_OF_PARTITION, RawRecord
 
 
@@ -36,8 +38,9 @@ def _lines(path: Path) -> Iterator[bytes]:
 
 class _FilePartition(StatefulSourcePartition[RawRecord, object]):
     def __init__(self, path: Path, resume_at: int | None, batch_size: int,
-                 recent: RecentIds | None = None) -> None:
+                 recent: RecentIds | None = None, linger: Linger | None = None) -> None:
         self._path = path
+        self._linger = linger
         self._name = path.name
         self._it = _lines(path)
         self._offset = 0
@@ -60,11 +63,18 @@ class _FilePartition(StatefulSourcePartition[RawRecord, object]):
                 break
         if not out:
             if self._ended:
+                if self._linger is not None and self._linger.wait():
+                    return []
                 raise StopIteration
             self._ended = True  # one end marker (not an event, see END_OF_PARTITION)
             return [RawRecord(self._name, 0, self._offset, None, self._received,
                               END_OF_PARTITION)]
         return out if self._recent is None else mark_duplicates(out, self._recent)
+
+    def next_awake(self) -> datetime | None:
+        if self._ended and self._linger is not None:
+            return datetime.now(UTC) + timedelta(seconds=self._linger.poll_s)
+        return None
 
     def snapshot(self):
         if self._recent is None:
@@ -77,7 +87,10 @@ class FileSource(FixedPartitionedSource[RawRecord, object]):
     repeated event ids (``connectors.dedup``)."""
 
     def __init__(self, paths: Sequence[str | Path], batch_size: int = 1000,
-                 dedup_ids: int = 0) -> None:
+                 dedup_ids: int = 0, linger: Linger | None = None) -> None:
+        """``linger``: after its end marker, a partition waits until ``linger`` lets it
+        end (``connectors.linger``)."""
+        self._linger = linger
         self._paths = {str(Path(p)): Path(p) for p in paths}
         missing = [p for p in self._paths.values() if not p.is_file()]
         if missing:
@@ -91,4 +104,5 @@ class FileSource(FixedPartitionedSource[RawRecord, object]):
     def build_part(self, step_id: str, for_part: str, resume_state) -> _FilePartition:
         offset, ids = split_resume(resume_state)
         recent = RecentIds(self._dedup_ids, ids) if self._dedup_ids else None
-        return _FilePartition(self._paths[for_part], offset, self._batch, recent)
+        return _FilePartition(self._paths[for_part], offset, self._batch, recent,
+                              self._linger)

@@ -52,6 +52,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from connectors.dedup import RecentIds, mark_duplicates, split_resume
+from connectors.linger import Linger
 from connectors.metrics import Metrics, metrics
 from features.validate import END_OF_PARTITION, IDLE_PARTITION, RawRecord
 
@@ -264,8 +265,9 @@ class _WorkerConsumer:
 class _Partition(StatefulSourcePartition[RawRecord, int]):
     def __init__(self, shared: _WorkerConsumer, release, topic: str, part: int, offset: int,
                  batch_size: int, idle_wait_s: float, ids: list[str] | None = None,
-                 backlog: tuple[int, int] = (-1, -1)) -> None:
+                 backlog: tuple[int, int] = (-1, -1), linger: Linger | None = None) -> None:
         self._shared, self._release = shared, release
+        self._linger = linger
         self._key = (topic, part)
         shared.add(topic, part, offset, ids, backlog)
         self._batch, self._idle = batch_size, timedelta(seconds=idle_wait_s)
@@ -274,6 +276,9 @@ class _Partition(StatefulSourcePartition[RawRecord, int]):
 
     def next_batch(self) -> list[RawRecord]:
         if self._shared.drained(self._key):
+            if self._linger is not None and self._linger.wait():
+                self._awake = datetime.now(UTC) + timedelta(seconds=self._linger.poll_s)
+                return []
             raise StopIteration()  # its records went out in earlier batches
         out = self._shared.take(self._batch)
         self._awake = None if out else datetime.now(UTC) + self._idle
@@ -298,8 +303,12 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
     def __init__(self, brokers: str, topics: list[str], tail: bool = True,
                  batch_size: int = 1000, idle_wait_s: float = 0.001,
                  extra_config: dict | None = None, align: bool = True,
-                 partition_idle_s: float = 1.0, dedup_ids: int = 0) -> None:
+                 partition_idle_s: float = 1.0, dedup_ids: int = 0,
+                 linger: Linger | None = None) -> None:
+        """``linger``: without ``tail``, an ended partition waits until ``linger`` lets it
+        end (``connectors.linger``)."""
         self._brokers, self._topics, self._tail = brokers, list(topics), tail
+        self._linger = linger
         self._align, self._partition_idle_s = align, partition_idle_s
         self._dedup_ids = dedup_ids
         self._ends: dict[tuple[str, int], tuple[int, int]] | None = None  # at the start
@@ -341,7 +350,7 @@ class KafkaRawSource(FixedPartitionedSource[RawRecord, int]):
             else (-1, -1)
         return _Partition(shared, self._release, topic, int(idx),
                           OFFSET_BEGINNING if offset is None else offset,
-                          self._batch, self._idle, ids, backlog)
+                          self._batch, self._idle, ids, backlog, self._linger)
 
     def _backlogs(self) -> dict[tuple[str, int], tuple[int, int]]:
         """Every partition's (low, high) watermarks, asked once (by an admin client: a
@@ -372,7 +381,8 @@ def kafka_raw_input(step_id: str, flow: Dataflow, brokers: str, topics: list[str
                     tail: bool = True, batch_size: int = 1000, align: bool = True,
                     partition_idle_s: float = 1.0, dedup_ids: int = 0,
                     idle_wait_s: float = 0.001,
-                    extra_config: dict | None = None) -> Stream[RawRecord]:
+                    extra_config: dict | None = None,
+                    linger: Linger | None = None) -> Stream[RawRecord]:
     """Read ``topics`` from the beginning (or the recovered offsets) as ``RawRecord``s.
     ``idle_wait_s``: how long Bytewax waits before asking an idle partition again (each
     ask wakes the worker: a rarely written topic, like the control topic, should wait
@@ -380,4 +390,4 @@ def kafka_raw_input(step_id: str, flow: Dataflow, brokers: str, topics: list[str
     (``Settings.kafka_security()``)."""
     return op.input(f"{step_id}_kafka", flow, KafkaRawSource(
         brokers, topics, tail, batch_size, idle_wait_s, extra_config=extra_config, align=align,
-        partition_idle_s=partition_idle_s, dedup_ids=dedup_ids))
+        partition_idle_s=partition_idle_s, dedup_ids=dedup_ids, linger=linger))

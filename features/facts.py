@@ -184,6 +184,9 @@ class FactTable:
         # still come at each of them
         self._pins: dict[str, dict[int, int]] = {}  # pool -> time -> decisions
         self.floor: int | None = None  # every decision at or before this has been pinned
+        # how far before its pin a decision may read (a learned model's delay): the
+        # horizon stays this far behind the oldest pin
+        self.read_back = 0
 
     def apply(self, ops: list[StoreOp]) -> None:
         with self._lock:
@@ -241,13 +244,19 @@ class FactTable:
             pins = self._pins.get(pool)
             return min(pins) if pins else None
 
+    def oldest_pin_any(self) -> int | None:
+        """The oldest pin of any pool."""
+        with self._lock:
+            least = [min(p) for p in self._pins.values() if p]
+            return min(least) if least else None
+
     def advance(self, floor: int, horizon: int) -> None:
         """Every decision at or before ``floor`` has been pinned; move the horizon up to
         ``horizon``, never past a pinned decision's time."""
         with self._lock:
             if self.floor is None or floor > self.floor:
                 self.floor = floor
-            least = [min(p) for p in self._pins.values() if p]
+            least = [min(p) - self.read_back for p in self._pins.values() if p]
             h = min(horizon, *least) if least else horizon
             if self.horizon is None or h > self.horizon:
                 self.horizon = h

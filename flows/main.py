@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import bytewax.operators as op
@@ -36,6 +37,7 @@ from connectors.enterprise import EnterpriseClient, enterprise_tools
 from connectors.file_sink import JsonlDirSink
 from connectors.file_source import FileSource
 from connectors.kafka_source import kafka_raw_input
+from connectors.linger import Linger
 from connectors.metrics import enable as enable_metrics
 from connectors.parquet_sink import ParquetFeatureSink
 from connectors.policy_packs import read_pack_files
@@ -57,7 +59,14 @@ from operators.candidates import candidates
 from operators.chunks import chunk_map, flatten
 from operators.control import ControlStreams, control_plane
 from operators.decision import feed_decision
-from operators.decision_hold import HoldConfig, decision_hold, facts_step
+from operators.decision_hold import (
+    HOLD_SHARDS,
+    HoldConfig,
+    decision_hold,
+    drained,
+    facts_step,
+    hold_progress,
+)
 from operators.features import FeatureConfig, feature_pipeline
 from operators.input_monitor import input_drift
 from operators.progress import progress
@@ -105,6 +114,16 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
               file=sys.stderr)
         event_time = False
     lateness_ms = int(s.decision_lateness_s * 1000)
+    # event time: the process's fact table; with learners, decisions wait for the models
+    # they read, and a finite input lingers at its end until they are all made
+    table = FactTable() if event_time else None
+    learns = s.ranker_learning or s.offer_bandit
+    delay_ms = max(1, int(s.decision_model_delay_s * 1000)) if table and learns else None
+    linger = None
+    if table is not None and delay_ms is not None:
+        table.read_back = delay_ms
+        linger = Linger(partial(drained, table, HOLD_SHARDS),
+                        partial(hold_progress, table))
     dedup = s.dedup_ids if cfg.format == "native" else 0  # datasets' ids are positions
     control_raw = None
     brokers, kafka_sec = s.kafka_bootstrap_servers or "", s.kafka_security()
@@ -123,7 +142,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
         raw = kafka_raw_input("in", flow, brokers, s.input_topics,
                               tail=cfg.tail, align=s.align_partitions,
                               partition_idle_s=s.partition_idle_s, dedup_ids=dedup,
-                              extra_config=kafka_sec)
+                              extra_config=kafka_sec, linger=linger)
         # the control topic has an input step of its own, asked as often as the events'
         # (1 ms): an input step that sleeps longer when idle holds back every epoch's close
         # downstream of it (an idle wait of 50 ms gave a p99 of 360-410 ms, 1 ms 19-57 ms)
@@ -132,7 +151,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
         control_raw = kafka_raw_input("control_in", flow, brokers, [ctl_topic], tail=cfg.tail,
                                       extra_config=kafka_sec)
     else:
-        raw = op.input("in", flow, FileSource(cfg.inputs, dedup_ids=dedup))
+        raw = op.input("in", flow, FileSource(cfg.inputs, dedup_ids=dedup, linger=linger))
     sinks = delivery(s.delivery)
     sinks.before_sinks(raw)
     raw = progress("progress", raw, s.progress_every_s)
@@ -173,9 +192,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
     # deadline that short made them fail while Redis was up
     sink_stores = store_factory(cfg.store, max(30.0, s.redis_timeout_s), s.redis_options())
     if cfg.decisions:
-        triggers, tick, table = feats.decision_inputs, None, None
-        if event_time:  # facts as of each trigger's time (operators.decision_hold)
-            table = FactTable()
+        triggers, tick = feats.decision_inputs, None
+        if table is not None:  # facts as of each trigger's time (operators.decision_hold)
             gate = PolicyGate(read_pack_files(s.policy_dir), s.policy_active, lambda: table,
                               native=s.native_kernels,
                               facts_factory=lambda _: DerivedFacts(table,
@@ -187,7 +205,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
                 "hold", triggers, valid.clock,
                 facts_step("facts", feats.store_ops, table, s.state_shards,
                            snapshots=s.recovery_dir is not None),
-                table, HoldConfig(lateness_ms, tick, input_partitions(cfg)),
+                table, HoldConfig(lateness_ms, tick, input_partitions(cfg),
+                                  model_delay_ms=delay_ms),
                 snapshots=s.recovery_dir is not None)
         else:
             stale_s = s.tool_cache_stale_s if is_remote(cfg.store) else 0.0
@@ -209,9 +228,11 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
         # land as they publish them (not when the store sink's epoch ends)
         model_rows = (lambda: table) if table is not None else stores
         models = ModelSlot(FEED_RANKER, model_rows, s.ranker_refresh_s,
-                           s.ranker_min_examples) if s.ranker_learning else None
+                           s.ranker_min_examples, delay_ms=delay_ms,
+                           tick_ms=s.decision_tick_ms) if s.ranker_learning else None
         bandit = ModelSlot(OFFER_BANDIT, model_rows, s.ranker_refresh_s,
-                           parse=parse_bandit) if s.offer_bandit else None
+                           parse=parse_bandit, delay_ms=delay_ms,
+                           tick_ms=s.decision_tick_ms) if s.offer_bandit else None
         fold = DecisionFold(gate, s.feed_size, s.feed_ttl_s, s.pseudonym_key_bytes(),
                             Attribution({k: int(v * 1000)
                                          for k, v in s.attribution_windows_s.items()},
@@ -231,8 +252,6 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
                              if s.offer_bandit else None)
         outs.append(feed.outgoing)
         store_streams.append(feed.store_ops)
-        if table is not None and (s.ranker_learning or s.offer_bandit):
-            tap("models_to_facts", feed.store_ops, table.apply, chunks=True)
 
     out_chunks = op.merge("outgoing_chunks", *outs)
     if meter is not None:  # counted per batch, off the data path (connectors.metrics)

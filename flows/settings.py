@@ -82,6 +82,11 @@ class Settings(BaseSettings):
                                        "decisions wait this long in event time")
     decision_tick_ms: int = Field(1000, ge=1, description="event_time join: decisions in "
                                   "one tick of event time read the facts as of its end")
+    decision_model_delay_s: float = Field(30.0, ge=0.001, le=86_400, description="event_time "
+                                          "join: a decision ranks with the learned models "
+                                          "as they were this long (event time) before its "
+                                          "tick's end, having learned every outcome known "
+                                          "by then (the decision waits for the learner)")
     control_topic: str | None = Field(None, description="the only input of control events "
                                       "(policy switches, erasures; one partition); default: "
                                       "<topic_prefix>control")

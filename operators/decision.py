@@ -16,7 +16,7 @@ from agent.policy_gate import POLICY_ACTIONS
 from features.events import Control, Outgoing
 from features.store import StoreOp
 from operators.chunks import chunk_flat_map, split_by_type
-from operators.decision_hold import AsOfFold, alloc_pool, ordered_release
+from operators.decision_hold import AsOfFold, alloc_pool, facts_step, ordered_release
 from operators.sharded_fold import broadcast, sharded_fold, sharded_fold_keyed
 
 # the control actions every decision shard applies in event time (besides the policy ones)
@@ -49,6 +49,14 @@ def _model_of(o: Outcome | OfferOutcome) -> str:
     return o.model
 
 
+def _learn_pool(o: Outcome | OfferOutcome) -> str:
+    return f"learn:{o.model}"
+
+
+def _outcome_order(o: Outcome | OfferOutcome) -> tuple[int, str]:
+    return o.ts, o.event_id
+
+
 def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | None,
                   fold: DecisionFold, shards: int, snapshots: bool,
                   learner: FeedLearner | None = None,
@@ -74,7 +82,11 @@ def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | Non
         def pool(p: Proposal) -> str:
             return alloc_pool(p.sku, shards)
 
-        decide = AsOfFold(fold, lambda x: x[0].ts, tick_ms, facts, (Proposal, _ts, pool))
+        # offers, and the learners' outcomes, pinned at their trigger's tick for the
+        # steps that put them in order (each trigger waits for the models its cut needs:
+        # operators.decision_hold.HoldConfig.model_delay_ms)
+        decide = AsOfFold(fold, lambda x: x[0].ts, tick_ms, facts,
+                          {Proposal: pool, Outcome: _learn_pool, OfferOutcome: _learn_pool})
         allocate = AsOfFold(allocate, _ts, tick_ms, facts, pool=pool)
     out = sharded_fold_keyed(step_id, both, decide, lambda x: x[0].user_id, shards=shards,
                              mirror_every_s=0, snapshots=snapshots)
@@ -89,17 +101,24 @@ def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | Non
                            snapshots=snapshots)
     outs = [sent, granted]
     stores = [store_ops]
-    if learner is not None:  # one key per model: a single learner whatever the workers
-        learned = sharded_fold(f"{step_id}_learn", outcomes, learner, _model_of, shards=1,
+    pairs: tuple[tuple[str, Stream, Any], ...] = (("learn", outcomes, learner),
+                                                  ("bandit", rewards, bandit))
+    for name, examples, model in pairs:
+        if model is None:
+            continue
+        if tick_ms is not None:  # learned in (tick, time, id) order; versions in the table
+            examples = ordered_release(f"{step_id}_{name}_order", examples, facts, tick_ms,
+                                       1, _model_of, _outcome_order, snapshots,
+                                       pool_of=_learn_pool)
+            model = AsOfFold(model, _ts, tick_ms, facts, pool=_learn_pool, publish=True)
+        # one key per model: a single learner whatever the workers
+        learned = sharded_fold(f"{step_id}_{name}", examples, model, _model_of, shards=1,
                                mirror_every_s=0, snapshots=snapshots)
-        changes, model_writes = split_by_type(f"{step_id}_learn_split", learned, (Outgoing,))
+        changes, model_writes = split_by_type(f"{step_id}_{name}_split", learned, (Outgoing,))
         outs.append(changes)
         stores.append(model_writes)
-    if bandit is not None:  # one key: a single bandit learner whatever the workers
-        learned = sharded_fold(f"{step_id}_bandit", rewards, bandit, _model_of, shards=1,
-                               mirror_every_s=0, snapshots=snapshots)
-        changes, model_writes = split_by_type(f"{step_id}_bandit_split", learned, (Outgoing,))
-        outs.append(changes)
-        stores.append(model_writes)
+        if tick_ms is not None:  # the versions kept in the table's snapshots
+            stores.append(facts_step(f"{step_id}_{name}_facts", model_writes, facts, 1,
+                                     snapshots, apply=False))
     return FeedStreams(op.merge(f"{step_id}_out", *outs),
                        op.merge(f"{step_id}_store", *stores))

@@ -21,10 +21,10 @@ input everything held is let through.
 
 from __future__ import annotations
 
+import heapq
 import pickle
 import threading
 import zlib
-from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -33,7 +33,9 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 
 from features.facts import FACT_ENTITIES, ClockTick, FactTable, as_of, cut
-from features.store import StorePurge
+from features.store import StorePurge, StoreWrite
+
+HOLD_SHARDS = 8
 
 
 class HoldConfig(NamedTuple):
@@ -42,7 +44,14 @@ class HoldConfig(NamedTuple):
     parts: tuple[str, ...] = ()  # the input partitions expected ("source:partition")
     poll_s: float = 0.01  # how often a shard holding triggers looks again
     retention_ms: int = 60_000  # versions kept this long behind the released clock
-    shards: int = 8  # hold shards
+    shards: int = HOLD_SHARDS  # hold shards
+    # a decision at cut c ranks with the models learned from every outcome known before
+    # c - model_delay_ms (None: no learned model to wait for)
+    model_delay_ms: int | None = None
+
+
+def _cut_seq(e: tuple[int, int, Any]) -> tuple[int, int]:
+    return e[0], e[1]
 
 
 class HoldStats:
@@ -64,21 +73,27 @@ class HoldStats:
 STATS = HoldStats()
 _SAFE: dict[int, dict[int, int]] = {}  # per table, each hold shard's safe clock
 _SAFE_LOCK = threading.Lock()
+_ENDED: dict[int, set[int]] = {}  # per table, the hold shards that saw every input end
 
 
 class AsOfFold:
     """A sharded fold (``operators.sharded_fold``) whose items read facts as of their
     tick: ``time_of(item)``; a broadcast control as of its own time. Each item was pinned
     in ``table`` at its tick (by the hold step, or by the fold before, for the outputs of
-    type ``passes``): unpinned once applied, the outputs of type ``passes`` pinned for the
-    next fold."""
+    the types in ``passes``): unpinned once applied, the outputs of those types pinned for
+    the next fold (at the item's own tick: they became known with it). With ``publish``,
+    the fold's fact writes (a learner's model versions) land in ``table`` before the item
+    is unpinned: a decision waiting for this fold's pins reads them."""
 
     def __init__(self, fold: Any, time_of: Any, tick_ms: int, table: FactTable,
-                 passes: tuple[type, Any, Any] | None = None, pool: Any = None) -> None:
-        """``passes``: (type, time of, pool of) the outputs pinned for the next fold;
-        ``pool``: the pool an item was pinned in (a function of the item; default "")."""
+                 passes: dict[type, Any] | None = None, pool: Any = None,
+                 publish: bool = False) -> None:
+        """``passes``: per type of output, the pool it is pinned in (a function of the
+        output); ``pool``: the pool an item was pinned in (a function of the item; default
+        "")."""
         self._fold, self._time_of, self._tick = fold, time_of, tick_ms
-        self._table, self._passes, self._pool = table, passes, pool
+        self._table, self._passes, self._pool = table, passes or {}, pool
+        self._publish = publish
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._fold, name)
@@ -87,11 +102,14 @@ class AsOfFold:
         at = cut(self._time_of(item), self._tick)
         with as_of(at):
             out: list = self._fold.apply(state, item, *shared)
-        if self._passes is not None:
-            kind, time_of, pool_of = self._passes
+        passes = self._passes
+        if passes:
             for x in out:
-                if type(x) is kind:
-                    self._table.pin(cut(time_of(x), self._tick), pool_of(x))
+                pool_of = passes.get(type(x))
+                if pool_of is not None:
+                    self._table.pin(at, pool_of(x))
+        if self._publish:
+            self._table.apply([x for x in out if type(x) is StoreWrite])
         self._table.unpin(at, self._pool(item) if self._pool is not None else "")
         return out
 
@@ -106,8 +124,9 @@ def _fact_shard(op_: Any, shards: int) -> str:
 
 
 class _FactsLogic(StatefulBatchLogic):
-    def __init__(self, table: FactTable, resume: bytes | None, snapshots: bool) -> None:
-        self.table, self.snapshots = table, snapshots
+    def __init__(self, table: FactTable, resume: bytes | None, snapshots: bool,
+                 apply: bool = True) -> None:
+        self.table, self.snapshots, self.apply = table, snapshots, apply
         self.keys: set[tuple[str, str]] = set()
         if resume:
             rows = pickle.loads(resume)
@@ -116,7 +135,8 @@ class _FactsLogic(StatefulBatchLogic):
 
     def on_batch(self, groups: list) -> tuple[list, bool]:
         for ops in groups:
-            self.table.apply(ops)
+            if self.apply:
+                self.table.apply(ops)
             for o in ops:
                 if type(o) is StorePurge:
                     self.keys = {k for k in self.keys if not (k[0] == o.entity and (
@@ -132,9 +152,11 @@ class _FactsLogic(StatefulBatchLogic):
 
 
 def facts_step(step_id: str, store_ops: Stream[list], table: FactTable, shards: int,
-               snapshots: bool) -> Stream:
+               snapshots: bool, apply: bool = True) -> Stream:
     """Apply the fact writes among ``store_ops`` chunks to ``table``; the returned stream
-    carries nothing: merged into the hold step's input, it makes the hold wait for it."""
+    carries nothing: merged into the hold step's input, it makes the hold wait for it.
+    ``apply=False``: the writes are in the table already (a learner's, ``AsOfFold``); the
+    step only keeps their keys' versions in its snapshots."""
     def group(chunks: list) -> list:
         groups: dict[str, list] = {}
         for c in chunks:
@@ -145,14 +167,15 @@ def facts_step(step_id: str, store_ops: Stream[list], table: FactTable, shards: 
 
     keyed = op.flat_map_batch(f"{step_id}_group", store_ops, group)
     return op.stateful_batch(f"{step_id}_apply", keyed,
-                             lambda resume: _FactsLogic(table, resume, snapshots))
+                             lambda resume: _FactsLogic(table, resume, snapshots, apply))
 
 
 class _HoldLogic(StatefulBatchLogic):
     def __init__(self, cfg: HoldConfig, table: FactTable, resume: bytes | None,
                  snapshots: bool) -> None:
         self.cfg, self.table, self.snapshots = cfg, table, snapshots
-        self.queue: deque[tuple[int, Any]] = deque()
+        self.queue: list[tuple[int, int, Any]] = []  # a heap of (cut, arrival, trigger)
+        self.seq = 0
         self.clocks: dict[str, int] = {}
         self.ended: set[str] = set()
         self.idle: set[str] = set()  # silent, by their source's word
@@ -161,9 +184,9 @@ class _HoldLogic(StatefulBatchLogic):
         # facts shards upstream have loaded their snapshots by then
         self.fresh = resume is not None
         if resume:
-            queue, self.clocks, self.ended, self.idle, self.safe = pickle.loads(resume)
-            self.queue = deque(queue)
-            for c, _ in queue:
+            self.queue, self.seq, self.clocks, self.ended, self.idle, self.safe = \
+                pickle.loads(resume)
+            for c, _, _ in self.queue:
                 table.pin(c)
             STATS.add(held=len(self.queue))
 
@@ -176,7 +199,8 @@ class _HoldLogic(StatefulBatchLogic):
                     c = cut(f.ts, tick)
                     if horizon is not None and c < horizon:
                         STATS.add(late_triggers=1)
-                    self.queue.append((c, f))
+                    heapq.heappush(self.queue, (c, self.seq, f))
+                    self.seq += 1
                     self.table.pin(c)  # until the decision step is done with it
                 STATS.add(held=len(payload))
             else:
@@ -195,7 +219,7 @@ class _HoldLogic(StatefulBatchLogic):
         return self._release(), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list, bool]:
-        out = [f for _, f in self.queue]
+        out = [f for _, _, f in sorted(self.queue, key=_cut_seq)]
         STATS.add(held=-len(out), released=len(out))
         self.queue.clear()
         return ([out] if out else []), StatefulBatchLogic.RETAIN
@@ -211,10 +235,13 @@ class _HoldLogic(StatefulBatchLogic):
         self._advance()
         if not self.snapshots:
             return None
-        return pickle.dumps((list(self.queue), self.clocks, self.ended, self.idle, self.safe),
-                            protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((self.queue, self.seq, self.clocks, self.ended, self.idle,
+                             self.safe), protocol=pickle.HIGHEST_PROTOCOL)
 
     def _advance(self) -> None:
+        if self.cfg.parts and self.ended.issuperset(self.cfg.parts):
+            with _SAFE_LOCK:  # every trigger has reached this shard (a closed epoch)
+                _ENDED.setdefault(id(self.table), set()).add(id(self))
         clock = self._clock()
         if clock is not None and (self.safe is None or clock > self.safe):
             self.safe = clock
@@ -246,13 +273,36 @@ class _HoldLogic(StatefulBatchLogic):
         if self.fresh or self.safe is None or not self.queue:
             return []
         limit = self.safe - self.cfg.lateness_ms
+        delay = self.cfg.model_delay_ms
+        if delay is not None:  # the learners must have learned all known before c - delay
+            t = self.table
+            floor, oldest = t.floor, t.oldest_pin_any()
+            if floor is None:
+                return []
+            limit = min(limit, floor + delay)
+            if oldest is not None:
+                limit = min(limit, oldest + delay - 1)
         q = self.queue
         out = []
         while q and q[0][0] <= limit:
-            out.append(q.popleft()[1])
+            out.append(heapq.heappop(q)[2])
         if out:
             STATS.add(held=-len(out), released=len(out))
         return [out] if out else []
+
+
+def drained(table: FactTable, shards: int) -> bool:
+    """Every input has ended, every hold shard has seen it in a closed epoch, and nothing
+    is held or pinned: every decision made, offer allocated and outcome learned (a finite
+    source lingers until then: ``connectors.linger``)."""
+    with _SAFE_LOCK:
+        ended = len(_ENDED.get(id(table), ()))
+    return ended >= shards and table.oldest_pin_any() is None
+
+
+def hold_progress(table: FactTable) -> tuple[int, int | None]:
+    """What changes while the held decisions move on (``connectors.linger``)."""
+    return STATS.released, table.oldest_pin_any()
 
 
 def decision_hold(step_id: str, triggers: Stream[list], clock: Stream[list[ClockTick]],
@@ -296,13 +346,13 @@ class _OrderedLogic(StatefulBatchLogic):
     trigger pin left at or before it), and every item of this shard pinned at or before
     ``c`` has arrived here."""
 
-    def __init__(self, table: FactTable, tick_ms: int, shards: int, key_of: Any,
+    def __init__(self, table: FactTable, tick_ms: int, pool_of: Any,
                  order: Any, resume: bytes | None, snapshots: bool, poll_s: float) -> None:
-        self.table, self.tick, self.shards = table, tick_ms, shards
-        self.key_of, self.order, self.snapshots, self.poll_s = key_of, order, snapshots, poll_s
+        self.table, self.tick, self.pool_of = table, tick_ms, pool_of
+        self.order, self.snapshots, self.poll_s = order, snapshots, poll_s
         self.items: list[tuple[int, Any, Any]] = pickle.loads(resume) if resume else []
         for c, _, x in self.items:  # pinned again: the pins did not survive the restart
-            table.pin(c, alloc_pool(key_of(x), shards))
+            table.pin(c, pool_of(x))
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         for batch in values:
@@ -331,7 +381,7 @@ class _OrderedLogic(StatefulBatchLogic):
             return []
         t = self.table
         floor, pending = t.floor, t.oldest_pin()
-        pool = alloc_pool(self.key_of(self.items[0][2]), self.shards)
+        pool = self.pool_of(self.items[0][2])
         n = 0
         while n < len(self.items):
             c = self.items[n][0]
@@ -349,12 +399,16 @@ class _OrderedLogic(StatefulBatchLogic):
 
 def ordered_release(step_id: str, up: Stream[list], table: FactTable, tick_ms: int,
                     shards: int, key_of: Any, order: Any, snapshots: bool,
-                    poll_s: float = 0.01) -> Stream[list]:
-    """Chunks of items (fields ``ts``), pinned in ``table`` under ``alloc_pool`` by the
-    step that made them → the same items, per shard of ``key_of`` in (tick, ``order``)
-    order, each once nothing before it can still come (``_OrderedLogic``): a keyed fold
-    after it (same key, same shards) sees them in an order the input alone decides."""
+                    poll_s: float = 0.01, pool_of: Any = None) -> Stream[list]:
+    """Chunks of items (fields ``ts``), pinned in ``table`` at their tick under
+    ``pool_of(item)`` (default: ``alloc_pool`` of their key) by the step that made them →
+    the same items, per shard of ``key_of`` in (tick, ``order``) order, each once nothing
+    before it can still come (``_OrderedLogic``): a keyed fold after it (same key, same
+    shards) sees them in an order the input alone decides. One pool per shard."""
     crc = zlib.crc32
+    if pool_of is None:
+        def pool_of(x: Any) -> str:
+            return alloc_pool(key_of(x), shards)
 
     def group(chunks: list) -> list:
         groups: dict[str, list] = {}
@@ -365,5 +419,5 @@ def ordered_release(step_id: str, up: Stream[list], table: FactTable, tick_ms: i
 
     keyed = op.flat_map_batch(f"{step_id}_key", up, group)
     out = op.stateful_batch(f"{step_id}_order", keyed, lambda resume: _OrderedLogic(
-        table, tick_ms, shards, key_of, order, resume, snapshots, poll_s))
+        table, tick_ms, pool_of, order, resume, snapshots, poll_s))
     return op.flat_map_batch(f"{step_id}_unkey", out, lambda kvs: [v for _, v in kvs])

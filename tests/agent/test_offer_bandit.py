@@ -82,7 +82,8 @@ def test_rewards_come_from_orders_of_the_offered_sku_before_expiry():
         ("offer:u:e1", 1, 10.0, "v1")]
     assert [p[0] for p in left] == ["offer:u:e2"]
     left, out = offer_outcomes(left, "order", ("B",), 6_001)  # too late
-    assert [(o.reward, o.ts, o.delay_ms) for o in out] == [(0, 6_000, 4_000)] and left == ()
+    # known (and timed) when the user came back after the expiry
+    assert [(o.reward, o.ts, o.delay_ms) for o in out] == [(0, 6_001, 4_000)] and left == ()
 
 
 def test_the_learner_publishes_posteriors_and_resumes_from_its_snapshot():

@@ -3,10 +3,11 @@ runs of one input with different epoch lengths, and a run killed with SIGKILL tw
 from its recovery directory, write the same decision events, byte for byte (feeds, offers,
 configurations, review requests, training examples), and the same decision records but for
 the measured ``latency_ms`` of tool calls. A replayed decision after a resume repeats its
-id with the same bytes. Online learning is off here: a learned model is swapped in when
-the learner publishes it, which the input does not decide; and with several worker threads
-the item folds' affinity hints reach a user's state at times the threads decide (README,
-Guarantees)."""
+id with the same bytes. Online learning is on, and learns fast enough to rank most feeds
+and choose the offers' discounts: a decision ranks with the models as they were
+``BESPOKE_DECISION_MODEL_DELAY_S`` before it, having learned every outcome known by then.
+With several worker threads the item folds' affinity hints reach a user's state at times
+the threads decide, so this holds for one worker (README, Guarantees)."""
 
 from __future__ import annotations
 
@@ -77,8 +78,9 @@ def events(tmp_path_factory) -> Path:
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "BESPOKE_PROGRESS_EVERY_S": "0", "BESPOKE_RANKER_LEARNING": "false",
-           "BESPOKE_OFFER_BANDIT": "false"}
+    env = {**os.environ, "BESPOKE_PROGRESS_EVERY_S": "0", "BESPOKE_RANKER_LEARNING": "true",
+           "BESPOKE_OFFER_BANDIT": "true", "BESPOKE_RANKER_MIN_EXAMPLES": "300",
+           "BESPOKE_RANKER_PUBLISH_EVERY": "200", "BESPOKE_OFFER_PUBLISH_EVERY": "20"}
     env.pop("REDIS_URL", None)
     return env
 
@@ -101,6 +103,10 @@ def test_two_runs_with_other_epochs_decide_the_same(events, tmp_path):
     assert len(one["feed_updates"]) > 2_000 and len(one["offers"]) > 20, {
         ch: len(v) for ch, v in one.items()}
     assert len(one["configurations"]) > 20
+    models = [orjson.loads(r)["model_version"] for r in one["decision_records"].values()]
+    learned = sum(m.startswith("feed-ranker-v") for m in models)
+    bandit = {m for m in models if m.startswith("offer-bandit-v")}
+    assert learned > 5_000 and len(bandit) > 3, (learned, sorted(bandit)[:5])
     assert _differences(one, two) == {}
 
 
