@@ -6,7 +6,10 @@ type (views and clicks 30 min, cart adds 1 h, orders 24 h by default), makes tha
 positive example of the newest feed that showed it (last touch), and the items shown above
 it that the user passed over become negatives at once (``skipped_above``: the user saw
 them on the way to the one chosen); once an impression's longest window has closed in the
-user's event time, its items never acted on become negatives (``window_closed``). At most
+user's event time, its items never acted on become negatives (``window_closed``). A user
+who keeps coming back gets feed after feed: an impression pushed out of the newest
+``max_pending`` ones closes then, its items never acted on and not shown again in a newer
+pending feed becoming negatives (``superseded``: the user moved on without them). At most
 ``max_negatives`` of each kind per impression, the first positions. Windows close only when
 the user comes back (event time is per user here): a user who never returns leaves no
 negatives. Each
@@ -25,6 +28,12 @@ recomputed from later facts.
 >>> pending, ex = a.outcome(pending, "click", ("Z",), 100_000)   # the window has closed
 >>> [(e.sku, e.label, e.outcome) for e in ex], pending
 ([('C', 0, 'window_closed')], ())
+>>> pending, ex = a.serve((), "feed:u:e2", 1_000, ("A", "B"))
+>>> pending, ex = a.serve(pending, "feed:u:e3", 2_000, ("B", "C"))
+>>> pending, ex = a.serve(pending, "feed:u:e4", 3_000, ("C", "D"))
+>>> pending, ex = a.serve(pending, "feed:u:e5", 4_000, ("D", "E"))  # e2 is pushed out
+>>> [(e.decision_id, e.sku, e.label, e.outcome, e.ts) for e in ex]
+[('feed:u:e2', 'A', 0, 'superseded', 4000)]
 """
 
 from __future__ import annotations
@@ -82,14 +91,33 @@ class Attribution:
     def served(self, pending: tuple[Impression, ...], decision_id: str, ts: int,
                items: tuple[str, ...], features: bytes | None = None
                ) -> tuple[Impression, ...]:
-        """A feed sent: its impressions wait for outcomes (the oldest are dropped beyond
-        ``max_pending``, without examples: too many feeds in a row say little each).
-        ``features``: the items' feature rows (``pack_rows``), in order."""
+        """``serve`` without the examples."""
+        return self.serve(pending, decision_id, ts, items, features)[0]
+
+    def serve(self, pending: tuple[Impression, ...], decision_id: str, ts: int,
+              items: tuple[str, ...], features: bytes | None = None
+              ) -> tuple[tuple[Impression, ...], list[Example]]:
+        """A feed sent: its impressions wait for outcomes; the oldest beyond
+        ``max_pending`` close (``superseded`` negatives). ``features``: the items' feature
+        rows (``pack_rows``), in order."""
         if not items:
-            return pending
+            return pending, []
         imp: Impression = (decision_id, ts, items, frozenset()) if features is None else \
             (decision_id, ts, items, frozenset(), features)
-        return (*pending, imp)[-self.max_pending:]
+        every = (*pending, imp)
+        cut = max(0, len(every) - self.max_pending)
+        kept = every[cut:]
+        out: list[Example] = []
+        if cut:
+            still = {sku for k in kept for sku in k[2]}  # shown again: still pending there
+            for old in every[:cut]:
+                did, t0, shown, done = old[:4]
+                packed = old[4] if len(old) > 4 else None
+                negatives = [i for i, sku in enumerate(shown)
+                             if i not in done and sku not in still][:self.max_negatives]
+                out += [Example(did, shown[i], i, 0, "superseded", ts, ts - t0,
+                                _row(packed, i)) for i in negatives]
+        return kept, out
 
     def outcome(self, pending: tuple[Impression, ...], kind: str, skus: tuple[str, ...],
                 ts: int) -> tuple[tuple[Impression, ...], list[Example]]:

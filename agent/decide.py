@@ -326,7 +326,10 @@ class DecisionFold:
                 if feats and served:
                     row_of = {s: r for (s, _), r in zip(ranked, feats, strict=True)}
                     packed = pack_rows([row_of[s] for s in served])
-                st.imps = self.attribution.served(st.imps, o.doc["id"], f.ts, served, packed)
+                st.imps, closed = self.attribution.serve(st.imps, o.doc["id"], f.ts, served,
+                                                         packed)
+                for e in closed:
+                    out += self._example(f.user_id, e, f.ts)
         sku = f.skus[0] if f.skus else None
         trigger = Trigger(f.kind, f.user_id, f.event_id, f.ts, sku)
         marketing = f.consent is not None and "marketing" in f.consent

@@ -407,7 +407,7 @@ class TrainingExample(_Out):
     position: Annotated[int, Field(ge=0, le=1000)]
     label: Literal[0, 1]
     outcome: Literal["page_view", "click", "add_to_cart", "order", "window_closed",
-                     "skipped_above", "expired"]
+                     "skipped_above", "superseded", "expired"]
     delay_ms: Annotated[int, Field(ge=0)]
     model_version: Annotated[str, Field(max_length=64)]
     features: Annotated[list[float], Field(max_length=64)] | None = Field(

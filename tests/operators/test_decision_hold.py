@@ -1,9 +1,10 @@
 """The hold step's rules (``operators.decision_hold``), driven by hand: a trigger leaves
 only once a closed epoch (``snapshot``) has shown every expected partition past its cut
 plus the lateness; ticks received in an open epoch do not count; ended partitions stop
-holding; one its source says is silent stops until it speaks; the order of arrival is
-kept; a resumed shard waits for its first closed epoch; the end of input lets everything
-through."""
+holding; one its source says is silent stops until it speaks; triggers leave in (cut,
+arrival) order; with learned models, a trigger waits until nothing at or before its cut
+minus the model delay is pinned; a resumed shard waits for its first closed epoch; the end
+of input lets everything through."""
 
 from __future__ import annotations
 
@@ -66,3 +67,21 @@ def test_resumed_shard_waits_for_its_first_closed_epoch_and_eof_releases_all():
     resumed = _HoldLogic(CFG, FactTable(), blob, snapshots=True)
     assert released(resumed.on_notify()[0]) == []  # fresh: nothing before a closed epoch
     assert released(resumed.on_eof()[0]) == [("u1", 1_000), ("u2", 50_000)]
+
+
+def test_a_trigger_waits_for_the_outcomes_its_model_must_have_learned():
+    cfg = HoldConfig(lateness_ms=2_000, tick_ms=1_000, parts=("a:0",), shards=1,
+                     model_delay_ms=5_000)
+    table = FactTable()
+    table.pin(4_000, "learn:feed_ranker")  # an outcome known at tick 4,000, not yet learned
+    h = _HoldLogic(cfg, table, None, snapshots=False)
+    h.on_batch([("t", [trig("late", 8_500), trig("early", 3_500)]),
+                ("c", [ClockTick("a:0", 20_000)])])
+    h.snapshot()
+    # the earlier trigger goes first (cut order); the later one's model, as of 9,000 - 5,000,
+    # would miss the outcome pinned at 4,000
+    assert released(h.on_notify()[0]) == [("early", 3_500)]
+    table.unpin(4_000, "learn:feed_ranker")  # learned
+    assert released(h.on_notify()[0]) == []  # "early" (cut 4,000) is not decided yet
+    table.unpin(4_000)  # decided
+    assert released(h.on_notify()[0]) == [("late", 8_500)]
