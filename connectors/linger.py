@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+GAVE_UP = [0]  # lingers of this process that gave up (a pin left behind: a bug)
+
 
 class Linger:
     def __init__(self, done: Callable[[], bool], progress: Callable[[], Any],
@@ -45,6 +47,7 @@ class Linger:
             self._seen, self._since = seen, now
         elif now - self._since > self.stall_s:
             self._gave_up = True
+            GAVE_UP[0] += 1
             print(f"[bespoke] input ended; still held after {self.stall_s:.0f} s without "
                   f"progress ({seen!r}): letting go", file=sys.stderr)
             return False

@@ -85,8 +85,12 @@ def feed_decision(step_id: str, ranked: Stream[list], events: Stream[list] | Non
         # offers, and the learners' outcomes, pinned at their trigger's tick for the
         # steps that put them in order (each trigger waits for the models its cut needs:
         # operators.decision_hold.HoldConfig.model_delay_ms)
-        decide = AsOfFold(fold, lambda x: x[0].ts, tick_ms, facts,
-                          {Proposal: pool, Outcome: _learn_pool, OfferOutcome: _learn_pool})
+        passes: dict[type, Any] = {Proposal: pool}
+        if learner is not None:
+            passes[Outcome] = _learn_pool
+        if bandit is not None:
+            passes[OfferOutcome] = _learn_pool
+        decide = AsOfFold(fold, lambda x: x[0].ts, tick_ms, facts, passes)
         allocate = AsOfFold(allocate, _ts, tick_ms, facts, pool=pool)
     out = sharded_fold_keyed(step_id, both, decide, lambda x: x[0].user_id, shards=shards,
                              mirror_every_s=0, snapshots=snapshots)

@@ -80,8 +80,8 @@ class AsOfFold:
     """A sharded fold (``operators.sharded_fold``) whose items read facts as of their
     tick: ``time_of(item)``; a broadcast control as of its own time. Each item was pinned
     in ``table`` at its tick (by the hold step, or by the fold before, for the outputs of
-    the types in ``passes``): unpinned once applied, the outputs of those types pinned for
-    the next fold (at the item's own tick: they became known with it). With ``publish``,
+    the types in ``passes``): unpinned once applied, the outputs of those types (field
+    ``ts``) pinned at their tick for the next fold. With ``publish``,
     the fold's fact writes (a learner's model versions) land in ``table`` before the item
     is unpinned: a decision waiting for this fold's pins reads them."""
 
@@ -106,8 +106,8 @@ class AsOfFold:
         if passes:
             for x in out:
                 pool_of = passes.get(type(x))
-                if pool_of is not None:
-                    self._table.pin(at, pool_of(x))
+                if pool_of is not None:  # at its own tick (an approved review's: earlier)
+                    self._table.pin(cut(x.ts, self._tick), pool_of(x))
         if self._publish:
             self._table.apply([x for x in out if type(x) is StoreWrite])
         self._table.unpin(at, self._pool(item) if self._pool is not None else "")

@@ -59,3 +59,14 @@ def redis_client(redis_url):
 def topic_prefix() -> str:
     """A fresh topic namespace per test, so tests never see each other's messages."""
     return f"t{uuid.uuid4().hex[:8]}."
+
+
+@pytest.fixture(autouse=True)
+def _no_linger_gave_up():
+    """A flow run in the test process must not end by its source giving up waiting for
+    held decisions (``connectors.linger``): that means something stayed pinned."""
+    from connectors.linger import GAVE_UP
+
+    before = GAVE_UP[0]
+    yield
+    assert GAVE_UP[0] == before, "a finite input gave up waiting for held decisions"

@@ -98,6 +98,7 @@ def test_two_runs_with_other_epochs_decide_the_same(events, tmp_path):
                                    "--epoch-interval", "0.3" if name == "one" else "1.7"),
                               cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
+        assert "letting go" not in done.stderr, done.stderr[-2000:]  # no pin left behind
         runs.append(_outputs(tmp_path / name))
     one, two = runs
     assert len(one["feed_updates"]) > 2_000 and len(one["offers"]) > 20, {
