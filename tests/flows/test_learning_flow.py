@@ -131,7 +131,7 @@ def test_a_drift_alert_sends_feeds_to_the_heuristic_until_recovery(tmp_path):
                         decision_join="processing_time",
                         ranker_drift={"delta": 1.0, "rise": -10.0, "floor": -10.0,
                                       "tolerance": -10.0, "min_examples": 300,
-                                      "min_fallback": 3000, "window": 100, "confirm": 100},
+                                      "min_fallback": 10000, "window": 100, "confirm": 100},
                         attribution_windows_s={"page_view": 600.0, "click": 600.0,
                                                "add_to_cart": 1200.0, "order": 1800.0})
     name = uuid.uuid4().hex
@@ -147,7 +147,7 @@ def test_a_drift_alert_sends_feeds_to_the_heuristic_until_recovery(tmp_path):
     lag = 2 * max(ts[i + 1000] - ts[i] for i in range(len(ts) - 1000))
     spans = [(a.ts + lag, b.ts) for a, b in zip(alerts[::2], alerts[1::2], strict=False)
              if b.ts > a.ts + lag]
-    assert spans
+    assert spans, (lag, [(a.action, a.ts, a.examples) for a in alerts])
     records = [r for r in _read(out, "decision_records", DecisionRecord)
                if r.decision_type == "feed_update" and r.model_version != "non-personalized"]
     inside = [r for r in records for start, end in spans if start <= r.ts < end]
