@@ -139,7 +139,9 @@ def test_a_drift_alert_sends_feeds_to_the_heuristic_until_recovery(tmp_path):
                   settings=settings))
     MemoryStore.drop(name)
     out = tmp_path / "out"
-    alerts = sorted(_read(out, "drift_alerts", DriftAlert), key=lambda a: a.examples)
+    # the loss monitor's alerts (a CTR report while in fallback is action "none")
+    alerts = sorted((a for a in _read(out, "drift_alerts", DriftAlert) if a.action != "none"),
+                    key=lambda a: a.examples)
     assert len(alerts) >= 2
     assert [a.action for a in alerts[:2]] == ["fallback", "recovered"]
     # the mark reaches the scorers a batch of input (1,000 lines) or two later
