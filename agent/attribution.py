@@ -3,16 +3,18 @@
 Every feed sent is a set of impressions (decision id, event time, the items in order). A
 later behaviour event of the same user on one of those items, within the window of its
 type (views and clicks 30 min, cart adds 1 h, orders 24 h by default), makes that item a
-positive example of the newest feed that showed it (last touch), and the items shown above
-it that the user passed over become negatives at once (``skipped_above``: the user saw
-them on the way to the one chosen); once an impression's longest window has closed in the
-user's event time, its items never acted on become negatives (``window_closed``). A user
-who keeps coming back gets feed after feed: an impression pushed out of the newest
-``max_pending`` ones closes then, its items never acted on and not shown again in a newer
-pending feed becoming negatives (``superseded``: the user moved on without them). At most
-``max_negatives`` of each kind per impression, the first positions. Windows close only when
-the user comes back (event time is per user here): a user who never returns leaves no
-negatives. Each
+positive example of the newest feed that showed it (last touch); once an impression's
+longest window has closed in the user's event time, its items never acted on become
+negatives (``window_closed``). A user who keeps coming back gets feed after feed: an
+impression pushed out of the newest ``max_pending`` ones closes then, its items never acted
+on and not shown again in a newer pending feed becoming negatives (``superseded``: the user
+moved on without them). At most ``max_negatives`` negatives per impression, drawn evenly
+over its positions (by a hash of the decision id and the position, so a replay draws the
+same): the negatives' positions are those of the impressions, and a learner that reads
+them sees how an item's chance falls with its rank (taking the first positions, or the
+items above a positive, would teach it that the items ranked first are the ones passed
+over). Windows close only when the user comes back (event time is per user here): a user
+who never returns leaves no negatives. Each
 example is emitted once, with a deterministic id, so a replay after recovery repeats it.
 The state is the user's pending impressions (a few, bounded), kept with the user's other
 decision state, so it recovers with it. An impression may carry the ranker's features of its
@@ -24,10 +26,10 @@ recomputed from later facts.
 >>> pending = a.served((), "feed:u:e1", 1_000, ("A", "B", "C"))
 >>> pending, ex = a.outcome(pending, "click", ("B",), 2_000)
 >>> [(e.sku, e.label, e.position, e.outcome) for e in ex]
-[('B', 1, 1, 'click'), ('A', 0, 0, 'skipped_above')]
+[('B', 1, 1, 'click')]
 >>> pending, ex = a.outcome(pending, "click", ("Z",), 100_000)   # the window has closed
 >>> [(e.sku, e.label, e.outcome) for e in ex], pending
-([('C', 0, 'window_closed')], ())
+([('A', 0, 'window_closed'), ('C', 0, 'window_closed')], ())
 >>> pending, ex = a.serve((), "feed:u:e2", 1_000, ("A", "B"))
 >>> pending, ex = a.serve(pending, "feed:u:e3", 2_000, ("B", "C"))
 >>> pending, ex = a.serve(pending, "feed:u:e4", 3_000, ("C", "D"))
@@ -39,6 +41,7 @@ recomputed from later facts.
 from __future__ import annotations
 
 import struct
+import zlib
 from typing import Any, NamedTuple
 
 DEFAULT_WINDOWS_MS = {"page_view": 1_800_000, "click": 1_800_000, "add_to_cart": 3_600_000,
@@ -70,12 +73,37 @@ def _row(packed: bytes | None, i: int) -> tuple[float, ...] | None:
     return unpack_row(packed, i) if packed else None
 
 
+def sample_positions(decision_id: str, positions: list[int], k: int) -> list[int]:
+    """``k`` of ``positions`` drawn evenly (by a hash of the decision id and the position:
+    the same ones on every replay), in order.
+
+    >>> sample_positions("feed:u:e1", [0, 1, 2, 3, 4, 5], 6)
+    [0, 1, 2, 3, 4, 5]
+    >>> len(sample_positions("feed:u:e1", list(range(10)), 3))
+    3
+    """
+    if len(positions) <= k:
+        return positions
+    seed = zlib.crc32(decision_id.encode())
+    return sorted(sorted(positions, key=lambda i: _mix(seed + i * 0x9E3779B1))[:k])
+
+
+def _mix(h: int) -> int:
+    """A 32-bit finalizer (MurmurHash3's): nearby inputs, unrelated outputs."""
+    h &= 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
 class Example(NamedTuple):
     decision_id: str
     sku: str
     position: int
     label: int  # 1: acted on within its window; 0: not, by the window's close
-    outcome: str  # the event type that acted, or "window_closed"
+    outcome: str  # the event type that acted, or "window_closed" / "superseded"
     ts: int  # event time of the outcome (or of the close, for a negative)
     delay_ms: int
     features: tuple[float, ...] | None = None  # the ranker's, as served
@@ -113,8 +141,9 @@ class Attribution:
             for old in every[:cut]:
                 did, t0, shown, done = old[:4]
                 packed = old[4] if len(old) > 4 else None
-                negatives = [i for i, sku in enumerate(shown)
-                             if i not in done and sku not in still][:self.max_negatives]
+                negatives = sample_positions(
+                    did, [i for i, sku in enumerate(shown) if i not in done and sku not in still],
+                    self.max_negatives)
                 out += [Example(did, shown[i], i, 0, "superseded", ts, ts - t0,
                                 _row(packed, i)) for i in negatives]
         return kept, out
@@ -132,26 +161,19 @@ class Attribution:
             packed = imp[4] if len(imp) > 4 else None
             if window is not None and skus and 0 <= ts - t0 <= window:
                 hit = set(done)
-                lowest = -1
                 for i, sku in enumerate(items):
                     if i not in hit and sku in skus and sku not in credited:
                         hit.add(i)
                         credited.add(sku)
-                        lowest = i
                         out.append(Example(did, sku, i, 1, kind, ts, ts - t0,
                                            _row(packed, i)))
-                if lowest > 0:  # the ones passed over on the way to it
-                    skipped = [j for j in range(lowest) if j not in hit][:self.max_negatives]
-                    out += [Example(did, items[j], j, 0, "skipped_above", ts, ts - t0,
-                                    _row(packed, j)) for j in skipped]
-                    hit.update(skipped)
                 done = frozenset(hit)
             if ts - t0 > self.longest:  # every window of it has closed
-                negatives = [i for i in range(len(items)) if i not in done]
+                negatives = sample_positions(did, [i for i in range(len(items)) if i not in done],
+                                             self.max_negatives)
                 closed = t0 + self.longest
                 out += [Example(did, items[i], i, 0, "window_closed", closed, self.longest,
-                                _row(packed, i))
-                        for i in negatives[:self.max_negatives]]
+                                _row(packed, i)) for i in negatives]
             else:
                 keep.append((did, t0, items, done) if packed is None
                             else (did, t0, items, done, packed))

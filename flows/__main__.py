@@ -257,15 +257,16 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
-def _add_gen_args(p: argparse.ArgumentParser, events: int) -> None:
+def _add_gen_args(p: argparse.ArgumentParser, events: int, flip_at: float = 1.0) -> None:
     p.add_argument("--events", type=int, default=events)
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--items", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--malformed-rate", type=float, default=0.01)
     p.add_argument("--shift-at", type=float, default=0.5, help="the taste shift (fraction)")
-    p.add_argument("--flip-at", type=float, default=1.0,
-                   help="the second shift: popular items fall out of favour (1 = never)")
+    p.add_argument("--flip-at", type=float, default=flip_at,
+                   help="the second shift: popular items fall out of favour (1 = never; "
+                        f"default {flip_at})")
     p.add_argument("--profile", choices=["default", "sessions"], default="default",
                    help="sessions: revisits, Zipf item popularity, short sessions (like "
                         "public session datasets)")
@@ -283,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help="embedded default: generated events → files under out/")
     d.add_argument("--out", default="out")
     d.add_argument("--workers", type=int, default=1)
-    _add_gen_args(d, 50_000)
+    # the demo's second shift is the one its learned ranker feels (its alert, fallback and
+    # recovery on the dashboard); the taste shift shows in the features' PSI
+    _add_gen_args(d, 50_000, flip_at=0.75)
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("run", help="run the flow over Kafka or files")

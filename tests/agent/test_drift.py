@@ -123,10 +123,11 @@ def _clicks(rnd: random.Random, n: int, rate: float, low: float, drop_at: int | 
 
 
 def test_a_stationary_rate_of_50k_raises_nothing():
-    for seed, rate in ((1, 0.3), (2, 0.05), (3, 0.6)):
-        m = RateMonitor()
-        assert [e for y in _clicks(random.Random(seed), 50_000, rate, rate, None, None)
-                for e in m.observe(y)] == [], (seed, rate)
+    for drop in (0.25, 0.20):  # the class's default, the ranker's CTR setting's
+        for seed, rate in ((1, 0.3), (2, 0.05), (3, 0.6), (4, 0.4)):
+            m = RateMonitor(drop=drop)
+            assert [e for y in _clicks(random.Random(seed), 50_000, rate, rate, None, None)
+                    for e in m.observe(y)] == [], (seed, rate, drop)
 
 
 def test_a_rate_drop_is_reported_within_a_bounded_delay_and_recovers_once():

@@ -131,7 +131,7 @@ def test_a_drift_alert_sends_feeds_to_the_heuristic_until_recovery(tmp_path):
                         decision_join="processing_time",
                         ranker_drift={"delta": 1.0, "rise": -10.0, "floor": -10.0,
                                       "tolerance": -10.0, "min_examples": 300,
-                                      "min_fallback": 10000, "window": 100, "confirm": 100},
+                                      "min_fallback": 4500, "window": 100, "confirm": 100},
                         attribution_windows_s={"page_view": 600.0, "click": 600.0,
                                                "add_to_cart": 1200.0, "order": 1800.0})
     name = uuid.uuid4().hex
