@@ -43,6 +43,34 @@ def test_demo_writes_outputs_and_report(tmp_path):
     assert "Bespoke run summary" in r.stdout
 
 
+def test_the_default_demo_shows_its_flip_as_an_alert_a_fallback_and_a_recovery(tmp_path):
+    """`make demo` as it is (50k events, flip at 0.75): the ranker's CTR alert sends it to
+    fallback after the flip, its loss brings it back, and the report counts both."""
+    out = tmp_path / "out"
+    r = _flows("demo", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["drift_alerts"].get("fallback", 0) >= 1, report["drift_alerts"]
+    assert report["drift_alerts"].get("recovered", 0) >= 1, report["drift_alerts"]
+    alerts = [json.loads(x) for f in sorted((out / "drift_alerts").iterdir())
+              for x in f.read_text().splitlines() if x.strip()]
+    ts = []
+    for line in (out / "events.jsonl").read_bytes().splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:  # a malformed one
+            continue
+        if isinstance(e, dict) and isinstance(e.get("ts"), int) and e.get("type") in (
+                "page_view", "click", "add_to_cart", "order"):
+            ts.append(e["ts"])
+    flip_ts = ts[int(0.75 * len(ts))]  # about where the flip starts
+    fallback = [a for a in alerts if a["action"] == "fallback"]
+    back = [a for a in alerts if a["action"] == "recovered" and a["monitor"].startswith("feed")]
+    assert fallback and all(a["ts"] > flip_ts - 60_000 for a in fallback), (flip_ts, fallback)
+    assert back and back[0]["ts"] > fallback[0]["ts"]
+    assert (out / "dashboard.html").stat().st_size > 10_000
+
+
 def test_generate_then_run_otto_format(tmp_path):
     if not OTTO.exists():
         pytest.skip("../shared is not beside this checkout")
