@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def drifted_run(tmp_path_factory):
     """A run whose learner is made to raise drift alerts (thresholds every change passes)."""
     d = tmp_path_factory.mktemp("dash")
-    recs = list(Generator(GenConfig(seed=5, users=300, items=150, events=12000)).records())
+    recs = list(Generator(GenConfig(seed=5, users=300, items=150, events=12000,
+                                    flip_at=0.5)).records())  # a drift to find
     src = d / "events.jsonl"
     src.write_bytes(b"\n".join(r.value for r in recs) + b"\n")
     settings = Settings(_env_file=None, progress_every_s=0, ranker_publish_every=100,
