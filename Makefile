@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv demo test test-unit bench quality schemas registry check lint servers-deps kafka-jars clean
+.PHONY: venv demo screenshot test test-unit bench quality schemas registry check lint servers-deps kafka-jars clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ venv: $(STAMP) $(NATIVE_STAMP)
 ## The embedded default: generated events -> files under out/ and a printed report.
 demo: venv
 	$(BIN)/python -m flows demo --out out
+
+## The README's dashboard picture: headless Chromium renders the demo's out/dashboard.html.
+screenshot: venv servers-deps
+	@test -f out/dashboard.html || $(MAKE) demo
+	$(BIN)/python -m scripts.chromium out/dashboard.html --png docs/img/dashboard.png
 
 ## The whole suite, real Kafka and Redis included (started by the tests themselves), after
 ## the static gates (check). The native extension must be built (cargo is installed where

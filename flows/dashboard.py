@@ -137,7 +137,7 @@ def render(data: dict[str, Any], title: str = "Bespoke drift dashboard",
     """The page (self-contained HTML) for ``collect``'s data."""
     from bokeh.embed import file_html
     from bokeh.layouts import column
-    from bokeh.models import ColumnDataSource, LinearColorMapper
+    from bokeh.models import ColumnDataSource, DataRange1d, LinearColorMapper
     from bokeh.models.annotations import BoxAnnotation, ColorBar, Span
     from bokeh.models.ranges import FactorRange
     from bokeh.models.widgets import Div
@@ -146,9 +146,10 @@ def render(data: dict[str, Any], title: str = "Bespoke drift dashboard",
 
     xs = data["starts"]
     w = data["width"] * 0.9
+    shared_x = DataRange1d()  # one time axis: zooming one plot zooms all
 
     def timeline(name: str, height: int = 220) -> Any:
-        p = figure(title=name, x_axis_type="datetime", height=height,
+        p = figure(title=name, x_axis_type="datetime", x_range=shared_x, height=height,
                    sizing_mode="stretch_width", tools="xpan,xwheel_zoom,reset,hover")
         for lo, hi, _ in data["fallbacks"]:
             p.add_layout(BoxAnnotation(left=lo, right=hi, fill_alpha=0.15,
@@ -166,7 +167,7 @@ def render(data: dict[str, Any], title: str = "Bespoke drift dashboard",
         if keys:
             src = ColumnDataSource({"x": xs, **series})
             p.vbar_stack(keys, x="x", width=w, source=src, legend_label=keys,
-                         color=list(PALETTE[:len(keys)]))
+                         fill_color=list(PALETTE[:len(keys)]), line_color=None)
             p.legend.location = "top_left"
         return p
 
@@ -188,7 +189,7 @@ def render(data: dict[str, Any], title: str = "Bespoke drift dashboard",
                    {"dead letters": data["dead_letters"], "late events": data["late_events"]})
     names = list(data["psi"])
     heat = figure(title="Feature drift: PSI per view and field (max per bucket)",
-                  x_axis_type="datetime", y_range=FactorRange(factors=names or ["-"]),
+                  x_axis_type="datetime", x_range=shared_x, y_range=FactorRange(factors=names or ["-"]),
                   height=max(200, 18 * len(names) + 80), sizing_mode="stretch_width",
                   tools="hover", tooltips=[("field", "@y"), ("PSI", "@psi")])
     if names:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs to start real servers on loopback:
-# redis-server, Java 17+ with Maven, Apache Kafka's jars (cached under .cache/) and promtool.
+# redis-server, Java 17+ with Maven, Apache Kafka's jars (cached under .cache/), promtool,
+# and Chromium (headless, renders the drift dashboard in its test).
 # Skips Redis when REDIS_URL is set and Kafka when KAFKA_BOOTSTRAP_SERVERS is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,12 @@ fi
 if ! command -v promtool >/dev/null; then
   echo "installing prometheus (Debian package: promtool)"
   apt_install prometheus || true
+fi
+
+# headless Chromium renders the drift dashboard and takes its screenshot (tests/flows)
+if ! command -v chromium >/dev/null; then
+  echo "installing chromium (Debian package)"
+  apt_install chromium || true
 fi
 
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then

@@ -19,6 +19,7 @@ from connectors.generator import GenConfig, Generator
 from flows.dashboard import collect, render
 from flows.main import RunConfig, run
 from flows.settings import Settings
+from scripts import chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,6 +73,29 @@ def test_the_page_is_self_contained(drifted_run):
     assert "Feeds by ranker" in page and "Feature drift" in page
     assert "cdn.bokeh.org" not in page and '<script src="http' not in page
     assert len(page) > 100_000  # Bokeh's JavaScript is inline
+
+
+def test_chromium_draws_every_plot_with_data(drifted_run, tmp_path):
+    """Headless Chromium renders the page; each plot's data glyphs paint pixels (counted as
+    the difference from the same plot painted with its glyphs hidden). The screenshot is kept
+    under out/test-artifacts/."""
+    assert chromium.executable(), "chromium missing: scripts/install-server-deps.sh installs it"
+    page = tmp_path / "dashboard.html"
+    page.write_text(render(collect(drifted_run)), encoding="utf-8")
+    plots = chromium.plots_drawn(page)
+    titles = [p["title"] for p in plots]
+    assert len(plots) == 7, titles
+    for want in ("Feeds by ranker", "Share of served items", "prequential log-loss",
+                 "Decisions by kind", "Policy denials", "Feature drift", "Dead letters"):
+        assert any(want in t for t in titles), (want, titles)
+    for p in plots:
+        assert p["glyphs"] > 0 and p["rows"] > 0, p
+        assert p["drawn_px"] > 300, p  # the data drew something visible, not an empty frame
+        assert p["width"] > 300 and p["height"] > 100, p
+    png = chromium.screenshot(page, ROOT / "out" / "test-artifacts" / "dashboard.png")
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(head[16:20], "big") == 1400  # the IHDR width: the window's
 
 
 def _free_port() -> int:
