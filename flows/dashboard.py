@@ -189,7 +189,8 @@ def render(data: dict[str, Any], title: str = "Bespoke drift dashboard",
                    {"dead letters": data["dead_letters"], "late events": data["late_events"]})
     names = list(data["psi"])
     heat = figure(title="Feature drift: PSI per view and field (max per bucket)",
-                  x_axis_type="datetime", x_range=shared_x, y_range=FactorRange(factors=names or ["-"]),
+                  x_axis_type="datetime", x_range=shared_x,
+                  y_range=FactorRange(factors=names or ["-"]),
                   height=max(200, 18 * len(names) + 80), sizing_mode="stretch_width",
                   tools="hover", tooltips=[("field", "@y"), ("PSI", "@psi")])
     if names:

@@ -3,9 +3,9 @@ a screenshot.
 
 ``plots_drawn(page)`` loads a copy of the page with a probe appended; once Bokeh has laid out
 every plot, the probe paints each plot twice into an off-screen canvas (``PlotView.export``),
-once as is and once with its data glyphs hidden (legends hidden in both), and counts the pixels that differ: the pixels
-the data drew. The answer comes back through ``--dump-dom``. No network: the page is
-self-contained and Chromium's background connections are off.
+once as is and once with its data glyphs hidden (legends hidden in both), and counts the
+pixels that differ: the pixels the data drew. The answer comes back through ``--dump-dom``.
+No network: the page is self-contained and Chromium's background connections are off.
 
 Example (needs ``chromium`` on PATH; ``scripts/install-server-deps.sh`` installs it)::
 
