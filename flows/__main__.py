@@ -11,6 +11,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -217,15 +218,26 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def cmd_dashboard(a: argparse.Namespace) -> int:
     from flows.dashboard import serve, write_html
 
-    out = Path(a.input)
-    if not out.is_dir():
-        print(f"{out} is not a run's output directory", file=sys.stderr)
-        return 2
+    if a.input == "kafka":
+        from flows.dashboard import kafka_lines
+
+        if a.serve is None and a.html is None:
+            print("--input kafka needs --html FILE or --serve PORT", file=sys.stderr)
+            return 2
+        source: Any = kafka_lines(Settings())
+        html = Path(a.html) if a.html else None
+    else:
+        source = Path(a.input)
+        if not source.is_dir():
+            print(f"{source} is not a run's output directory", file=sys.stderr)
+            return 2
+        html = Path(a.html) if a.html else source / "dashboard.html"
     if a.serve is not None:
-        serve(out, a.serve)
+        serve(source, a.serve)
         return 0
-    write_html(out, Path(a.html or out / "dashboard.html"))
-    print(f"wrote {a.html or out / 'dashboard.html'}")
+    assert html is not None
+    write_html(source, html)
+    print(f"wrote {html}")
     return 0
 
 
@@ -332,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
 
     db = sub.add_parser("dashboard", help="the drift dashboard of a run's output directory: "
                                           "one self-contained HTML page")
-    db.add_argument("--input", required=True, help="a file run's output directory")
+    db.add_argument("--input", required=True,
+                    help="a file run's output directory, or kafka (the output topics)")
     db.add_argument("--html", default=None, help="write the page here (default: "
                                                  "INPUT/dashboard.html)")
     db.add_argument("--serve", type=int, default=None, metavar="PORT",

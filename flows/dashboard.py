@@ -15,7 +15,9 @@ time (buckets of about a sixtieth of the run):
 
 The page is self-contained (Bokeh with its JavaScript inline: no network when viewed).
 ``--html FILE`` writes it; ``--serve PORT`` serves it on loopback, built again from the
-files on every request (it refreshes itself every 10 s while a run writes).
+files on every request (it refreshes itself every 10 s while a run writes). ``--input kafka``
+reads the output topics instead (``KAFKA_BOOTSTRAP_SERVERS``, ``BESPOKE_TOPIC_PREFIX``, the
+security settings): from their beginning, then what arrived before each request.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from connectors.file_sink import read_channel
 from features import channels as ch
@@ -33,8 +35,18 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#7f7f7f")
 
 
-def _docs(out: Path, channel: str) -> Iterator[dict[str, Any]]:
-    for line in read_channel(out, channel):
+class Lines(Protocol):
+    """Where a run's outputs are read from: ``connectors.topic_reader.TopicReader`` (Kafka)."""
+
+    def read(self, channel: str) -> list[bytes]: ...
+
+
+Source = Path | Lines
+
+
+def _docs(out: Source, channel: str) -> Iterator[dict[str, Any]]:
+    lines = read_channel(out, channel) if isinstance(out, Path) else out.read(channel)
+    for line in lines:
         try:
             doc = json.loads(line)
         except ValueError:
@@ -57,7 +69,7 @@ class Buckets:
         return [self.lo + i * self.width for i in range(self.n)]
 
 
-def collect(out: Path) -> dict[str, Any]:
+def collect(out: Source) -> dict[str, Any]:
     """Everything the page shows, as plain data (tested without Bokeh)."""
     records = list(_docs(out, ch.DECISION_RECORDS.name))
     examples = [e for e in _docs(out, ch.TRAINING_EXAMPLES.name)  # the feeds' (not offers')
@@ -217,18 +229,44 @@ def render(data: dict[str, Any], title: str = "Bespoke drift dashboard",
     return page
 
 
-def write_html(out: Path, html_file: Path) -> None:
+SHOWN = (ch.DECISION_RECORDS.name, ch.TRAINING_EXAMPLES.name, ch.DRIFT_ALERTS.name,
+         ch.MODEL_CHANGES.name, ch.FEATURE_QUALITY.name, ch.DEAD_LETTERS.name,
+         ch.LATE_EVENTS.name)  # the channels the page reads
+
+
+def kafka_lines(settings: Any, max_lines: int = 1_000_000) -> Any:
+    """A ``TopicReader`` over the shown channels' topics (``settings``: brokers, prefix,
+    security), filled once."""
+    from connectors.topic_reader import TopicReader
+
+    reader = TopicReader(settings.kafka_bootstrap_servers,
+                         {c: settings.topic(c) for c in SHOWN}, settings.kafka_security(),
+                         max_lines=max_lines)
+    reader.refresh(timeout_s=60.0)
+    return reader
+
+
+def write_html(out: Source, html_file: Path) -> None:
     html_file.parent.mkdir(parents=True, exist_ok=True)
     html_file.write_text(render(collect(out)), encoding="utf-8")
 
 
-def serve(out: Path, port: int, host: str = "127.0.0.1") -> None:
-    """Serve the page on ``host:port``, built from the files on every request."""
+def serve(out: Source, port: int, host: str = "127.0.0.1") -> None:
+    """Serve the page on ``host:port``, built on every request from the files, or from
+    what the topics hold by then (``out`` a ``TopicReader``: new messages are read first)."""
+    import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lock = threading.Lock()  # one refresh and collect at a time (the consumer is not shared)
 
     class Page(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server name
-            body = render(collect(out), refresh_s=10).encode()
+            with lock:
+                refresh = getattr(out, "refresh", None)
+                if refresh is not None:
+                    refresh()
+                data = collect(out)
+            body = render(data, refresh_s=10).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -239,5 +277,6 @@ def serve(out: Path, port: int, host: str = "127.0.0.1") -> None:
             pass
 
     with ThreadingHTTPServer((host, port), Page) as httpd:
-        print(f"dashboard on http://{host}:{httpd.server_address[1]}/ (Ctrl-C stops)")
+        print(f"dashboard on http://{host}:{httpd.server_address[1]}/ (Ctrl-C stops)",
+              flush=True)
         httpd.serve_forever()

@@ -16,7 +16,9 @@ import pytest
 
 from connectors.file_sink import read_channel
 from connectors.generator import GenConfig, Generator
-from flows.dashboard import collect, render
+from connectors.kafka_admin import ensure_topics, produce_all
+from connectors.topic_reader import TopicReader
+from flows.dashboard import SHOWN, collect, render
 from flows.main import RunConfig, run
 from flows.settings import Settings
 from scripts import chromium
@@ -125,6 +127,62 @@ def test_the_cli_writes_and_serves_the_page(drifted_run, tmp_path):
             except OSError:
                 time.sleep(0.2)
         assert b"Feeds by ranker" in body and b'http-equiv="refresh"' in body
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def _to_topics(kafka_bootstrap: str, prefix: str, run_dir: Path, part: int, of: int) -> None:
+    """The file run's shown channels onto topics of 3 partitions (keyed by their id); the
+    ``part``-th of ``of`` slices of each channel's lines."""
+    for c in SHOWN:
+        lines = read_channel(run_dir, c)
+        lo, hi = len(lines) * part // of, len(lines) * (part + 1) // of
+        produce_all(kafka_bootstrap, f"{prefix}{c}",
+                    ((json.loads(b).get("id") or "", b) for b in lines[lo:hi]))
+
+
+@pytest.mark.kafka
+def test_the_dashboard_reads_the_output_topics_and_follows_them(drifted_run, kafka_bootstrap,
+                                                                topic_prefix, tmp_path):
+    """``--input kafka``: the page's data from the topics equal those from the run's files,
+    and ``--serve`` shows what arrives while it serves (read before each request)."""
+    ensure_topics(kafka_bootstrap, {f"{topic_prefix}{c}": 3 for c in SHOWN})
+    _to_topics(kafka_bootstrap, topic_prefix, drifted_run, 0, 2)
+    with TopicReader(kafka_bootstrap, {c: f"{topic_prefix}{c}" for c in SHOWN}) as reader:
+        assert reader.refresh() == sum(len(read_channel(drifted_run, c)) // 2 for c in SHOWN)
+        half = collect(reader)
+        _to_topics(kafka_bootstrap, topic_prefix, drifted_run, 1, 2)
+        reader.refresh()
+        assert reader.refresh() == 0  # nothing new: nothing read twice
+        assert collect(reader) == collect(drifted_run)
+    assert half["decisions"] == len(read_channel(drifted_run, "decision_records")) // 2
+
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "BESPOKE_TOPIC_PREFIX": f"{topic_prefix}x."}
+    later = f"{topic_prefix}x."
+    ensure_topics(kafka_bootstrap, {f"{later}{c}": 3 for c in SHOWN})
+    _to_topics(kafka_bootstrap, later, drifted_run, 0, 2)
+    proc = subprocess.Popen([sys.executable, "-m", "flows", "dashboard", "--input", "kafka",
+                             "--serve", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def page() -> str:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:
+                        return r.read().decode()
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise
+                    time.sleep(0.3)
+
+        total = len(read_channel(drifted_run, "decision_records"))
+        assert f"{total // 2:,} decisions" in page()
+        _to_topics(kafka_bootstrap, later, drifted_run, 1, 2)
+        assert f"{total:,} decisions" in page()
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
