@@ -202,13 +202,15 @@ class SessionKnn:
             for other in self.by_item.get(s, ()):
                 if other != key:
                     sim[other] = sim.get(other, 0.0) + w
-        nbs = heapq.nsmallest(self.k_nb, sim, key=lambda o: (-sim[o], o))
+        # (-similarity, key) tuples compare in C: no Python call per candidate
+        nbs = heapq.nsmallest(self.k_nb, [(-w, o) for o, w in sim.items()])
         score: dict[str, float] = {}
-        for o in nbs:
-            w = sim[o]
-            for s in self.items[o]:
-                score[s] = score.get(s, 0.0) + w
-        return heapq.nsmallest(k, score, key=lambda s: (-score[s], s))
+        get = score.get
+        items = self.items
+        for neg_w, o in nbs:
+            for s in items[o]:
+                score[s] = get(s, 0.0) - neg_w
+        return [s for _, s in heapq.nsmallest(k, [(-v, s) for s, v in score.items()])]
 
 
 def _to_front(recent: dict[str, deque[str]], key: str, value: str, maxlen: int) -> None:
