@@ -262,7 +262,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from flows.evaluate import evaluate, table, write
 
     res = evaluate(a.input, a.format, tuple(a.k), Settings(), a.policy, a.exclude_seen,
-                   progress=not a.quiet)
+                   progress=not a.quiet, periods=a.periods)
     print(table(res))
     if a.out:
         write(res, a.out)
@@ -340,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="never recommend an item the key interacted with (ratings)")
     ev.add_argument("--out", default=None, help="write the results as JSON")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--periods", type=int, default=1, metavar="N",
+                    help="also score each of N equal spans of event time (before and after "
+                         "a shift)")
     ev.set_defaults(func=cmd_evaluate)
 
     db = sub.add_parser("dashboard", help="the drift dashboard of a run's output directory: "

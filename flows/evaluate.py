@@ -206,8 +206,10 @@ def _target(x: tuple) -> str | None:
 def evaluate(paths: list[str], fmt: str, ks: tuple[int, ...] = (10, 20),
              settings: Settings | None = None, policy: str = "replay",
              exclude_seen: bool = False, baselines: list[Recommender] | None = None,
-             progress: bool = False, learned: bool = True) -> dict:
-    """Scores of Bespoke's feed and of the baselines (see the module docstring)."""
+             progress: bool = False, learned: bool = True, periods: int = 1) -> dict:
+    """Scores of Bespoke's feed and of the baselines (see the module docstring); with
+    ``periods`` > 1 also per period of event time (equal spans from the first event to the
+    last: before and after a shift, say), under ``"periods"``."""
     s = settings or Settings(_env_file=None)
     t0 = time.perf_counter()
     events, dead = read_events(paths, fmt)
@@ -216,12 +218,15 @@ def evaluate(paths: list[str], fmt: str, ks: tuple[int, ...] = (10, 20),
     replay = Replay(s, policy, exclude_seen, kmax, LearnedRanker() if learned else None)
     recs = all_baselines() if baselines is None else baselines
     board = Scoreboard(ks)
+    lo = events[0][0] if events else 0
+    span = (events[-1][0] - lo) // max(1, periods) + 1 if events else 1
+    boards = [Scoreboard(ks) for _ in range(max(1, periods))] if periods > 1 else []
     history: dict[str, list[str]] = {}
     seen: dict[str, set[str]] = {}
     last: dict[str, tuple[str, int]] = {}
     items: set[str] = set()
     t1 = time.perf_counter()
-    for _, _, item_in, user_in in _progress(events, progress):
+    for ts, _, item_in, user_in in _progress(events, progress):
         for x in item_in:
             items.add(x[0])
         for x in user_in:
@@ -234,13 +239,20 @@ def evaluate(paths: list[str], fmt: str, ks: tuple[int, ...] = (10, 20),
             # and a click when liked) is one target
             if hist and last.get(key) != (sku, x[2]):
                 known = seen[key]
-                board.target(sku in known)
+                on = (board, boards[min(len(boards) - 1, (ts - lo) // span)]) if boards \
+                    else (board,)
                 skip = known if exclude_seen else None
-                board.add("bespoke", replay.served.get(key, []), sku)
+                served = replay.served.get(key, [])
                 replay.outcome(key, sku)
+                lists = []
                 for r in recs:
                     got = r.recommend(key, hist, kmax + (len(known) if skip else 0))
-                    board.add(r.name, [i for i in got if not skip or i not in skip][:kmax], sku)
+                    lists.append((r.name, [i for i in got if not skip or i not in skip][:kmax]))
+                for b in on:
+                    b.target(sku in known)
+                    b.add("bespoke", served, sku)
+                    for name, got in lists:
+                        b.add(name, got, sku)
         for f in replay.learn(item_in, user_in):
             replay.decide(f, seen.get(f.user_id) if exclude_seen else None)
         for x in user_in:
@@ -264,7 +276,10 @@ def evaluate(paths: list[str], fmt: str, ks: tuple[int, ...] = (10, 20),
             "exclude_seen": exclude_seen,
             "events_per_s": round(len(events) / secs) if secs else None,
             "read_s": round(read_s, 2), "replay_s": round(secs, 2),
-            "results": board.result(len(items))}
+            "results": board.result(len(items)),
+            **({"periods": [{"from_ts": lo + i * span, "to_ts": lo + (i + 1) * span - 1,
+                             "targets": b.targets, "results": b.result(len(items))}
+                            for i, b in enumerate(boards)]} if boards else {})}
 
 
 def _progress(events: list[Event], on: bool) -> Iterator[Event]:
@@ -289,6 +304,10 @@ def table(res: dict) -> str:
     lines = [f"{'recommender':<20}" + "".join(f"{c:>13}" for c in cols)]
     for name, r in rows:
         lines.append(f"{name:<20}" + "".join(f"{r[c]:>13.4f}" for c in cols))
+    for i, p in enumerate(res.get("periods", ())):
+        best = sorted(p["results"].items(), key=lambda kv: -kv[1][cols[0]])
+        lines.append(f"period {i + 1} ({p['targets']:,} targets): " + ", ".join(
+            f"{name} {r[cols[0]]:.4f}/{r[cols[1]]:.4f}" for name, r in best))
     lines.append(f"{res['targets']:,} targets over {res['keys']:,} keys and {res['items']:,} "
                  f"items; {res['seen_share']:.1%} of targets seen before by their key; "
                  f"policy {res['policy']}; {res['events_per_s']:,} events/s")

@@ -163,3 +163,21 @@ def test_run_with_exclude_seen_never_recommends_what_the_user_just_rated(tmp_pat
             bad += bool({i["sku"] for i in f["items"]} & just_rated(f["trigger_event_id"]))
         offending[bool(flag)] = bad
     assert offending[True] == 0 and offending[False] > 0, offending
+
+
+def test_periods_split_the_same_targets_in_event_time(generated):
+    """``periods=2``: every target is scored in exactly one period, the periods' hits add up
+    to the whole run's, and the overall numbers do not change."""
+    s = Settings(_env_file=None)
+    whole = evaluate([str(generated)], "native", (10,), s)
+    split = evaluate([str(generated)], "native", (10,), s, periods=2)
+    assert _strip({**split, "periods": None}) == _strip({**whole, "periods": None})
+    first, second = split["periods"]
+    assert first["to_ts"] + 1 == second["from_ts"] and first["targets"] > 0 < second["targets"]
+    assert first["targets"] + second["targets"] == whole["targets"]
+    for name, r in whole["results"].items():
+        n = [p["results"][name]["evaluated"] for p in (first, second)]
+        assert sum(n) == r["evaluated"]
+        hits = sum(p["results"][name]["hr@10"] * m for p, m in zip((first, second), n,
+                                                                  strict=True))
+        assert abs(hits - r["hr@10"] * r["evaluated"]) < 1.0, name  # rounding only
