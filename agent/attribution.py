@@ -40,8 +40,8 @@ recomputed from later facts.
 
 from __future__ import annotations
 
+import random
 import struct
-import zlib
 from typing import Any, NamedTuple
 
 DEFAULT_WINDOWS_MS = {"page_view": 1_800_000, "click": 1_800_000, "add_to_cart": 3_600_000,
@@ -74,28 +74,18 @@ def _row(packed: bytes | None, i: int) -> tuple[float, ...] | None:
 
 
 def sample_positions(decision_id: str, positions: list[int], k: int) -> list[int]:
-    """``k`` of ``positions`` drawn evenly (by a hash of the decision id and the position:
-    the same ones on every replay), in order.
+    """``k`` of ``positions`` drawn evenly (a generator seeded by the decision id: the same
+    ones on every replay and in every process), in order.
 
     >>> sample_positions("feed:u:e1", [0, 1, 2, 3, 4, 5], 6)
     [0, 1, 2, 3, 4, 5]
-    >>> len(sample_positions("feed:u:e1", list(range(10)), 3))
-    3
+    >>> sample_positions("feed:u:e1", list(range(10)), 3) == sample_positions(
+    ...     "feed:u:e1", list(range(10)), 3)
+    True
     """
     if len(positions) <= k:
         return positions
-    seed = zlib.crc32(decision_id.encode())
-    return sorted(sorted(positions, key=lambda i: _mix(seed + i * 0x9E3779B1))[:k])
-
-
-def _mix(h: int) -> int:
-    """A 32-bit finalizer (MurmurHash3's): nearby inputs, unrelated outputs."""
-    h &= 0xFFFFFFFF
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    return h ^ (h >> 16)
+    return sorted(random.Random(decision_id).sample(positions, k))  # str seed: SHA-512
 
 
 class Example(NamedTuple):
