@@ -17,6 +17,11 @@ move it; catalog events are loaded in bulk and are left out of the rate and the 
 - ``input:dead_letters``, ``input:late_events``: their share of the inputs above
   ``max(share_min, share_factor × reference share)``.
 
+Every closed bucket is also reported (for the drift dashboard's input plot) as a
+``feature_quality`` document of view ``input``, field ``events``: ``observed`` the bucket's
+events, ``missing`` its dead letters, ``stale`` its late events and, once judged, ``psi`` the
+mix's PSI against the reference.
+
 An alert needs ``confirm`` closed buckets in a row past its bound and recovers below half
 of it (the rate: inside the inner band). Event time, not wall time: an input that stops
 completely closes no bucket (watch it with the consumer lag instead). Plain data, kept in
@@ -27,8 +32,10 @@ the flow's state. Alerts are ``drift_alert`` documents (action ``none``: a repor
 >>> for b in range(20):
 ...     n = 10 if b < 12 else 2  # a source loses 80% of its events
 ...     alerts += m.observe([(b * 1000, "page_view", n)])
->>> [(a["monitor"], a["action"]) for a in alerts]
+>>> [(a["monitor"], a["action"]) for a in alerts if a["type"] == "drift_alert"]
 [('input:rate', 'none')]
+>>> [a["observed"] for a in alerts if a["type"] == "feature_quality"][10:14]
+[10, 10, 2, 2]
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
-from features.events import DriftAlert, event_doc
+from features.events import DriftAlert, FeatureQuality, event_doc
 
 EPS = 1e-4
 DEAD, LATE = "_dead", "_late"  # counters kept beside the event types in a bucket
@@ -129,7 +136,8 @@ class InputMonitor:
     def observe(self, counts: list[tuple[int, str, int]], dead: int = 0, late: int = 0
                 ) -> list[dict[str, Any]]:
         """Counts of one chunk (``kind_counts``), dead letters and late events; the alert
-        documents of the buckets this closes."""
+        and report documents of the buckets this closes (``type``: ``drift_alert`` or
+        ``feature_quality``)."""
         for b, kind, n in counts:
             if self.next_close is not None and b < self.next_close:
                 self.stragglers += n
@@ -184,11 +192,16 @@ class InputMonitor:
         if len(self.recent) == self.recent.maxlen and not frozen:
             self.history.append(self.recent[0])
         self.recent.append(bucket)
-        if len(self.history) >= self.min_reference and len(self.recent) == self.recent.maxlen:
-            return self._judge(b)
-        return []
+        judged = len(self.history) >= self.min_reference and len(self.recent) == \
+            self.recent.maxlen
+        out, psi = self._judge(b) if judged else ([], None)
+        events = sum(n for k, n in bucket.items() if k not in (DEAD, LATE))
+        return [event_doc(FeatureQuality, id=f"quality:input:events:{b}", ts=b + self.bucket_ms,
+                          view="input", field="events", observed=events,
+                          missing=bucket[DEAD], out_of_range=0, stale=bucket[LATE],
+                          psi=psi, reference_size=len(self.history)), *out]
 
-    def _judge(self, b: int) -> list[dict[str, Any]]:
+    def _judge(self, b: int) -> tuple[list[dict[str, Any]], float]:
         # the reference is the median bucket (per type, and of the totals): a bulk load or
         # a burst among its buckets does not move it
         cur, ref = _events(self.recent, self.skip), _median_mix(self.history, self.skip)
@@ -210,7 +223,7 @@ class InputMonitor:
             bound = max(self.share_min, self.share_factor * ref_share)
             out += self._step(name, b, "share", share, share > bound, share < bound / 2,
                               bound, ref_share)
-        return out
+        return out, round(min(psi, 1e6), 6) if math.isfinite(psi) else 1e6
 
     def _step(self, name: str, b: int, detector: str, stat: float, above: bool,
               back: bool, threshold: float, reference: float) -> list[dict[str, Any]]:

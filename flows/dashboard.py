@@ -11,7 +11,8 @@ time (buckets of about a sixtieth of the run):
 - the share of served items acted on (attributed examples, ``training_examples``);
 - decisions by kind (feeds, offers, configurations, suppressed) and policy denials by rule;
 - feature drift: the quality monitors' PSI per view and field (heat map);
-- dead letters and late events.
+- dead letters and late events; the input's events per minute (the input monitor's
+  reports).
 
 The page is self-contained (Bokeh with its JavaScript inline: no network when viewed).
 ``--html FILE`` writes it; ``--serve PORT`` serves it on loopback, built again from the
@@ -126,6 +127,12 @@ def collect(out: Source) -> dict[str, Any]:
             cell = psi[(q["view"], q["field"])]
             i = b.of(q["ts"])
             cell[i] = max(cell[i] or 0.0, q["psi"])
+    inputs = [0] * b.n  # the input monitor's closed buckets (view "input"): events, and
+    closed = [0] * b.n  # how many of them fell in each of ours (a mean does not alias)
+    for q in quality:
+        if q.get("view") == "input" and q.get("field") == "events":
+            inputs[b.of(q["ts"])] += int(q.get("observed", 0))
+            closed[b.of(q["ts"])] += 1
     errors = [0] * b.n
     lates = [0] * b.n
     for d in dead:
@@ -141,7 +148,8 @@ def collect(out: Source) -> dict[str, Any]:
             "models": [{k: m.get(k) for k in ("ts", "version", "log_loss", "positives",
                                               "examples", "fallback")} for m in models],
             "psi": {f"{v}.{f}": cells for (v, f), cells in sorted(psi.items())},
-            "dead_letters": errors, "late_events": lates, "decisions": len(records)}
+            "dead_letters": errors, "late_events": lates, "inputs": inputs,
+            "input_buckets": closed, "decisions": len(records)}
 
 
 def render(data: dict[str, Any], title: str = "Bespoke drift dashboard",
@@ -199,6 +207,9 @@ def render(data: dict[str, Any], title: str = "Bespoke drift dashboard",
     denials = stacked("Policy denials by rule (top 6)", data["denials"])
     errs = stacked("Dead letters and late events",
                    {"dead letters": data["dead_letters"], "late events": data["late_events"]})
+    rate = stacked("Input events per input-monitor bucket (a minute by default)",
+                   {"events": [e / n if n else 0 for e, n in zip(
+                       data["inputs"], data["input_buckets"], strict=True)]})
     names = list(data["psi"])
     heat = figure(title="Feature drift: PSI per view and field (max per bucket)",
                   x_axis_type="datetime", x_range=shared_x,
@@ -221,7 +232,7 @@ def render(data: dict[str, Any], title: str = "Bespoke drift dashboard",
         f"<h2>{title}</h2><p>{data['decisions']:,} decisions; {len(ms)} model versions; "
         f"drift alerts: {dict(n_alerts) or 'none'}; fallback periods: "
         f"{len(data['fallbacks'])}.</p>"), sizing_mode="stretch_width")
-    page = file_html(column(summary, ranker, ctr, loss, kinds, denials, heat, errs,
+    page = file_html(column(summary, ranker, ctr, loss, kinds, denials, heat, errs, rate,
                             sizing_mode="stretch_width"), INLINE, title)
     if refresh_s:
         page = page.replace("<head>", f'<head><meta http-equiv="refresh" '

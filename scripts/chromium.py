@@ -120,7 +120,7 @@ def plots_drawn(page: Path, timeout_s: float = 120.0) -> list[dict[str, Any]]:
     return got
 
 
-def screenshot(page: Path, png: Path, width: int = 1400, height: int = 1700,
+def screenshot(page: Path, png: Path, width: int = 1400, height: int = 1950,
                timeout_s: float = 120.0) -> Path:
     """A PNG of the page as Chromium renders it (after its scripts ran)."""
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("page", type=Path)
     ap.add_argument("--png", type=Path, help="also write a screenshot here")
-    ap.add_argument("--size", default="1400,1700", help="window WIDTH,HEIGHT for --png")
+    ap.add_argument("--size", default="1400,1950", help="window WIDTH,HEIGHT for --png")
     a = ap.parse_args()
     for p in plots_drawn(a.page):
         print(f"{p['drawn_px']:>8} px  {p['rows']:>6} rows  {p['title']}")

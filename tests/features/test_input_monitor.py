@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from connectors.generator import GenConfig, Generator
-from features.events import DriftAlert
+from features.events import DriftAlert, FeatureQuality
 from features.ingest import expand, ingest
 from features.input_monitor import InputMonitor, kind_counts
 from features.native import available
@@ -31,6 +31,11 @@ def _bucket(rng: random.Random, b: int, n: int, mix: dict[str, float] = MIX,
 
 
 def _run(m: InputMonitor, buckets: list[tuple[list, int, int]]) -> list[dict]:
+    """The drift alerts of the monitor over ``buckets`` (``_run_all``: its reports too)."""
+    return _alerts(_run_all(m, buckets))
+
+
+def _run_all(m: InputMonitor, buckets: list[tuple[list, int, int]]) -> list[dict]:
     out = []
     for counts, dead, late in buckets:
         # a bucket arrives in three chunks, its dead letters and late events with the last
@@ -49,10 +54,15 @@ def _stream(seed: int, n: int, change=lambda b: {}) -> list[tuple[list, int, int
     return out
 
 
-def _kinds(alerts: list[dict]) -> list[tuple[str, str]]:
-    for a in alerts:
-        DriftAlert.model_validate(a)  # each one matches the contract
-    return [(a["monitor"], a["action"]) for a in alerts]
+def _alerts(docs: list[dict]) -> list[dict]:
+    """The drift alerts among the monitor's documents (the rest: its bucket reports)."""
+    for d in docs:
+        (DriftAlert if d["type"] == "drift_alert" else FeatureQuality).model_validate(d)
+    return [d for d in docs if d["type"] == "drift_alert"]
+
+
+def _kinds(docs: list[dict]) -> list[tuple[str, str]]:
+    return [(a["monitor"], a["action"]) for a in _alerts(docs)]
 
 
 def test_a_stationary_input_of_50k_events_raises_nothing() -> None:
@@ -60,7 +70,7 @@ def test_a_stationary_input_of_50k_events_raises_nothing() -> None:
         m = InputMonitor()
         stream = _stream(seed, 200)  # 200 buckets x ~250 events
         stream[0][0].extend([(0, "catalog", 1000), (0, "inventory", 1000)])  # a first load
-        assert _run(m, stream) == []
+        assert _kinds(_run(m, stream)) == []
         assert m.stragglers == 0
 
 
@@ -161,3 +171,19 @@ def test_a_lasting_change_becomes_the_new_normal_and_a_catalog_load_is_no_alert(
     assert _kinds(alerts) == [("input:rate", "none"), ("input:rate", "recovered")]
     # frozen for the reference's 30 buckets, then the reference fills with the new rate
     assert 50 * B < alerts[0]["ts"] <= 56 * B and 80 * B < alerts[1]["ts"] <= 112 * B
+
+
+def test_every_closed_bucket_is_reported_with_its_counts() -> None:
+    """One ``feature_quality`` report (view ``input``) per closed bucket: its events, its
+    dead letters and late events; the mix's PSI once the reference is full."""
+    stream = _stream(9, 60)
+    reports = [d for d in _run_all(InputMonitor(), stream) if d["type"] == "feature_quality"]
+    closed = len(stream) - 3  # a bucket closes once one two buckets past its end is seen
+    assert [r["ts"] for r in reports] == [(b + 1) * B for b in range(closed)]
+    for r, (counts, dead, late) in zip(reports, stream, strict=False):
+        assert (r["view"], r["field"]) == ("input", "events")
+        assert r["observed"] == sum(c for _, _, c in counts)
+        assert (r["missing"], r["stale"]) == (dead, late)
+    judged = [r for r in reports if r["psi"] is not None]
+    assert judged and judged[0]["reference_size"] >= 10
+    assert all(0 <= r["psi"] < 0.25 for r in judged)  # a stationary mix

@@ -68,6 +68,11 @@ def test_the_dashboard_data_agree_with_the_outputs(drifted_run):
     quality = [json.loads(b) for b in read_channel(drifted_run, "feature_quality")]
     assert data["psi"] and set(data["psi"]) == {f"{q['view']}.{q['field']}" for q in quality
                                                 if q.get("psi") is not None}
+    assert "input.events" in data["psi"]  # the input's mix, beside the features'
+    # the input monitor's closed minutes: every event but those of the last minutes
+    events = sum(1 for b in (drifted_run.parent / "events.jsonl").read_bytes().splitlines()
+                 if b.strip())
+    assert 0.9 * events < sum(data["inputs"]) <= events
 
 
 def test_the_page_is_self_contained(drifted_run):
@@ -86,9 +91,10 @@ def test_chromium_draws_every_plot_with_data(drifted_run, tmp_path):
     page.write_text(render(collect(drifted_run)), encoding="utf-8")
     plots = chromium.plots_drawn(page)
     titles = [p["title"] for p in plots]
-    assert len(plots) == 7, titles
+    assert len(plots) == 8, titles
     for want in ("Feeds by ranker", "Share of served items", "prequential log-loss",
-                 "Decisions by kind", "Policy denials", "Feature drift", "Dead letters"):
+                 "Decisions by kind", "Policy denials", "Feature drift", "Dead letters",
+                 "Input events"):
         assert any(want in t for t in titles), (want, titles)
     for p in plots:
         assert p["glyphs"] > 0 and p["rows"] > 0, p
