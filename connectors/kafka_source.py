@@ -191,11 +191,11 @@ class _WorkerConsumer:
         return out
 
     def _report_lag(self, m: Metrics) -> None:
-        """Each partition's lag (cached high watermark - next offset), once a second."""
+        """Each partition's lag (cached high watermark - next offset), once a second; until
+        the client has cached a watermark, at every poll (a short run still reports one)."""
         now = time.monotonic()
         if now - self.lag_reported < 1.0:
             return
-        self.lag_reported = now
         for (topic, part), off in self.offsets.items():
             try:
                 _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, part),
@@ -204,6 +204,7 @@ class _WorkerConsumer:
                 continue
             if high is not None and high >= 0:
                 m.consumer_lag.labels(topic, str(part)).set(max(0, high - off))
+                self.lag_reported = now
 
     def _dedup(self, records: list[RawRecord]) -> list[RawRecord]:
         out: list[RawRecord] = []
