@@ -9,8 +9,8 @@ negatives (``window_closed``). A user who keeps coming back gets feed after feed
 impression pushed out of the newest ``max_pending`` ones closes then, its items never acted
 on and not shown again in a newer pending feed becoming negatives (``superseded``: the user
 moved on without them). At most ``max_negatives`` negatives per impression, drawn evenly
-over its positions (by a hash of the decision id and the position, so a replay draws the
-same): the negatives' positions are those of the impressions, and a learner that reads
+over its positions (a generator seeded by the decision id, so a replay draws the same):
+the negatives' positions are those of the impressions, and a learner that reads
 them sees how an item's chance falls with its rank (taking the first positions, or the
 items above a positive, would teach it that the items ranked first are the ones passed
 over). Windows close only when the user comes back (event time is per user here): a user

@@ -32,7 +32,6 @@ class TopicReader:
                                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                                   "enable.partition.eof": False, **(extra or {})})
         self.next_offset: dict[tuple[str, int], int] = {}  # assigned partition -> next offset
-        self.missed = 0  # partitions whose end a refresh could not learn in time
 
     def _assign_new(self, timeout_s: float) -> None:
         md = self.consumer.list_topics(timeout=timeout_s)
@@ -57,7 +56,6 @@ class TopicReader:
                 try:
                     high = fut.result().offset
                 except KafkaException:  # not answered in time: this partition waits a refresh
-                    self.missed += 1
                     continue
                 if high > self.next_offset[tp]:
                     goal[tp] = high

@@ -221,10 +221,12 @@ def cmd_dashboard(a: argparse.Namespace) -> int:
     if a.input == "kafka":
         from flows.dashboard import kafka_lines
 
-        if a.serve is None and a.html is None:
-            print("--input kafka needs --html FILE or --serve PORT", file=sys.stderr)
+        settings = Settings()
+        if a.serve is None and a.html is None or not settings.kafka_bootstrap_servers:
+            print("--input kafka needs KAFKA_BOOTSTRAP_SERVERS and --html FILE or --serve PORT",
+                  file=sys.stderr)
             return 2
-        source: Any = kafka_lines(Settings())
+        source: Any = kafka_lines(settings)
         html = Path(a.html) if a.html else None
     else:
         source = Path(a.input)

@@ -27,10 +27,14 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from connectors.file_sink import read_channel
 from features import channels as ch
+
+if TYPE_CHECKING:
+    from connectors.topic_reader import TopicReader
+    from flows.settings import Settings
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f")
@@ -245,12 +249,12 @@ SHOWN = (ch.DECISION_RECORDS.name, ch.TRAINING_EXAMPLES.name, ch.DRIFT_ALERTS.na
          ch.LATE_EVENTS.name)  # the channels the page reads
 
 
-def kafka_lines(settings: Any, max_lines: int = 1_000_000) -> Any:
+def kafka_lines(settings: Settings, max_lines: int = 1_000_000) -> TopicReader:
     """A ``TopicReader`` over the shown channels' topics (``settings``: brokers, prefix,
     security), filled once."""
     from connectors.topic_reader import TopicReader
 
-    reader = TopicReader(settings.kafka_bootstrap_servers,
+    reader = TopicReader(settings.kafka_bootstrap_servers or "",
                          {c: settings.topic(c) for c in SHOWN}, settings.kafka_security(),
                          max_lines=max_lines)
     reader.refresh(timeout_s=60.0)
