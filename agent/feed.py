@@ -8,13 +8,15 @@ start from, no recent items or no categories yet, is not called):
 - ``covis_candidates``: items co-visited with the user's last items (damped by recency),
   and in the same call, ``covis_last``: items co-visited with the last item alone;
 - ``category_trending``: items trending now in the user's strongest categories;
-- ``new_arrivals``: the newest items in those categories.
+- ``new_arrivals``: the newest items in those categories;
+- ``session_neighbours``: session-kNN, the items in the trails of the keys whose recent
+  items overlap the user's most (``features.retrieval.session_knn``).
 
 Scores from each source are scaled to [0, 1] and weighted (interest 1.0, co-visitation
-0.6, last item's co-visitation 0.3, trending 0.4, new arrivals 0.25); an item found by
-several sources adds them up. Items the user bought are left out; at most ``limit``
-candidates go on, strongest first (the arithmetic is ``features.retrieval``, native when
-built). The ranked candidates are judged
+0.6, last item's co-visitation 0.3, trending 0.4, new arrivals 0.25, session-kNN 0.05); an
+item found by several sources adds them up. Items the user bought are left out; at most
+``limit`` candidates go on, strongest first (the arithmetic is ``features.retrieval``,
+native when built). The ranked candidates are judged
 by the policy pack and the top K selected under its exposure rules; the feed is sent when
 it changed, and every decision is recorded.
 """
@@ -39,7 +41,7 @@ from policies.privacy import decision_id
 
 NON_PERSONALIZED = "non-personalized"
 
-FEED_PLAN = Plan(name="feed-candidates", version="4", goal="refresh_feed", steps=[
+FEED_PLAN = Plan(name="feed-candidates", version="5", goal="refresh_feed", steps=[
     Step(id="covis", tool="covis_candidates",
          inputs={"items": "features.recent", "limit": "const:30", "last_limit": "const:20"},
          optional=True, skip_if_empty="items"),
@@ -49,6 +51,9 @@ FEED_PLAN = Plan(name="feed-candidates", version="4", goal="refresh_feed", steps
     Step(id="new", tool="new_arrivals",
          inputs={"categories": "features.categories", "limit": "const:15"}, optional=True,
          skip_if_empty="categories"),
+    # last: an item another source also found keeps that source as its reason
+    Step(id="sknn", tool="session_neighbours",
+         inputs={"key": "features.user", "limit": "const:30"}, optional=True),
 ])
 _STEPS = [step.id for step in FEED_PLAN.steps]
 
@@ -77,7 +82,8 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
     live = [f for f in feats if not f.erased]
     runs = iter(run_plans(FEED_PLAN, runtime, AGENT_SCOPES,
                           [{"event_id": f.event_id} for f in live],
-                          [{"recent": list(f.recent), "categories": list(f.categories)}
+                          [{"recent": list(f.recent), "categories": list(f.categories),
+                            "user": f.user_id}
                            for f in live]))
 
     def pick(f: UserFeatures, run: PlanRun) -> Retrieved:

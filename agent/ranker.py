@@ -2,7 +2,8 @@
 probability that a candidate is the user's next item.
 
 Features of a candidate (``features``): the heuristic score and rank, each retrieval
-source's score scaled to its best (interest, co-visitation, trending, new arrivals), the number of
+source's score scaled to its best (interest, co-visitation, trending, new arrivals, the last
+item's co-visitation, session-kNN), the number of
 sources that found it, where it sits among the user's recent items, whether it is the last
 one or in the cart, a few crosses, and the item's popularity (scaled to the best candidate's),
 trend and conversion rate. Scoring is a dot product over the model's weights
@@ -129,8 +130,9 @@ def _reorder(ranked: list[tuple[str, float]], sc: list[float]) -> list[tuple[str
     return [(r[i][0], round(sc[i], 6)) for i in order]
 
 
-# starting weights: recent items first (the last one most), then co-visitation
-PRIOR = {"recent": 3.0, "last": 1.0, "covis_last": 1.0, "covis": 0.5}
+# starting weights: recent items first (the last one most), then co-visitation and
+# session-kNN
+PRIOR = {"recent": 3.0, "last": 1.0, "covis_last": 1.0, "covis": 0.5, "sknn": 0.3}
 
 
 class LearnedRanker:

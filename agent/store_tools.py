@@ -30,10 +30,13 @@ from features.definitions import (
     CATEGORY_ITEMS,
     ITEM_CATALOG,
     ITEM_COVISITATION,
+    ITEM_KEYS,
     ITEM_PRICE,
     ITEM_STOCK,
+    USER_TRAIL,
 )
 from features.retrieval import Scored, kernels, parse_weights
+from features.session_index import TRAIL_ENTITY
 from features.store import RowReader
 from policies.configuration import ConfigSpace
 
@@ -50,6 +53,9 @@ CURRENCY = ITEM_PRICE.column("currency")
 AVAILABLE = ITEM_STOCK.column("available")
 VIEW_VIEW = ITEM_COVISITATION.column("view_view")
 VIEW_BUY = ITEM_COVISITATION.column("view_buy")
+KEYS = ITEM_KEYS.column("keys")
+WINDOW = 10  # session-kNN compares a key's newest 10 items
+TRAIL_ITEMS = USER_TRAIL.column("items")
 TRENDING = CATEGORY_ITEMS.column("trending")
 NEW_ARRIVALS = CATEGORY_ITEMS.column("new_arrivals")
 ALL_SCOPES = frozenset({"catalog:read", "inventory:read", "pricing:quote", "configurator:read"})
@@ -89,6 +95,12 @@ class CovisIn(BaseModel):
 class CovisOut(BaseModel):
     items: list[tuple[str, float]]
     last: list[tuple[str, float]] = []
+
+
+class KnnIn(BaseModel):
+    key: str = Field(max_length=256)
+    neighbours: int = Field(50, ge=1, le=200)
+    limit: int = Field(30, ge=1, le=500)
 
 
 class ScoredOut(BaseModel):
@@ -176,6 +188,24 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
             out["last"] = neighbours(seeds[:1], encoded[:1], x["last_limit"])
         return out
 
+    def knn(x: dict[str, Any]) -> dict[str, Any]:
+        """Session-kNN: the keys whose trails share the most (recent) items with this key's
+        trail, and what their trails hold (``features.retrieval.session_knn``)."""
+        key = x["key"]
+        (own,) = lists.read_many(TRAIL_ENTITY, [key])
+        trail = tuple(filter(None, str(own.get(TRAIL_ITEMS, "")).split(","))) if own else ()
+        if not trail:
+            return {"items": ()}
+        rows = lists.read_many("item", list(trail[:WINDOW]))
+        nbs = k.similar_keys(key, trail,
+                             tuple(str(r.get(KEYS, "")) if r else "" for r in rows),
+                             x.get("neighbours", 50), WINDOW)
+        if not nbs:
+            return {"items": ()}
+        held = lists.read_many(TRAIL_ENTITY, [o for o, _ in nbs])
+        return {"items": k.session_knn(nbs, tuple(str(r.get(TRAIL_ITEMS, "")) if r else ""
+                                                for r in held), x.get("limit", 30))}
+
     def trending(x: dict[str, Any]) -> dict[str, Any]:
         """Items trending now in the given categories (weights scaled to the top one)."""
         rows = lists.read_many("category", x["categories"])
@@ -222,6 +252,9 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
         Tool(ToolSpec(name="covis_candidates", description="items co-visited with recent "
                       "ones", scope="catalog:read", input_model=CovisIn,
                       output_model=CovisOut, trusted=True), covis),
+        Tool(ToolSpec(name="session_neighbours", description="items in the recent trails of "
+                      "the keys most like this one (session-kNN)", scope="catalog:read",
+                      input_model=KnnIn, output_model=ScoredOut, trusted=True), knn),
         Tool(ToolSpec(name="category_trending", description="items trending now in the "
                       "user's top categories", scope="catalog:read", input_model=CategoriesIn,
                       output_model=ScoredOut, trusted=True), trending),

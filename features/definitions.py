@@ -122,6 +122,22 @@ ITEM_COVISITATION = FeatureView(
     fields=[F(name="view_view", dtype="list[str]"), F(name="view_buy", dtype="list[str]"),
             F(name="as_of", dtype="int", min=0)],
 )
+ITEM_KEYS = FeatureView(
+    name="item_keys", entity="item_index", version=1, owner="personalization",
+    description="The last 50 distinct keys (users, or sessions in a session dataset) that "
+                "viewed, clicked, carted or ordered the item, newest first: session-kNN's "
+                "neighbour index (features.session_index).",
+    aggregation="last", ttl_s=30 * DAY, as_of_field="as_of",
+    fields=[F(name="keys", dtype="list[str]"), F(name="as_of", dtype="int", min=0)],
+)
+USER_TRAIL = FeatureView(
+    name="user_trail", entity="trail", version=1, owner="personalization",
+    description="A key's last 10 distinct items (viewed, clicked, carted, ordered), newest "
+                "first: what session-kNN compares and recommends from (a fact entity, so "
+                "decisions read it as of their event time; purged on erasure).",
+    aggregation="last", ttl_s=30 * DAY, as_of_field="as_of",
+    fields=[F(name="items", dtype="list[str]"), F(name="as_of", dtype="int", min=0)],
+)
 
 CATEGORY_ITEMS = FeatureView(
     name="category_items", entity="category", version=1, owner="merchandising",
@@ -158,4 +174,5 @@ DECISION_VIEWS = (FEED_VIEW, MODEL_VIEW)
 
 REGISTRY = Registry([USER_ACTIVITY, USER_AFFINITY, USER_RECENCY, USER_CART, USER_PURCHASES,
                      SESSION_STATE, ITEM_POPULARITY, ITEM_STOCK, ITEM_PRICE, ITEM_CATALOG,
-                     ITEM_COVISITATION, CATEGORY_ITEMS, FEED_VIEW, MODEL_VIEW])
+                     ITEM_COVISITATION, ITEM_KEYS, USER_TRAIL, CATEGORY_ITEMS, FEED_VIEW,
+                     MODEL_VIEW])

@@ -38,7 +38,7 @@ from features.store import Fields, StoreOp, StorePurge, StoreWrite
 
 # the entities decisions read facts of (user state travels with the trigger itself; the
 # learners' model rows are applied as they are published, operators.decision_hold)
-FACT_ENTITIES = frozenset({"item", "category", "model"})
+FACT_ENTITIES = frozenset({"item", "category", "model", "trail"})
 
 _LOCAL = threading.local()
 _FOREVER = 1 << 62

@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Entity = Literal["user", "session", "item", "item_pair", "category", "feed", "model"]
+Entity = Literal["user", "session", "item", "item_pair", "item_index", "category", "feed", "model",
+                 "trail"]
 DType = Literal["int", "float", "str", "list[str]"]
 
 

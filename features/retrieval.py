@@ -2,6 +2,7 @@
 
 - ``neighbours``: co-visitation neighbours of a user's recent items;
 - ``merged_lists``: per-category lists (trending, new arrivals) merged, first category first;
+- ``session_knn``: session-kNN (V-SKNN) over the keys that share items with the user's trail;
 - ``merge``: the sources' candidates merged into one ranked list.
 
 These are the reference implementations. ``kernels(native=True)`` returns the same
@@ -18,6 +19,7 @@ run the reference instead.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -25,7 +27,7 @@ from features.decay import strongest
 from features.native_ext import ext as _native
 
 WEIGHTS = {"interest": 1.0, "covis": 0.6, "covis_last": 0.3, "trending": 0.4,
-           "new": 0.25}  # by source
+           "new": 0.25, "sknn": 0.05}  # by source
 
 Scored = tuple[tuple[str, float], ...]
 
@@ -52,6 +54,43 @@ def neighbours(seeds: tuple[str, ...], encoded: tuple[tuple[str, str], ...],
                 if sku not in seen:
                     scores[sku] = scores.get(sku, 0.0) + damp * w_rel * w
     return tuple((s, round(w, 6)) for s, w in strongest(scores, limit))
+
+
+def similar_keys(key: str, trail: tuple[str, ...], keys_of: tuple[str, ...],
+                 k: int, window: int = 10) -> list[tuple[str, float]]:
+    """The ``k`` keys most like ``key``: each other key holding an item of ``key``'s
+    ``trail`` (newest first, the first ``window``; ``keys_of``: each item's 'key,key,...'
+    row) gains that item's weight, 1.0 for the newest and linearly less for older ones; best
+    first, ties by key."""
+    n = min(len(trail), window)
+    sim: dict[str, float] = {}
+    get = sim.get
+    for pos, text in enumerate(keys_of[:n]):
+        w = (n - pos) / n
+        for other in text.split(","):
+            if other and other != key:
+                sim[other] = get(other, 0.0) + w
+    return [(o, -w) for w, o in heapq.nsmallest(k, [(-w, o) for o, w in sim.items()])]
+
+
+def session_knn(neighbours: list[tuple[str, float]], trails: tuple[str, ...],
+                limit: int) -> Scored:
+    """Session-kNN scores: each item of a neighbour's trail ('sku,sku,...', in
+    ``neighbours``' order) gains the neighbour's similarity; the ``limit`` best.
+
+    >>> nbs = similar_keys("me", ("A", "B"), ("u1,u2", "u2"), 5)
+    >>> nbs
+    [('u2', 1.5), ('u1', 1.0)]
+    >>> session_knn(nbs, ("B,C", "A,D"), 3)
+    (('B', 1.5), ('C', 1.5), ('A', 1.0))
+    """
+    score: dict[str, float] = {}
+    get = score.get
+    for (_, w), text in zip(neighbours, trails, strict=True):
+        for s in text.split(","):
+            if s:
+                score[s] = get(s, 0.0) + w
+    return tuple((s, round(w, 6)) for s, w in strongest(score, limit))
 
 
 def merged_lists(encoded: tuple[str, ...], weighted: bool, limit: int) -> Scored:
@@ -120,15 +159,28 @@ def _native_merge(interests: list[tuple[str, float]],
     return _native.merge_sources(lists, bought if type(bought) is set else set(bought), limit)
 
 
+def _native_similar_keys(key: str, trail: tuple[str, ...], keys_of: tuple[str, ...],
+                         k: int, window: int = 10) -> list[tuple[str, float]]:
+    return _native.similar_keys(key, list(trail), list(keys_of), k, window)
+
+
+def _native_session_knn(neighbours: list[tuple[str, float]], trails: tuple[str, ...],
+                        limit: int) -> Scored:
+    return tuple(_native.session_knn(neighbours, list(trails), limit))
+
+
 class Kernels(NamedTuple):
     native: bool
     neighbours: Callable[..., Scored]
     merged_lists: Callable[..., Scored]
     merge: Callable[..., tuple[list[tuple[str, float]], dict[str, str]]]
+    similar_keys: Callable[..., list[tuple[str, float]]] = similar_keys
+    session_knn: Callable[..., Scored] = session_knn
 
 
 def kernels(native: bool = True) -> Kernels:
     """The retrieval functions: native when asked for and built, else the reference."""
-    if native and _native is not None and hasattr(_native, "merge_sources"):
-        return Kernels(True, _native_neighbours, _native_merged_lists, _native_merge)
+    if native and _native is not None and hasattr(_native, "similar_keys"):
+        return Kernels(True, _native_neighbours, _native_merged_lists, _native_merge,
+                       _native_similar_keys, _native_session_knn)
     return Kernels(False, neighbours, merged_lists, merge)

@@ -3,7 +3,8 @@ simple baselines, on the same events, in event time.
 
 The events of the input files are decoded (any format), ordered by event time (file order
 breaks ties) and replayed one by one through the live flow's own parts: the feature folds
-(item, category, user, co-visitation; every change mirrored to an in-process store at once),
+(item, category, user, co-visitation, session-kNN's index and trails; every change mirrored
+to an in-process store at once),
 the candidate retrieval plan and its tools, the scorer, and the policy engine with its
 feed selection (the ``replay`` pack by default: consent assumed, unknown stock and price
 allowed). Before each behaviour event of a key that has an earlier one, the feed the key was
@@ -40,6 +41,7 @@ from features.interactions import AffinityHint, UserEvent, item_inputs, user_inp
 from features.item_features import ItemFold
 from features.ranking import rows_and_scores
 from features.score import MODEL_VERSION, rank
+from features.session_index import ItemKeysFold, TrailFold, touches, trail_inputs
 from features.store import StoreOp, StorePurge, StoreWrite
 from features.user_features import UserFeatures, UserFold
 from features.validate import RawRecord, validate_record
@@ -114,7 +116,9 @@ class Replay:
         lateness = int(s.allowed_lateness_s * 1000)
         self.item, self.cat = ItemFold(lateness), CategoryFold()
         self.user, self.covis = UserFold(lateness, None, True), CovisFold()
-        self.states: dict[str, dict] = {"item": {}, "cat": {}, "user": {}, "covis": {}}
+        self.keys, self.trail = ItemKeysFold(), TrailFold()
+        self.states: dict[str, dict] = {"item": {}, "cat": {}, "user": {}, "covis": {},
+                                        "keys": {}, "trail": {}}
         files = read_pack_files(s.policy_dir)
         self.rows = _Rows(self.store)
         self.gate = PolicyGate(files, self.policy, lambda: self.rows,
@@ -162,6 +166,14 @@ class Replay:
             self._route(self._fold(self.item, "item", x[0], x), decisions)
         for x in users:
             self._route(self._fold(self.user, "user", x[0], x), decisions)
+        if decisions:  # session-kNN's index and trails, from the user step's outputs
+            store: list[StoreOp] = []
+            for t in touches(decisions):
+                store += self._fold(self.keys, "keys", t[0], t)
+            for u in trail_inputs(decisions):
+                store += self._fold(self.trail, "trail", u[0], u)
+            if store:
+                self.rows.apply(store)
         return decisions
 
     # ------------------------------------------------------------------ decisions

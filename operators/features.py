@@ -8,6 +8,8 @@ user and session → item-to-item co-visitation, each a pure fold in sharded Byt
                                                                                 ▼
                  co-visitation fold ◄─ shard by sku ◄─ pairs ◄─────────── user fold ─► decision
                                                                                        inputs
+    decision inputs ─┬─► shard by sku ─► item keys fold  (session-kNN's index)
+                     └─► shard by user ─► trail fold     (each key's last items)
     every fold ─► store writes, late events
 
 With ``FeatureConfig.native`` (and ``bespoke_native`` built) the item, user and co-visitation
@@ -36,9 +38,10 @@ from features.native import (
     native_item_fold,
     native_user_fold,
 )
+from features.session_index import ItemKeysFold, TrailFold, touches, trail_inputs
 from features.store import StoreOp
 from features.user_features import UserFeatures, UserFold
-from operators.chunks import split_by_type
+from operators.chunks import chunk_flat_map, split_by_type
 from operators.sharded_fold import sharded_fold, sharded_fold_keyed
 
 
@@ -95,6 +98,14 @@ def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
 
     covis_fold = (native_covis_fold if native else CovisFold)(cfg.ttl_s)
     covis_store = sharded_fold(f"{step_id}_covis", pairs, covis_fold, _first, **facts)
-    store = op.merge(f"{step_id}_store", item_store, user_store, covis_store, category_store)
+    stores = [item_store, user_store, covis_store, category_store]
+    if cfg.decision_inputs:  # session-kNN's index and trails, from the decision inputs
+        touched = chunk_flat_map(f"{step_id}_touches", decisions, lambda f: touches([f]))
+        trails = chunk_flat_map(f"{step_id}_trail_in", decisions, lambda f: trail_inputs([f]))
+        stores += [sharded_fold(f"{step_id}_item_keys", touched, ItemKeysFold(cfg.ttl_s),
+                                _first, **facts),
+                   sharded_fold(f"{step_id}_trail", trails, TrailFold(cfg.ttl_s), _first,
+                                **facts)]
+    store = op.merge(f"{step_id}_store", *stores)
     late = op.merge(f"{step_id}_late", item_late, user_late)
     return FeatureStreams(store, late, decisions)

@@ -33,6 +33,8 @@ fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(retrieval::neighbours, m)?)?;
     m.add_function(wrap_pyfunction!(retrieval::merged_lists, m)?)?;
     m.add_function(wrap_pyfunction!(retrieval::merge_sources, m)?)?;
+    m.add_function(wrap_pyfunction!(retrieval::similar_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(retrieval::session_knn, m)?)?;
     m.add_function(wrap_pyfunction!(ranking::ranker_rows, m)?)?;
     m.add_function(wrap_pyfunction!(archive::archive_columns, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -16,6 +16,23 @@ pub fn neighbours(seeds: Vec<String>, encoded: Vec<(String, String)>, limit: usi
     kernel::neighbours(seeds, encoded, limit).map_err(PyValueError::new_err)
 }
 
+/// `features.retrieval.similar_keys`.
+#[pyfunction]
+pub fn similar_keys(key: &str, trail: Vec<String>, keys_of: Vec<String>, k: usize, window: usize)
+                    -> Vec<(String, f64)> {
+    kernel::similar_keys(key, &trail, &keys_of, k, window)
+}
+
+/// `features.retrieval.session_knn`.
+#[pyfunction]
+pub fn session_knn(neighbours: Vec<(String, f64)>, trails: Vec<String>, limit: usize)
+                   -> PyResult<Vec<(String, f64)>> {
+    if neighbours.len() != trails.len() {
+        return Err(PyValueError::new_err("neighbours and trails differ in length"));
+    }
+    Ok(kernel::session_knn(&neighbours, &trails, limit))
+}
+
 /// `features.retrieval.merged_lists`.
 #[pyfunction]
 pub fn merged_lists(encoded: Vec<String>, weighted: bool, limit: usize)

@@ -108,7 +108,8 @@ def test_trusted_tools_outputs_meet_their_declared_models(filled):
              "pricing_quote": {"sku": skus[0], "discount_pct": 5.0},
              "covis_candidates": {"items": skus, "limit": 5},
              "category_trending": {"categories": cats, "limit": 5},
-             "new_arrivals": {"categories": cats, "limit": 5}}
+             "new_arrivals": {"categories": cats, "limit": 5},
+             "session_neighbours": {"key": "u1", "limit": 5}}  # (tests/agent/test_session_knn)
     assert set(calls) | {"configurator"} == set(rt.tools)
     for name, inputs in calls.items():
         spec = rt.tools[name].spec

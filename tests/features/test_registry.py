@@ -59,9 +59,13 @@ def test_every_field_the_folds_write_is_declared():
 
     by_prefix = {v.store_prefix: {f.name for f in v.fields} for v in REGISTRY}
     from features.category_features import CategoryFold, CategoryInput
+    from features.session_index import ItemKeysFold, TrailFold, touches, trail_inputs
+    from features.user_features import UserFeatures
 
-    uf, itf, cf, catf = UserFold(3_600_000), ItemFold(3_600_000), CovisFold(), CategoryFold()
-    users, items, covis, cats = {}, {}, {}, {}
+    uf, itf, cf, catf = (UserFold(3_600_000, None, True), ItemFold(3_600_000), CovisFold(),
+                         CategoryFold())
+    kf, tf = ItemKeysFold(), TrailFold()
+    users, items, covis, cats, keys, trails = {}, {}, {}, {}, {}, {}
     seen = set()
     for i, r in enumerate(Generator(GenConfig(seed=2, users=30, items=40, events=2000,
                                               malformed_rate=0)).records()):
@@ -78,6 +82,13 @@ def test_every_field_the_folds_write_is_declared():
                 if type(o) is tuple:
                     cf.apply(covis.setdefault(o[0], cf.new()), o)
                     outs += cf.rows(covis[o[0]], o[0])
+                elif type(o) is UserFeatures:
+                    for t in touches([o]):
+                        kf.apply(keys.setdefault(t[0], kf.new()), t)
+                        outs += kf.rows(keys[t[0]], t[0])
+                    for u in trail_inputs([o]):
+                        tf.apply(trails.setdefault(u[0], tf.new()), u)
+                        outs += tf.rows(trails[u[0]], u[0])
             outs += uf.rows(users[x[0]], x[0])
         for w in outs:
             if hasattr(w, "view"):

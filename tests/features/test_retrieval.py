@@ -53,6 +53,23 @@ def test_neighbours_equal_reference():
             _bits(PY.neighbours(seeds, encoded, limit))
 
 
+def test_session_knn_equals_reference():
+    rnd = random.Random(9)
+    for _ in range(2000):
+        keys = [f"u{i}" for i in range(rnd.randint(1, 40))] + ["me"]
+        skus = _skus(rnd)
+        trail = tuple(rnd.sample(skus, rnd.randint(0, min(12, len(skus)))))
+        keys_of = tuple(",".join(rnd.choice(keys) for _ in range(rnd.randint(0, 20)))
+                        for _ in trail)
+        k, window = rnd.randint(1, 50), rnd.choice((3, 10))
+        nbs = NATIVE.similar_keys("me", trail, keys_of, k, window)
+        assert _bits(nbs) == _bits(PY.similar_keys("me", trail, keys_of, k, window))
+        trails = tuple(_text(rnd, skus, weighted=False) for _ in nbs)
+        limit = rnd.randint(1, 40)
+        assert _bits(NATIVE.session_knn(nbs, trails, limit)) == \
+            _bits(PY.session_knn(nbs, trails, limit))
+
+
 def test_merged_lists_equal_reference():
     rnd = random.Random(8)
     for _ in range(3000):

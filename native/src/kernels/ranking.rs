@@ -4,7 +4,7 @@
 use rustc_hash::FxHashMap as HashMap;
 
 /// Values per candidate (`features.ranking.FEATURES`).
-pub const WIDTH: usize = 18;
+pub const WIDTH: usize = 19;
 
 /// A candidate's own inputs: sku, heuristic score, (popularity, trending, conversion).
 pub struct Candidate<'a> {
@@ -13,11 +13,11 @@ pub struct Candidate<'a> {
     pub facts: (f64, f64, f64),
 }
 
-/// The user's side: interests, the four sources' scores (covis, trending, new, covis_last),
+/// The user's side: interests, the five sources' scores (covis, trending, new, covis_last, sknn),
 /// recent items newest first, cart.
 pub struct Context<'a> {
     pub interests: HashMap<&'a str, f64>,
-    pub lists: [HashMap<&'a str, f64>; 4],
+    pub lists: [HashMap<&'a str, f64>; 5],
     pub recent: Vec<&'a str>,
     pub cart: Vec<&'a str>,
 }
@@ -52,7 +52,7 @@ pub fn rows(cands: &[Candidate], ctx: &Context) -> Vec<[f64; WIDTH]> {
         pos.insert(s, i); // a repeated item keeps its last position, as a dict would
     }
     let top_pop = top(cands.iter().map(|c| c.facts.0));
-    let [covis, trending, new, last] = &ctx.lists;
+    let [covis, trending, new, last, knn] = &ctx.lists;
     cands
         .iter()
         .enumerate()
@@ -62,6 +62,7 @@ pub fn rows(cands: &[Candidate], ctx: &Context) -> Vec<[f64; WIDTH]> {
             let t = trending.get(c.sku).copied();
             let nw = new.get(c.sku).copied();
             let cl = last.get(c.sku).copied();
+            let kn = knn.get(c.sku).copied();
             let p = pos.get(c.sku).copied();
             let rec = p.map_or(0.0, |p| 1.0 / (1 + p) as f64);
             let cv = cv_raw.map_or(0.0, |v| v / tops[0]);
@@ -87,6 +88,7 @@ pub fn rows(cands: &[Candidate], ctx: &Context) -> Vec<[f64; WIDTH]> {
                 pop / top_pop,
                 cap(trend, 10.0) / 10.0,
                 cap(conv, 1.0),
+                kn.map_or(0.0, |v| v / tops[4]),
             ]
         })
         .collect()
@@ -117,7 +119,8 @@ mod tests {
     fn rows_scale_each_source_to_its_best_and_mark_recent_items() {
         let ctx = Context {
             interests: map(&[("A", 2.0)]),
-            lists: [map(&[("A", 4.0), ("B", 2.0)]), map(&[]), map(&[]), map(&[("B", 1.0)])],
+            lists: [map(&[("A", 4.0), ("B", 2.0)]), map(&[]), map(&[]), map(&[("B", 1.0)]),
+                    map(&[("B", 3.0), ("C", 6.0)])],
             recent: vec!["B", "X"],
             cart: vec!["A"],
         };
@@ -129,6 +132,8 @@ mod tests {
         // B: covis 2/4, the last item seen, covis_last 1/1, popularity 5/10
         assert_eq!((r[1][1], r[1][3], r[1][7], r[1][8], r[1][9]), (0.5, 0.5, 1.0, 1.0, 0.5));
         assert_eq!((r[1][10], r[1][12], r[1][15], r[1][17]), (0.0, 1.0, 0.5, 1.0));
+        // session-kNN: B 3/6 (C is not a candidate but the list's best), A none
+        assert_eq!((r[0][18], r[1][18]), (0.0, 0.5));
         let mut w = [0.0; WIDTH];
         w[0] = 2.0;
         w[7] = 1.0;

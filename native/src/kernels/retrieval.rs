@@ -106,6 +106,41 @@ pub fn merged_lists(encoded: Vec<String>, weighted: bool, limit: usize)
     Ok(best(scores, limit))
 }
 
+/// `features.retrieval.similar_keys`: the `k` keys most like `key`, best first, ties by key.
+pub fn similar_keys(key: &str, trail: &[String], keys_of: &[String], k: usize, window: usize)
+                    -> Vec<(String, f64)> {
+    let n = trail.len().min(window);
+    let mut sim: HashMap<&str, f64> = HashMap::default();
+    for (pos, text) in keys_of.iter().take(n).enumerate() {
+        let w = (n - pos) as f64 / n as f64;
+        for other in text.split(',') {
+            if !other.is_empty() && other != key {
+                *sim.entry(other).or_insert(0.0) += w;
+            }
+        }
+    }
+    let mut v: Vec<(&str, f64)> = sim.into_iter().collect();
+    v.sort_unstable_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal)
+        .then_with(|| a.0.cmp(b.0)));
+    v.truncate(k);
+    v.into_iter().map(|(o, w)| (o.to_owned(), w)).collect()
+}
+
+/// `features.retrieval.session_knn`: the items of the neighbours' trails, each gaining the
+/// neighbour's similarity (summed in the neighbours' order); the best `limit`, rounded.
+pub fn session_knn(neighbours: &[(String, f64)], trails: &[String], limit: usize)
+                   -> Vec<(String, f64)> {
+    let mut score: HashMap<&str, f64> = HashMap::default();
+    for ((_, w), text) in neighbours.iter().zip(trails.iter()) {
+        for s in text.split(',') {
+            if !s.is_empty() {
+                *score.entry(s).or_insert(0.0) += w;
+            }
+        }
+    }
+    best(score, limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +155,15 @@ mod tests {
         .unwrap();
         // C: 0.5 (first seed) + 1.0 / 2 (second seed) = 1.0; D: 2 * 0.5 = 1.0; ties by sku
         assert_eq!(got, vec![("C".to_owned(), 1.0), ("D".to_owned(), 1.0)]);
+    }
+
+    #[test]
+    fn session_knn_weighs_neighbours_by_the_recency_of_shared_items() {
+        let trail = vec!["A".to_owned(), "B".to_owned()];
+        let nbs = similar_keys("me", &trail, &["u1,u2,me".into(), "u2".into()], 5, 10);
+        assert_eq!(nbs, vec![("u2".to_owned(), 1.5), ("u1".to_owned(), 1.0)]);
+        let got = session_knn(&nbs, &["B,C".into(), "A,D".into()], 3);
+        assert_eq!(got, vec![("B".to_owned(), 1.5), ("C".to_owned(), 1.5), ("A".to_owned(), 1.0)]);
     }
 
     #[test]
