@@ -638,7 +638,7 @@ def bench_ranker(runs: int = 5, decisions: int = 2000, n_cands: int = 50) -> Fig
         skus = [f"S{rnd.randrange(5000)}" for _ in range(n_cands)]
         ranked = sorted(((s, rnd.random() * 2) for s in skus), key=lambda x: -x[1])
         lists = {src: {s: rnd.random() * 30 for s in rnd.sample(skus, 20)}
-                 for src in ("covis", "trending", "new")}
+                 for src in ("covis", "trending", "new", "covis_last", "sknn")}
         sets.append((ranked, {s: rnd.random() for s in skus[:10]}, lists, tuple(skus[:8]),
                      tuple(skus[:2]), [(rnd.random() * 50, rnd.random() * 5, rnd.random())
                                        for _ in skus]))
