@@ -53,7 +53,8 @@ FEED_PLAN = Plan(name="feed-candidates", version="5", goal="refresh_feed", steps
          skip_if_empty="categories"),
     # last: an item another source also found keeps that source as its reason
     Step(id="sknn", tool="session_neighbours",
-         inputs={"key": "features.user", "limit": "const:30"}, optional=True),
+         inputs={"key": "features.user", "limit": "const:30"}, optional=True,
+         skip_if_empty="key"),
 ])
 _STEPS = [step.id for step in FEED_PLAN.steps]
 
@@ -73,17 +74,18 @@ NONE_FOUND = Retrieval([], [], {})
 
 def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
              native: bool = True, lists: bool = False,
-             exclude_seen: bool = False) -> list[Retrieved]:
+             exclude_seen: bool = False, knn: bool = True) -> list[Retrieved]:
     """The candidates of each user event (erasures get none). Each retrieval tool is one
     governed call for all the users (``run_plans``), each user keeping its own records.
     ``lists``: keep each source's scores (``Retrieval.lists``, for a learned ranker);
-    ``exclude_seen``: leave out the user's recent items too, not only purchases."""
+    ``exclude_seen``: leave out the user's recent items too, not only purchases; ``knn``:
+    ask session-kNN (off: its step is recorded as skipped)."""
     merge = kernels(native).merge
     live = [f for f in feats if not f.erased]
     runs = iter(run_plans(FEED_PLAN, runtime, AGENT_SCOPES,
                           [{"event_id": f.event_id} for f in live],
                           [{"recent": list(f.recent), "categories": list(f.categories),
-                            "user": f.user_id}
+                            "user": f.user_id if knn else ""}
                            for f in live]))
 
     def pick(f: UserFeatures, run: PlanRun) -> Retrieved:

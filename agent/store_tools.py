@@ -254,7 +254,8 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
                       output_model=CovisOut, trusted=True), covis),
         Tool(ToolSpec(name="session_neighbours", description="items in the recent trails of "
                       "the keys most like this one (session-kNN)", scope="catalog:read",
-                      input_model=KnnIn, output_model=ScoredOut, trusted=True), knn),
+                      input_model=KnnIn, output_model=ScoredOut, private=("key",),
+                      trusted=True), knn),
         Tool(ToolSpec(name="category_trending", description="items trending now in the "
                       "user's top categories", scope="catalog:read", input_model=CategoriesIn,
                       output_model=ScoredOut, trusted=True), trending),

@@ -80,6 +80,8 @@ class ToolSpec(BaseModel):
     breaker_reset_s: float = Field(30.0, gt=0)
     cost_per_call: float = Field(0.0, ge=0, description="price of one call (a service that "
                                  "reports its price per call overrides it with ``_cost``)")
+    private: tuple[str, ...] = Field((), description="inputs the decision log never shows "
+                                     "(a raw user id): recorded as '[private]'")
     trusted: bool = Field(False, description="a built-in, in-process tool whose inputs and "
                           "outputs our tests check against its models: not re-validated per "
                           "call (an adapter to an outside service stays untrusted)")
@@ -242,7 +244,10 @@ class ToolRuntime:
     def _record(self, name: str, inputs: dict[str, Any], outcome: Outcome,
                 latency_ms: float) -> dict[str, Any]:
         """A call's decision-log record (``features.events.ToolCall`` fields)."""
-        return {"tool": name, "inputs": _jsonable(inputs), "outcome": outcome,
+        private = self.tools[name].spec.private
+        shown = {k: "[private]" if k in private else v for k, v in inputs.items()} \
+            if private else inputs
+        return {"tool": name, "inputs": _jsonable(shown), "outcome": outcome,
                 "latency_ms": latency_ms,
                 "breaker_state": _STATE_NAMES[self.breakers[name].current_state]}
 

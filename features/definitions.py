@@ -169,6 +169,9 @@ MODEL_VIEW = FeatureView(
             F(name="examples", dtype="int", min=0), F(name="fallback", dtype="str")],
 )
 
+# folded from the user step's decision inputs: written only by a flow that decides
+SESSION_INDEX_VIEWS = (ITEM_KEYS, USER_TRAIL)
+
 # written by the decision step and the learner, not by the feature folds
 DECISION_VIEWS = (FEED_VIEW, MODEL_VIEW)
 

@@ -194,7 +194,8 @@ class Replay:
             f = f._replace(purchased=tuple(seen))
         limit = max(self.settings.candidates_scored, self.k)
         ((_, items, found),) = retrieve([f], self.runtime, limit,
-                                        self.settings.native_kernels, lists=bool(self.ranker))
+                                        self.settings.native_kernels, lists=bool(self.ranker),
+                                        knn=self.settings.session_knn)
         ranked = rank(items, limit)
         if self.ranker is not None:
             rows = self.rows.read_many("item", [s for s, _ in ranked])

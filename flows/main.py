@@ -222,7 +222,7 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
                            s.candidates_scored, native=s.native_kernels,
                            prefetch=None if event_time else gate,
                            lists=s.ranker_learning, exclude_seen=s.exclude_seen,
-                           tick_ms=tick)
+                           tick_ms=tick, knn=s.session_knn)
         ranked = score("score", cands, s.candidates_scored)
         # event time: the models are read from the fact table, where the learners' rows
         # land as they publish them (not when the store sink's epoch ends)

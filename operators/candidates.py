@@ -28,7 +28,7 @@ class Prefetch(Protocol):
 def candidates(step_id: str, feats: Stream, runtime: Callable[[], ToolRuntime],
                limit: int = 50, native: bool = True, prefetch: Prefetch | None = None,
                lists: bool = False, exclude_seen: bool = False,
-               tick_ms: int | None = None) -> Stream:
+               tick_ms: int | None = None, knn: bool = False) -> Stream:
     """chunks of UserFeatures → chunks of (UserFeatures, candidates, Retrieval); erasures
     pass through with no candidates. ``lists``: keep each source's scores (for the learned
     ranker's features); ``exclude_seen``: leave the user's recent items out too;
@@ -55,7 +55,7 @@ def candidates(step_id: str, feats: Stream, runtime: Callable[[], ToolRuntime],
     def find(batch: list) -> list:
         if prefetch is not None:
             prefetch.prefetch(batch)
-        out = retrieve(batch, runtime(), limit, native, lists, exclude_seen)
+        out = retrieve(batch, runtime(), limit, native, lists, exclude_seen, knn)
         if prefetch is not None:
             prefetch.prefetch_facts([s for _, items, _ in out for s, _ in items]
                                     + [f.skus[0] for f in batch if f.skus])

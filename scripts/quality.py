@@ -1,7 +1,8 @@
 """Recommendation quality figures (``make quality``): ``flows evaluate`` on generated traffic
 (the default profile and the session-like one) and on the OTTO sample, with the learned
 ranker and with its heuristic fallback alone, beside the baselines. Prints a Markdown table
-(HR@10 / MRR@10) and writes ``out/quality.json``. Deterministic: same code, same numbers.
+(HR@10 / MRR@10) and writes ``out/quality.json``. Session-kNN is on as a source
+(``BESPOKE_SESSION_KNN``). Deterministic: same code, same numbers.
 
     python -m scripts.quality
 """
@@ -42,7 +43,7 @@ def _pair(r: dict) -> str:
 
 
 def main() -> int:
-    s = Settings(_env_file=None)
+    s = Settings(_env_file=None, session_knn=True)
     rows, report = [], {}
     with tempfile.TemporaryDirectory(prefix="bespoke-quality-") as tmp:
         for name, files, fmt in datasets(Path(tmp)):
