@@ -112,3 +112,10 @@ def test_the_tool_gives_the_baselines_lists_on_a_random_stream():
             assert idx.knn(key, 10) == base.recommend(key, history, 10), t
             checked += 1
     assert checked == 250
+
+
+def test_the_decision_log_never_shows_the_key_the_tool_was_asked_for():
+    idx = _Index()
+    idx.add([_feats("alice", "X", 1)])
+    got = idx.runtime.call("session_neighbours", {"key": "alice"}, ALL_SCOPES)
+    assert got.outcome == "ok" and got.record["inputs"] == {"key": "[private]"}
