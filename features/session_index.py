@@ -27,12 +27,12 @@ from __future__ import annotations
 from typing import Any
 
 from features.definitions import ITEM_KEYS, USER_TRAIL
+from features.interactions import BEHAVIOUR
 from features.store import StorePurge, StoreWrite
 
 KEYS_PER_ITEM = 50
 TRAIL = 10
 TRAIL_ENTITY = "trail"  # the store entity of trails (a fact entity: read as of event time)
-BEHAVIOUR = frozenset({"page_view", "click", "add_to_cart", "order"})
 
 
 def touches(feats: list[Any]) -> list[tuple[str, str, int]]:
@@ -85,7 +85,6 @@ class Recent:
 
 
 class _RecentFold:
-    cap = 0
     entity = ""
     field = ""
 
@@ -112,7 +111,7 @@ class _RecentFold:
 
 
 class ItemKeysFold(_RecentFold):
-    cap, entity, field = KEYS_PER_ITEM, "item", "keys"
+    entity, field = "item", "keys"
 
     def __init__(self, ttl_s: int | None = None) -> None:
         super().__init__(ttl_s, ITEM_KEYS.store_prefix, ITEM_KEYS.ttl_s)
@@ -123,7 +122,7 @@ class ItemKeysFold(_RecentFold):
 
 
 class TrailFold(_RecentFold):
-    cap, entity, field = TRAIL, TRAIL_ENTITY, "items"
+    entity, field = TRAIL_ENTITY, "items"
 
     def __init__(self, ttl_s: int | None = None) -> None:
         super().__init__(ttl_s, USER_TRAIL.store_prefix, USER_TRAIL.ttl_s)

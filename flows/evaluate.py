@@ -37,7 +37,7 @@ from connectors.policy_packs import read_pack_files
 from features.category_features import CategoryFold, CategoryInput
 from features.covisitation import CovisFold
 from features.events import LateEvent
-from features.interactions import AffinityHint, UserEvent, item_inputs, user_inputs
+from features.interactions import BEHAVIOUR, AffinityHint, UserEvent, item_inputs, user_inputs
 from features.item_features import ItemFold
 from features.ranking import rows_and_scores
 from features.score import MODEL_VERSION, rank
@@ -48,7 +48,6 @@ from features.validate import RawRecord, validate_record
 from flows.settings import Settings
 from policies.evaluate import UserContext
 
-BEHAVIOUR = ("page_view", "click", "add_to_cart", "order")
 Event = tuple[int, int, list[tuple], list[tuple]]  # (ts, order, item inputs, user inputs)
 
 
@@ -166,7 +165,7 @@ class Replay:
             self._route(self._fold(self.item, "item", x[0], x), decisions)
         for x in users:
             self._route(self._fold(self.user, "user", x[0], x), decisions)
-        if decisions:  # session-kNN's index and trails, from the user step's outputs
+        if decisions and self.settings.session_knn:  # session-kNN's index and trails
             store: list[StoreOp] = []
             for t in touches(decisions):
                 store += self._fold(self.keys, "keys", t[0], t)

@@ -350,7 +350,7 @@ def feature_config(cfg: RunConfig, event_time: bool = False) -> FeatureConfig:
                          decision_inputs=cfg.decisions, shards=s.state_shards,
                          snapshots=s.recovery_dir is not None, native=s.native_kernels,
                          remirror=s.recovery_dir is not None and not is_remote(cfg.store),
-                         facts_every_event=event_time)
+                         facts_every_event=event_time, session_index=s.session_knn)
 
 
 def recovery_config(recovery_dir: str | None, partitions: int,

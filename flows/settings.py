@@ -100,7 +100,7 @@ class Settings(BaseSettings):
 
     feed_size: int = Field(10, ge=1, le=200)
     session_knn: bool = Field(False, description="session-kNN as a candidate source of the "
-                              "feed (its index is kept either way); off by default: with it "
+                              "feed, and its index folds; off by default: with it "
                               "the demo's taste flip no longer drops the feed's CTR enough "
                               "for its drift alert")
     candidates_scored: int = Field(50, ge=1, le=500, description="ranked candidates judged "

@@ -58,6 +58,7 @@ class FeatureConfig(NamedTuple):
     # the item, category and co-visitation rows of every event (the facts decisions read
     # as of their time, operators.decision_hold), whatever mirror_every_s says
     facts_every_event: bool = False
+    session_index: bool = False  # session-kNN's index and trails (with decision inputs)
 
 
 class FeatureStreams(NamedTuple):
@@ -99,7 +100,7 @@ def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
     covis_fold = (native_covis_fold if native else CovisFold)(cfg.ttl_s)
     covis_store = sharded_fold(f"{step_id}_covis", pairs, covis_fold, _first, **facts)
     stores = [item_store, user_store, covis_store, category_store]
-    if cfg.decision_inputs:  # session-kNN's index and trails, from the decision inputs
+    if cfg.decision_inputs and cfg.session_index:  # session-kNN's, from the decision inputs
         touched = chunk_flat_map(f"{step_id}_touches", decisions, lambda f: touches([f]))
         trails = chunk_flat_map(f"{step_id}_trail_in", decisions, lambda f: trail_inputs([f]))
         stores += [sharded_fold(f"{step_id}_item_keys", touched, ItemKeysFold(cfg.ttl_s),
