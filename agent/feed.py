@@ -10,11 +10,13 @@ start from, no recent items or no categories yet, is not called):
 - ``category_trending``: items trending now in the user's strongest categories;
 - ``new_arrivals``: the newest items in those categories;
 - ``session_neighbours``: session-kNN, the items in the trails of the keys whose recent
-  items overlap the user's most (``features.retrieval.session_knn``).
+  items overlap the user's most (``features.retrieval.session_knn``);
+- ``popular_items``: the catalog's most popular items (what a key with no history, or a
+  catalog without categories, still has to go on).
 
 Scores from each source are scaled to [0, 1] and weighted (interest 1.0, co-visitation
-0.6, last item's co-visitation 0.3, trending 0.4, new arrivals 0.25, session-kNN 0.05); an
-item found by several sources adds them up. Items the user bought are left out; at most
+0.6, last item's co-visitation 0.3, trending 0.4, new arrivals 0.25, popular 0.1,
+session-kNN 0.05); an item found by several sources adds them up. Items the user bought are left out; at most
 ``limit`` candidates go on, strongest first (the arithmetic is ``features.retrieval``,
 native when built). The ranked candidates are judged
 by the policy pack and the top K selected under its exposure rules; the feed is sent when
@@ -41,7 +43,7 @@ from policies.privacy import decision_id
 
 NON_PERSONALIZED = "non-personalized"
 
-FEED_PLAN = Plan(name="feed-candidates", version="5", goal="refresh_feed", steps=[
+FEED_PLAN = Plan(name="feed-candidates", version="6", goal="refresh_feed", steps=[
     Step(id="covis", tool="covis_candidates",
          inputs={"items": "features.recent", "limit": "const:30", "last_limit": "const:20"},
          optional=True, skip_if_empty="items"),
@@ -55,6 +57,7 @@ FEED_PLAN = Plan(name="feed-candidates", version="5", goal="refresh_feed", steps
     Step(id="sknn", tool="session_neighbours",
          inputs={"key": "features.user", "limit": "const:30"}, optional=True,
          skip_if_empty="key"),
+    Step(id="popular", tool="popular_items", inputs={"limit": "const:30"}, optional=True),
 ])
 _STEPS = [step.id for step in FEED_PLAN.steps]
 

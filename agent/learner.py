@@ -24,7 +24,7 @@ without the mark.
 
 >>> learner = FeedLearner(publish_every=2)
 >>> st = learner.new()
->>> row = tuple(0.0 for _ in range(19))
+>>> row = tuple(0.0 for _ in range(20))
 >>> learner.apply(st, Outcome("feed_ranker", 1, "ex:a", row, 1))
 []
 >>> out = learner.apply(st, Outcome("feed_ranker", 2, "ex:b", row, 0))

@@ -22,6 +22,7 @@ from agent import store_tools as col
 from agent.ranker import item_facts
 from agent.store_tools import store_tools
 from agent.tools import Tool, ToolRuntime
+from features.category_features import ALL
 from features.channels import POLICY_CHANGES
 from features.events import Control, PolicyChange, outgoing
 from features.store import RowReader, read_groups
@@ -160,14 +161,17 @@ class PolicyGate:
 
     def prefetch(self, feats: list[Any]) -> None:
         """Warm the caches for a chunk of decisions in one store round trip per entity:
-        the item rows of their recent items and triggers, their categories' rows."""
+        the item rows of their recent items and triggers, their categories' rows (and the
+        popular list's)."""
         items: dict[str, None] = {}
-        cats: dict[str, None] = {}
+        cats: dict[str, None] = {ALL: None}
         for f in feats:
             if not f.erased:
                 items.update(dict.fromkeys(f.recent))
                 items.update(dict.fromkeys(f.skus[:1]))
                 cats.update(dict.fromkeys(f.categories))
+        if all(f.erased for f in feats):
+            return  # nothing to decide
         wanted = [(entity, list(keys)) for entity, keys in (("item", items), ("category", cats))
                   if keys]
         if wanted:

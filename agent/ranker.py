@@ -3,7 +3,7 @@ probability that a candidate is the user's next item.
 
 Features of a candidate (``features``): the heuristic score and rank, each retrieval
 source's score scaled to its best (interest, co-visitation, trending, new arrivals, the last
-item's co-visitation, session-kNN), the number of
+item's co-visitation, session-kNN, the popular list), the number of
 sources that found it, where it sits among the user's recent items, whether it is the last
 one or in the cart, a few crosses, and the item's popularity (scaled to the best candidate's),
 trend and conversion rate. Scoring is a dot product over the model's weights

@@ -76,7 +76,8 @@ def record_out(rec: dict[str, Any]) -> Outgoing:
 _SOURCE_TEXT = {"interest": "items you viewed", "covis": "what others viewed with them",
                 "covis_last": "what others viewed with your last item",
                 "sknn": "what shoppers with similar recent items viewed",
-                "trending": "what is trending in", "new": "what is new in"}
+                "trending": "what is trending in", "new": "what is new in",
+                "popular": "what is popular now"}
 
 
 def sources_text(by: dict[str, int], f: UserFeatures) -> str:
@@ -86,7 +87,7 @@ def sources_text(by: dict[str, int], f: UserFeatures) -> str:
     for src, n in by.items():
         if src == "interest":
             parts.append(f"items you viewed ({', '.join(f.recent[:2]) or n})")
-        elif src in ("covis", "covis_last", "sknn"):
+        elif src in ("covis", "covis_last", "sknn", "popular"):
             parts.append(f"{_SOURCE_TEXT[src]} ({n})")
         else:
             parts.append(f"{_SOURCE_TEXT[src]} {cat} ({n})")

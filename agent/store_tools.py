@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agent.tools import Tool, ToolSpec
+from features.category_features import ALL
 from features.definitions import (
     CATEGORY_ITEMS,
     ITEM_CATALOG,
@@ -33,6 +34,7 @@ from features.definitions import (
     ITEM_KEYS,
     ITEM_PRICE,
     ITEM_STOCK,
+    POPULAR_ITEMS,
     USER_TRAIL,
 )
 from features.retrieval import Scored, kernels, parse_weights
@@ -58,6 +60,7 @@ WINDOW = 10  # session-kNN compares a key's newest 10 items
 TRAIL_ITEMS = USER_TRAIL.column("items")
 TRENDING = CATEGORY_ITEMS.column("trending")
 NEW_ARRIVALS = CATEGORY_ITEMS.column("new_arrivals")
+POPULAR = POPULAR_ITEMS.column("popular")
 ALL_SCOPES = frozenset({"catalog:read", "inventory:read", "pricing:quote", "configurator:read"})
 
 
@@ -110,6 +113,10 @@ class ScoredOut(BaseModel):
 class CategoriesIn(BaseModel):
     categories: list[str] = Field(max_length=10)
     limit: int = Field(20, ge=1, le=200)
+
+
+class LimitIn(BaseModel):
+    limit: int = Field(30, ge=1, le=200)
 
 
 class ConfigIn(BaseModel):
@@ -216,6 +223,11 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
         rows = lists.read_many("category", x["categories"])
         return {"items": _category_list(merged, rows, NEW_ARRIVALS, x.get("limit", 20), False)}
 
+    def popular(x: dict[str, Any]) -> dict[str, Any]:
+        """The catalog's most popular items (weights scaled to the top one)."""
+        rows = lists.read_many("category", [ALL])
+        return {"items": _category_list(merged, rows, POPULAR, x.get("limit", 30), True)}
+
     def configure(x: dict[str, Any]) -> dict[str, Any]:
         (found,) = items.read_many("item", [x["sku"]])
         r = found or {}
@@ -262,6 +274,9 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
         Tool(ToolSpec(name="new_arrivals", description="newest items in the user's top "
                       "categories", scope="catalog:read", input_model=CategoriesIn,
                       output_model=ScoredOut, trusted=True), arrivals),
+        Tool(ToolSpec(name="popular_items", description="the catalog's most popular items",
+                      scope="catalog:read", input_model=LimitIn, output_model=ScoredOut,
+                      trusted=True), popular),
         Tool(ToolSpec(name="configurator", description="the option combination a user "
                       "likes most that is valid and in stock", scope="configurator:read",
                       input_model=ConfigIn, output_model=ConfigOut, trusted=True), configure),

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from features.covisitation import add_capped
 from features.decay import DecayedMap
-from features.definitions import CATEGORY_ITEMS
+from features.definitions import CATEGORY_ITEMS, POPULAR_ITEMS
 from features.store import Fields, StoreWrite
 
 TREND_HL = 3_600_000
+POP_HL = 7 * 24 * TREND_HL
 CAPACITY, NEWEST, K = 48, 20, 20
 
 
@@ -91,3 +93,89 @@ class CategoryFold:
         row: Fields = {"trending": ",".join(f"{k}:{w:.4f}" for k, w in s.trend.top(K, t)),
                        "new_arrivals": ",".join(k for k, _ in newest), "as_of": t}
         return [StoreWrite("category", category, self.prefix, row, t, self.ttl)]
+
+
+# ---------------------------------------------------------------------- popular items
+
+ALL = "*"  # the popular list's one row (another view than a category named "*")
+POP_CAPACITY, POP_K = 256, 30
+
+
+class PopularInput(NamedTuple):
+    key: str  # always ALL
+    ts: int
+    sku: str
+    value: float  # the event's weight: views 1, cart adds 3, orders 5 (as popularity's)
+
+
+_WEIGHT = {"page_view": 1.0, "click": 1.0, "add_to_cart": 3.0, "order": 5.0}
+
+
+def popular_inputs(x: Any) -> list[PopularInput]:
+    """The popular list's inputs from one item input (``features.interactions.item_inputs``,
+    or a native batch of them): its behaviour events (none from catalog, stock or price).
+
+    >>> popular_inputs(("A", "add_to_cart", 5, "u1", "e1", "s1", 1, 0.0))
+    [PopularInput(key='*', ts=5, sku='A', value=3.0)]
+    """
+    if type(x) is not tuple:  # a native input batch (features.ingest): its tuples
+        return [p for t in x.tuples() for p in popular_inputs(t)]
+    w = _WEIGHT.get(x[1])
+    return [PopularInput(ALL, x[2], x[0], w)] if w else []
+
+
+class PopularState:
+    __slots__ = ("pop", "last_ts", "dirty")
+
+    def __init__(self) -> None:
+        self.pop = DecayedMap(POP_HL)
+        self.last_ts = 0
+        self.dirty = False
+
+    def __getstate__(self) -> Any:
+        return (self.pop, self.last_ts, self.dirty)
+
+    def __setstate__(self, st: Any) -> None:
+        self.pop, self.last_ts, self.dirty = st
+
+
+class PopularFold:
+    """The catalog's most popular items: behaviour events weighted and decayed (half-life
+    ``POP_HL``, forward decay: any event order gives the same values), the ``POP_CAPACITY``
+    strongest kept (space-saving: a newcomer past the cap replaces the weakest and inherits
+    its weight, so a rising item can enter), the ``POP_K`` best published.
+
+    >>> f = PopularFold()
+    >>> s = f.new()
+    >>> for sku, v in (("A", 2.0), ("B", 5.0), ("A", 6.0)):
+    ...     _ = f.apply(s, PopularInput(ALL, 1_000, sku, v))
+    >>> f.rows(s, ALL)[0].fields["popular"]
+    'A:8.0000,B:5.0000'
+    """
+
+    def __init__(self, ttl_s: int | None = None) -> None:
+        self.prefix = POPULAR_ITEMS.store_prefix
+        self.ttl = POPULAR_ITEMS.ttl_s if ttl_s is None else ttl_s
+
+    def new(self) -> PopularState:
+        return PopularState()
+
+    def apply(self, s: PopularState, x: PopularInput) -> list[Any]:
+        add_capped(s.pop, x.sku, x.value, x.ts, POP_CAPACITY)
+        s.last_ts = max(s.last_ts, x.ts)
+        s.dirty = True
+        return []
+
+    @staticmethod
+    def touch(s: PopularState) -> bool:
+        s.dirty = s.dirty or s.last_ts > 0
+        return bool(s.dirty)
+
+    def rows(self, s: PopularState, key: str) -> list[StoreWrite]:
+        if not s.dirty:
+            return []
+        s.dirty = False
+        t = s.last_ts
+        row: Fields = {"popular": ",".join(f"{k}:{w:.4f}" for k, w in s.pop.top(POP_K, t)),
+                       "as_of": t}
+        return [StoreWrite("category", key, self.prefix, row, t, self.ttl)]

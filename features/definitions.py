@@ -148,6 +148,15 @@ CATEGORY_ITEMS = FeatureView(
     fields=[F(name="trending", dtype="list[str]"), F(name="new_arrivals", dtype="list[str]"),
             F(name="as_of", dtype="int", min=0)],
 )
+POPULAR_ITEMS = FeatureView(
+    name="popular_items", entity="category", version=1, owner="merchandising",
+    description="The 30 most popular items of the whole catalog (row '*': views 1, cart "
+                "adds 3, orders 5, decayed with a 7 d half-life, a space-saving list of 256 "
+                "kept), as 'sku:weight': the candidate source of keys with no history and "
+                "of catalogs without categories.",
+    aggregation="top_k", half_life="7d", ttl_s=30 * DAY, as_of_field="as_of",
+    fields=[F(name="popular", dtype="list[str]"), F(name="as_of", dtype="int", min=0)],
+)
 
 FEED_VIEW = FeatureView(
     name="feed", entity="feed", version=1, owner="personalization",
@@ -177,5 +186,5 @@ DECISION_VIEWS = (FEED_VIEW, MODEL_VIEW)
 
 REGISTRY = Registry([USER_ACTIVITY, USER_AFFINITY, USER_RECENCY, USER_CART, USER_PURCHASES,
                      SESSION_STATE, ITEM_POPULARITY, ITEM_STOCK, ITEM_PRICE, ITEM_CATALOG,
-                     ITEM_COVISITATION, ITEM_KEYS, USER_TRAIL, CATEGORY_ITEMS, FEED_VIEW,
-                     MODEL_VIEW])
+                     ITEM_COVISITATION, ITEM_KEYS, USER_TRAIL, CATEGORY_ITEMS, POPULAR_ITEMS,
+                     FEED_VIEW, MODEL_VIEW])

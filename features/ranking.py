@@ -15,10 +15,10 @@ from operator import mul
 
 from features.native_ext import ext as _native
 
-SOURCES = ("covis", "trending", "new", "covis_last", "sknn")
+SOURCES = ("covis", "trending", "new", "covis_last", "sknn", "popular")
 FEATURES = ("h", "h_rank", "interest", "covis", "trending", "new", "n_sources", "recent",
             "last", "recent_x_covis", "new_covis", "cart", "covis_last", "second", "third",
-            "pop", "trend", "conv", "sknn")
+            "pop", "trend", "conv", "sknn", "popular")
 
 Row = tuple[float, ...]
 
@@ -31,9 +31,9 @@ def features(ranked: list[tuple[str, float]], interests: dict[str, float],
     candidate's (popularity, trending, conversion rate), in ``ranked``'s order."""
     top_int = max(interests.values(), default=0.0) or 1.0
     empty: dict[str, float] = {}
-    covis, trending, new, last, knn = (lists.get(src, empty) for src in SOURCES)
-    tc, tt, tn, tl, tk = ((max(v.values(), default=0.0) or 1.0)
-                          for v in (covis, trending, new, last, knn))
+    covis, trending, new, last, knn, popular = (lists.get(src, empty) for src in SOURCES)
+    tc, tt, tn, tl, tk, tp = ((max(v.values(), default=0.0) or 1.0)
+                              for v in (covis, trending, new, last, knn, popular))
     pos = {s: i for i, s in enumerate(recent)}
     if facts is None:
         facts = [(0.0, 0.0, 0.0)] * len(ranked)
@@ -42,7 +42,7 @@ def features(ranked: list[tuple[str, float]], interests: dict[str, float],
     for rank, ((sku, h), (pop, trend, conv)) in enumerate(zip(ranked, facts, strict=True)):
         w = interests.get(sku)
         c, t, nw, cl = covis.get(sku), trending.get(sku), new.get(sku), last.get(sku)
-        kn = knn.get(sku)
+        kn, pp = knn.get(sku), popular.get(sku)
         p = pos.get(sku)
         rec = 1.0 / (1 + p) if p is not None else 0.0
         cv = c / tc if c is not None else 0.0
@@ -54,7 +54,7 @@ def features(ranked: list[tuple[str, float]], interests: dict[str, float],
             1.0 if sku in cart else 0.0, cl / tl if cl is not None else 0.0,
             1.0 if p == 1 else 0.0, 1.0 if p == 2 else 0.0,
             pop / top_pop, min(trend, 10.0) / 10.0, min(conv, 1.0),
-            kn / tk if kn is not None else 0.0))
+            kn / tk if kn is not None else 0.0, pp / tp if pp is not None else 0.0))
     return out
 
 

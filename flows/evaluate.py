@@ -3,7 +3,8 @@ simple baselines, on the same events, in event time.
 
 The events of the input files are decoded (any format), ordered by event time (file order
 breaks ties) and replayed one by one through the live flow's own parts: the feature folds
-(item, category, user, co-visitation, session-kNN's index and trails; every change mirrored
+(item, category, popular list, user, co-visitation, session-kNN's index and trails; every
+change mirrored
 to an in-process store at once),
 the candidate retrieval plan and its tools, the scorer, and the policy engine with its
 feed selection (the ``replay`` pack by default: consent assumed, unknown stock and price
@@ -34,7 +35,7 @@ from agent.store_tools import store_tools
 from agent.tools import ToolRuntime
 from connectors.memory_store import MemoryStore
 from connectors.policy_packs import read_pack_files
-from features.category_features import CategoryFold, CategoryInput
+from features.category_features import CategoryFold, CategoryInput, PopularFold, popular_inputs
 from features.covisitation import CovisFold
 from features.events import LateEvent
 from features.interactions import BEHAVIOUR, AffinityHint, UserEvent, item_inputs, user_inputs
@@ -115,9 +116,9 @@ class Replay:
         lateness = int(s.allowed_lateness_s * 1000)
         self.item, self.cat = ItemFold(lateness), CategoryFold()
         self.user, self.covis = UserFold(lateness, None, True), CovisFold()
-        self.keys, self.trail = ItemKeysFold(), TrailFold()
+        self.keys, self.trail, self.popular = ItemKeysFold(), TrailFold(), PopularFold()
         self.states: dict[str, dict] = {"item": {}, "cat": {}, "user": {}, "covis": {},
-                                        "keys": {}, "trail": {}}
+                                        "keys": {}, "trail": {}, "popular": {}}
         files = read_pack_files(s.policy_dir)
         self.rows = _Rows(self.store)
         self.gate = PolicyGate(files, self.policy, lambda: self.rows,
@@ -163,6 +164,10 @@ class Replay:
         decisions: list[UserFeatures] = []
         for x in items:
             self._route(self._fold(self.item, "item", x[0], x), decisions)
+            popular = popular_inputs(x)
+            if popular:
+                self.rows.apply([o for p in popular
+                                 for o in self._fold(self.popular, "popular", p.key, p)])
         for x in users:
             self._route(self._fold(self.user, "user", x[0], x), decisions)
         if decisions and self.settings.session_knn:  # session-kNN's index and trails

@@ -143,14 +143,14 @@ class Settings(BaseSettings):
     offer_publish_every: int = Field(50, ge=1, le=10_000_000, description="offer outcomes "
                                      "between published bandit versions")
     ranker_ctr_drift: dict[str, float] = Field(
-        default_factory=lambda: {"drop": 0.20, "min_drop": 0.02, "min_examples": 5000,
+        default_factory=lambda: {"drop": 0.20, "min_drop": 0.02, "min_examples": 10_000,
                                  "confirm": 1000, "window": 1000},
         description="the learner's monitor (agent.drift.RateMonitor) of the share of served "
                     "feed items acted on: a relative and an absolute drop confirmed over "
                     "'confirm' examples after an ADWIN change is a drift_alert (with "
                     "ranker_drift_fallback: the ranker falls back until its loss is back); "
                     "min_examples past the warm-up (the demo's share of positives falls from "
-                    "0.69 to 0.45 over its first 10,000 examples as feeds fill; its flip "
+                    "0.55 to 0.37 over its first 10,000 examples as feeds fill; its flip "
                     "takes it from 0.38 to 0.29)")
     offer_conversion_drift: dict[str, float] = Field(
         default_factory=lambda: {"drop": 0.25, "min_drop": 0.02, "min_examples": 200,

@@ -25,7 +25,13 @@ from typing import NamedTuple
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
-from features.category_features import CategoryFold, CategoryInput
+from features.category_features import (
+    CategoryFold,
+    CategoryInput,
+    PopularFold,
+    PopularInput,
+    popular_inputs,
+)
 from features.covisitation import CovisFold
 from features.events import LateEvent
 from features.interactions import AffinityHint
@@ -82,6 +88,12 @@ def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
     native = cfg.native and available()  # native shards (features.native) where built
     facts: dict = {**common, "mirror_every_s": 0.0} if cfg.facts_every_event else common
     item_fold = (native_item_fold if native else ItemFold)(cfg.allowed_lateness_ms, cfg.ttl_s)
+    # the popular list's inputs are read off the item inputs first: a native shard takes a
+    # batch's contents when it applies it
+    with_popular = chunk_flat_map(f"{step_id}_popular_tee", item_in,
+                                  lambda x: [x, *popular_inputs(x)])
+    popular_in, item_in = split_by_type(f"{step_id}_popular_split", with_popular,
+                                        (PopularInput,))
     item_out = sharded_fold_keyed(f"{step_id}_item", item_in, item_fold, _first, **facts)
     # native shards pass co-visitation pairs and affinity hints as batches (features.native)
     hint_type, pair_type = (HintBatch, PairBatch) if native else (AffinityHint, tuple)
@@ -99,7 +111,9 @@ def feature_pipeline(step_id: str, item_in: Stream[list], direct: Stream[list],
 
     covis_fold = (native_covis_fold if native else CovisFold)(cfg.ttl_s)
     covis_store = sharded_fold(f"{step_id}_covis", pairs, covis_fold, _first, **facts)
-    stores = [item_store, user_store, covis_store, category_store]
+    popular_store = sharded_fold(f"{step_id}_popular", popular_in, PopularFold(cfg.ttl_s),
+                                 _first, **facts)
+    stores = [item_store, user_store, covis_store, category_store, popular_store]
     if cfg.decision_inputs and cfg.session_index:  # session-kNN's, from the decision inputs
         touched = chunk_flat_map(f"{step_id}_touches", decisions, lambda f: touches([f]))
         trails = chunk_flat_map(f"{step_id}_trail_in", decisions, lambda f: trail_inputs([f]))

@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::kernels::ranking::{self as kernel, Candidate, Context, WIDTH};
 
-const SOURCES: [&str; 5] = ["covis", "trending", "new", "covis_last", "sknn"];
+const SOURCES: [&str; 6] = ["covis", "trending", "new", "covis_last", "sknn", "popular"];
 
 /// `features.ranking.rows` (and, with `weights`, their scores): `ranked` (sku, score)
 /// pairs, `interests` and each of `lists` a dict sku -> score, `recent` and `cart` skus,
@@ -43,7 +43,7 @@ pub fn ranker_rows<'py>(py: Python<'py>, ranked: &Bound<'py, PyList>,
         seq.try_iter()?.map(|x| Ok(x?.cast_into::<PyString>()?)).collect()
     }
     let interests_in = entries(interests)?;
-    let mut lists_in: Vec<Vec<(Bound<'py, PyString>, f64)>> = Vec::with_capacity(5);
+    let mut lists_in: Vec<Vec<(Bound<'py, PyString>, f64)>> = Vec::with_capacity(SOURCES.len());
     for src in SOURCES {
         lists_in.push(match lists.get_item(src)? {
             Some(d) => entries(&d.cast_into::<PyDict>()?)?,
@@ -58,7 +58,7 @@ pub fn ranker_rows<'py>(py: Python<'py>, ranked: &Bound<'py, PyList>,
     let ctx = Context {
         interests: as_map(&interests_in)?,
         lists: [as_map(&lists_in[0])?, as_map(&lists_in[1])?, as_map(&lists_in[2])?,
-                as_map(&lists_in[3])?, as_map(&lists_in[4])?],
+                as_map(&lists_in[3])?, as_map(&lists_in[4])?, as_map(&lists_in[5])?],
         recent: recent_in.iter().map(|s| s.to_str()).collect::<PyResult<_>>()?,
         cart: cart_in.iter().map(|s| s.to_str()).collect::<PyResult<_>>()?,
     };

@@ -133,14 +133,17 @@ def test_feeds_draw_candidates_from_every_source_and_records_show_retrieval(agen
     for line in read_channel(out, "feed_updates"):
         for item in json.loads(line)["items"]:
             reasons[item["reason"]] = reasons.get(item["reason"], 0) + 1
-    # session-kNN is off by default (BESPOKE_SESSION_KNN): its step is recorded, skipped
-    assert set(reasons) == {"interest", "covis", "covis_last", "trending", "new"}, reasons
+    # session-kNN is off by default (BESPOKE_SESSION_KNN): its step is recorded, skipped;
+    # the popular list is the reason only of items no other source found
+    assert {"interest", "covis", "covis_last", "trending", "new"} <= set(reasons) <= {
+        "interest", "covis", "covis_last", "trending", "new", "popular"}, reasons
     records = [json.loads(b) for b in read_channel(out, "decision_records")]
     feeds = [r for r in records if r["decision_type"] == "feed_update" and not r["suppressed"]]
     assert all([c["tool"] for c in r["tool_calls"]] ==
-               ["covis_candidates", "category_trending", "new_arrivals", "session_neighbours"]
-               for r in feeds)
+               ["covis_candidates", "category_trending", "new_arrivals", "session_neighbours",
+                "popular_items"] for r in feeds)
     assert all(r["tool_calls"][3]["outcome"] == "skipped" for r in feeds)
+    assert all(r["tool_calls"][4]["outcome"] == "ok" for r in feeds)
     called = [r for r in feeds if all(c["outcome"] == "ok" for c in r["tool_calls"][:3])]
     assert called and all(r["plan"] == "feed-candidates" for r in feeds)
     assert any("trending in" in r["explanation"] for r in feeds)

@@ -9,6 +9,7 @@ from agent.store_tools import ALL_SCOPES, store_tools
 from agent.tools import ToolRuntime
 from connectors.generator import GenConfig, Generator, write_jsonl
 from connectors.memory_store import MemoryStore
+from features.category_features import ALL
 from features.definitions import ITEM_COVISITATION, ITEM_STOCK
 from features.store import StoreWrite
 from flows.main import RunConfig, run
@@ -85,7 +86,7 @@ def test_configurator_respects_compatibility_affinity_and_material_stock(filled)
 def test_category_candidates_come_from_the_category_views(filled):
     store, catalog = filled
     rt = ToolRuntime(store_tools(store))
-    cats = [c for c in store.keys("category")][:2]
+    cats = [c for c in store.keys("category") if c != ALL][:2]
     assert cats, "the flow wrote no category rows"
     trending = rt.call("category_trending", {"categories": cats, "limit": 10}, ALL_SCOPES)
     new = rt.call("new_arrivals", {"categories": cats, "limit": 10}, ALL_SCOPES)
@@ -96,6 +97,9 @@ def test_category_candidates_come_from_the_category_views(filled):
     assert {s for s, _ in new.output["items"]} <= in_cats
     weights = [w for _, w in trending.output["items"]]
     assert weights == sorted(weights, reverse=True) and weights[0] == 1.0  # the top one
+    popular = rt.call("popular_items", {"limit": 10}, ALL_SCOPES).output["items"]
+    assert len(popular) == 10 and popular[0][1] == 1.0  # scaled to the top one
+    assert {s for s, _ in popular} <= set(catalog)
 
 
 def test_trusted_tools_outputs_meet_their_declared_models(filled):
@@ -109,7 +113,8 @@ def test_trusted_tools_outputs_meet_their_declared_models(filled):
              "covis_candidates": {"items": skus, "limit": 5},
              "category_trending": {"categories": cats, "limit": 5},
              "new_arrivals": {"categories": cats, "limit": 5},
-             "session_neighbours": {"key": "u1", "limit": 5}}  # (tests/agent/test_session_knn)
+             "session_neighbours": {"key": "u1", "limit": 5},  # (tests/agent/test_session_knn)
+             "popular_items": {"limit": 5}}
     assert set(calls) | {"configurator"} == set(rt.tools)
     for name, inputs in calls.items():
         spec = rt.tools[name].spec
@@ -159,7 +164,7 @@ def test_a_warmed_chunk_of_decisions_reads_the_store_once_per_entity(filled):
     for f in feats:
         run = run_plan(FEED_PLAN, gate.runtime, AGENT_SCOPES, {"event_id": f.event_id},
                        {"recent": list(f.recent), "categories": list(f.categories)})
-        assert run.ok and [c["outcome"] for c in run.calls] == ["ok", "ok", "ok"]
+        assert run.ok and [c["outcome"] for c in run.calls] == ["ok", "ok", "ok", "ok"]
         gate.configurable(f.skus[0])
     assert len(counting.calls) == before  # all from the warmed cache
     gate.prefetch_facts(items[:50])  # the chunk's candidates: one read for the 28 not cached

@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from features.category_features import CategoryFold, CategoryInput
+from features.category_features import CategoryFold, CategoryInput, PopularFold, popular_inputs
 from features.covisitation import CovisFold
 from features.interactions import AffinityHint
 from features.item_features import ItemFold
@@ -32,12 +32,14 @@ def _inputs() -> dict[str, list]:
     ustates: dict = {}
     pairs = [o for x in users + hints
              for o in user.apply(ustates.setdefault(x[0], user.new()), x) if type(o) is tuple]
-    return {"item": items, "user": users + hints, "covis": pairs, "category": cats}
+    popular = [p for x in items for p in popular_inputs(x)]
+    return {"item": items, "user": users + hints, "covis": pairs, "category": cats,
+            "popular": popular}
 
 
 INPUTS = _inputs()
 FOLDS = {"item": lambda: ItemFold(H), "user": lambda: UserFold(H), "covis": CovisFold,
-         "category": CategoryFold}
+         "category": CategoryFold, "popular": PopularFold}
 NATIVE = {"item": lambda: native_item_fold(H), "user": lambda: native_user_fold(H),
           "covis": native_covis_fold}
 

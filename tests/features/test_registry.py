@@ -58,13 +58,19 @@ def test_every_field_the_folds_write_is_declared():
     from features.validate import RawRecord, validate_record
 
     by_prefix = {v.store_prefix: {f.name for f in v.fields} for v in REGISTRY}
-    from features.category_features import CategoryFold, CategoryInput
+    from features.category_features import (
+        CategoryFold,
+        CategoryInput,
+        PopularFold,
+        popular_inputs,
+    )
     from features.session_index import ItemKeysFold, TrailFold, touches, trail_inputs
     from features.user_features import UserFeatures
 
     uf, itf, cf, catf = (UserFold(3_600_000, None, True), ItemFold(3_600_000), CovisFold(),
                          CategoryFold())
-    kf, tf = ItemKeysFold(), TrailFold()
+    kf, tf, pf = ItemKeysFold(), TrailFold(), PopularFold()
+    popular = pf.new()
     users, items, covis, cats, keys, trails = {}, {}, {}, {}, {}, {}
     seen = set()
     for i, r in enumerate(Generator(GenConfig(seed=2, users=30, items=40, events=2000,
@@ -74,6 +80,9 @@ def test_every_field_the_folds_write_is_declared():
         for x in item_inputs(ev):
             outs += itf.apply(items.setdefault(x[0], itf.new()), x)
             outs += itf.rows(items[x[0]], x[0])
+            for p in popular_inputs(x):
+                pf.apply(popular, p)
+                outs += pf.rows(popular, p.key)
         for c in [o for o in outs if type(o) is CategoryInput]:
             catf.apply(cats.setdefault(c.category, catf.new()), c)
             outs += catf.rows(cats[c.category], c.category)

@@ -4,7 +4,7 @@
 use rustc_hash::FxHashMap as HashMap;
 
 /// Values per candidate (`features.ranking.FEATURES`).
-pub const WIDTH: usize = 19;
+pub const WIDTH: usize = 20;
 
 /// A candidate's own inputs: sku, heuristic score, (popularity, trending, conversion).
 pub struct Candidate<'a> {
@@ -13,11 +13,12 @@ pub struct Candidate<'a> {
     pub facts: (f64, f64, f64),
 }
 
-/// The user's side: interests, the five sources' scores (covis, trending, new, covis_last, sknn),
+/// The user's side: interests, the six sources' scores (covis, trending, new, covis_last, sknn,
+/// popular),
 /// recent items newest first, cart.
 pub struct Context<'a> {
     pub interests: HashMap<&'a str, f64>,
-    pub lists: [HashMap<&'a str, f64>; 5],
+    pub lists: [HashMap<&'a str, f64>; 6],
     pub recent: Vec<&'a str>,
     pub cart: Vec<&'a str>,
 }
@@ -52,7 +53,7 @@ pub fn rows(cands: &[Candidate], ctx: &Context) -> Vec<[f64; WIDTH]> {
         pos.insert(s, i); // a repeated item keeps its last position, as a dict would
     }
     let top_pop = top(cands.iter().map(|c| c.facts.0));
-    let [covis, trending, new, last, knn] = &ctx.lists;
+    let [covis, trending, new, last, knn, popular] = &ctx.lists;
     cands
         .iter()
         .enumerate()
@@ -63,6 +64,7 @@ pub fn rows(cands: &[Candidate], ctx: &Context) -> Vec<[f64; WIDTH]> {
             let nw = new.get(c.sku).copied();
             let cl = last.get(c.sku).copied();
             let kn = knn.get(c.sku).copied();
+            let pp = popular.get(c.sku).copied();
             let p = pos.get(c.sku).copied();
             let rec = p.map_or(0.0, |p| 1.0 / (1 + p) as f64);
             let cv = cv_raw.map_or(0.0, |v| v / tops[0]);
@@ -89,6 +91,7 @@ pub fn rows(cands: &[Candidate], ctx: &Context) -> Vec<[f64; WIDTH]> {
                 cap(trend, 10.0) / 10.0,
                 cap(conv, 1.0),
                 kn.map_or(0.0, |v| v / tops[4]),
+                pp.map_or(0.0, |v| v / tops[5]),
             ]
         })
         .collect()
@@ -120,7 +123,7 @@ mod tests {
         let ctx = Context {
             interests: map(&[("A", 2.0)]),
             lists: [map(&[("A", 4.0), ("B", 2.0)]), map(&[]), map(&[]), map(&[("B", 1.0)]),
-                    map(&[("B", 3.0), ("C", 6.0)])],
+                    map(&[("B", 3.0), ("C", 6.0)]), map(&[("A", 8.0), ("B", 2.0)])],
             recent: vec!["B", "X"],
             cart: vec!["A"],
         };
@@ -134,6 +137,8 @@ mod tests {
         assert_eq!((r[1][10], r[1][12], r[1][15], r[1][17]), (0.0, 1.0, 0.5, 1.0));
         // session-kNN: B 3/6 (C is not a candidate but the list's best), A none
         assert_eq!((r[0][18], r[1][18]), (0.0, 0.5));
+        // popular: A 8/8, B 2/8
+        assert_eq!((r[0][19], r[1][19]), (1.0, 0.25));
         let mut w = [0.0; WIDTH];
         w[0] = 2.0;
         w[7] = 1.0;
