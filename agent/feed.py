@@ -15,12 +15,12 @@ start from, no recent items or no categories yet, is not called):
   catalog without categories, still has to go on).
 
 Scores from each source are scaled to [0, 1] and weighted (interest 1.0, co-visitation
-0.6, last item's co-visitation 0.3, trending 0.4, new arrivals 0.25, popular 0.1,
-session-kNN 0.05); an item found by several sources adds them up. Items the user bought are left out; at most
-``limit`` candidates go on, strongest first (the arithmetic is ``features.retrieval``,
-native when built). The ranked candidates are judged
-by the policy pack and the top K selected under its exposure rules; the feed is sent when
-it changed, and every decision is recorded.
+0.6, last item's co-visitation 0.3, trending 0.4, new arrivals 0.25, session-kNN 0.05,
+popular 0.01: it fills a short list, it does not displace); an item found by several
+sources adds them up. Items the user bought are left out; at most ``limit`` candidates go
+on, strongest first (the arithmetic is ``features.retrieval``, native when built). The
+ranked candidates are judged by the policy pack and the top K selected under its exposure
+rules; the feed is sent when it changed, and every decision is recorded.
 """
 
 from __future__ import annotations

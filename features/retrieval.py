@@ -27,7 +27,7 @@ from features.decay import strongest
 from features.native_ext import ext as _native
 
 WEIGHTS = {"interest": 1.0, "covis": 0.6, "covis_last": 0.3, "trending": 0.4,
-           "new": 0.25, "sknn": 0.05, "popular": 0.1}  # by source
+           "new": 0.25, "sknn": 0.05, "popular": 0.01}  # by source
 
 Scored = tuple[tuple[str, float], ...]
 
