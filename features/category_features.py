@@ -141,9 +141,10 @@ class PopularState:
 
 class PopularFold:
     """The catalog's most popular items: behaviour events weighted and decayed (half-life
-    ``POP_HL``, forward decay: any event order gives the same values), the ``POP_CAPACITY``
-    strongest kept (space-saving: a newcomer past the cap replaces the weakest and inherits
-    its weight, so a rising item can enter), the ``POP_K`` best published.
+    ``POP_HL``, forward decay: while every item fits, any event order gives the same
+    values), the ``POP_CAPACITY`` strongest kept (space-saving: a newcomer past the cap
+    replaces the weakest and inherits its weight, so a rising item can enter; then values
+    are upper bounds and depend on order), the ``POP_K`` best published.
 
     >>> f = PopularFold()
     >>> s = f.new()
