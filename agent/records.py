@@ -77,7 +77,7 @@ _SOURCE_TEXT = {"interest": "items you viewed", "covis": "what others viewed wit
                 "covis_last": "what others viewed with your last item",
                 "sknn": "what shoppers with similar recent items viewed",
                 "trending": "what is trending in", "new": "what is new in",
-                "popular": "what is popular now"}
+                "popular": "what is popular"}
 
 
 def sources_text(by: dict[str, int], f: UserFeatures) -> str:

@@ -28,7 +28,9 @@ from features.definitions import CATEGORY_ITEMS, POPULAR_ITEMS
 from features.store import Fields, StoreWrite
 
 TREND_HL = 3_600_000
-POP_HL = 7 * 24 * TREND_HL
+# the popular list's half-life: a long memory (the catalog's best sellers); what is hot in the
+# last hours is the item popularity row's (24 h) and the trending lists' (1 h) part
+POP_HL = 365 * 24 * TREND_HL
 CAPACITY, NEWEST, K = 48, 20, 20
 
 

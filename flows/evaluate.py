@@ -290,7 +290,7 @@ def evaluate(paths: list[str], fmt: str, ks: tuple[int, ...] = (10, 20),
             "items": len(items), "targets": board.targets, "seen_share": board.seen_share,
             "policy": replay.gate.active,
             "model_version": replay.ranker.version if replay.ranker else MODEL_VERSION,
-            "exclude_seen": exclude_seen,
+            "exclude_seen": exclude_seen, "session_knn": s.session_knn,
             "events_per_s": round(len(events) / secs) if secs else None,
             "read_s": round(read_s, 2), "replay_s": round(secs, 2),
             "results": board.result(len(items)),
@@ -327,7 +327,8 @@ def table(res: dict) -> str:
             f"{name} {r[cols[0]]:.4f}/{r[cols[1]]:.4f}" for name, r in best))
     lines.append(f"{res['targets']:,} targets over {res['keys']:,} keys and {res['items']:,} "
                  f"items; {res['seen_share']:.1%} of targets seen before by their key; "
-                 f"policy {res['policy']}; {res['events_per_s']:,} events/s")
+                 f"policy {res['policy']}; session-kNN "
+                 f"{'on' if res.get('session_knn') else 'off'}; {res['events_per_s']:,} events/s")
     return "\n".join(lines)
 
 

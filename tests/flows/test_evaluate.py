@@ -99,6 +99,7 @@ def test_cli_evaluates_the_otto_sample(tmp_path):
     assert "recommender" in got.stdout and "bespoke" in got.stdout
     res = json.loads(out.read_text())
     assert res["targets"] > 500 and res["results"]["bespoke"]["hr@20"] > 0.1
+    assert res["session_knn"]  # on in evaluations unless --session-knn off
 
 
 def test_the_learned_ranker_beats_its_heuristic_fallback(generated):
