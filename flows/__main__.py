@@ -265,8 +265,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     # session-kNN is a source in evaluations unless asked otherwise (it costs ~25% of the
     # replay's speed and gains HR@10 on session data; the live flow's default stays off)
-    s = Settings()
-    s = s.model_copy(update={"session_knn": a.session_knn == "on"})
+    s = Settings().model_copy(update={"session_knn": a.session_knn == "on"})
     res = evaluate(a.input, a.format, tuple(a.k), s, a.policy, a.exclude_seen,
                    progress=not a.quiet, periods=a.periods)
     print(table(res))
