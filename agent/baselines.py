@@ -213,6 +213,42 @@ class SessionKnn:
         return [s for _, s in heapq.nsmallest(k, [(-v, s) for s, v in score.items()])]
 
 
+class SequentialRules:
+    """SR (sequential rules): each item a key viewed before another, at most ``steps``
+    events earlier, makes the rule "after a comes b" stronger by 1/distance; the key's last
+    item's rules, strongest first, then the most popular. Directional, unlike
+    ``LastItemCovis``: one of the strongest simple methods on session data."""
+
+    name = "sequential_rules"
+
+    def __init__(self, steps: int = 10) -> None:
+        self.steps = steps
+        self.rules: dict[str, dict[str, float]] = {}
+        self.recent: dict[str, deque[str]] = {}  # key -> its last ``steps`` events
+        self.pop = MostPopular()
+
+    def learn(self, key: str, sku: str, ts: int) -> None:
+        prev = self.recent.get(key)
+        if prev is None:
+            prev = self.recent[key] = deque(maxlen=self.steps)
+        rules = self.rules
+        for dist, a in enumerate(reversed(prev), 1):
+            if a != sku:
+                row = rules.get(a)
+                if row is None:
+                    row = rules[a] = {}
+                row[sku] = row.get(sku, 0.0) + 1.0 / dist
+        prev.append(sku)
+        self.pop.learn(key, sku, ts)
+
+    def recommend(self, key: str, history: Sequence[str], k: int) -> list[str]:
+        row = self.rules.get(history[-1], {}) if history else {}
+        out = [s for _, s in heapq.nsmallest(k, [(-w, s) for s, w in row.items()])]
+        if len(out) < k:
+            out += self.pop.top.best(k - len(out), set(out))
+        return out
+
+
 def _to_front(recent: dict[str, deque[str]], key: str, value: str, maxlen: int) -> None:
     """``value`` as the newest of ``recent[key]`` (distinct values, at most ``maxlen``)."""
     d = recent.get(key)
@@ -224,4 +260,5 @@ def _to_front(recent: dict[str, deque[str]], key: str, value: str, maxlen: int) 
 
 
 def all_baselines() -> list[Recommender]:
-    return [MostPopular(), DecayedPopular(), LastItemCovis(), RecentThenCovis(), SessionKnn()]
+    return [MostPopular(), DecayedPopular(), LastItemCovis(), RecentThenCovis(), SessionKnn(),
+            SequentialRules()]

@@ -20,14 +20,14 @@ fact table for every decision, as of the decision's cut minus ``delay_ms``: the 
 decision ranks with is decided by the input alone (the hold step waits until the learner
 has learned everything known before that time).
 
->>> rows = {"feed_ranker": {"model_v2.version": "feed-ranker-v1.3", "model_v2.examples": 9,
-...                         "model_v2.weights": '{"recent": 1.0, "intercept": 0.0}'}}
+>>> rows = {"feed_ranker": {"model_v3.version": "feed-ranker-v1.3", "model_v3.examples": 9,
+...                         "model_v3.weights": '{"recent": 1.0, "intercept": 0.0}'}}
 >>> class Store:
 ...     def read_many(self, entity, keys): return [rows.get(k) for k in keys]
 >>> slot = ModelSlot("feed_ranker", lambda: Store(), refresh_s=0, min_examples=5)
 >>> slot.current(None).version
 'feed-ranker-v1.3'
->>> rows["feed_ranker"]["model_v2.weights"] = "{not json"     # a corrupt snapshot
+>>> rows["feed_ranker"]["model_v3.weights"] = "{not json"     # a corrupt snapshot
 >>> slot.current(None).version, slot.refused
 ('feed-ranker-v1.3', 1)
 """

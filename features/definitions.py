@@ -168,14 +168,16 @@ FEED_VIEW = FeatureView(
 )
 
 MODEL_VIEW = FeatureView(
-    name="model", entity="model", version=2, owner="personalization",
+    name="model", entity="model", version=3, owner="personalization",
     description="A learned model's snapshot (written by the learner step, agent.learner): "
                 "under the model's name the newest version, under 'name@version' each one "
-                "(for switch_model); weights as JSON by feature; the drift alert that keeps "
+                "(for switch_model); weights as JSON by feature; the deep part (hidden "
+                "ReLU layer) as JSON, empty for a linear model; the drift alert that keeps "
                 "it from ranking, if any.",
     aggregation="last", ttl_s=30 * DAY,
     fields=[F(name="version", dtype="str"), F(name="weights", dtype="str"),
-            F(name="examples", dtype="int", min=0), F(name="fallback", dtype="str")],
+            F(name="examples", dtype="int", min=0), F(name="fallback", dtype="str"),
+            F(name="deep", dtype="str")],
 )
 
 # folded from the user step's decision inputs: written only by a flow that decides

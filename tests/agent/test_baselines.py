@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 
-from agent.baselines import LastItemCovis, MostPopular, RecentThenCovis, SessionKnn
+from agent.baselines import (LastItemCovis, MostPopular, RecentThenCovis, SequentialRules,
+                             SessionKnn)
 from agent.prequential import Scoreboard
 
 
@@ -69,9 +70,24 @@ def _brute_knn(events, key, history, k, window=10, per_item=50, session_items=20
     return sorted(score, key=lambda s: (-score[s], s))[:k]
 
 
+def _brute_rules(events, last_item, k, steps=10):
+    """Every pair of a key's events at most ``steps`` apart (summed in event order)."""
+    seqs: dict[str, list[str]] = {}
+    score: dict[str, float] = {}
+    for key, b, _ in events:
+        seq = seqs.setdefault(key, [])
+        for i in range(len(seq) - 1, max(-1, len(seq) - steps - 1), -1):  # nearest first
+            if seq[i] == last_item and b != last_item:
+                score[b] = score.get(b, 0.0) + 1.0 / (len(seq) - i)
+        seq.append(b)
+    out = sorted(score, key=lambda s: (-score[s], s))[:k]
+    return out + [s for s in _brute_popular(events, k + len(out)) if s not in out][:k - len(out)]
+
+
 def test_baselines_match_brute_force():
     events = _stream()
     pop, covis, recent, knn = MostPopular(), LastItemCovis(), RecentThenCovis(), SessionKnn()
+    rules = SequentialRules()
     history: dict[str, list[str]] = {}
     checked = 0
     for i, (key, s, ts) in enumerate(events):
@@ -84,8 +100,9 @@ def test_baselines_match_brute_force():
             want = own + [x for x in _brute_covis(done, hist[-1], 20) if x not in own]
             assert recent.recommend(key, hist, 10) == want[:10]
             assert knn.recommend(key, hist, 10) == _brute_knn(done, key, hist, 10)
+            assert rules.recommend(key, hist, 10) == _brute_rules(done, hist[-1], 10)
             checked += 1
-        for r in (pop, covis, recent, knn):
+        for r in (pop, covis, recent, knn, rules):
             r.learn(key, s, ts)
         history.setdefault(key, []).append(s)
     assert checked > 150

@@ -108,8 +108,8 @@ def test_the_learner_publishes_posteriors_and_resumes_from_its_snapshot():
 
 
 def test_scorers_refuse_a_corrupt_bandit_and_keep_the_last_good_one():
-    rows = {OFFER_BANDIT: {"model_v2.version": "offer-bandit-v1.1", "model_v2.examples": 4,
-                           "model_v2.weights": '{"arm:5:alpha": 3.0, "arm:5:beta": 2.0}'}}
+    rows = {OFFER_BANDIT: {"model_v3.version": "offer-bandit-v1.1", "model_v3.examples": 4,
+                           "model_v3.weights": '{"arm:5:alpha": 3.0, "arm:5:beta": 2.0}'}}
 
     class Store:
         def read_many(self, entity, keys):
@@ -118,6 +118,6 @@ def test_scorers_refuse_a_corrupt_bandit_and_keep_the_last_good_one():
     slot = ModelSlot(OFFER_BANDIT, lambda: Store(), refresh_s=0, parse=parse_bandit)
     assert slot.current(None).arms == {5.0: (3.0, 2.0)}
     for junk in ('{"arm:5:alpha": NaN}', '{"arm:500:alpha": 1.0}', '{"w": 1}', "[1]"):
-        rows[OFFER_BANDIT]["model_v2.weights"] = junk
+        rows[OFFER_BANDIT]["model_v3.weights"] = junk
         assert slot.current(None).version == "offer-bandit-v1.1"
     assert slot.refused == 4

@@ -2,7 +2,11 @@
 
 import random
 
-from agent.ranker import FEATURES, PRIOR, LearnedRanker
+import json
+
+import pytest
+
+from agent.ranker import FEATURES, PRIOR, LearnedRanker, parse_snapshot
 
 
 def _col(rows: list[tuple[float, ...]], name: str) -> list[float]:
@@ -28,7 +32,8 @@ def test_the_prior_ranks_recent_items_first_before_any_learning():
     cands = [("X", 2.0), ("OLD", 1.0), ("LAST", 0.1)]
     rows = r.features(cands, {}, {}, ("LAST", "OLD"), ())
     assert [s for s, _ in r.rank(cands, rows)] == ["LAST", "OLD", "X"]
-    assert r.learned == 0 and r.version == "river-logreg-v1+0"
+    assert r.learned == 0 and r.version == "river-logreg+relu32-v2+0"
+    assert LearnedRanker(hidden=0).version == "river-logreg-v1+0"
 
 
 def test_it_learns_that_popular_items_come_next():
@@ -66,7 +71,7 @@ def test_negatives_are_the_candidates_close_to_the_next_item_and_a_few_others():
 
 def test_scores_follow_the_weights_after_each_learn():
     """The weight vector is cached for scoring and dropped on every learn."""
-    r = LearnedRanker(prior={})
+    r = LearnedRanker(prior={}, hidden=0)
     cands = [("A", 1.0), ("B", 1.0)]
     rows = r.features(cands, {}, {}, ("B",), ())
     before = r.scores(rows)
@@ -92,3 +97,65 @@ def test_reorder_is_best_first_and_stable_on_ties():
         want = [(ranked[i][0], round(sc[i], 6))
                 for i in sorted(range(n), key=lambda i: -sc[i])]
         assert _reorder(ranked, sc) == want
+
+
+def _xor_sets(rnd: random.Random, n: int) -> list[tuple[list, list[str], str]]:
+    """Candidate sets where the next item is the one popular *or* trending, not both: a
+    rule no weighted sum of the two features can rank first."""
+    out = []
+    for _ in range(n):
+        skus = [f"S{i}" for i in range(8)]
+        facts = [rnd.choice([(0.0, 0.0, 0.0), (5.0, 10.0, 0.0)]) for _ in skus]
+        t = rnd.randrange(8)
+        facts[t] = rnd.choice([(5.0, 0.0, 0.0), (0.0, 10.0, 0.0)])
+        facts[(t + 1) % 8] = (5.0, 10.0, 0.0)  # both, always among them
+        out.append((facts, skus, skus[t]))
+    return out
+
+
+def _top1(r: LearnedRanker, sets) -> float:
+    hits = 0
+    for facts, skus, target in sets:
+        rows = r.features([(s, 1.0) for s in skus], {}, {}, (), (), facts)
+        hits += r.rank([(s, 1.0) for s in skus], rows)[0][0] == target
+    return hits / len(sets)
+
+
+def test_the_deep_part_learns_what_a_linear_model_cannot():
+    rnd = random.Random(2)
+    train, test = _xor_sets(rnd, 3000), _xor_sets(rnd, 300)
+    deep, linear = LearnedRanker(prior={}), LearnedRanker(prior={}, hidden=0)
+    for facts, skus, target in train:
+        rows = deep.features([(s, 1.0) for s in skus], {}, {}, (), (), facts)
+        deep.learn(rows, skus, target)
+        linear.learn(rows, skus, target)
+    assert _top1(linear, test) < 0.6
+    assert _top1(deep, test) > 0.9
+
+
+def test_the_deep_part_adds_nothing_before_learning_and_its_snapshot_scores_the_same():
+    rnd = random.Random(4)
+    r = LearnedRanker()
+    sets = _xor_sets(rnd, 50)
+    rows = r.features([(s, 1.0) for s in sets[0][1]], {"S1": 1.0}, {}, ("S2", "S3"), (),
+                      sets[0][0])
+    linear = r.snapshot("v0")._replace(deep=None).scores(rows)
+    assert r.scores(rows) == linear  # zero output weights: the prior ranks alone
+    for facts, skus, target in sets:
+        r.learn(r.features([(s, 1.0) for s in skus], {}, {}, (), (), facts), skus, target)
+    snap = parse_snapshot(r.snapshot("v1").fields())  # through the store's JSON
+    assert snap.deep is not None and snap.deep.hidden == r.hidden
+    assert snap.scores(rows) == r.scores(rows) != snap._replace(deep=None).scores(rows)
+
+
+@pytest.mark.parametrize("deep", [
+    {"hidden": 2, "w_in": [0.0], "bias": [0.0, 0.0], "out": [0.0, 0.0]},  # wrong shape
+    {"hidden": 0, "w_in": [], "bias": [], "out": []},
+    {"hidden": 1, "w_in": [0.0] * len(FEATURES), "bias": [0.0], "out": [float("nan")]},
+    {"hidden": 1, "w_in": [0.0] * len(FEATURES), "bias": [True], "out": [1.0]},
+    {"hidden": 1, "w_in": [0.0] * len(FEATURES), "bias": [0.0], "out": [1e9]},
+    [1, 2],
+])
+def test_a_corrupt_deep_part_is_refused(deep):
+    with pytest.raises(ValueError):
+        parse_snapshot({"version": "v", "weights": "{}", "deep": json.dumps(deep)})

@@ -176,8 +176,8 @@ def test_a_version_bump_reaches_every_reader(tmp_path):
     res = json.loads(got.stdout.strip().splitlines()[-1])
     prefixes = {c.split(".")[0] for c in res["columns"]}
     assert {"item_price_v2", "item_stock_v2", "item_catalog_v3", "item_covisitation_v2",
-            "category_items_v2", "feed_v2", "model_v3"} <= prefixes
-    assert not {"item_price_v1", "item_catalog_v2", "feed_v1", "model_v2"} & prefixes
+            "category_items_v2", "feed_v2", "model_v4"} <= prefixes
+    assert not {"item_price_v1", "item_catalog_v2", "feed_v1", "model_v3"} & prefixes
     assert any(m.startswith("feed-ranker-v1.") for m in res["models"])
     assert res["offers"] > 0 and res["configurations"] > 0
     assert {"covis", "trending"} <= set(res["reasons"])

@@ -39,7 +39,8 @@ def test_evaluate_is_deterministic(generated):
     assert _strip(a) == _strip(b)
     assert a["targets"] > 1000 and a["results"]["bespoke"]["hr@10"] > 0.1
     assert set(a["results"]) == {"bespoke", "most_popular", "decayed_popular",
-                                 "last_item_covis", "recent_then_covis", "session_knn"}
+                                 "last_item_covis", "recent_then_covis", "session_knn",
+                                 "sequential_rules"}
 
 
 def _dataset_files(d: Path) -> dict[str, Path]:
@@ -109,7 +110,7 @@ def test_the_learned_ranker_beats_its_heuristic_fallback(generated):
     heuristic = evaluate([str(generated)], "native", (10,), s, baselines=[], learned=False)
     learned = evaluate([str(generated)], "native", (10,), s, baselines=[])
     h, lr = heuristic["results"]["bespoke"], learned["results"]["bespoke"]
-    assert learned["model_version"].startswith("river-logreg-v1+")
+    assert learned["model_version"].startswith("river-logreg+relu32-v2+")
     assert lr["hr@10"] > h["hr@10"] and lr["mrr@10"] > h["mrr@10"], (h, lr)
 
 
