@@ -91,7 +91,9 @@ class Deep(NamedTuple):
             return list(linear)
         w = np.asarray(self.w_in, dtype=np.float64).reshape(len(FEATURES), self.hidden)
         z = np.maximum(np.asarray(rows, dtype=np.float64) @ w + np.asarray(self.bias), 0.0)
-        return (np.asarray(linear, dtype=np.float64) + z @ np.asarray(self.out)).tolist()
+        total: list[float] = (np.asarray(linear, dtype=np.float64)
+                              + z @ np.asarray(self.out)).tolist()
+        return total
 
     def encode(self) -> str:
         return json.dumps({"hidden": self.hidden, "w_in": list(self.w_in),
@@ -255,7 +257,8 @@ class LearnedRanker:
         if not self.hidden or not rows:
             return linear
         z = np.maximum(np.asarray(rows, dtype=np.float64) @ self.w_in + self.bias, 0.0)
-        return (np.asarray(linear, dtype=np.float64) + z @ self.out).tolist()
+        total: list[float] = (np.asarray(linear, dtype=np.float64) + z @ self.out).tolist()
+        return total
 
     def scores(self, rows: list[tuple[float, ...]]) -> list[float]:
         return self.add_deep(rows, scores(rows, *self.weights()))

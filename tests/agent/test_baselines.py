@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import random
 
-from agent.baselines import (LastItemCovis, MostPopular, RecentThenCovis, SequentialRules,
-                             SessionKnn)
+from agent.baselines import LastItemCovis, MostPopular, RecentThenCovis, SequentialRules, SessionKnn
 from agent.prequential import Scoreboard
 
 

@@ -1,8 +1,7 @@
 """The learned ranker (agent.ranker): its feature rows, prior, learning and cached weights."""
 
-import random
-
 import json
+import random
 
 import pytest
 
