@@ -272,11 +272,10 @@ class DecisionFold:
         feats, sc = rows_and_scores(ranked, dict(f.interests), found.lists, f.recent, f.cart,
                                     [x[RANKER_FACTS] for x in facts],
                                     snap.weights if snap else None,
-                                    snap.intercept if snap else 0.0, self.native)
+                                    snap.intercept if snap else 0.0, self.native,
+                                    snap.deep if snap else None)
         if snap is None or sc is None:
             return ranked, feats, MODEL_VERSION, facts, drift
-        if snap.deep is not None:  # the non-linear part, over the same rows
-            sc = snap.deep.add(feats, sc)
         order = sorted(range(len(ranked)), key=sc.__getitem__, reverse=True)  # stable
         # as probabilities (the model's logistic output; the order is the logits'): the
         # feed rounds the ones it sends

@@ -48,7 +48,7 @@ import numpy as np
 from river import linear_model, optim
 
 from features.definitions import ITEM_POPULARITY
-from features.ranking import FEATURES, features, scores
+from features.ranking import FEATURES, deep_scores, features, scores
 
 POPULARITY, TRENDING, CONVERSION = (ITEM_POPULARITY.column(c)
                                     for c in ("popularity", "trending", "conversion_rate"))
@@ -86,14 +86,9 @@ class Deep(NamedTuple):
     out: tuple[float, ...]
 
     def add(self, rows: list[tuple[float, ...]], linear: list[float]) -> list[float]:
-        """``linear`` scores of ``rows`` plus this part's output."""
-        if not rows:
-            return list(linear)
-        w = np.asarray(self.w_in, dtype=np.float64).reshape(len(FEATURES), self.hidden)
-        z = np.maximum(np.asarray(rows, dtype=np.float64) @ w + np.asarray(self.bias), 0.0)
-        total: list[float] = (np.asarray(linear, dtype=np.float64)
-                              + z @ np.asarray(self.out)).tolist()
-        return total
+        """``linear`` scores of ``rows`` plus this part's output (``deep_scores``: what a
+        scorer's ``rows_and_scores(..., deep=snapshot.deep)`` computes natively)."""
+        return deep_scores(rows, linear, self)
 
     def encode(self) -> str:
         return json.dumps({"hidden": self.hidden, "w_in": list(self.w_in),
@@ -222,6 +217,7 @@ class LearnedRanker:
         self.margin, self.spread = margin, spread
         self.learned = 0
         self._vec: list[float] | None = None  # the weights in FEATURES order, until learning
+        self._deep: Deep | None = None  # the deep part as a tuple, until learning
         self.hidden, self.deep_lr = hidden, deep_lr
         rng = np.random.default_rng(seed)
         # random input weights, output weights zero: the deep part adds nothing until it
@@ -247,10 +243,15 @@ class LearnedRanker:
         return vec, self.model.intercept
 
     def deep(self) -> Deep | None:
+        """The deep part as a scorer takes it (``rows_and_scores(..., deep=)``; kept until
+        a learn), None for a linear model."""
         if not self.hidden:
             return None
-        return Deep(self.hidden, tuple(self.w_in.ravel().tolist()),
-                    tuple(self.bias.tolist()), tuple(self.out.tolist()))
+        d = self._deep
+        if d is None:
+            d = self._deep = Deep(self.hidden, tuple(self.w_in.ravel().tolist()),
+                                  tuple(self.bias.tolist()), tuple(self.out.tolist()))
+        return d
 
     def add_deep(self, rows: list[tuple[float, ...]], linear: list[float]) -> list[float]:
         """The full scores of ``rows`` from their linear ones (``weights``)."""
@@ -288,6 +289,7 @@ class LearnedRanker:
         self.out -= lr * (g @ np.maximum(a, 0.0))
         self.w_in -= lr * (x.T @ gz)
         self.bias -= lr * gz.sum(axis=0)
+        self._deep = None
 
     def learn_one(self, row: tuple[float, ...], label: bool) -> float:
         """Learn one labelled example (an attributed impression, ``agent.learner``);

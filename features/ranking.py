@@ -11,6 +11,7 @@ computes the same values to the last bit when built (``rows_and_scores``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from operator import mul
 
 from features.native_ext import ext as _native
@@ -64,20 +65,52 @@ def scores(rows: list[Row], weights: list[float] | tuple[float, ...],
     return [intercept + sum(map(mul, weights, row)) for row in rows]
 
 
+# a hidden ReLU layer: (units, input weights FEATURES x units row-major, biases, outputs)
+DeepLayer = tuple[int, Sequence[float], Sequence[float], Sequence[float]]
+
+
+def deep_scores(rows: list[Row], linear: list[float], deep: DeepLayer) -> list[float]:
+    """``linear`` plus a hidden ReLU layer's output per row (``agent.ranker.Deep``): each
+    unit's input summed in feature order from its bias, the positive ones times their
+    output weight summed in unit order (the native kernel sums in the same order).
+
+    >>> deep_scores([(1.0,) * len(FEATURES)], [0.5], (1, (0.5,) * len(FEATURES), (-1.0,), (2.0,)))
+    [18.5]
+    """
+    hidden, w_in, bias, out = deep
+    if len(w_in) != len(FEATURES) * hidden or len(bias) != hidden or len(out) != hidden:
+        raise ValueError("deep layer of another shape")
+    res = []
+    for row, lin in zip(rows, linear, strict=True):
+        total = 0.0
+        for j in range(hidden):
+            a = bias[j]
+            for i, x in enumerate(row):
+                a += x * w_in[i * hidden + j]
+            if a > 0.0:
+                total += a * out[j]
+        res.append(lin + total)
+    return res
+
+
 def rows_and_scores(ranked: list[tuple[str, float]], interests: dict[str, float],
                     lists: dict[str, dict[str, float]], recent: tuple[str, ...],
                     cart: tuple[str, ...], facts: list[tuple[float, float, float]] | None,
                     weights: list[float] | tuple[float, ...] | None = None,
-                    intercept: float = 0.0, native: bool = True
-                    ) -> tuple[list[Row], list[float] | None]:
-    """``features`` and, with ``weights``, their ``scores``: natively in one call when the
-    extension is built (and asked for), else in Python; the same values either way."""
+                    intercept: float = 0.0, native: bool = True,
+                    deep: DeepLayer | None = None) -> tuple[list[Row], list[float] | None]:
+    """``features`` and, with ``weights``, their ``scores`` (plus ``deep``'s, when given):
+    natively in one call when the extension is built (and asked for), else in Python; the
+    same values either way."""
     if native and _native is not None:
         try:
             return _native.ranker_rows(
                 ranked, interests, lists, recent, cart, facts,
-                list(weights) if weights is not None else None, intercept)
+                list(weights) if weights is not None else None, intercept, deep)
         except (ValueError, TypeError):
             pass  # an input of another shape: the reference decides
     rows = features(ranked, interests, lists, recent, cart, facts)
-    return rows, (scores(rows, weights, intercept) if weights is not None else None)
+    if weights is None:
+        return rows, None
+    sc = scores(rows, weights, intercept)
+    return rows, (deep_scores(rows, sc, deep) if deep is not None else sc)

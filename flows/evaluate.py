@@ -206,9 +206,9 @@ class Replay:
             vec, b = self.ranker.weights()
             feats, sc = rows_and_scores(ranked, dict(f.interests), found.lists, f.recent,
                                         f.cart, [item_facts(r) for r in rows], vec, b,
-                                        self.settings.native_kernels)
+                                        self.settings.native_kernels, self.ranker.deep())
             self.pending[f.user_id] = (feats, [s for s, _ in ranked])
-            ranked = self.ranker.reorder(ranked, self.ranker.add_deep(feats, sc or []))
+            ranked = self.ranker.reorder(ranked, sc or [])
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
                            sent={"push": ()})
         skus, chosen, _ = choose_feed(self.gate, self.engine, user, f.ts, ranked, self.k)

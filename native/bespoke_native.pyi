@@ -3,7 +3,7 @@
 Only ``features/native_ext.py`` imports the module; the rest of Bespoke reaches it there.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __version__: str
@@ -72,7 +72,8 @@ def ranker_rows(ranked: list[tuple[str, float]], interests: dict[str, float],
                 lists: dict[str, dict[str, float]], recent: tuple[str, ...] | list[str],
                 cart: tuple[str, ...] | list[str],
                 facts: list[tuple[float, float, float]] | None = None,
-                weights: list[float] | None = None, intercept: float = 0.0
+                weights: list[float] | None = None, intercept: float = 0.0,
+                deep: tuple[int, Sequence[float], Sequence[float], Sequence[float]] | None = None
                 ) -> tuple[list[tuple[float, ...]], list[float] | None]: ...
 def archive_columns(data: bytes, spec: list[tuple[str, str]]) -> tuple[
     int, int, list[tuple[bytes | None, int, bytes, bytes | None]]]: ...

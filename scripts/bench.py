@@ -651,8 +651,9 @@ def bench_ranker(runs: int = 5, decisions: int = 2000, n_cands: int = 50) -> Fig
         for j in range(decisions):
             ranked, interests, lists, recent, cart, facts = sets[j % len(sets)]
             vec, b = ranker.weights()
-            rows, sc = rows_and_scores(ranked, interests, lists, recent, cart, facts, vec, b)
-            ranker.reorder(ranked, ranker.add_deep(rows, sc or []))
+            _, sc = rows_and_scores(ranked, interests, lists, recent, cart, facts, vec, b,
+                                    deep=ranker.deep())
+            ranker.reorder(ranked, sc or [])
         return (time.perf_counter() - t0) / decisions * 1e6
 
     feats_sets = [(ranker.features(*x), [s for s, _ in x[0]], x[0][7][0]) for x in sets]

@@ -9,19 +9,23 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::kernels::ranking::{self as kernel, Candidate, Context, WIDTH};
 
+/// The ranker's hidden layer: (units, input weights row-major, biases, output weights).
+type DeepLayer = (usize, Vec<f64>, Vec<f64>, Vec<f64>);
+
 const SOURCES: [&str; 6] = ["covis", "trending", "new", "covis_last", "sknn", "popular"];
 
 /// `features.ranking.rows` (and, with `weights`, their scores): `ranked` (sku, score)
 /// pairs, `interests` and each of `lists` a dict sku -> score, `recent` and `cart` skus,
-/// `facts` (popularity, trending, conversion) per candidate or None.
+/// `facts` (popularity, trending, conversion) per candidate or None; `deep` (hidden,
+/// w_in, bias, out) adds the ranker's ReLU layer to the scores.
 #[pyfunction]
-#[pyo3(signature = (ranked, interests, lists, recent, cart, facts=None, weights=None, intercept=0.0))]
+#[pyo3(signature = (ranked, interests, lists, recent, cart, facts=None, weights=None, intercept=0.0, deep=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn ranker_rows<'py>(py: Python<'py>, ranked: &Bound<'py, PyList>,
                         interests: &Bound<'py, PyDict>, lists: &Bound<'py, PyDict>,
                         recent: &Bound<'py, PyAny>, cart: &Bound<'py, PyAny>,
                         facts: Option<&Bound<'py, PyList>>, weights: Option<Vec<f64>>,
-                        intercept: f64)
+                        intercept: f64, deep: Option<DeepLayer>)
                         -> PyResult<(Bound<'py, PyList>, Option<Vec<f64>>)> {
     // the skus stay the caller's str objects: the kernel borrows their UTF-8
     let mut ranked_in: Vec<(Bound<'py, PyString>, f64)> = Vec::with_capacity(ranked.len());
@@ -70,7 +74,14 @@ pub fn ranker_rows<'py>(py: Python<'py>, ranked: &Bound<'py, PyList>,
         Some(w) => {
             let w: [f64; WIDTH] = w.try_into()
                 .map_err(|_| PyValueError::new_err("weights of another width"))?;
-            Some(kernel::scores(&rows, &w, intercept))
+            let mut sc = kernel::scores(&rows, &w, intercept);
+            if let Some((hidden, w_in, bias, out)) = deep {
+                if w_in.len() != WIDTH * hidden || bias.len() != hidden || out.len() != hidden {
+                    return Err(PyValueError::new_err("deep part of another shape"));
+                }
+                kernel::add_deep(&rows, &mut sc, hidden, &w_in, &bias, &out);
+            }
+            Some(sc)
         }
         None => None,
     };

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from features import ranking
 from features.native_ext import ext
-from features.ranking import FEATURES, SOURCES, features, rows_and_scores, scores
+from features.ranking import FEATURES, SOURCES, deep_scores, features, rows_and_scores, scores
 
 pytestmark = pytest.mark.skipif(ext is None, reason="native extension not built")
 
@@ -46,6 +46,43 @@ def test_the_native_kernel_equals_the_reference(args):
     assert repr(native[0]) == repr(features(ranked, interests, lists, recent, cart, facts))
     if w is not None:
         assert repr(native[1]) == repr(scores(native[0], w, b))
+
+
+@st.composite
+def deep_layers(draw):
+    h = draw(st.integers(0, 6))
+    small = st.floats(min_value=-3, max_value=3, allow_nan=False, width=64)
+    return (h, draw(st.lists(small, min_size=len(FEATURES) * h, max_size=len(FEATURES) * h)),
+            draw(st.lists(small, min_size=h, max_size=h)),
+            draw(st.lists(small, min_size=h, max_size=h)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(inputs(), deep_layers())
+def test_the_native_deep_layer_equals_the_reference(args, deep):
+    ranked, interests, lists, recent, cart, facts, w, b = args
+    w = w if w is not None else [0.5] * len(FEATURES)
+    native = rows_and_scores(ranked, interests, lists, recent, cart, facts, w, b, True, deep)
+    reference = rows_and_scores(ranked, interests, lists, recent, cart, facts, w, b, False,
+                                deep)
+    assert repr(native) == repr(reference)
+    assert repr(native[1]) == repr(deep_scores(native[0], scores(native[0], w, b), deep))
+
+
+def test_it_is_the_native_kernel_that_adds_the_deep_layer(monkeypatch):
+    monkeypatch.setattr(ranking, "deep_scores", lambda *a: pytest.fail("reference called"))
+    deep = (1, [1.0] * len(FEATURES), [0.0], [2.0])
+    _, sc = rows_and_scores([("A", 1.0)], {}, {}, (), (), None, [0.5] * len(FEATURES), 1.0,
+                            True, deep)
+    assert sc == [1.0 + 0.5 * 2.0 + 2.0 * 2.0]  # h and h_rank are 1.0, the rest 0
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_deep_layer_of_another_shape_is_refused(native):
+    bad = (2, [1.0] * len(FEATURES), [0.0, 0.0], [1.0, 1.0])  # half the input weights
+    with pytest.raises(ValueError, match="deep layer of another shape"):
+        rows_and_scores([("A", 1.0)], {}, {}, ("A",), (), None, [0.0] * len(FEATURES), 0.0,
+                        native, bad)
 
 
 def test_it_is_the_native_kernel_that_answers(monkeypatch):

@@ -110,6 +110,34 @@ pub fn scores(rows: &[[f64; WIDTH]], weights: &[f64; WIDTH], intercept: f64) -> 
         .collect()
 }
 
+/// Adds a hidden layer of ReLU units to `scores` (`agent.ranker.Deep`: `w_in` is
+/// `WIDTH` x `hidden`, row-major): per row, each unit's input summed in feature order from
+/// its bias, the positive ones times their output weight summed in unit order (the order
+/// of `features.ranking.deep_scores`, so the sums are equal to the last bit).
+pub fn add_deep(rows: &[[f64; WIDTH]], scores: &mut [f64], hidden: usize, w_in: &[f64],
+                bias: &[f64], out: &[f64]) {
+    if hidden == 0 {
+        return; // no units (and no chunks of zero width)
+    }
+    let mut a = vec![0.0; hidden];
+    for (r, s) in rows.iter().zip(scores.iter_mut()) {
+        // unit by unit the same order (feature 0 first), the weights read row by row
+        a.copy_from_slice(bias);
+        for (x, w_row) in r.iter().zip(w_in.chunks_exact(hidden)) {
+            for (aj, w) in a.iter_mut().zip(w_row) {
+                *aj += x * w;
+            }
+        }
+        let mut total = 0.0;
+        for (aj, o) in a.iter().zip(out) {
+            if *aj > 0.0 {
+                total += aj * o;
+            }
+        }
+        *s += total;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
