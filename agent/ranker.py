@@ -21,9 +21,10 @@ The deep part (``Deep``: one layer of ``HIDDEN`` ReLU units over the same row, i
 added to the linear score) learns, by plain SGD on the log-loss of the full score, how features
 combine, which a weighted sum cannot say (a rule of the form "this or that, not both" is
 learned; ``tests/agent/test_ranker.py``). Its output
-weights start at zero, so it changes nothing until it learns. It is a few numpy matrix
-products per decision (River has no online network that scores a candidate list in one
-call); snapshots carry it (``Deep.encode``, the model view's ``deep`` field), so every
+weights start at zero, so it changes nothing until it learns. Learning is a few numpy
+matrix products per outcome (River has no online network that takes a candidate list in one
+call); scoring runs in the native ranker kernel (``rows_and_scores(..., deep=)``); snapshots
+carry it (``Deep.encode``, the model view's ``deep`` field), so every
 scorer ranks with the same function. On generated data and the OTTO sample it lifted
 HR@10 by 1.4-4.2% and MRR@10 by 1.5-7.0% over the linear model alone (``docs/performance.md``).
 
@@ -225,6 +226,13 @@ class LearnedRanker:
         self.w_in = rng.normal(0.0, 0.3, (len(FEATURES), hidden))
         self.bias = np.zeros(hidden)
         self.out = np.zeros(hidden)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "hidden" not in state:  # a learner snapshot from before the deep part: linear
+            self.hidden, self.deep_lr, self._deep = 0, DEEP_LR, None
+            self.w_in = np.zeros((len(FEATURES), 0))
+            self.bias, self.out = np.zeros(0), np.zeros(0)
 
     @property
     def version(self) -> str:

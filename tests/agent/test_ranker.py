@@ -159,3 +159,18 @@ def test_the_deep_part_adds_nothing_before_learning_and_its_snapshot_scores_the_
 def test_a_corrupt_deep_part_is_refused(deep):
     with pytest.raises(ValueError):
         parse_snapshot({"version": "v", "weights": "{}", "deep": json.dumps(deep)})
+
+
+def test_a_learner_snapshot_from_before_the_deep_part_resumes_as_a_linear_model():
+    import pickle
+
+    old = LearnedRanker(hidden=0)
+    state = {k: v for k, v in old.__dict__.items()
+             if k not in ("hidden", "deep_lr", "_deep", "w_in", "bias", "out")}
+    r = pickle.loads(pickle.dumps(old))
+    r.__dict__.clear()
+    r.__setstate__(state)
+    rows = r.features([("A", 1.0), ("B", 0.5)], {}, {}, ("B",), ())
+    assert r.deep() is None and r.version == "river-logreg-v1+0"
+    assert r.scores(rows) == old.scores(rows)
+    assert r.learn(rows, ["A", "B"], "A") and r.learned == 1
