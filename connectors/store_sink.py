@@ -160,11 +160,12 @@ def _memory_name(url: str) -> str | None:
     return url.removeprefix("memory://") if url.startswith("memory://") else None
 
 
-def store_factory(url: str, timeout_s: float = 2.0,
-                  options: dict | None = None) -> Callable[[], OnlineStore]:
+def store_factory(url: str, timeout_s: float = 2.0, options: dict | None = None,
+                  close_wait_s: float = 30.0) -> Callable[[], OnlineStore]:
     """``memory`` (or ``memory://name``) for the in-process store, ``redis://...`` or
     ``rediss://...`` (TLS) for Redis (behind ``connectors.resilient_store``: an outage
-    degrades, never stops the flow); ``options``: ``Settings.redis_options()``."""
+    degrades, never stops the flow; at close, writes it retained wait ``close_wait_s`` for the
+    server); ``options``: ``Settings.redis_options()``."""
     name = _memory_name(url)
     if name is not None:
         from connectors.memory_store import MemoryStore
@@ -178,7 +179,7 @@ def store_factory(url: str, timeout_s: float = 2.0,
 
         errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
         return lambda: ResilientStore(lambda: RedisStore(url, timeout_s, **(options or {})),
-                                      errors)
+                                      errors, close_wait_s=close_wait_s)
     raise ValueError("store must be 'memory' or a redis:// URL")
 
 

@@ -190,7 +190,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
                            s.redis_options())
     # writes: a large pipeline (an epoch's writes after a backlog) can take seconds; a
     # deadline that short made them fail while Redis was up
-    sink_stores = store_factory(cfg.store, max(30.0, s.redis_timeout_s), s.redis_options())
+    sink_stores = store_factory(cfg.store, max(30.0, s.redis_timeout_s), s.redis_options(),
+                                s.redis_close_wait_s)
     if cfg.decisions:
         triggers, tick = feats.decision_inputs, None
         if table is not None:  # facts as of each trigger's time (operators.decision_hold)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(2.0, gt=0, le=60, description="deadline of every Redis "
                                    "call (connect, read, write); a failed call degrades the "
                                    "decision, never stops the flow")
+    redis_close_wait_s: float = Field(30.0, ge=0, le=3600, description="at the end of a run, "
+                                      "how long writes retained during a Redis outage wait "
+                                      "for the server before they are reported lost")
     # secure transport (docs/operations.md, "Secure connections"): librdkafka's names
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security.protocol")

@@ -22,8 +22,8 @@ def test_decision_bench_reports_every_figure(kafka_bootstrap, redis_url, monkeyp
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)  # the session's servers
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setattr(bench, "OUT", tmp_path / "bench.json")
-    figs = bench.bench_decisions(events=6000, load_s=3.0, runs=2, max_runs_n=1, lat_runs=1,
-                                 warmup_s=0.5)
+    figs = bench.bench_decisions(events=3000, load_s=2.0, runs=2, max_runs_n=1, lat_runs=1,
+                                 warmup_s=0.3)
 
     expected = {"decisions_per_s_embedded_1w", "events_per_s_embedded_1w_main_flow",
                 "decision_path_us_per_decision"} | {

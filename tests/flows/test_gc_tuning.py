@@ -50,7 +50,7 @@ def test_a_flow_run_freezes_while_running_and_leaves_nothing_frozen(tmp_path):
     def watch():  # the largest freeze count seen while the flow runs
         while not stop.is_set():
             seen.append(gc.get_freeze_count())
-            time.sleep(0.005)
+            time.sleep(0.05)
 
     w = threading.Thread(target=watch, daemon=True)
     w.start()
