@@ -46,7 +46,7 @@ def _decision_kinds(out: Path) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_input_alerts_survive_kill_and_resume(tmp_path):
-    recs = list(Generator(GenConfig(seed=11, users=300, items=150, events=30_000,
+    recs = list(Generator(GenConfig(seed=11, users=300, items=150, events=18_000,
                                     malformed_rate=0.0)).records())
     mid = len(recs) * 3 // 5
     garbage = [GenRecord("x", b'{"type": "page_view", "ts": "soon"}', True, "malformed",

@@ -49,7 +49,7 @@ def test_pending_reviews_survive_kill_and_resume(tmp_path, redis_url, redis_clie
     packs.mkdir()
     (packs / "default.toml").write_text((DEFAULT_DIR / "default.toml").read_text() + RULE)
     events = tmp_path / "events.jsonl"
-    write_jsonl(str(events), Generator(GenConfig(seed=4, users=300, items=150, events=20_000,
+    write_jsonl(str(events), Generator(GenConfig(seed=4, users=300, items=150, events=10_000,
                                                  malformed_rate=0.0)).records())
     env = {**os.environ, "BESPOKE_PROGRESS_EVERY_S": "0", "BESPOKE_POLICY_DIR": str(packs),
            "BESPOKE_CONTROL_KEYS": json.dumps({KEY: {"secret": SECRET, "issuer": "alice",
