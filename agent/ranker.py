@@ -49,7 +49,7 @@ import numpy as np
 from river import linear_model, optim
 
 from features.definitions import ITEM_POPULARITY
-from features.ranking import FEATURES, deep_scores, features, scores
+from features.ranking import FEATURES, deep_scores, features, native_learn, scores
 
 POPULARITY, TRENDING, CONVERSION = (ITEM_POPULARITY.column(c)
                                     for c in ("popularity", "trending", "conversion_rate"))
@@ -69,6 +69,18 @@ def item_facts(row: dict[str, Any] | None) -> tuple[float, float, float]:
 
 
 MAX_HIDDEN = 256
+_FEATURE_SET = frozenset(FEATURES)
+
+
+def _sgd_model(m: linear_model.LogisticRegression) -> bool:
+    """Whether ``features.ranking.logreg_sgd`` computes ``m``'s ``learn_one``: plain SGD at
+    a constant rate, a constant intercept rate, L2 alone, every weight one of ``FEATURES``."""
+    return (type(m.optimizer) is optim.SGD
+            and isinstance(m.optimizer.lr, optim.schedulers.Constant)
+            and isinstance(m.intercept_lr, optim.schedulers.Constant)
+            and not m.l1 and m.clip_gradient == 1e12
+            and type(m.loss) is optim.losses.Log and m.loss.weight_pos == 1.0
+            and m.loss.weight_neg == 1.0 and not set(m._weights) - _FEATURE_SET)
 
 
 class Deep(NamedTuple):
@@ -207,12 +219,16 @@ HIDDEN, DEEP_LR = 32, 0.03
 class LearnedRanker:
     def __init__(self, lr: float = 0.02, l2: float = 1e-5, margin: float = 1.0,
                  spread: int = 4, prior: dict[str, float] | None = None,
-                 hidden: int = HIDDEN, deep_lr: float = DEEP_LR, seed: int = 0) -> None:
+                 hidden: int = HIDDEN, deep_lr: float = DEEP_LR, seed: int = 0,
+                 native: bool = True) -> None:
         """Each outcome learns as negatives the candidates scored within ``margin`` of the
         next item (the ones it has to pass) and ``spread`` others over the list.
         ``hidden``: ReLU units of the deep part (0: a linear model alone), learning at
-        ``deep_lr``, started from ``seed`` (the same seed, the same model)."""
+        ``deep_lr``, started from ``seed`` (the same seed, the same model). ``native``: the
+        linear part's SGD steps run in the native kernel when it is built (the same bits as
+        without it; ``_learn_linear``)."""
         self.model = linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
+        self.native = native
         for k, v in (PRIOR if prior is None else prior).items():
             self.model._weights[k] = v
         self.margin, self.spread = margin, spread
@@ -229,6 +245,7 @@ class LearnedRanker:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("native", True)
         if "hidden" not in state:  # a learner snapshot from before the deep part: linear
             self.hidden, self.deep_lr, self._deep = 0, DEEP_LR, None
             self.w_in = np.zeros((len(FEATURES), 0))
@@ -299,6 +316,29 @@ class LearnedRanker:
         self.bias -= lr * gz.sum(axis=0)
         self._deep = None
 
+    def _learn_linear(self, rows: list[tuple[float, ...]], labels: list[bool],
+                      named: list[dict[str, float]] | None = None) -> None:
+        """River's ``learn_one`` of each row in turn. For the plain-SGD model this ranker
+        builds, the steps are computed by ``features.ranking.logreg_sgd`` (natively when the
+        kernel is built and ``native`` is on, to the same bits as in Python; River's own
+        update sums the dot product in its dict's order, so it can differ in the last bits)
+        and written back into the River model; any other model learns through River."""
+        m = self.model
+        opt = m.optimizer
+        if _sgd_model(m):
+            vec, b = self.weights()
+            w, b = native_learn(vec, b, rows, labels, opt.learning_rate, m.l2,
+                                m.intercept_lr.learning_rate, native=self.native)
+            weights = m._weights
+            for name, old, new in zip(FEATURES, vec, w, strict=True):
+                if new != old or name in weights:
+                    weights[name] = new
+            m.intercept = b
+            opt.n_iterations += len(rows)
+            return
+        for i, (row, label) in enumerate(zip(rows, labels, strict=True)):
+            m.learn_one(named[i] if named is not None else _named(row), label)
+
     def learn_one(self, row: tuple[float, ...], label: bool) -> float:
         """Learn one labelled example (an attributed impression, ``agent.learner``);
         returns its log-loss as predicted before learning (prequential)."""
@@ -307,7 +347,7 @@ class LearnedRanker:
         p = 1.0 / (1.0 + math.exp(-min(max(total, -30.0), 30.0)))
         p = min(max(p, 1e-7), 1 - 1e-7)
         self._learn_deep([row], [total], [float(label)])
-        self.model.learn_one(x, label)
+        self._learn_linear([row], [label], [x])
         self.learned += 1
         self._vec = None
         return -math.log(p if label else 1 - p)
@@ -334,10 +374,8 @@ class LearnedRanker:
             if self.spread else close
         self._learn_deep([feats[hit]] + [feats[i] for i in others],
                          [sc[hit]] + [sc[i] for i in others], [1.0] + [0.0] * len(others))
-        learn = self.model.learn_one
-        learn(_named(feats[hit]), True)
-        for i in others:
-            learn(_named(feats[i]), False)
+        self._learn_linear([feats[hit]] + [feats[i] for i in others],
+                           [True] + [False] * len(others))
         self.learned += 1
         self._vec = None
         return True

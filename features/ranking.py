@@ -11,6 +11,7 @@ computes the same values to the last bit when built (``rows_and_scores``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from operator import mul
 
@@ -91,6 +92,58 @@ def deep_scores(rows: list[Row], linear: list[float], deep: DeepLayer) -> list[f
                 total += a * out[j]
         res.append(lin + total)
     return res
+
+
+def logreg_sgd(weights: Sequence[float], intercept: float, rows: list[Row], labels: list[bool],
+               lr: float, l2: float, intercept_lr: float = 0.01, clip: float = 1e12
+               ) -> tuple[list[float], float]:
+    """Plain SGD of a logistic regression, one example after the other, as River's
+    ``linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)`` learns it with
+    ``learn_one`` (its default constant intercept rate and gradient clip): a zero feature
+    is absent (its weight neither read nor decayed), the log loss's gradient ``g`` moves the
+    intercept by ``intercept_lr * g`` and each present weight by ``lr * (g * x + l2 * w)``.
+    The dot product is summed in ``FEATURES`` order (River sums in its dict's order: the
+    same up to rounding). Returns the new weights and intercept; the native kernel
+    (``native_learn``) computes the same, to the last bit.
+
+    >>> w, b = logreg_sgd([0.0, 1.0], 0.0, [(1.0, 0.0)], [True], lr=0.1, l2=0.0)
+    >>> [round(v, 6) for v in w], round(b, 6)
+    ([0.05, 1.0], 0.005)
+    """
+    w = list(weights)
+    b = intercept
+    for row, label in zip(rows, labels, strict=True):
+        dot = 0.0
+        for j, x in enumerate(row):
+            if x != 0.0:
+                dot += w[j] * x
+        y = 1.0 if label else -1.0
+        z = (dot + b) * y
+        if z > 18.0:
+            g = math.exp(-z) * -y
+        elif z < -18.0:
+            g = -y
+        else:
+            g = -y / (math.exp(z) + 1.0)
+        g = min(max(g, -clip), clip)
+        b -= intercept_lr * g
+        for j, x in enumerate(row):
+            if x != 0.0:
+                w[j] -= lr * (g * x + l2 * w[j])
+    return w, b
+
+
+def native_learn(weights: Sequence[float], intercept: float, rows: list[Row],
+                 labels: list[bool], lr: float, l2: float, intercept_lr: float = 0.01,
+                 native: bool = True) -> tuple[list[float], float]:
+    """``logreg_sgd``, natively when the extension is built (and asked for)."""
+    if native and _native is not None:
+        try:
+            return _native.logreg_sgd(list(weights), intercept, rows, labels, lr, l2,
+                                      intercept_lr)
+        except (ValueError, TypeError):
+            pass  # rows of another width: the reference learns
+    return logreg_sgd(weights, intercept, rows, labels, lr, l2, intercept_lr)
 
 
 def rows_and_scores(ranked: list[tuple[str, float]], interests: dict[str, float],

@@ -36,6 +36,7 @@ fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(retrieval::similar_keys, m)?)?;
     m.add_function(wrap_pyfunction!(retrieval::session_knn, m)?)?;
     m.add_function(wrap_pyfunction!(ranking::ranker_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(ranking::logreg_sgd, m)?)?;
     m.add_function(wrap_pyfunction!(archive::archive_columns, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -91,3 +91,23 @@ pub fn ranker_rows<'py>(py: Python<'py>, ranked: &Bound<'py, PyList>,
     }
     Ok((out, scores))
 }
+
+/// `features.ranking.logreg_sgd`: the weights (`WIDTH` of them) and intercept after plain
+/// SGD over `rows` (each `WIDTH` values) with `labels`.
+#[pyfunction]
+#[pyo3(signature = (weights, intercept, rows, labels, lr, l2, intercept_lr=0.01, clip=1e12))]
+#[allow(clippy::too_many_arguments)]
+pub fn logreg_sgd(weights: Vec<f64>, intercept: f64, rows: Vec<Vec<f64>>, labels: Vec<bool>,
+                  lr: f64, l2: f64, intercept_lr: f64, clip: f64) -> PyResult<(Vec<f64>, f64)> {
+    let mut w: [f64; WIDTH] = weights.try_into()
+        .map_err(|_| PyValueError::new_err("weights of another width"))?;
+    if rows.len() != labels.len() {
+        return Err(PyValueError::new_err("rows and labels differ in length"));
+    }
+    let rows: Vec<[f64; WIDTH]> = rows.into_iter()
+        .map(|r| r.try_into().map_err(|_| PyValueError::new_err("a row of another width")))
+        .collect::<PyResult<_>>()?;
+    let mut b = intercept;
+    kernel::logreg_sgd(&mut w, &mut b, &rows, &labels, lr, l2, intercept_lr, clip);
+    Ok((w.to_vec(), b))
+}

@@ -55,14 +55,15 @@ def test_it_learns_that_popular_items_come_next():
 
 def test_negatives_are_the_candidates_close_to_the_next_item_and_a_few_others():
     r = LearnedRanker(prior={"pop": 10.0}, margin=1.0, spread=2)
-    learned: list[tuple[dict, bool]] = []
-    r.model.learn_one = lambda x, y: learned.append((x, y))  # type: ignore[method-assign]
+    learned: list[tuple[tuple[float, ...], bool]] = []
+    r._learn_linear = lambda rows, labels, named=None: learned.extend(  # type: ignore
+        zip(rows, labels, strict=True))
     skus = [f"S{i}" for i in range(10)]
     # popularity 1.0, 0.95, ... 0.55: scores 10.0, 9.5, ..., 5.5 under the prior
     facts = [(20.0 - i, 0.0, 0.0) for i in range(10)]
     rows = r.features([(s, 1.0) for s in skus], {}, {}, (), (), facts)
     assert r.learn(rows, skus, "S2")  # scored 9.0: S0, S1 above it, S3 and S4 within 1.0
-    pops = [round(x.get("pop", 0.0), 2) for x, y in learned if not y]
+    pops = [round(x[FEATURES.index("pop")], 2) for x, y in learned if not y]
     assert [y for _, y in learned] == [True] + [False] * len(pops)
     assert pops[:4] == [1.0, 0.95, 0.85, 0.8]  # the close ones: S0, S1, S3, S4
     assert len(pops) == 6  # and 2 of the 5 below the bar
@@ -174,3 +175,43 @@ def test_a_learner_snapshot_from_before_the_deep_part_resumes_as_a_linear_model(
     assert r.deep() is None and r.version == "river-logreg-v1+0"
     assert r.scores(rows) == old.scores(rows)
     assert r.learn(rows, ["A", "B"], "A") and r.learned == 1
+
+
+def _outcomes(n: int, seed: int) -> list[tuple[list[tuple[float, ...]], list[str], str]]:
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        rows = [tuple(rnd.choice((0.0, rnd.random())) for _ in FEATURES) for _ in range(25)]
+        out.append((rows, [f"S{i}" for i in range(25)], f"S{rnd.randrange(28)}"))
+    return out
+
+
+def test_native_learning_gives_the_same_model_as_python_learning():
+    """The linear part's SGD steps in the native kernel or in Python: the same bits."""
+    models = []
+    for native in (True, False):
+        r = LearnedRanker(native=native)
+        for rows, skus, target in _outcomes(200, 4):
+            r.learn(rows, skus, target)
+        for i, (rows, _, _) in enumerate(_outcomes(30, 5)):
+            r.learn_one(rows[0], i % 3 == 0)
+        models.append((r.model.weights, r.model.intercept, r.out.tolist(), r.learned,
+                       r.model.optimizer.n_iterations))
+    assert models[0] == models[1]
+    assert models[0][4] > 200  # every example stepped the optimizer, as River's learn_one
+
+
+def test_the_linear_part_learns_as_river_learn_one_does():
+    """The steps written back into the River model are River's own (up to rounding)."""
+    from river import linear_model, optim
+
+    r = LearnedRanker(prior={}, hidden=0)
+    river = linear_model.LogisticRegression(optimizer=optim.SGD(0.02), l2=1e-5)
+    rnd = random.Random(7)
+    for _ in range(300):
+        row = tuple(rnd.choice((0.0, rnd.random())) for _ in FEATURES)
+        label = rnd.random() < 0.3
+        r.learn_one(row, label)
+        river.learn_one({k: v for k, v in zip(FEATURES, row, strict=True) if v}, label)
+    assert r.model.intercept == pytest.approx(river.intercept, rel=1e-9)
+    assert r.model.weights == pytest.approx(river.weights, rel=1e-9)

@@ -99,3 +99,49 @@ def test_an_input_of_another_shape_falls_back_to_the_reference():
     # Python would (zip over the shorter)
     rows, sc = rows_and_scores(ranked, {}, {}, (), (), None, [1.0, 2.0], 0.0)
     assert sc == [r[0] * 1.0 + r[1] * 2.0 for r in rows]
+
+
+@st.composite
+def sgd_inputs(draw):
+    value = st.one_of(st.just(0.0), st.floats(min_value=-5, max_value=5, allow_nan=False,
+                                              width=64))
+    rows = draw(st.lists(st.tuples(*[value] * len(FEATURES)), max_size=25))
+    labels = draw(st.lists(st.booleans(), min_size=len(rows), max_size=len(rows)))
+    w = draw(st.lists(weight, min_size=len(FEATURES), max_size=len(FEATURES)))
+    lr = draw(st.floats(min_value=1e-4, max_value=1.0))
+    l2 = draw(st.sampled_from([0.0, 1e-5, 0.01]))
+    return w, draw(weight), rows, labels, lr, l2
+
+
+@settings(max_examples=800, deadline=None)
+@given(sgd_inputs())
+def test_the_native_sgd_equals_the_reference(args):
+    w, b, rows, labels, lr, l2 = args
+    native = ranking.native_learn(w, b, rows, labels, lr, l2, native=True)
+    assert repr(native) == repr(ranking.logreg_sgd(w, b, rows, labels, lr, l2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(sgd_inputs())
+def test_the_sgd_learns_as_river_does(args):
+    """River's LogisticRegression with plain SGD, one learn_one per row: the same weights
+    (River sums the dot product in its dict's order: equal up to rounding)."""
+    from river import linear_model, optim
+
+    w, b, rows, labels, lr, l2 = args
+    model = linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
+    for name, v in zip(FEATURES, w, strict=True):
+        model._weights[name] = v
+    model.intercept = b
+    for row, label in zip(rows, labels, strict=True):
+        model.learn_one({k: v for k, v in zip(FEATURES, row, strict=True) if v}, label)
+    got_w, got_b = ranking.logreg_sgd(w, b, rows, labels, lr, l2)
+    assert got_b == pytest.approx(model.intercept, rel=1e-9, abs=1e-9)
+    assert got_w == pytest.approx([model.weights[n] for n in FEATURES], rel=1e-9, abs=1e-9)
+
+
+def test_it_is_the_native_kernel_that_learns(monkeypatch):
+    monkeypatch.setattr(ranking, "logreg_sgd", lambda *a: pytest.fail("reference called"))
+    w, b = ranking.native_learn([0.0] * len(FEATURES), 0.0, [(1.0,) * len(FEATURES)],
+                                [True], 0.1, 0.0)
+    assert b == pytest.approx(0.01 * 0.5) and w == pytest.approx([0.1 * 0.5] * len(FEATURES))

@@ -138,6 +138,39 @@ pub fn add_deep(rows: &[[f64; WIDTH]], scores: &mut [f64], hidden: usize, w_in: 
     }
 }
 
+/// Plain SGD of a logistic regression over `rows`, one after the other
+/// (`features.ranking.logreg_sgd`, the same operations in the same order): a zero feature
+/// is absent; the log loss's gradient moves the intercept by `intercept_lr * g` and each
+/// present weight by `lr * (g * x + l2 * w)`.
+#[allow(clippy::too_many_arguments)]
+pub fn logreg_sgd(weights: &mut [f64; WIDTH], intercept: &mut f64, rows: &[[f64; WIDTH]],
+                  labels: &[bool], lr: f64, l2: f64, intercept_lr: f64, clip: f64) {
+    for (r, label) in rows.iter().zip(labels) {
+        let mut dot = 0.0;
+        for (w, x) in weights.iter().zip(r.iter()) {
+            if *x != 0.0 {
+                dot += w * x;
+            }
+        }
+        let y = if *label { 1.0 } else { -1.0 };
+        let z = (dot + *intercept) * y;
+        let g = if z > 18.0 {
+            (-z).exp() * -y
+        } else if z < -18.0 {
+            -y
+        } else {
+            -y / (z.exp() + 1.0)
+        };
+        let g = g.max(-clip).min(clip);
+        *intercept -= intercept_lr * g;
+        for (w, x) in weights.iter_mut().zip(r.iter()) {
+            if *x != 0.0 {
+                *w -= lr * (g * x + l2 * *w);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +211,21 @@ mod tests {
         assert_eq!(top(std::iter::empty()), 1.0);
         assert_eq!(top([0.0, 0.0].into_iter()), 1.0);
         assert_eq!(top([-2.0, -1.0].into_iter()), -1.0);
+    }
+
+    #[test]
+    fn sgd_moves_present_weights_toward_the_label_and_leaves_absent_ones() {
+        let mut w = [0.0; WIDTH];
+        w[1] = 1.0;
+        let mut b = 0.0;
+        let mut row = [0.0; WIDTH];
+        row[0] = 1.0;
+        // at score 0 the log loss's gradient is -0.5 for a positive
+        logreg_sgd(&mut w, &mut b, &[row], &[true], 0.1, 0.0, 0.01, 1e12);
+        assert_eq!(w[0], 0.05);
+        assert_eq!(w[1], 1.0); // absent from the row: neither read nor decayed
+        assert_eq!(b, 0.005);
+        logreg_sgd(&mut w, &mut b, &[row, row], &[false, false], 0.1, 0.0, 0.01, 1e12);
+        assert!(w[0] < 0.05 && b < 0.005);
     }
 }
