@@ -679,12 +679,14 @@ def bench_ranker(runs: int = 5, decisions: int = 2000, n_cands: int = 50) -> Fig
             "value": round(score, 1), "unit": "µs/decision",
             "how": f"median of {runs} runs ({', '.join(f'{v:.1f}' for v in score_vals)}) of "
                    f"{decisions} decisions of {n_cands} candidates: features and the dot "
-                   f"product over the River model's weights (native kernel), the reordering"},
+                   f"product over the River model's weights and the ReLU layer (native "
+                   f"kernel), the reordering"},
         "ranker_learn_us_per_outcome": {
             "value": round(learn, 1), "unit": "µs/outcome",
             "how": f"median of {runs} runs ({', '.join(f'{v:.1f}' for v in learn_vals)}): "
                    f"one positive, and as negatives the candidates scored within the "
-                   f"margin of it and 4 others, through River's LogisticRegression"},
+                   f"margin of it and 4 others: River LogisticRegression's SGD steps "
+                   f"(native kernel) and the ReLU layer's (numpy)"},
         "evaluate_events_per_s": {
             "value": round(ev), "unit": "events/s",
             "how": f"median of 3 runs ({', '.join(f'{v:,.0f}' for v in ev_vals)}) of "

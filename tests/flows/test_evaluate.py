@@ -41,6 +41,9 @@ def test_evaluate_is_deterministic(generated):
     assert set(a["results"]) == {"bespoke", "most_popular", "decayed_popular",
                                  "last_item_covis", "recent_then_covis", "session_knn",
                                  "sequential_rules"}
+    # the decisions no later event scores are skipped: making them changes nothing
+    every = evaluate([str(generated)], "native", (5, 10), s, baselines=[], decide_all=True)
+    assert every["results"]["bespoke"] == a["results"]["bespoke"]
 
 
 def _dataset_files(d: Path) -> dict[str, Path]:
