@@ -3,9 +3,9 @@ simple baselines, on the same events, in event time.
 
 The events of the input files are decoded (any format), ordered by event time (file order
 breaks ties) and replayed one by one through the live flow's own parts: the feature folds
-(item, category, popular list, user, co-visitation, session-kNN's index and trails; every
-change mirrored
-to an in-process store at once),
+(item, category, popular list, user, co-visitation, session-kNN's index and trails; the item,
+user and co-visitation ones in their native shards when built; every change mirrored to an
+in-process store at once),
 the candidate retrieval plan and its tools, the scorer, and the policy engine with its
 feed selection (the ``replay`` pack by default: consent assumed, unknown stock and price
 allowed). Before each behaviour event of a key that has an earlier one, the feed the key was
@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agent.baselines import Recommender, all_baselines
 from agent.feed import choose_feed, retrieve
@@ -41,6 +42,14 @@ from features.covisitation import CovisFold
 from features.events import LateEvent
 from features.interactions import BEHAVIOUR, AffinityHint, UserEvent, item_inputs, user_inputs
 from features.item_features import ItemFold
+from features.native import (
+    HintBatch,
+    PairBatch,
+    native_covis_fold,
+    native_item_fold,
+    native_user_fold,
+)
+from features.native import available as native_available
 from features.ranking import rows_and_scores
 from features.score import MODEL_VERSION, rank
 from features.session_index import ItemKeysFold, TrailFold, touches, trail_inputs
@@ -117,6 +126,14 @@ class Replay:
         lateness = int(s.allowed_lateness_s * 1000)
         self.item, self.cat = ItemFold(lateness), CategoryFold()
         self.user, self.covis = UserFold(lateness, None, True), CovisFold()
+        # the item, user and co-visitation folds in their native shards when built (the
+        # same outputs, field for field: tests/features/test_native_folds.py)
+        self.shards: dict[str, Any] = {}
+        if s.native_kernels and native_available():
+            native: dict[str, Any] = {"item": native_item_fold(lateness),
+                                      "user": native_user_fold(lateness, None, True),
+                                      "covis": native_covis_fold()}
+            self.shards = {name: fold.new_shard() for name, fold in native.items()}
         self.keys, self.trail, self.popular = ItemKeysFold(), TrailFold(), PopularFold()
         self.states: dict[str, dict] = {"item": {}, "cat": {}, "user": {}, "covis": {},
                                         "keys": {}, "trail": {}, "popular": {}}
@@ -132,6 +149,9 @@ class Replay:
 
     # ------------------------------------------------------------------ folds
     def _fold(self, fold, name: str, key: str, x) -> list:
+        shard = self.shards.get(name)
+        if shard is not None:
+            return shard.apply([x], True)
         states = self.states[name]
         st = states.get(key)
         if st is None:
@@ -156,6 +176,10 @@ class Replay:
                 decisions.append(o)
             elif t is tuple:  # a co-visitation pair
                 store += self._fold(self.covis, "covis", o[0], o)
+            elif t is PairBatch:  # the native user shard's pairs
+                store += self.shards["covis"].apply([o], True)
+            elif t is HintBatch:  # the native item shard's hints
+                self._route(self.shards["user"].apply([o], True), decisions)
             elif t is LateEvent:
                 self.late += 1
         if store:
