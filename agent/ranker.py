@@ -8,7 +8,9 @@ sources that found it, where it sits among the user's recent items, whether it i
 one or in the cart, a few crosses, and the item's popularity (scaled to the best candidate's),
 trend and conversion rate. Scoring is a dot product over the model's weights
 (``scores``), not one ``predict_proba_one`` per candidate; rows are tuples in the order of
-``FEATURES`` (dicts only for the rows learned). ``learn`` takes the candidates of
+``FEATURES``. The linear part is River's ``LogisticRegression`` with plain SGD; its
+``learn_one`` steps are computed by ``features.ranking.logreg_sgd`` (natively when built) and
+written back into the River model. ``learn`` takes the candidates of
 a served decision and the item that came next: the next item is the positive; the negatives
 are the candidates scored close to or above it, and a few others (tuned on generated data:
 8 negatives spread over the list gave HR@10 0.445, these 0.470, at a smaller learning rate).
