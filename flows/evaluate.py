@@ -90,14 +90,14 @@ class _Rows:
 
     def read_many(self, entity: str, keys: list[str]) -> list:
         rows = self.rows
-        out = []
+        try:  # most reads find every row cached
+            return [rows[(entity, k)] for k in keys]
+        except KeyError:
+            pass
         missing = [k for k in keys if (entity, k) not in rows]
-        if missing:
-            for k, r in zip(missing, self.store.read_many(entity, missing), strict=True):
-                rows[(entity, k)] = r
-        for k in keys:
-            out.append(rows[(entity, k)])
-        return out
+        for k, r in zip(missing, self.store.read_many(entity, missing), strict=True):
+            rows[(entity, k)] = r
+        return [rows[(entity, k)] for k in keys]
 
     def apply(self, ops: list[StoreOp]) -> None:
         self.store.apply(ops)
