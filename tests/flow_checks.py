@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections import Counter
+from pathlib import Path
 
 from connectors.generator import GenRecord
 from features.definitions import ITEM_POPULARITY, USER_RECENCY
@@ -58,3 +60,17 @@ def counts_in_store(store, entity: str, keys, field: str) -> dict:
     keys = list(keys)
     return {k: (row or {}).get(field) for k, row in zip(keys, store.read_many(entity, keys),
                                                          strict=True)}
+
+
+def committed_epoch(rec: Path) -> int:
+    """The newest epoch a flow's recovery store (``--recovery-dir``) has committed (0: none
+    yet)."""
+    best = 0
+    for db in Path(rec).glob("part-*.sqlite3"):
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2) as c:
+                row = c.execute("select max(commit_epoch) from commits").fetchone()
+            best = max(best, row[0] or 0)
+        except sqlite3.Error:
+            pass
+    return best

@@ -26,6 +26,7 @@ from tests.flow_checks import (
     ITEM_COUNT,
     USER_COUNT,
     check_feed_ids,
+    committed_epoch,
     counts_in_store,
     expected_counts,
 )
@@ -68,7 +69,10 @@ def test_kill_and_resume_loses_nothing(kafka_bootstrap, redis_url, redis_client,
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
-    while _written(kafka_bootstrap, feed_topic, parts) < 3000:
+    # killed once several epochs are committed (a kill before the first commit makes the
+    # second run start over)
+    while (_written(kafka_bootstrap, feed_topic, parts) < 5000
+           or committed_epoch(tmp_path / "rec") < 10):
         assert first.poll() is None, "flow ended before it could be killed mid-stream: " + \
             first.stdout.read().decode()[-2000:]
         assert time.monotonic() < deadline, "no output from the first run"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 
 from connectors.file_sink import read_channel
 from connectors.generator import GenConfig, Generator, write_jsonl
+from tests.flow_checks import committed_epoch
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = ("feed_updates", "offers", "configurations", "review_requests",
@@ -44,19 +44,6 @@ def _outputs(out: Path) -> dict[str, dict[bytes, bytes]]:
             assert first == line, f"{ch}: a replay changed: {first!r} then {line!r}"
         got[ch] = by_id
     return got
-
-
-def _committed(rec: Path) -> int:
-    """The newest epoch the recovery store has committed (0: none yet)."""
-    best = 0
-    for db in rec.glob("part-*.sqlite3"):
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2) as c:
-                row = c.execute("select max(commit_epoch) from commits").fetchone()
-            best = max(best, row[0] or 0)
-        except sqlite3.Error:
-            pass
-    return best
 
 
 def _differences(a: dict, b: dict) -> dict[str, tuple[int, list]]:
@@ -130,10 +117,10 @@ def test_killed_twice_and_resumed_decides_like_an_uninterrupted_run(events, tmp_
         while run.poll() is None and time.monotonic() < deadline:
             # killed once this run has committed state of its own: the next one resumes
             if (out.exists() and len(read_channel(out, "feed_updates")) >= at_least
-                    and _committed(rec) > committed + 2):
+                    and committed_epoch(rec) > committed + 2):
                 break
             time.sleep(0.05)
-        committed = _committed(rec)
+        committed = committed_epoch(rec)
         if run.poll() is None:
             os.kill(run.pid, signal.SIGKILL)
             kills += 1
