@@ -233,6 +233,9 @@ class LearnedRanker:
         self.native = native
         for k, v in (PRIOR if prior is None else prior).items():
             self.model._weights[k] = v
+        # whether logreg_sgd computes this model's learn_one (the weights' names are the
+        # prior's and FEATURES: fixed from here)
+        self._sgd = _sgd_model(self.model)
         self.margin, self.spread = margin, spread
         self.learned = 0
         self._vec: list[float] | None = None  # the weights in FEATURES order, until learning
@@ -248,6 +251,8 @@ class LearnedRanker:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("native", True)
+        if "_sgd" not in state:  # a learner snapshot from before the native SGD
+            self._sgd = _sgd_model(self.model)
         if "hidden" not in state:  # a learner snapshot from before the deep part: linear
             self.hidden, self.deep_lr, self._deep = 0, DEEP_LR, None
             self.w_in = np.zeros((len(FEATURES), 0))
@@ -318,8 +323,7 @@ class LearnedRanker:
         self.bias -= lr * gz.sum(axis=0)
         self._deep = None
 
-    def _learn_linear(self, rows: list[tuple[float, ...]], labels: list[bool],
-                      named: list[dict[str, float]] | None = None) -> None:
+    def _learn_linear(self, rows: list[tuple[float, ...]], labels: list[bool]) -> None:
         """River's ``learn_one`` of each row in turn. For the plain-SGD model this ranker
         builds, the steps are computed by ``features.ranking.logreg_sgd`` (natively when the
         kernel is built and ``native`` is on, to the same bits as in Python; River's own
@@ -327,7 +331,7 @@ class LearnedRanker:
         and written back into the River model; any other model learns through River."""
         m = self.model
         opt = m.optimizer
-        if _sgd_model(m):
+        if self._sgd:
             vec, b = self.weights()
             w, b = native_learn(vec, b, rows, labels, opt.learning_rate, m.l2,
                                 m.intercept_lr.learning_rate, native=self.native)
@@ -338,18 +342,17 @@ class LearnedRanker:
             m.intercept = b
             opt.n_iterations += len(rows)
             return
-        for i, (row, label) in enumerate(zip(rows, labels, strict=True)):
-            m.learn_one(named[i] if named is not None else _named(row), label)
+        for row, label in zip(rows, labels, strict=True):
+            m.learn_one(_named(row), label)
 
     def learn_one(self, row: tuple[float, ...], label: bool) -> float:
         """Learn one labelled example (an attributed impression, ``agent.learner``);
         returns its log-loss as predicted before learning (prequential)."""
-        x = _named(row)
         (total,) = self.scores([row])
         p = 1.0 / (1.0 + math.exp(-min(max(total, -30.0), 30.0)))
         p = min(max(p, 1e-7), 1 - 1e-7)
         self._learn_deep([row], [total], [float(label)])
-        self._learn_linear([row], [label], [x])
+        self._learn_linear([row], [label])
         self.learned += 1
         self._vec = None
         return -math.log(p if label else 1 - p)

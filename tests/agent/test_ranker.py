@@ -56,7 +56,7 @@ def test_it_learns_that_popular_items_come_next():
 def test_negatives_are_the_candidates_close_to_the_next_item_and_a_few_others():
     r = LearnedRanker(prior={"pop": 10.0}, margin=1.0, spread=2)
     learned: list[tuple[tuple[float, ...], bool]] = []
-    r._learn_linear = lambda rows, labels, named=None: learned.extend(  # type: ignore
+    r._learn_linear = lambda rows, labels: learned.extend(  # type: ignore
         zip(rows, labels, strict=True))
     skus = [f"S{i}" for i in range(10)]
     # popularity 1.0, 0.95, ... 0.55: scores 10.0, 9.5, ..., 5.5 under the prior
