@@ -304,7 +304,7 @@ class DecisionFold:
             for o in settled:
                 out += self._offer_example(f.user_id, o)
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
-                           sent={"push": st.sent})
+                           sent={"push": st.sent}, purchased=frozenset(f.purchased))
         ranked, feats, model, facts, drift = self._rerank(f, ranked, found, eng)
         if drift and f.consent is not None and "personalization" in f.consent:
             found = found._replace(fallbacks=[*found.fallbacks, f"model_drift:{drift}"])

@@ -17,10 +17,12 @@ start from, no recent items or no categories yet, is not called):
 Scores from each source are scaled to [0, 1] and weighted (interest 1.0, co-visitation
 0.6, last item's co-visitation 0.3, trending 0.4, new arrivals 0.25, session-kNN 0.05,
 popular 0.01: it fills a short list, it does not displace); an item found by several
-sources adds them up. Items the user bought are left out; at most ``limit`` candidates go
-on, strongest first (the arithmetic is ``features.retrieval``, native when built). The
-ranked candidates are judged by the policy pack and the top K selected under its exposure
-rules; the feed is sent when it changed, and every decision is recorded.
+sources adds them up. At most ``limit`` candidates go on, strongest first (the arithmetic
+is ``features.retrieval``, native when built). The ranked candidates are judged by the
+policy pack and the top K selected under its exposure rules; the feed is sent when it
+changed, and every decision is recorded. Items the user bought stay candidates: whether
+they are shown again is the pack's rule (the default pack's ``already-purchased`` denies
+them, with a verdict in the record; a pack can scope it to durable categories).
 """
 
 from __future__ import annotations
@@ -81,8 +83,9 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
     """The candidates of each user event (erasures get none). Each retrieval tool is one
     governed call for all the users (``run_plans``), each user keeping its own records.
     ``lists``: keep each source's scores (``Retrieval.lists``, for a learned ranker);
-    ``exclude_seen``: leave out the user's recent items too, not only purchases; ``knn``:
-    ask session-kNN (off: its step is recorded as skipped)."""
+    ``exclude_seen``: leave out the items the user interacted with (recent ones and
+    purchases: a domain where an item is consumed once); ``knn``: ask session-kNN (off: its
+    step is recorded as skipped)."""
     merge = kernels(native).merge
     live = [f for f in feats if not f.erased]
     runs = iter(run_plans(FEED_PLAN, runtime, AGENT_SCOPES,
@@ -99,9 +102,7 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
                 found[sid] = got["items"]
                 if got.get("last"):  # the covis step's second list (one call, same rows)
                     found["covis_last"] = got["last"]
-        left_out = set(f.purchased)
-        if exclude_seen:
-            left_out.update(f.recent)
+        left_out = {*f.purchased, *f.recent} if exclude_seen else set()
         items, sources = merge(f.interests, found, left_out, limit)
         if not lists:
             return f, items, Retrieval(run.calls, run.fallbacks, sources)

@@ -116,8 +116,8 @@ def merged_lists(encoded: tuple[str, ...], weighted: bool, limit: int) -> Scored
 def merge(interests: list[tuple[str, float]], found: dict[str, list[tuple[str, float]]],
           bought: set[str], limit: int) -> tuple[list[tuple[str, float]], dict[str, str]]:
     """Scores from each source scaled to [0, 1] and weighted (``WEIGHTS``); an item found
-    by several sources adds them up; items bought are left out; the ``limit`` strongest,
-    with the source that found each first."""
+    by several sources adds them up; the items in ``bought`` (the caller's exclusions) are
+    left out; the ``limit`` strongest, with the source that found each first."""
     scores: dict[str, float] = {}
     sources: dict[str, str] = {}
     for source, items in (("interest", interests), *found.items()):

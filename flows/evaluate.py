@@ -219,11 +219,13 @@ class Replay:
         if f.erased:
             self.served.pop(f.user_id, None)
             return
+        bought = frozenset(f.purchased)
         if seen is not None:  # items the key interacted with are not recommended again
             f = f._replace(purchased=tuple(seen))
         limit = max(self.settings.candidates_scored, self.k)
         ((_, items, found),) = retrieve([f], self.runtime, limit,
                                         self.settings.native_kernels, lists=bool(self.ranker),
+                                        exclude_seen=seen is not None,
                                         knn=self.settings.session_knn)
         ranked = rank(items, limit)
         if self.ranker is not None:
@@ -235,7 +237,7 @@ class Replay:
             self.pending[f.user_id] = (feats, [s for s, _ in ranked])
             ranked = self.ranker.reorder(ranked, sc or [])
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
-                           sent={"push": ()})
+                           sent={"push": ()}, purchased=bought)
         skus, chosen, _ = choose_feed(self.gate, self.engine, user, f.ts, ranked, self.k)
         if chosen:
             self.served[f.user_id] = [skus[i] for i in chosen]

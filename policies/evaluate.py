@@ -45,6 +45,7 @@ from policies.pack import (
     FrequencyCapParams,
     PolicyPack,
     PriceParams,
+    PurchasedParams,
     Rule,
     StockParams,
 )
@@ -56,6 +57,7 @@ class UserContext(NamedTuple):
     age: int | None = None
     region: str | None = None
     sent: dict[str, tuple[int, ...]] = {}  # channel -> event times (ms) of recent sends
+    purchased: frozenset[str] = frozenset()  # the items the user bought
 
 
 @dataclass(slots=True)
@@ -137,6 +139,7 @@ REASONS = {
     "region_restricted": "item is not sold in region {region}",
     "invalid_configuration": "configuration invalid: {problems}",
     "brand_share": "brand {brand} already has {share} of the list (max {max_share})",
+    "already_purchased": "the user already bought this item",
 }
 
 
@@ -193,6 +196,7 @@ class CompiledPack:
                 [r for r in rs if isinstance(r.params, ComplianceParams)
                  and r.params.enforce_regions],
                 [r for r in rs if isinstance(r.params, ConfigurationParams)],
+                [r for r in rs if isinstance(r.params, PurchasedParams)],
             )
 
     # -------------------------------------------------------------- per category, cached
@@ -227,7 +231,8 @@ class CompiledPack:
 
     # -------------------------------------------------------------- evaluation
     def evaluate(self, user: UserContext, action: str, c: Candidates, now_ms: int) -> PolicyResult:
-        user_rules, stock_rules, age_rules, region_rules, config_rules = self._split[action]
+        user_rules, stock_rules, age_rules, region_rules, config_rules, bought_rules = \
+            self._split[action]
         verdicts: list[V] = []
         personalized, suppressed = True, False
         n = len(c)
@@ -358,6 +363,13 @@ class CompiledPack:
                     if probs:
                         deny(i, new(V, (r.id, r.priority, "deny", i, "invalid_configuration",
                                         (("problems", "; ".join(probs)),))))
+        if bought_rules and user.purchased:
+            bought = user.purchased
+            for r in bought_rules:
+                scope = r.params.categories  # type: ignore[attr-defined]
+                for i, sku in enumerate(c.skus):
+                    if sku in bought and _in_scope(_prefixes(c.categories[i]), scope):
+                        deny(i, new(V, (r.id, r.priority, "deny", i, "already_purchased", ())))
         allowed = [i for i in range(n) if i not in denied] if denied else list(range(n))
         return PolicyResult(self.pack.pack, self.pack.version, action, personalized, False,
                             allowed, denied, verdicts, discounts)

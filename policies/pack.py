@@ -82,6 +82,14 @@ class ConfigurationParams(_Params):
     require_all_required_groups: bool = True
 
 
+class PurchasedParams(_Params):
+    """Items the user bought (those the user's features remember) are not recommended
+    again, in the given category prefixes (empty: every category; leave out consumables
+    that are bought again and again)."""
+
+    categories: list[str] = Field(default=[], description="category prefixes; empty = all")
+
+
 class ReviewParams(_Params):
     """A person decides before the action goes out (``policies.review``): an offer or a
     configuration matching any condition is held and sent to ``review_requests``; a
@@ -101,7 +109,7 @@ PARAMS: dict[str, type[_Params]] = {
     "consent": ConsentParams, "stock": StockParams, "price": PriceParams,
     "frequency_cap": FrequencyCapParams, "exposure": ExposureParams,
     "compliance": ComplianceParams, "configuration": ConfigurationParams,
-    "review": ReviewParams,
+    "review": ReviewParams, "purchased": PurchasedParams,
 }
 RULE_TYPES = tuple(PARAMS)
 

@@ -65,7 +65,7 @@ def policy_run(tmp_path_factory):
     lines = lines[:half] + [erase] + lines[half:]
     controls = [_control("c1", ts_half, "switch_policy", version="strict-1"),
                 _control("c2", ts_half, "switch_policy", version="broken-1"),
-                _control("c3", ts_half, "shadow_policy", version="2026.11.1"),
+                _control("c3", ts_half, "shadow_policy", version="2026.12.1"),
                 erase,
                 _control("r1", ts_half, "switch_policy", key=None, version="strict-1"),
                 _control("r2", ts_half, "switch_policy", secret="wrong-secret-0123456",
@@ -80,7 +80,7 @@ def policy_run(tmp_path_factory):
     run(RunConfig(inputs=[str(src)], controls=[str(ctl)], output=str(d / "out"),
                   store=f"memory://{name}",
                   settings=Settings(_env_file=None, progress_every_s=0, policy_dir=str(packs),
-                                    policy_active="default@2026.11.1", control_keys=KEYS,
+                                    policy_active="default@2026.12.1", control_keys=KEYS,
                                     pseudonym_key="test-key-of-16-chars+")))
     catalog = {json.loads(r.value)["sku"]: json.loads(r.value)["category_path"][0]
                for r in recs if r.type == "catalog"}
@@ -97,7 +97,7 @@ def test_control_events_switch_packs_and_every_change_is_logged_once(policy_run)
     refused = next(c for c in changes if c["action"] == "register")
     assert refused["detail"].startswith("broken.toml:3: rule 'x'")
     assert ("switch_policy", "broken-1", False) in got  # unknown version: not activated
-    assert ("shadow_policy", "default@2026.11.1", True) in got
+    assert ("shadow_policy", "default@2026.12.1", True) in got
     assert len(changes) == len({c["id"] for c in changes}) == 4  # once, not once per shard
 
 
@@ -130,7 +130,7 @@ def test_feeds_follow_the_active_pack(policy_run):
     early = [f for f in feeds if line_of[f["trigger_event_id"]] < half]
     late = [f for f in feeds if line_of[f["trigger_event_id"]] > half + 1]
     assert early and late
-    assert {f["policy_version"] for f in early} == {"default@2026.11.1"}
+    assert {f["policy_version"] for f in early} == {"default@2026.12.1"}
     assert {f["policy_version"] for f in late} == {"default@strict-1"}
     assert not [i for f in late for i in f["items"] if catalog.get(i["sku"]) == "bikes"]
     assert [i for f in early for i in f["items"] if catalog.get(i["sku"]) == "bikes"]

@@ -31,7 +31,8 @@ def test_default_pack_is_realistic_and_valid():
     p = load_pack(DEFAULT, "default.toml")
     assert len(p.rules) >= 30
     assert {r.type for r in p.rules} == {"consent", "stock", "price", "frequency_cap",
-                                        "exposure", "compliance", "configuration"}
+                                        "exposure", "compliance", "configuration",
+                                        "purchased"}
 
 
 @pytest.mark.parametrize("text,where", [
@@ -117,6 +118,24 @@ def test_frequency_caps_per_channel_and_window():
     assert not cp.evaluate(old, "offer", c, NOW).suppressed
     other_channel = UserContext("u1", USER.purposes, 30, "FR", {"email": (NOW - 1,)})
     assert not cp.evaluate(other_channel, "offer", c, NOW).suppressed
+
+
+def test_purchased_items_are_denied_with_a_verdict_in_scope_only():
+    bought = USER._replace(purchased=frozenset({"A", "C"}))
+    c = Candidates.of([item("A"), item("B"), item("C", category="grocery/coffee")])
+    r = compile_pack(load_pack(DEFAULT)).evaluate(bought, "recommend", c, NOW)
+    assert r.allowed == [1]
+    assert {i: r.denied[i].reason for i in (0, 2)} == {0: "already_purchased",
+                                                       2: "already_purchased"}
+    assert render(r.denied[0]) == "the user already bought this item"
+    # not for offers, not for a user who bought nothing
+    assert compile_pack(load_pack(DEFAULT)).evaluate(USER, "recommend", c, NOW).allowed == \
+        [0, 1, 2]
+    # scoped to durable goods: coffee comes back
+    scoped = pack('[[rules]]\nid = "p"\ntype = "purchased"\nactions = ["recommend"]\n'
+                  'params = { categories = ["bikes"] }\n')
+    r = compile_pack(scoped).evaluate(bought, "recommend", c, NOW)
+    assert r.allowed == [1, 2] and r.denied[0].rule == "p"
 
 
 def test_compliance_age_region_and_blocked_categories():
@@ -290,7 +309,7 @@ def test_evaluation_is_deterministic(rows, action):
 def test_lifecycle_shadow_canary_rollback_and_refusals():
     v1 = load_pack(DEFAULT)
     eng = PolicyEngine([v1], active=v1.ref)
-    strict = DEFAULT.replace('version = "2026.11.1"', 'version = "2026.11.2"').replace(
+    strict = DEFAULT.replace('version = "2026.12.1"', 'version = "2026.12.2"').replace(
         "min_available = 1 }", "min_available = 8 }")
     assert eng.register(strict, "default-2.toml", ts=1).ok
     assert not eng.register(DEFAULT.replace("priority = 100", "priority = 5000"), "bad.toml").ok
@@ -298,22 +317,22 @@ def test_lifecycle_shadow_canary_rollback_and_refusals():
                             "same-version.toml").ok  # a changed pack must bump its version
     c = Candidates.of([item(available=3)])
 
-    assert eng.control("shadow_policy", "2026.11.2", ts=2).ok
+    assert eng.control("shadow_policy", "2026.12.2", ts=2).ok
     out = eng.evaluate(USER, "recommend", c, NOW)
-    assert out.result.version == "2026.11.1" and out.result.allowed == [0]  # not enforced
+    assert out.result.version == "2026.12.1" and out.result.allowed == [0]  # not enforced
     assert [k for k, _ in out.shadow_differences] == ["shadow_only"]
     fields = record_fields(out, c.skus)
-    assert fields["policy_version"] == "2026.11.1"
+    assert fields["policy_version"] == "2026.12.1"
     assert fields["shadow_differences"][0]["reason"].startswith("shadow_only: 3 available")
 
-    assert eng.control("canary_policy", "2026.11.2", percent=20, ts=3).ok
+    assert eng.control("canary_policy", "2026.12.2", percent=20, ts=3).ok
     users = [f"U{i}" for i in range(2000)]
     in_canary = [u for u in users if eng.pack_for(u)[1]]
     assert 300 < len(in_canary) < 500  # about 20%
     assert in_canary == [u for u in users if eng.pack_for(u)[1]]  # stable
-    assert all(canary_bucket("default@2026.11.2", u) < 2000 for u in in_canary)
+    assert all(canary_bucket("default@2026.12.2", u) < 2000 for u in in_canary)
 
-    assert eng.control("switch_policy", "2026.11.2", ts=4).ok and eng.active.endswith(".2")
+    assert eng.control("switch_policy", "2026.12.2", ts=4).ok and eng.active.endswith(".2")
     assert eng.canary is None
     assert eng.evaluate(USER, "recommend", c, NOW).result.allowed == []
     assert eng.control("rollback_policy", None, ts=5).ok and eng.active.endswith(".1")
