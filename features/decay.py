@@ -102,12 +102,18 @@ class DecayedMap:
 
 
 def strongest(weights: dict[str, float], k: int) -> list[tuple[str, float]]:
-    """The ``k`` largest ``(key, weight)`` pairs, ties by key (two C-level stable sorts).
+    """The ``k`` largest ``(key, weight)`` pairs, ties by key. One C-level sort by weight;
+    only when two of the first ``k + 1`` weights are equal (a tie that could decide what is
+    in or its order) does a second sort by key settle it (weights are finite: no NaN).
 
     >>> strongest({"b": 1.0, "a": 1.0, "c": 2.0}, 2)
     [('c', 2.0), ('a', 1.0)]
     """
-    return sorted(sorted(weights.items()), key=_VALUE, reverse=True)[:k]
+    items = sorted(weights.items(), key=_VALUE, reverse=True)
+    head = [v for _, v in items[:k + 1]]
+    if len(set(head)) == len(head):
+        return items[:k]
+    return sorted(sorted(items), key=_VALUE, reverse=True)[:k]
 
 
 def rate_per_day(decayed_sum: float, half_life_ms: float) -> float:

@@ -30,9 +30,9 @@ from typing import Any
 
 from agent.baselines import Recommender, all_baselines
 from agent.feed import choose_feed, retrieve
-from agent.policy_gate import PolicyGate
+from agent.policy_gate import RANKER_FACTS, PolicyGate
 from agent.prequential import Scoreboard
-from agent.ranker import LearnedRanker, item_facts
+from agent.ranker import LearnedRanker
 from agent.store_tools import store_tools
 from agent.tools import ToolRuntime
 from connectors.memory_store import MemoryStore
@@ -86,27 +86,32 @@ class _Rows:
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
-        self.rows: dict[tuple[str, str], dict | None] = {}
+        self.rows: dict[str, dict[str, dict | None]] = {}  # entity -> key -> row
 
     def read_many(self, entity: str, keys: list[str]) -> list:
-        rows = self.rows
+        rows = self.rows.get(entity)
+        if rows is None:
+            rows = self.rows[entity] = {}
         try:  # most reads find every row cached
-            return [rows[(entity, k)] for k in keys]
+            return [rows[k] for k in keys]
         except KeyError:
             pass
-        missing = [k for k in keys if (entity, k) not in rows]
+        missing = [k for k in keys if k not in rows]
         for k, r in zip(missing, self.store.read_many(entity, missing), strict=True):
-            rows[(entity, k)] = r
-        return [rows[(entity, k)] for k in keys]
+            rows[k] = r
+        return [rows[k] for k in keys]
 
     def apply(self, ops: list[StoreOp]) -> None:
         self.store.apply(ops)
         for o in ops:
+            rows = self.rows.get(o.entity)
+            if rows is None:
+                continue
             if type(o) is StorePurge and o.prefix:
-                self.rows = {k: v for k, v in self.rows.items()
-                             if not (k[0] == o.entity and k[1].startswith(o.key))}
+                for k in [k for k in rows if k.startswith(o.key)]:
+                    del rows[k]
             else:
-                self.rows.pop((o.entity, o.key), None)
+                rows.pop(o.key, None)
 
 
 @dataclass
@@ -228,17 +233,23 @@ class Replay:
                                         exclude_seen=seen is not None,
                                         knn=self.settings.session_knn)
         ranked = rank(items, limit)
+        facts = None
         if self.ranker is not None:
-            rows = self.rows.read_many("item", [s for s, _ in ranked])
+            # the item facts read once, for the ranker and the policy (as the live flow)
+            skus = [s for s, _ in ranked]
+            facts = self.gate.item_facts(skus)
             vec, b = self.ranker.weights()
             feats, sc = rows_and_scores(ranked, dict(f.interests), found.lists, f.recent,
-                                        f.cart, [item_facts(r) for r in rows], vec, b,
+                                        f.cart, [x[RANKER_FACTS] for x in facts], vec, b,
                                         self.settings.native_kernels, self.ranker.deep())
-            self.pending[f.user_id] = (feats, [s for s, _ in ranked])
+            self.pending[f.user_id] = (feats, skus)
             ranked = self.ranker.reorder(ranked, sc or [])
+            of = dict(zip(skus, facts, strict=True))
+            facts = [of[s] for s, _ in ranked]
         user = UserContext(f.user_id, frozenset(f.consent) if f.consent is not None else None,
                            sent={"push": ()}, purchased=bought)
-        skus, chosen, _ = choose_feed(self.gate, self.engine, user, f.ts, ranked, self.k)
+        skus, chosen, _ = choose_feed(self.gate, self.engine, user, f.ts, ranked, self.k,
+                                      facts)
         if chosen:
             self.served[f.user_id] = [skus[i] for i in chosen]
 

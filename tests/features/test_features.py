@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.covisitation import CAPACITY, CovisFold
-from features.decay import DecayedMap
+from features.decay import DecayedMap, strongest
 from features.events import LateEvent
 from features.interactions import AffinityHint, UserEvent
 from features.item_features import ItemFold, ItemState, price_row
@@ -224,3 +224,15 @@ def test_category_lists_are_bounded_newest_and_strongest_first():
     trending = [x.split(":")[0] for x in row["trending"].split(",")]
     assert trending[:2] == ["T199", "T198"] and len(trending) == K
     assert f.rows(s, "c") == []  # nothing changed since
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text("abcXYZ", min_size=1, max_size=3),
+                       st.sampled_from([0.0, -0.0, 1.0, 2.5, 2.5000000000000004])
+                       | st.floats(0, 1e6), max_size=40),
+       st.integers(0, 45))
+def test_strongest_is_the_key_then_weight_sorted_top(weights, k):
+    """One sort by weight unless a tie in the head: the same as sorting by key, then by
+    weight (stable), whatever ties there are."""
+    assert strongest(weights, k) == sorted(sorted(weights.items()), key=lambda kv: kv[1],
+                                           reverse=True)[:k]
