@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
+from features.retrieval import kernels
+
 
 class Recommender(Protocol):
     name: str
@@ -178,13 +180,19 @@ class SessionKnn:
     name = "session_knn"
 
     def __init__(self, neighbours: int = 50, per_item: int = 50, window: int = 10,
-                 session_items: int = 20) -> None:
+                 session_items: int = 20, native: bool = True) -> None:
         self.k_nb, self.window = neighbours, window
         self.by_item: dict[str, deque[str]] = {}  # item -> recent keys that hold it
         self.items: dict[str, deque[str]] = {}  # key -> its distinct items, recent last
         self.per_item, self.session_items = per_item, session_items
+        # the live source's kernels (``features.retrieval``) compute the same lists: used
+        # while no id holds a comma (their rows are comma-joined)
+        kern = kernels(native)
+        self._kernels = kern if kern.native else None
 
     def learn(self, key: str, sku: str, ts: int) -> None:
+        if self._kernels is not None and ("," in key or "," in sku):
+            self._kernels = None
         _to_front(self.items, key, sku, self.session_items)
         _to_front(self.by_item, sku, key, self.per_item)
 
@@ -195,6 +203,12 @@ class SessionKnn:
                 current.append(s)
                 if len(current) == self.window:
                     break
+        kern = self._kernels
+        if kern is not None:
+            join, by_item, items = ",".join, self.by_item, self.items
+            nbs = kern.similar_keys(key, current, [join(by_item.get(s, ())) for s in current],
+                                    self.k_nb, self.window)
+            return [s for s, _ in kern.session_knn(nbs, [join(items[o]) for o, _ in nbs], k)]
         n = len(current)
         sim: dict[str, float] = {}
         for pos, s in enumerate(current):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from agent.baselines import LastItemCovis, MostPopular, RecentThenCovis, SequentialRules, SessionKnn
 from agent.prequential import Scoreboard
 
@@ -119,3 +121,23 @@ def test_scoreboard_by_hand():
     assert (r["mrr@1"], r["mrr@2"], r["mrr@3"]) == (0.0, 0.25, 0.25)
     assert (r["coverage@1"], r["coverage@3"]) == (round(1 / 6, 4), 0.5)
     assert b.seen_share == 0.5
+
+
+def test_session_knn_gives_the_same_lists_through_the_native_kernels():
+    """The baseline's native path (the live source's kernels) and its Python loop agree at
+    every step, at several list sizes; an id with a comma sends it back to Python."""
+    native, plain = SessionKnn(native=True), SessionKnn(native=False)
+    assert plain._kernels is None
+    if native._kernels is None:
+        pytest.skip("bespoke_native is not built")
+    history: dict[str, list[str]] = {}
+    for i, (key, s, ts) in enumerate(_stream(3000, seed=5)):
+        hist = history.get(key)
+        if hist:
+            k = (5, 10, 40)[i % 3]
+            assert native.recommend(key, hist, k) == plain.recommend(key, hist, k), i
+        for r in (native, plain):
+            r.learn(key, s, ts)
+        history.setdefault(key, []).append(s)
+    native.learn("a,b", "I01", 0)
+    assert native._kernels is None
