@@ -206,9 +206,9 @@ class SessionKnn:
         kern = self._kernels
         if kern is not None:
             join, by_item, items = ",".join, self.by_item, self.items
-            nbs = kern.similar_keys(key, current, [join(by_item.get(s, ())) for s in current],
-                                    self.k_nb, self.window)
-            return [s for s, _ in kern.session_knn(nbs, [join(items[o]) for o, _ in nbs], k)]
+            near = kern.similar_keys(key, current, [join(by_item.get(s, ())) for s in current],
+                                     self.k_nb, self.window)
+            return [s for s, _ in kern.session_knn(near, [join(items[o]) for o, _ in near], k)]
         n = len(current)
         sim: dict[str, float] = {}
         for pos, s in enumerate(current):
