@@ -4,8 +4,10 @@
   flow goes on (``CheckedKafkaSink``, ``StoreSink``);
 - ``pipelined``: outputs are acknowledged while the flow computes the next batches;
 - ``epoch`` (default): as ``pipelined``, and every output of an epoch is acknowledged before
-  the epoch can commit (``connectors.epoch_sink``): it needs the worker index probe built
-  before the sinks, and its sinks take chunks keyed by worker.
+  the epoch can commit (``connectors.epoch_sink``): its sinks take chunks keyed by worker.
+
+Every mode builds the worker index probe before the sinks (``before_sinks``): the epoch
+sinks and the JSONL file sink (exactly-once across a crash) key their items by worker.
 
 ``delivery(mode)`` gives the object the flow builds its Kafka and store sinks with.
 """
@@ -45,7 +47,7 @@ class _PerBatch:
         self.mode = mode
 
     def before_sinks(self, up: Stream) -> None:
-        pass
+        worker_index_probe("worker_index", up)  # for the file sink, which keys by worker
 
     def to_kafka(self, step_id, chunks, items, brokers, topics, extra=None) -> None:
         op.output(step_id, items(), CheckedKafkaSink(brokers, topics, extra,

@@ -34,6 +34,7 @@ from agent.tools import Tool
 from connectors.cached_store import CachedRows
 from connectors.delivery import delivery
 from connectors.enterprise import EnterpriseClient, enterprise_tools
+from connectors.epoch_sink import key_by_worker
 from connectors.file_sink import JsonlDirSink
 from connectors.file_source import FileSource
 from connectors.kafka_source import kafka_raw_input
@@ -281,7 +282,8 @@ def build_flow(cfg: RunConfig, flow_id: str = "bespoke", processes: int = 1) -> 
         sinks.to_kafka("sink", out_chunks, items, brokers,
                        {ch: s.topic(ch) for ch in CHANNEL_NAMES}, kafka_sec)
     else:
-        op.output("sink", items(), JsonlDirSink(cfg.output))
+        op.output("sink", key_by_worker("sink_key", items()),
+                  JsonlDirSink(cfg.output, recovered=s.recovery_dir is not None))
     sinks.to_store("store", op.merge("store_ops_chunks", *store_streams), sink_stores)
     if cfg.features_parquet:
         op.output("features_parquet", flatten("features_rows", feats.store_ops),
