@@ -124,9 +124,11 @@ def cmd_replay(a: argparse.Namespace) -> int:
     """The feature flow over historical events, every feature row to Parquet (point in time).
 
     Each row is a view's value for one key as of an event time, mirrored after every event
-    (no coalescing), so an as-of join on ``ts`` gives training data without leakage.
+    (no coalescing), so an as-of join on ``ts`` gives training data without leakage. A
+    batch job: it runs without a recovery store whatever ``BESPOKE_RECOVERY_DIR`` says (its
+    Parquet files are written once, at the end: after a crash, run it again).
     """
-    s = Settings(mirror_every_s=0, progress_every_s=a.progress)
+    s = Settings(mirror_every_s=0, progress_every_s=a.progress, recovery_dir=None)
     out = Path(a.output)
     cfg = RunConfig(inputs=a.input, format=a.format, output=str(out / "events"),
                     store=f"memory://replay-{out.name}", decisions=False,
