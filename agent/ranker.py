@@ -71,6 +71,7 @@ def item_facts(row: dict[str, Any] | None) -> tuple[float, float, float]:
 
 
 MAX_HIDDEN = 256
+PAST_WIDTHS = (20,)  # feature rows of deep parts published by earlier versions
 _FEATURE_SET = frozenset(FEATURES)
 
 
@@ -121,6 +122,10 @@ def parse_deep(raw: Any) -> Deep | None:
     h = doc.get("hidden")
     if isinstance(h, bool) or not isinstance(h, int) or not 0 < h <= MAX_HIDDEN:
         raise ValueError("deep part: hidden units out of range")
+    w_in = doc.get("w_in")
+    if isinstance(w_in, list) and len(w_in) in tuple(w * h for w in PAST_WIDTHS):
+        # published before features were appended: theirs weigh nothing yet
+        doc = {**doc, "w_in": w_in + [0.0] * ((len(FEATURES) * h) - len(w_in))}
     parts = []
     for name, n in (("w_in", len(FEATURES) * h), ("bias", h), ("out", h)):
         vals = doc.get(name)
@@ -257,6 +262,10 @@ class LearnedRanker:
             self.hidden, self.deep_lr, self._deep = 0, DEEP_LR, None
             self.w_in = np.zeros((len(FEATURES), 0))
             self.bias, self.out = np.zeros(0), np.zeros(0)
+        missing = len(FEATURES) - self.w_in.shape[0]
+        if missing > 0:  # from before features were appended: theirs weigh nothing yet
+            self.w_in = np.vstack([self.w_in, np.zeros((missing, self.w_in.shape[1]))])
+            self._vec, self._deep = None, None
 
     @property
     def version(self) -> str:

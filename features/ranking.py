@@ -14,13 +14,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from operator import mul
+from typing import Any
 
 from features.native_ext import ext as _native
 
 SOURCES = ("covis", "trending", "new", "covis_last", "sknn", "popular")
 FEATURES = ("h", "h_rank", "interest", "covis", "trending", "new", "n_sources", "recent",
             "last", "recent_x_covis", "new_covis", "cart", "covis_last", "second", "third",
-            "pop", "trend", "conv", "sknn", "popular")
+            "pop", "trend", "conv", "sknn", "popular", "n_recent", "covis_abs",
+            "covis_last_abs", "sknn_abs")
 
 Row = tuple[float, ...]
 
@@ -40,6 +42,7 @@ def features(ranked: list[tuple[str, float]], interests: dict[str, float],
     if facts is None:
         facts = [(0.0, 0.0, 0.0)] * len(ranked)
     top_pop = max((f[0] for f in facts), default=0.0) or 1.0
+    n_recent = min(len(recent), 10) / 10
     out: list[tuple[float, ...]] = []
     for rank, ((sku, h), (pop, trend, conv)) in enumerate(zip(ranked, facts, strict=True)):
         w = interests.get(sku)
@@ -56,7 +59,10 @@ def features(ranked: list[tuple[str, float]], interests: dict[str, float],
             1.0 if sku in cart else 0.0, cl / tl if cl is not None else 0.0,
             1.0 if p == 1 else 0.0, 1.0 if p == 2 else 0.0,
             pop / top_pop, min(trend, 10.0) / 10.0, min(conv, 1.0),
-            kn / tk if kn is not None else 0.0, pp / tp if pp is not None else 0.0))
+            kn / tk if kn is not None else 0.0, pp / tp if pp is not None else 0.0,
+            n_recent, c / (c + 2.0) if c is not None else 0.0,
+            cl / (cl + 2.0) if cl is not None else 0.0,
+            kn / (kn + 2.0) if kn is not None else 0.0))
     return out
 
 
@@ -76,7 +82,7 @@ def deep_scores(rows: list[Row], linear: list[float], deep: DeepLayer) -> list[f
     output weight summed in unit order (the native kernel sums in the same order).
 
     >>> deep_scores([(1.0,) * len(FEATURES)], [0.5], (1, (0.5,) * len(FEATURES), (-1.0,), (2.0,)))
-    [18.5]
+    [22.5]
     """
     hidden, w_in, bias, out = deep
     if len(w_in) != len(FEATURES) * hidden or len(bias) != hidden or len(out) != hidden:
@@ -146,6 +152,20 @@ def native_learn(weights: Sequence[float], intercept: float, rows: list[Row],
     return logreg_sgd(weights, intercept, rows, labels, lr, l2, intercept_lr)
 
 
+_held: list[Any] = [None, None]  # the last deep layer passed, and its native copy
+
+
+def _native_deep(deep: DeepLayer) -> Any:
+    """``deep``'s weights held natively (``DeepWeights``), built once per layer object:
+    a scorer passes the same published layer decision after decision (an identity check,
+    the layer being immutable tuples; a ``Deep`` built anew after learning is converted
+    once more)."""
+    if _held[0] is not deep:
+        _held[1] = _native.DeepWeights(deep[0], deep[1], deep[2], deep[3])
+        _held[0] = deep
+    return _held[1]
+
+
 def rows_and_scores(ranked: list[tuple[str, float]], interests: dict[str, float],
                     lists: dict[str, dict[str, float]], recent: tuple[str, ...],
                     cart: tuple[str, ...], facts: list[tuple[float, float, float]] | None,
@@ -159,7 +179,8 @@ def rows_and_scores(ranked: list[tuple[str, float]], interests: dict[str, float]
         try:
             return _native.ranker_rows(
                 ranked, interests, lists, recent, cart, facts,
-                list(weights) if weights is not None else None, intercept, deep)
+                list(weights) if weights is not None else None, intercept,
+                _native_deep(deep) if deep is not None and weights is not None else None)
         except (ValueError, TypeError):
             pass  # an input of another shape: the reference decides
     rows = features(ranked, interests, lists, recent, cart, facts)

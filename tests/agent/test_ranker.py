@@ -177,6 +177,28 @@ def test_a_learner_snapshot_from_before_the_deep_part_resumes_as_a_linear_model(
     assert r.learn(rows, ["A", "B"], "A") and r.learned == 1
 
 
+def test_a_model_from_before_features_were_appended_scores_as_it_did():
+    """A learner snapshot and a published deep part over the first 20 features (the width
+    before "n_recent" and the unscaled source scores): the new features weigh nothing."""
+    import pickle
+
+    old = LearnedRanker(hidden=3)
+    for rows, skus, target in _outcomes(40, 6):
+        old.learn(rows, skus, target)
+    rows = old.features([("A", 1.0), ("B", 0.5)], {}, {"covis": {"A": 3.0}}, ("B",), ())
+    want = old.scores([r[:20] + (0.0,) * (len(FEATURES) - 20) for r in rows])
+    state = dict(old.__dict__, w_in=old.w_in[:20], _vec=None, _deep=None)
+    r = pickle.loads(pickle.dumps(old))
+    r.__dict__.clear()
+    r.__setstate__(state)
+    assert r.w_in.shape == (len(FEATURES), 3) and not r.w_in[20:].any()
+    assert r.scores([x[:20] + (0.0,) * (len(FEATURES) - 20) for x in rows]) == want
+    d = json.loads(old.deep().encode())
+    d["w_in"] = d["w_in"][:20 * 3]
+    snap = parse_snapshot({"version": "v", "weights": "{}", "deep": json.dumps(d)})
+    assert snap.deep is not None and snap.deep.w_in == old.deep().w_in[:60] + (0.0,) * 12
+
+
 def _outcomes(n: int, seed: int) -> list[tuple[list[tuple[float, ...]], list[str], str]]:
     rnd = random.Random(seed)
     out = []

@@ -4,7 +4,7 @@
 use rustc_hash::FxHashMap as HashMap;
 
 /// Values per candidate (`features.ranking.FEATURES`).
-pub const WIDTH: usize = 20;
+pub const WIDTH: usize = 24;
 
 /// A candidate's own inputs: sku, heuristic score, (popularity, trending, conversion).
 pub struct Candidate<'a> {
@@ -54,6 +54,7 @@ pub fn rows(cands: &[Candidate], ctx: &Context) -> Vec<[f64; WIDTH]> {
     }
     let top_pop = top(cands.iter().map(|c| c.facts.0));
     let [covis, trending, new, last, knn, popular] = &ctx.lists;
+    let n_recent = cap(ctx.recent.len() as f64, 10.0) / 10.0;
     cands
         .iter()
         .enumerate()
@@ -92,6 +93,10 @@ pub fn rows(cands: &[Candidate], ctx: &Context) -> Vec<[f64; WIDTH]> {
                 cap(conv, 1.0),
                 kn.map_or(0.0, |v| v / tops[4]),
                 pp.map_or(0.0, |v| v / tops[5]),
+                n_recent,
+                cv_raw.map_or(0.0, |v| v / (v + 2.0)),
+                cl.map_or(0.0, |v| v / (v + 2.0)),
+                kn.map_or(0.0, |v| v / (v + 2.0)),
             ]
         })
         .collect()
@@ -124,6 +129,9 @@ pub fn add_deep(rows: &[[f64; WIDTH]], scores: &mut [f64], hidden: usize, w_in: 
         // unit by unit the same order (feature 0 first), the weights read row by row
         a.copy_from_slice(bias);
         for (x, w_row) in r.iter().zip(w_in.chunks_exact(hidden)) {
+            if *x == 0.0 {
+                continue; // adds a zero to each unit: the same sums (the weights are finite)
+            }
             for (aj, w) in a.iter_mut().zip(w_row) {
                 *aj += x * w;
             }
@@ -200,6 +208,9 @@ mod tests {
         assert_eq!((r[0][18], r[1][18]), (0.0, 0.5));
         // popular: A 8/8, B 2/8
         assert_eq!((r[0][19], r[1][19]), (1.0, 0.25));
+        // two recent items; unscaled co-visitation 4/6 and 2/4, covis_last B 1/3, sknn B 3/5
+        assert_eq!((r[0][20], r[0][21], r[1][21]), (0.2, 4.0 / 6.0, 0.5));
+        assert_eq!((r[0][22], r[1][22], r[0][23], r[1][23]), (0.0, 1.0 / 3.0, 0.0, 0.6));
         let mut w = [0.0; WIDTH];
         w[0] = 2.0;
         w[7] = 1.0;
