@@ -24,7 +24,8 @@ without the mark.
 
 >>> learner = FeedLearner(publish_every=2)
 >>> st = learner.new()
->>> row = tuple(0.0 for _ in range(20))
+>>> from agent.ranker import FEATURES
+>>> row = tuple(0.0 for _ in FEATURES)
 >>> learner.apply(st, Outcome("feed_ranker", 1, "ex:a", row, 1))
 []
 >>> out = learner.apply(st, Outcome("feed_ranker", 2, "ex:b", row, 0))
@@ -38,7 +39,7 @@ import math
 from typing import Any, NamedTuple
 
 from agent.drift import DriftEvent, LossMonitor, RateMonitor
-from agent.ranker import LearnedRanker, ModelSnapshot
+from agent.ranker import LearnedRanker, ModelSnapshot, fit_width
 from features.channels import DRIFT_ALERTS, MODEL_CHANGES
 from features.definitions import MODEL_VIEW
 from features.events import DriftAlert, ModelChange, event_doc, outgoing_doc
@@ -124,7 +125,7 @@ class FeedLearner:
         if x.ts < st.ts:
             x = x._replace(ts=st.ts)
         st.ts = x.ts
-        loss = st.ranker.learn_one(x.features, bool(x.label))
+        loss = st.ranker.learn_one(fit_width(x.features), bool(x.label))
         p = min(max(st.rate, 1e-4), 1 - 1e-4)  # the base rate, before this example
         base = -math.log(p if x.label else 1 - p)
         st.rate += 0.01 * (x.label - st.rate)

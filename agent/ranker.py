@@ -207,6 +207,19 @@ def parse_snapshot(fields: dict[str, Any]) -> ModelSnapshot:
                          parse_deep(fields.get("deep")))
 
 
+def fit_width(row: tuple[float, ...]) -> tuple[float, ...]:
+    """A feature row served by another version, as this one reads it: features are only
+    ever appended to ``FEATURES``, so an older (shorter) row gets zeros for the newer ones
+    and a newer (longer) row loses those this version does not know (an impression served
+    before an upgrade and settled after it).
+
+    >>> len(fit_width((1.0,) * 20)) == len(FEATURES), fit_width((1.0,) * 20)[19:21]
+    (True, (1.0, 0.0))
+    """
+    n = len(FEATURES)
+    return row if len(row) == n else (tuple(row[:n]) + (0.0,) * (n - len(row)))
+
+
 def _reorder(ranked: list[tuple[str, float]], sc: list[float]) -> list[tuple[str, float]]:
     """Best score first; equal scores keep their order (a stable sort, reversed: the same
     order as sorting by the negated score, without a Python call per comparison key)."""

@@ -156,3 +156,22 @@ def test_publications_never_go_back_in_event_time():
                      if type(x) is StoreWrite])
     (got,) = store.read_many("model", [FEED_RANKER])
     assert got[MODEL_VIEW.column("version")] == "feed-ranker-v1.3"
+
+
+def test_outcomes_served_by_an_older_or_newer_version_still_teach_the_model():
+    """An impression served before an upgrade (a row of the first 20 features) and one from
+    a newer version (a longer row) settle after it: both are learned, as rows of this
+    version's width (features are only appended), and nothing raises."""
+    learner = FeedLearner(publish_every=100)
+    st = learner.new()
+    old = (1.0,) * 20
+    newer = (1.0,) * (len(FEATURES) + 3)
+    for i, row in enumerate((old, newer, old)):
+        assert learner.apply(st, Outcome(FEED_RANKER, i + 1, f"ex:{i}", row, i % 2)) == []
+    assert st.n == 3 and st.ranker.learned == 3
+    padded = FeedLearner(publish_every=100)
+    ps = padded.new()
+    for i, row in enumerate((old, newer, old)):
+        fit = row[:len(FEATURES)] + (0.0,) * (len(FEATURES) - len(row[:len(FEATURES)]))
+        padded.apply(ps, Outcome(FEED_RANKER, i + 1, f"ex:{i}", fit, i % 2))
+    assert st.ranker.model.weights == ps.ranker.model.weights
