@@ -13,9 +13,9 @@ series): co-visitation scores lower on it than on MovieLens.
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
-import sys
 from pathlib import Path
 
 
@@ -45,8 +45,10 @@ def rows(seed: int = 11, users: int = 943, items: int = 1682, genres: int = 19
     return out
 
 
-def main(argv: list[str]) -> int:
-    path = Path(argv[0] if argv else "out/ratings-like.data")
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("out", nargs="?", default="out/ratings-like.data")
+    path = Path(ap.parse_args(argv).out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join("\t".join(map(str, r)) + "\n" for r in rows()))
     print(f"wrote {path}")
@@ -54,4 +56,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())
