@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from operator import mul
-from typing import Any
 
 from features.native_ext import ext as _native
 
@@ -152,20 +151,6 @@ def native_learn(weights: Sequence[float], intercept: float, rows: list[Row],
     return logreg_sgd(weights, intercept, rows, labels, lr, l2, intercept_lr)
 
 
-_held: list[Any] = [None, None]  # the last deep layer passed, and its native copy
-
-
-def _native_deep(deep: DeepLayer) -> Any:
-    """``deep``'s weights held natively (``DeepWeights``), built once per layer object:
-    a scorer passes the same published layer decision after decision (an identity check,
-    the layer being immutable tuples; a ``Deep`` built anew after learning is converted
-    once more)."""
-    if _held[0] is not deep:
-        _held[1] = _native.DeepWeights(deep[0], deep[1], deep[2], deep[3])
-        _held[0] = deep
-    return _held[1]
-
-
 def rows_and_scores(ranked: list[tuple[str, float]], interests: dict[str, float],
                     lists: dict[str, dict[str, float]], recent: tuple[str, ...],
                     cart: tuple[str, ...], facts: list[tuple[float, float, float]] | None,
@@ -179,8 +164,7 @@ def rows_and_scores(ranked: list[tuple[str, float]], interests: dict[str, float]
         try:
             return _native.ranker_rows(
                 ranked, interests, lists, recent, cart, facts,
-                list(weights) if weights is not None else None, intercept,
-                _native_deep(deep) if deep is not None and weights is not None else None)
+                list(weights) if weights is not None else None, intercept, deep)
         except (ValueError, TypeError):
             pass  # an input of another shape: the reference decides
     rows = features(ranked, interests, lists, recent, cart, facts)

@@ -68,17 +68,12 @@ def similar_keys(key: str, trail: list[str], keys_of: list[str], k: int,
                  window: int) -> list[tuple[str, float]]: ...
 def session_knn(neighbours: list[tuple[str, float]], trails: list[str],
                 limit: int) -> list[tuple[str, float]]: ...
-class DeepWeights:
-    def __init__(self, hidden: int, w_in: Sequence[float], bias: Sequence[float],
-                 out: Sequence[float]) -> None: ...
-
 def ranker_rows(ranked: list[tuple[str, float]], interests: dict[str, float],
                 lists: dict[str, dict[str, float]], recent: tuple[str, ...] | list[str],
                 cart: tuple[str, ...] | list[str],
                 facts: list[tuple[float, float, float]] | None = None,
                 weights: list[float] | None = None, intercept: float = 0.0,
-                deep: tuple[int, Sequence[float], Sequence[float], Sequence[float]]
-                | DeepWeights | None = None
+                deep: tuple[int, Sequence[float], Sequence[float], Sequence[float]] | None = None
                 ) -> tuple[list[tuple[float, ...]], list[float] | None]: ...
 def logreg_sgd(weights: list[float], intercept: float, rows: list[tuple[float, ...]],
                labels: list[bool], lr: float, l2: float, intercept_lr: float = 0.01,

@@ -21,7 +21,6 @@ pub mod user;
 #[pymodule]
 fn bespoke_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<user::UserShard>()?;
-    m.add_class::<ranking::DeepWeights>()?;
     m.add_class::<covis::CovisShard>()?;
     m.add_class::<item::ItemShard>()?;
     m.add_class::<batch::PairBatch>()?;

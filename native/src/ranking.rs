@@ -14,31 +14,10 @@ type DeepLayer = (usize, Vec<f64>, Vec<f64>, Vec<f64>);
 
 const SOURCES: [&str; 6] = ["covis", "trending", "new", "covis_last", "sknn", "popular"];
 
-/// The ranker's hidden layer held natively (`features.ranking` builds one per published
-/// layer and passes it as `deep`): its weights cross from Python once, not per decision.
-#[pyclass(module = "bespoke_native", frozen)]
-pub struct DeepWeights {
-    hidden: usize,
-    w_in: Vec<f64>,
-    bias: Vec<f64>,
-    out: Vec<f64>,
-}
-
-#[pymethods]
-impl DeepWeights {
-    #[new]
-    fn new(hidden: usize, w_in: Vec<f64>, bias: Vec<f64>, out: Vec<f64>) -> PyResult<Self> {
-        if w_in.len() != WIDTH * hidden || bias.len() != hidden || out.len() != hidden {
-            return Err(PyValueError::new_err("deep part of another shape"));
-        }
-        Ok(DeepWeights { hidden, w_in, bias, out })
-    }
-}
-
 /// `features.ranking.rows` (and, with `weights`, their scores): `ranked` (sku, score)
 /// pairs, `interests` and each of `lists` a dict sku -> score, `recent` and `cart` skus,
 /// `facts` (popularity, trending, conversion) per candidate or None; `deep` (hidden,
-/// w_in, bias, out), or a `DeepWeights`, adds the ranker's ReLU layer to the scores.
+/// w_in, bias, out) adds the ranker's ReLU layer to the scores.
 #[pyfunction]
 #[pyo3(signature = (ranked, interests, lists, recent, cart, facts=None, weights=None, intercept=0.0, deep=None))]
 #[allow(clippy::too_many_arguments)]
@@ -46,7 +25,7 @@ pub fn ranker_rows<'py>(py: Python<'py>, ranked: &Bound<'py, PyList>,
                         interests: &Bound<'py, PyDict>, lists: &Bound<'py, PyDict>,
                         recent: &Bound<'py, PyAny>, cart: &Bound<'py, PyAny>,
                         facts: Option<&Bound<'py, PyList>>, weights: Option<Vec<f64>>,
-                        intercept: f64, deep: Option<&Bound<'py, PyAny>>)
+                        intercept: f64, deep: Option<DeepLayer>)
                         -> PyResult<(Bound<'py, PyList>, Option<Vec<f64>>)> {
     // the skus stay the caller's str objects: the kernel borrows their UTF-8
     let mut ranked_in: Vec<(Bound<'py, PyString>, f64)> = Vec::with_capacity(ranked.len());
@@ -96,15 +75,11 @@ pub fn ranker_rows<'py>(py: Python<'py>, ranked: &Bound<'py, PyList>,
             let w: [f64; WIDTH] = w.try_into()
                 .map_err(|_| PyValueError::new_err("weights of another width"))?;
             let mut sc = kernel::scores(&rows, &w, intercept);
-            if let Some(d) = deep {
-                if let Ok(held) = d.cast::<DeepWeights>() {
-                    let h = held.get();
-                    kernel::add_deep(&rows, &mut sc, h.hidden, &h.w_in, &h.bias, &h.out);
-                } else {
-                    let (hidden, w_in, bias, out): DeepLayer = d.extract()?;
-                    let h = DeepWeights::new(hidden, w_in, bias, out)?;
-                    kernel::add_deep(&rows, &mut sc, h.hidden, &h.w_in, &h.bias, &h.out);
+            if let Some((hidden, w_in, bias, out)) = deep {
+                if w_in.len() != WIDTH * hidden || bias.len() != hidden || out.len() != hidden {
+                    return Err(PyValueError::new_err("deep part of another shape"));
                 }
+                kernel::add_deep(&rows, &mut sc, hidden, &w_in, &bias, &out);
             }
             Some(sc)
         }

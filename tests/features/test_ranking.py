@@ -77,22 +77,6 @@ def test_it_is_the_native_kernel_that_adds_the_deep_layer(monkeypatch):
     assert sc == [1.0 + 0.5 * 2.0 + 2.0 * 2.0]  # h and h_rank are 1.0, the rest 0
 
 
-def test_the_layer_held_natively_follows_the_layer_passed():
-    """The native copy of a layer is reused while the same layer is passed, and a new layer
-    (the ranker's after a learn) is scored with its own weights, never the stale copy."""
-    if ext is None:
-        pytest.skip("native extension not built")
-    w = [0.5] * len(FEATURES)
-    one = (1, (1.0,) * len(FEATURES), (0.0,), (2.0,))
-    two = (1, (1.0,) * len(FEATURES), (0.0,), (3.0,))
-    first = rows_and_scores([("A", 1.0)], {}, {}, (), (), None, w, 1.0, True, one)[1]
-    held = ranking._held[1]
-    again = rows_and_scores([("A", 1.0)], {}, {}, (), (), None, w, 1.0, True, one)[1]
-    assert ranking._held[1] is held and again == first == [1.0 + 1.0 + 2.0 * 2.0]
-    other = rows_and_scores([("A", 1.0)], {}, {}, (), (), None, w, 1.0, True, two)[1]
-    assert ranking._held[1] is not held and other == [1.0 + 1.0 + 2.0 * 3.0]
-
-
 @pytest.mark.parametrize("native", [True, False])
 def test_a_deep_layer_of_another_shape_is_refused(native):
     bad = (2, [1.0] * len(FEATURES), [0.0, 0.0], [1.0, 1.0])  # half the input weights
