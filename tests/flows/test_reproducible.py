@@ -81,17 +81,26 @@ def _cmd(events: Path, out: Path, *extra: str) -> list[str]:
             str(out), "--store", "memory", *extra]
 
 
+def _run_to_the_end(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "letting go" not in done.stderr, done.stderr[-2000:]  # no pin left behind
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(events, tmp_path_factory) -> dict[str, dict[bytes, bytes]]:
+    """The reference both tests compare with: one run to the end, short epochs, with a
+    recovery directory."""
+    tmp = tmp_path_factory.mktemp("whole")
+    _run_to_the_end(_cmd(events, tmp / "out", "--recovery-dir", str(tmp / "rec"),
+                         "--epoch-interval", "0.2"))
+    return _outputs(tmp / "out")
+
+
 @pytest.mark.slow
-def test_two_runs_with_other_epochs_decide_the_same(events, tmp_path):
-    runs = []
-    for name in ("one", "two"):
-        done = subprocess.run(_cmd(events, tmp_path / name,
-                                   "--epoch-interval", "0.3" if name == "one" else "1.7"),
-                              cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert "letting go" not in done.stderr, done.stderr[-2000:]  # no pin left behind
-        runs.append(_outputs(tmp_path / name))
-    one, two = runs
+def test_two_runs_with_other_epochs_decide_the_same(events, uninterrupted, tmp_path):
+    one = uninterrupted
     assert len(one["feed_updates"]) > 2_000 and len(one["offers"]) > 20, {
         ch: len(v) for ch, v in one.items()}
     assert len(one["configurations"]) > 20
@@ -99,17 +108,15 @@ def test_two_runs_with_other_epochs_decide_the_same(events, tmp_path):
     learned = sum(m.startswith("feed-ranker-v") for m in models)
     bandit = {m for m in models if m.startswith("offer-bandit-v")}
     assert learned > 3_000 and len(bandit) > 3, (learned, sorted(bandit)[:5])
-    assert _differences(one, two) == {}
+    # another epoch length, and no recovery directory (no snapshots taken)
+    _run_to_the_end(_cmd(events, tmp_path / "two", "--epoch-interval", "1.7"))
+    assert _differences(one, _outputs(tmp_path / "two")) == {}
 
 
 @pytest.mark.slow
-def test_killed_twice_and_resumed_decides_like_an_uninterrupted_run(events, tmp_path):
-    whole = tmp_path / "whole"
-    done = subprocess.run(_cmd(events, whole, "--recovery-dir", str(tmp_path / "rec-whole"),
-                               "--epoch-interval", "0.2"),
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    expected = _outputs(whole)
+def test_killed_twice_and_resumed_decides_like_an_uninterrupted_run(events, uninterrupted,
+                                                                    tmp_path):
+    expected = uninterrupted
 
     out, rec = tmp_path / "killed", tmp_path / "rec"
     cmd = _cmd(events, out, "--recovery-dir", str(rec), "--epoch-interval", "0.2")
