@@ -40,9 +40,12 @@ screenshot: venv servers-deps
 
 ## The whole suite, real Kafka and Redis included (started by the tests themselves), after
 ## the static gates (check). The native extension must be built (cargo is installed where
-## it is missing): a run without it fails instead of skipping the parity tests.
+## it is missing): a run without it fails instead of skipping the parity tests. The tests
+## run in TEST_WORKERS processes (pytest-xdist, one test file per process at a time); each
+## process starts its own broker and Redis server when its tests need them.
+TEST_WORKERS ?= 2
 test: venv servers-deps check
-	BESPOKE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest
+	BESPOKE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## Pure unit tests only (no servers).
 test-unit: venv
