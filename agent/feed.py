@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from agent.plans import AGENT_SCOPES, Plan, PlanRun, Step, run_plans
 from agent.records import Records, record_out, sources_text
 from agent.tools import ToolRuntime
+from features.category_features import POP_K as POPULAR_DEPTH
 from features.channels import FEED
 from features.definitions import FEED_VIEW
 from features.events import FeedUpdate, event_doc, outgoing_doc
@@ -45,7 +46,7 @@ from policies.privacy import decision_id
 
 NON_PERSONALIZED = "non-personalized"
 
-FEED_PLAN = Plan(name="feed-candidates", version="6", goal="refresh_feed", steps=[
+FEED_PLAN = Plan(name="feed-candidates", version="7", goal="refresh_feed", steps=[
     Step(id="covis", tool="covis_candidates",
          inputs={"items": "features.recent", "limit": "const:30", "last_limit": "const:20"},
          optional=True, skip_if_empty="items"),
@@ -59,7 +60,9 @@ FEED_PLAN = Plan(name="feed-candidates", version="6", goal="refresh_feed", steps
     Step(id="sknn", tool="session_neighbours",
          inputs={"key": "features.user", "limit": "const:30"}, optional=True,
          skip_if_empty="key"),
-    Step(id="popular", tool="popular_items", inputs={"limit": "const:30"}, optional=True),
+    # as deep as the items left out take (``exclude_seen``): 30 of them remain
+    Step(id="popular", tool="popular_items", inputs={"limit": "features.popular_limit"},
+         optional=True),
 ])
 _STEPS = [step.id for step in FEED_PLAN.steps]
 
@@ -77,6 +80,24 @@ Retrieved = tuple[UserFeatures, list[tuple[str, float]], Retrieval]
 NONE_FOUND = Retrieval([], [], {})
 
 
+POPULAR_LIMIT = 30
+
+
+def popular_limit(f: UserFeatures, exclude_seen: bool) -> int:
+    """How many popular items to ask for: ``POPULAR_LIMIT``, plus one per item that will be
+    left out (at most ``POPULAR_DEPTH``, the length of the published list), so that a key
+    that has seen most of the catalog's favourites still gets popular items it has not.
+
+    >>> from features.user_features import UserFeatures
+    >>> f = UserFeatures("u", "e", 1, [], ("c",), None, recent=("a", "b"))
+    >>> popular_limit(f, False), popular_limit(f, True)
+    (30, 33)
+    """
+    if not exclude_seen:
+        return POPULAR_LIMIT
+    return min(POPULAR_DEPTH, POPULAR_LIMIT + len({*f.purchased, *f.recent}))
+
+
 def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
              native: bool = True, lists: bool = False,
              exclude_seen: bool = False, knn: bool = True) -> list[Retrieved]:
@@ -91,7 +112,8 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
     runs = iter(run_plans(FEED_PLAN, runtime, AGENT_SCOPES,
                           [{"event_id": f.event_id} for f in live],
                           [{"recent": list(f.recent), "categories": list(f.categories),
-                            "user": f.user_id if knn else ""}
+                            "user": f.user_id if knn else "",
+                            "popular_limit": popular_limit(f, exclude_seen)}
                            for f in live]))
 
     def pick(f: UserFeatures, run: PlanRun) -> Retrieved:

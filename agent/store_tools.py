@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agent.tools import Tool, ToolSpec
-from features.category_features import ALL
+from features.category_features import ALL, POP_K
 from features.definitions import (
     CATEGORY_ITEMS,
     ITEM_CATALOG,
@@ -116,7 +116,7 @@ class CategoriesIn(BaseModel):
 
 
 class LimitIn(BaseModel):
-    limit: int = Field(30, ge=1, le=200)
+    limit: int = Field(30, ge=1, le=POP_K)
 
 
 class ConfigIn(BaseModel):

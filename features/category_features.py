@@ -100,7 +100,7 @@ class CategoryFold:
 # ---------------------------------------------------------------------- popular items
 
 ALL = "*"  # the popular list's one row (another view than a category named "*")
-POP_CAPACITY, POP_K = 256, 30
+POP_CAPACITY, POP_K = 256, 200
 
 
 class PopularInput(NamedTuple):

@@ -163,7 +163,8 @@ def test_a_warmed_chunk_of_decisions_reads_the_store_once_per_entity(filled):
     before = len(counting.calls)
     for f in feats:
         run = run_plan(FEED_PLAN, gate.runtime, AGENT_SCOPES, {"event_id": f.event_id},
-                       {"recent": list(f.recent), "categories": list(f.categories)})
+                       {"recent": list(f.recent), "categories": list(f.categories),
+                        "popular_limit": 30})
         assert run.ok and [c["outcome"] for c in run.calls] == ["ok", "ok", "ok", "ok"]
         gate.configurable(f.skus[0])
     assert len(counting.calls) == before  # all from the warmed cache
