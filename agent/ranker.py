@@ -222,10 +222,12 @@ def fit_width(row: tuple[float, ...]) -> tuple[float, ...]:
 
 def _reorder(ranked: list[tuple[str, float]], sc: list[float]) -> list[tuple[str, float]]:
     """Best score first; equal scores keep their order (a stable sort, reversed: the same
-    order as sorting by the negated score, without a Python call per comparison key)."""
+    order as sorting by the negated score, without a Python call per comparison key). The
+    scores stay as computed: what is sent rounds the few it sends (``agent.feed``), where
+    rounding all 50 here cost more than scoring them."""
     order = sorted(range(len(ranked)), key=sc.__getitem__, reverse=True)
     r = ranked
-    return [(r[i][0], round(sc[i], 6)) for i in order]
+    return [(r[i][0], sc[i]) for i in order]
 
 
 # starting weights: recent items first (the last one most), then co-visitation and
