@@ -224,9 +224,14 @@ def store_tools(rows: RowReader, native: bool = True) -> list[Tool]:
         return {"items": _category_list(merged, rows, NEW_ARRIVALS, x.get("limit", 20), False)}
 
     def popular(x: dict[str, Any]) -> dict[str, Any]:
-        """The catalog's most popular items (weights scaled to the top one)."""
-        rows = lists.read_many("category", [ALL])
-        return {"items": _category_list(merged, rows, POPULAR, x.get("limit", 30), True)}
+        """The catalog's most popular items (weights scaled to the top one): the first
+        ``limit`` of the published list, in its order (its weights are written to 4
+        decimals: re-sorting the whole list by them could swap items tied there)."""
+        (row,) = lists.read_many("category", [ALL])
+        limit = x.get("limit", 30)
+        text = str(row.get(POPULAR, "")) if row else ""
+        head = ",".join(text.split(",", limit)[:limit])
+        return {"items": merged((head,), True, limit)}
 
     def configure(x: dict[str, Any]) -> dict[str, Any]:
         (found,) = items.read_many("item", [x["sku"]])

@@ -172,3 +172,20 @@ def test_a_warmed_chunk_of_decisions_reads_the_store_once_per_entity(filled):
     assert counting.calls[before:] == [(("item", 50 - len({s for f in feats for s in f.recent})),)]
     gate.candidates(items[:50])
     assert len(counting.calls) == before + 1
+
+
+def test_popular_items_are_the_head_of_the_published_list_in_its_order():
+    """Asked for N, the tool returns the published list's first N: items further down
+    whose weights print the same to 4 decimals do not swap in (a key's exclusions ask for
+    more, not for other ones)."""
+    from features.category_features import POPULAR_ITEMS
+
+    store = MemoryStore()
+    row = {"popular": "z:9.0000,y:5.0000,b:5.0000,a:5.0000,c:1.0000", "as_of": 1}
+    store.apply([StoreWrite("category", ALL, POPULAR_ITEMS.store_prefix, row, 1, 3600)])
+    rt = ToolRuntime(store_tools(store))
+    got = [rt.call("popular_items", {"limit": n}, ALL_SCOPES).output["items"]
+           for n in (2, 3, 10)]
+    assert [[s for s, _ in g] for g in got] == [["z", "y"], ["z", "b", "y"],
+                                                  ["z", "a", "b", "y", "c"]]
+    assert got[0][1][1] == round(5 / 9, 6)
