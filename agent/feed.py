@@ -83,19 +83,16 @@ NONE_FOUND = Retrieval([], [], {})
 POPULAR_LIMIT = 30
 
 
-def popular_limit(f: UserFeatures, exclude_seen: bool) -> int:
+def popular_limit(left_out: int) -> int:
     """How many popular items to ask for: ``POPULAR_LIMIT``, plus one per item that will be
-    left out (at most ``POPULAR_DEPTH``, the length of the published list), so that a key
-    that has seen most of the catalog's favourites still gets popular items it has not.
+    left out (``exclude_seen``; at most ``POPULAR_DEPTH``, the length of the published
+    list), so that a key that has seen most of the catalog's favourites still gets popular
+    items it has not.
 
-    >>> from features.user_features import UserFeatures
-    >>> f = UserFeatures("u", "e", 1, [], ("c",), None, recent=("a", "b"))
-    >>> popular_limit(f, False), popular_limit(f, True)
-    (30, 33)
+    >>> popular_limit(0), popular_limit(3), popular_limit(10_000) == POPULAR_DEPTH
+    (30, 33, True)
     """
-    if not exclude_seen:
-        return POPULAR_LIMIT
-    return min(POPULAR_DEPTH, POPULAR_LIMIT + len({*f.purchased, *f.recent}))
+    return min(POPULAR_DEPTH, POPULAR_LIMIT + left_out)
 
 
 def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
@@ -109,14 +106,16 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
     step is recorded as skipped)."""
     merge = kernels(native).merge
     live = [f for f in feats if not f.erased]
+    left_outs = [{*f.purchased, *f.recent} if exclude_seen else set() for f in live]
     runs = iter(run_plans(FEED_PLAN, runtime, AGENT_SCOPES,
                           [{"event_id": f.event_id} for f in live],
                           [{"recent": list(f.recent), "categories": list(f.categories),
                             "user": f.user_id if knn else "",
-                            "popular_limit": popular_limit(f, exclude_seen)}
-                           for f in live]))
+                            "popular_limit": popular_limit(len(left_out))}
+                           for f, left_out in zip(live, left_outs, strict=True)]))
+    excluded = iter(left_outs)
 
-    def pick(f: UserFeatures, run: PlanRun) -> Retrieved:
+    def pick(f: UserFeatures, run: PlanRun, left_out: set[str]) -> Retrieved:
         found = {}
         for sid in _STEPS:
             got = run.outputs.get(sid)
@@ -124,14 +123,14 @@ def retrieve(feats: list[UserFeatures], runtime: ToolRuntime, limit: int,
                 found[sid] = got["items"]
                 if got.get("last"):  # the covis step's second list (one call, same rows)
                     found["covis_last"] = got["last"]
-        left_out = {*f.purchased, *f.recent} if exclude_seen else set()
         items, sources = merge(f.interests, found, left_out, limit)
         if not lists:
             return f, items, Retrieval(run.calls, run.fallbacks, sources)
         return f, items, Retrieval(run.calls, run.fallbacks, sources,
                                    {src: dict(v) for src, v in found.items()})
 
-    return [(f, [], NONE_FOUND) if f.erased else pick(f, next(runs)) for f in feats]
+    return [(f, [], NONE_FOUND) if f.erased else pick(f, next(runs), next(excluded))
+            for f in feats]
 
 
 def choose_feed(gate: Any, eng: PolicyEngine, user: UserContext, ts: int,
