@@ -115,8 +115,10 @@ class JsonlDirSink(FixedPartitionedSink[Outgoing, Sizes]):
 
 
 def read_channel(root: str | Path, channel: str) -> list[bytes]:
-    """All lines written to ``channel`` under ``root`` by every worker."""
+    """All complete lines written to ``channel`` under ``root`` by every worker: a last
+    line without its newline (being written, or cut short by a kill) is left out."""
     out: list[bytes] = []
     for p in sorted((Path(root) / channel).glob("part-*.jsonl")):
-        out.extend(line for line in p.read_bytes().splitlines() if line)
+        data = p.read_bytes()
+        out.extend(line for line in data[:data.rfind(b"\n") + 1].splitlines() if line)
     return out

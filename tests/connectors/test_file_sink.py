@@ -51,3 +51,14 @@ def test_with_recovery_and_nothing_committed_a_partition_starts_empty(tmp_path: 
     sink.build_part("sink", "w00000", {"feed": 3})  # worker 0 had committed 3 bytes
     assert (tmp_path / "feed" / "part-0.jsonl").read_bytes() == b'{"i'
     assert (tmp_path / "feed" / "part-1.jsonl").read_bytes() == b""
+
+
+def test_a_line_without_its_newline_is_not_read(tmp_path: Path):
+    """A reader of a live or killed run's files sees complete lines only: the last one,
+    still being written or torn by a kill, is left out until its newline is there."""
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "part-0.jsonl").write_bytes(b'{"a":1}\n{"b":2}\n{"c":')
+    (tmp_path / "c" / "part-1.jsonl").write_bytes(b'{"e":')
+    assert read_channel(tmp_path, "c") == [b'{"a":1}', b'{"b":2}']
+    (tmp_path / "c" / "part-1.jsonl").write_bytes(b'{"e":1}\n')
+    assert read_channel(tmp_path, "c") == [b'{"a":1}', b'{"b":2}', b'{"e":1}']
